@@ -1,0 +1,1 @@
+//! Benchmark library: mock API, CPU work model, baselines and scenarios.

@@ -1,0 +1,132 @@
+//! Tuners: automatic changes of the IO/CPU ratio from what the pipeline
+//! measures.
+//!
+//! Every control window the pipeline hands the tuner a [`Window`] of
+//! measurements and applies the [`Decision`] it returns through the same path
+//! as a [`PipelineHandle`](crate::PipelineHandle) change, so no item is lost.
+//!
+//! | tuner            | use it when                                                  |
+//! |------------------|--------------------------------------------------------------|
+//! | [`SeedRule`]     | you want the design note's rule: latency > 1 s adds an agent per core, < 0.1 s removes one |
+//! | your own         | implement [`Tuner`]: one method                               |
+//!
+//! Tuners are off unless chosen with `Pipeline::tuner`.
+
+mod seed_rule;
+
+use std::time::Duration;
+
+pub use seed_rule::SeedRule;
+
+/// Decides the IO stage's concurrency and the CPU stage's workers, one
+/// control window at a time.
+pub trait Tuner: Send + 'static {
+    /// A short name for logs and reports.
+    fn name(&self) -> &str;
+
+    /// How long the next control window should be. By default, 500 ms.
+    fn window(&self) -> Duration {
+        Duration::from_millis(500)
+    }
+
+    /// What to change, given the last window's measurements.
+    fn decide(&mut self, window: &Window) -> Decision;
+}
+
+/// What the pipeline measured over one control window (the first IO stage
+/// and the CPU stage after it).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Window {
+    /// How long the window lasted.
+    pub elapsed: Duration,
+    /// Cores the pipeline was configured with.
+    pub cores: usize,
+    /// Agents at the end of the window.
+    pub agents: usize,
+    /// API permits at the end of the window.
+    pub api_permits: usize,
+    /// CPU workers at the end of the window.
+    pub workers: usize,
+    /// Most CPU workers the pool can run.
+    pub max_workers: usize,
+    /// Successful IO attempts completed in the window.
+    pub io_completions: u64,
+    /// Per-attempt latency of successful calls: median.
+    pub latency_p50: Option<Duration>,
+    /// Per-attempt latency of successful calls: 90th percentile.
+    pub latency_p90: Option<Duration>,
+    /// Per-attempt latency of successful calls: minimum.
+    pub latency_min: Option<Duration>,
+    /// Mean API calls in flight over the window.
+    pub mean_in_flight: f64,
+    /// Most API calls in flight at once.
+    pub peak_in_flight: usize,
+    /// Items the CPU stage finished in the window.
+    pub cpu_items: u64,
+    /// Smallest occupancy of the channel into the CPU stage seen in the window.
+    pub queue_min: usize,
+    /// Capacity of that channel.
+    pub queue_capacity: usize,
+    /// Fraction of agent time spent blocked on a full output channel (0..=1).
+    pub agents_blocked: f64,
+    /// Fraction of agent time spent waiting for input (0..=1).
+    pub agents_idle: f64,
+    /// Fraction of worker time not running a batch (0..=1).
+    pub workers_idle: f64,
+    /// Attempts answered 429 or 503.
+    pub throttled: u64,
+    /// Attempts that timed out.
+    pub timeouts: u64,
+    /// Other failed attempts.
+    pub errors: u64,
+    /// The longest `Retry-After` the remote asked for in the window.
+    pub retry_after: Option<Duration>,
+}
+
+impl Window {
+    /// IO completions per second.
+    pub fn io_rate(&self) -> f64 {
+        per_second(self.io_completions, self.elapsed)
+    }
+
+    /// CPU items per second.
+    pub fn cpu_rate(&self) -> f64 {
+        per_second(self.cpu_items, self.elapsed)
+    }
+}
+
+/// What a tuner wants changed; `None` leaves a knob alone.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Decision {
+    /// New number of agents per IO stage.
+    pub agents: Option<usize>,
+    /// New number of API permits per IO stage.
+    pub api_permits: Option<usize>,
+    /// New number of CPU workers.
+    pub workers: Option<usize>,
+    /// Why: logged as a `tracing` event and kept in the stats snapshot.
+    pub reason: String,
+}
+
+impl Decision {
+    /// Change nothing, and say why.
+    pub fn hold(reason: impl Into<String>) -> Self {
+        Decision {
+            reason: reason.into(),
+            ..Decision::default()
+        }
+    }
+
+    /// Whether the decision changes anything.
+    pub fn changes_anything(&self) -> bool {
+        self.agents.is_some() || self.api_permits.is_some() || self.workers.is_some()
+    }
+}
+
+fn per_second(n: u64, d: Duration) -> f64 {
+    if d.is_zero() {
+        0.0
+    } else {
+        n as f64 / d.as_secs_f64()
+    }
+}
