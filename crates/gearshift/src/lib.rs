@@ -3,6 +3,8 @@
 
 mod config;
 mod error;
+#[cfg(feature = "http")]
+pub mod http;
 mod outcome;
 mod preset;
 pub mod tuner;

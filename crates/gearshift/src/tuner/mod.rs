@@ -12,6 +12,7 @@
 //!
 //! Tuners are off unless chosen with `Pipeline::tuner`.
 
+mod adaptive;
 mod seed_rule;
 
 use std::time::Duration;

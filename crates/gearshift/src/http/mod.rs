@@ -1,0 +1,1 @@
+//! The HTTP fetcher (placeholder: being written).

@@ -1,0 +1,1 @@
+//! The adaptive tuner (placeholder: being written).
