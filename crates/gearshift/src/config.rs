@@ -75,6 +75,9 @@ pub enum OnError {
     Cancel,
 }
 
+/// A user's choice of which errors to retry.
+type RetryPredicate = Arc<dyn Fn(&StageError) -> bool + Send + Sync>;
+
 /// Which errors an IO stage retries, and how long it waits between attempts.
 #[derive(Clone)]
 pub struct RetryPolicy {
@@ -86,7 +89,7 @@ pub struct RetryPolicy {
     pub max_backoff: Duration,
     /// Randomise each backoff (full jitter). By default, on.
     pub jitter: bool,
-    retry_if: Option<Arc<dyn Fn(&StageError) -> bool + Send + Sync>>,
+    retry_if: Option<RetryPredicate>,
 }
 
 impl RetryPolicy {
