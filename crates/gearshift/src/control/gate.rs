@@ -143,6 +143,7 @@ mod tests {
         drop((a, b));
         assert_eq!(gate.sem.available_permits(), 3);
         assert_eq!(gate.size(), 3);
-        assert_eq!(gate.take_peak(), 0);
+        assert_eq!(gate.take_peak(), 2, "two permits were out at once");
+        assert_eq!(gate.take_peak(), 0, "the peak restarts from permits in use");
     }
 }
