@@ -93,6 +93,22 @@ pub struct RetryPolicy {
 }
 
 impl RetryPolicy {
+    /// Up to `max_attempts` attempts per item (including the first), with
+    /// the default backoff.
+    pub fn attempts(max_attempts: u32) -> Self {
+        RetryPolicy {
+            max_attempts,
+            ..Self::default()
+        }
+    }
+
+    /// Sets the first and the longest backoff.
+    pub fn with_backoff(mut self, initial: Duration, max: Duration) -> Self {
+        self.initial_backoff = initial;
+        self.max_backoff = max;
+        self
+    }
+
     /// No retries: one attempt per item.
     pub fn never() -> Self {
         RetryPolicy {
