@@ -1,7 +1,9 @@
 //! The source task: numbers items as they are pulled, admits them (in input
 //! order mode, within the reorder window), and sends them into the first
-//! channel. On a stop it pulls no new work; a finite source's remaining
-//! items are recorded as cancelled so every input item has its outcome.
+//! channel. On a stop it pulls no new work; the remaining items of a channel
+//! or of a finite source (a size hint of at most 2^24 items) are recorded as
+//! cancelled, so every input item has its outcome. An unbounded source is
+//! simply not read any further.
 
 use std::sync::Arc;
 
@@ -77,7 +79,8 @@ impl<T: Send + 'static> SourceTask<T> {
         if let Some(rx) = &channel {
             rx.close();
         }
-        if channel.is_some() || stream.size_hint().1.is_some() {
+        let finite = stream.size_hint().1.is_some_and(|n| n <= DRAIN_MAX);
+        if channel.is_some() || finite {
             let drained = drain(&mut stream, &self.ended, next_id).await;
             tracing::debug!(
                 drained,
@@ -89,6 +92,12 @@ impl<T: Send + 'static> SourceTask<T> {
     }
 }
 
+/// Sources of at most this many remaining items are drained on a stop.
+const DRAIN_MAX: usize = 1 << 24;
+/// The drain waits while more ended items than this await the collector,
+/// so draining a large source keeps memory bounded.
+const DRAIN_BACKLOG: usize = 4096;
+
 async fn drain<T>(
     stream: &mut BoxStream<'static, Result<T, StageError>>,
     ended: &EndedTx,
@@ -96,6 +105,9 @@ async fn drain<T>(
 ) -> u64 {
     let first = next_id;
     while let Some(_item) = stream.next().await {
+        while ended.len() > DRAIN_BACKLOG {
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
         send_cancelled(ended, next_id);
         next_id += 1;
     }
