@@ -10,7 +10,10 @@ use gearshift::{Agents, Config, Pipeline, StageError};
 const ITEMS: u64 = 1_000_000;
 
 fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap()
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap()
 }
 
 fn gearshift_noop(rt: &tokio::runtime::Runtime, batch: usize) -> u64 {
@@ -53,7 +56,8 @@ fn hand_written(rt: &tokio::runtime::Runtime, batch: usize) -> u64 {
         })
         .collect();
     drop((work_rx, done_tx));
-    let counter = std::thread::spawn(move || done_rx.into_iter().map(|b| b.len() as u64).sum::<u64>());
+    let counter =
+        std::thread::spawn(move || done_rx.into_iter().map(|b| b.len() as u64).sum::<u64>());
     let per_task = ITEMS / cores as u64;
     rt.block_on(async {
         let tasks: Vec<_> = (0..cores as u64)
@@ -61,7 +65,11 @@ fn hand_written(rt: &tokio::runtime::Runtime, batch: usize) -> u64 {
                 let tx = work_tx.clone();
                 tokio::spawn(async move {
                     let start = t * per_task;
-                    let end = if t + 1 == cores as u64 { ITEMS } else { start + per_task };
+                    let end = if t + 1 == cores as u64 {
+                        ITEMS
+                    } else {
+                        start + per_task
+                    };
                     let mut buf = Vec::with_capacity(batch);
                     for id in start..end {
                         let v = async { id }.await;
@@ -105,9 +113,11 @@ fn bench(c: &mut Criterion) {
         group.bench_with_input(BenchmarkId::new("gearshift", batch), &batch, |b, &batch| {
             b.iter(|| gearshift_noop(&rt, batch))
         });
-        group.bench_with_input(BenchmarkId::new("hand_written", batch), &batch, |b, &batch| {
-            b.iter(|| hand_written(&rt, batch))
-        });
+        group.bench_with_input(
+            BenchmarkId::new("hand_written", batch),
+            &batch,
+            |b, &batch| b.iter(|| hand_written(&rt, batch)),
+        );
     }
     group.finish();
 }

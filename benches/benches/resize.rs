@@ -9,7 +9,10 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use gearshift::{Agents, Config, Pipeline, StageError};
 
 fn bench(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let mut group = c.benchmark_group("resize");
     group.sample_size(20);
     group.bench_function("set_agents_per_core_1_to_8_on_2_cores", |b| {

@@ -11,6 +11,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use super::debt::Debt;
+
 /// A resizable async semaphore that also counts permits in use.
 #[derive(Debug)]
 pub(crate) struct Gate {
@@ -18,7 +20,7 @@ pub(crate) struct Gate {
     /// The size asked for; guarded so that resizes do not interleave.
     size: Mutex<usize>,
     /// Permits still out that must be forgotten, not returned, when dropped.
-    debt: AtomicUsize,
+    debt: Debt,
     in_use: AtomicUsize,
     peak: AtomicUsize,
 }
@@ -35,7 +37,7 @@ impl Gate {
         Arc::new(Gate {
             sem: Arc::new(Semaphore::new(size)),
             size: Mutex::new(size),
-            debt: AtomicUsize::new(0),
+            debt: Debt::default(),
             in_use: AtomicUsize::new(0),
             peak: AtomicUsize::new(0),
         })
@@ -63,23 +65,11 @@ impl Gate {
         let mut size = self.size.lock().unwrap_or_else(|e| e.into_inner());
         let old = *size;
         *size = new;
+        let sem = &*self.sem;
         if new > old {
-            let grow = new - old;
-            // Cancel outstanding debt first: those permits may now come back.
-            let cancelled = self
-                .debt
-                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |d| {
-                    Some(d - d.min(grow))
-                })
-                .map_or(0, |d| d.min(grow));
-            let grow = grow - cancelled;
-            if grow > 0 {
-                self.sem.add_permits(grow);
-            }
+            self.debt.grow(new - old, |n| sem.add_permits(n));
         } else if new < old {
-            let shrink = old - new;
-            let forgotten = self.sem.forget_permits(shrink);
-            self.debt.fetch_add(shrink - forgotten, Ordering::AcqRel);
+            self.debt.shrink(old - new, |n| sem.forget_permits(n));
         }
     }
 
@@ -97,20 +87,13 @@ impl Gate {
     pub(crate) fn take_peak(&self) -> usize {
         self.peak.swap(self.in_use(), Ordering::Relaxed)
     }
-
-    /// Whether a returning permit must be forgotten to pay a shrink.
-    fn pay_debt(&self) -> bool {
-        self.debt
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |d| d.checked_sub(1))
-            .is_ok()
-    }
 }
 
 impl Drop for GatePermit {
     fn drop(&mut self) {
         self.gate.in_use.fetch_sub(1, Ordering::Relaxed);
         if let Some(permit) = self.permit.take()
-            && self.gate.pay_debt()
+            && self.gate.debt.pay()
         {
             permit.forget();
         }

@@ -2,6 +2,7 @@
 //! the stages share (resizable gate, agent roster, shared pause, rate limit,
 //! shutdown latch).
 
+mod debt;
 pub(crate) mod gate;
 mod handle;
 pub(crate) mod pause;

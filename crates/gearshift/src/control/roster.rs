@@ -61,7 +61,7 @@ impl Roster {
     }
 }
 
-#[cfg(all(test, not(loom)))]
+#[cfg(all(test, not(gearshift_loom)))]
 mod tests {
     use super::*;
 
@@ -74,5 +74,53 @@ mod tests {
         assert_eq!(r.alive(), 1);
         r.leave();
         assert_eq!(r.alive(), 0);
+    }
+}
+
+#[cfg(all(test, gearshift_loom))]
+mod loom_tests {
+    use loom::sync::Arc;
+
+    use super::Roster;
+
+    /// The supervisor grows the target and enlists while an agent retires
+    /// after a shrink: at rest exactly `target` agents are alive.
+    #[test]
+    fn enlist_and_retire_race() {
+        loom::model(|| {
+            let roster = Arc::new(Roster::new(2));
+            assert!(roster.try_enlist() && roster.try_enlist());
+            roster.set_target(1);
+            let r = Arc::clone(&roster);
+            let agent = loom::thread::spawn(move || r.try_retire());
+            roster.set_target(3);
+            let mut started = 0;
+            while roster.try_enlist() {
+                started += 1;
+            }
+            let retired = agent.join().unwrap();
+            // If the agent retired after the enlisting, one more is due.
+            while roster.try_enlist() {
+                started += 1;
+            }
+            assert_eq!(roster.alive(), 3);
+            assert_eq!(2 + started - usize::from(retired), 3);
+        });
+    }
+
+    /// Two agents retiring at once after a shrink by one: exactly one goes.
+    #[test]
+    fn only_the_surplus_retires() {
+        loom::model(|| {
+            let roster = Arc::new(Roster::new(2));
+            assert!(roster.try_enlist() && roster.try_enlist());
+            roster.set_target(1);
+            let r = Arc::clone(&roster);
+            let a = loom::thread::spawn(move || r.try_retire());
+            let b = roster.try_retire();
+            let a = a.join().unwrap();
+            assert!(a ^ b, "exactly one agent retires");
+            assert_eq!(roster.alive(), 1);
+        });
     }
 }
