@@ -112,9 +112,11 @@ async fn growing_agents_starts_new_agents_at_once_and_shrinking_retires_them() {
         snap.stages[0].concurrency, 3,
         "surplus agents retire after their call"
     );
+    assert_eq!(snap.stages[0].agents_retired, 21);
     assert_eq!(
-        snap.stages[0].agents.iter().filter(|a| a.retired).count(),
-        21
+        snap.stages[0].agents.len(),
+        3,
+        "only live agents are listed"
     );
     assert!(in_flight.load(Ordering::SeqCst) <= 3);
     handle.abort();

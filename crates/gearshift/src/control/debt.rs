@@ -53,7 +53,7 @@ impl Debt {
             .map_or(0, |d| d.min(n))
     }
 
-    #[cfg(any(test, gearshift_loom))]
+    #[cfg(gearshift_loom)]
     pub(crate) fn owed(&self) -> usize {
         self.owed.load(Ordering::Acquire)
     }

@@ -2,6 +2,7 @@
 //! the concurrency limit: calls are spaced `1 / rate` apart.
 
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -10,6 +11,8 @@ use tokio::time::Instant;
 #[derive(Debug)]
 pub(crate) struct RateLimit {
     state: Mutex<Pacing>,
+    /// Whether a limit is set: read without the lock on every call.
+    limited: AtomicBool,
 }
 
 #[derive(Debug)]
@@ -21,6 +24,7 @@ struct Pacing {
 impl RateLimit {
     pub(crate) fn new(per_second: Option<f64>) -> Self {
         RateLimit {
+            limited: AtomicBool::new(per_second.is_some()),
             state: Mutex::new(Pacing {
                 interval: interval(per_second),
                 next: Instant::now(),
@@ -31,10 +35,19 @@ impl RateLimit {
     /// Changes the rate; applies to the next call.
     pub(crate) fn set(&self, per_second: Option<f64>) {
         self.lock().interval = interval(per_second);
+        self.limited.store(per_second.is_some(), Ordering::Release);
+    }
+
+    /// Whether calls are paced at all.
+    pub(crate) fn is_limited(&self) -> bool {
+        self.limited.load(Ordering::Acquire)
     }
 
     /// Waits for this call's turn.
     pub(crate) async fn ready(&self) {
+        if !self.is_limited() {
+            return;
+        }
         let turn = {
             let mut s = self.lock();
             let Some(interval) = s.interval else { return };

@@ -39,17 +39,24 @@ impl<T: Send + 'static> Collector<T> {
         let mut next_in_order: ItemId = 0;
         let (mut main_open, mut ended_open) = (true, true);
         loop {
-            let outcome = tokio::select! {
-                biased;
-                e = self.ended.recv(), if ended_open => match e {
-                    Ok(e) => self.record_ended(e),
-                    Err(_) => { ended_open = false; continue; }
-                },
-                m = self.main.recv(), if main_open => match m {
-                    Ok(item) => self.record_ok(item),
-                    Err(_) => { main_open = false; continue; }
-                },
-                else => break,
+            // Take what is ready without waiting; wait only when nothing is.
+            let outcome = if let Ok(e) = self.ended.try_recv() {
+                self.record_ended(e)
+            } else if let Ok(item) = self.main.try_recv() {
+                self.record_ok(item)
+            } else {
+                tokio::select! {
+                    biased;
+                    e = self.ended.recv(), if ended_open => match e {
+                        Ok(e) => self.record_ended(e),
+                        Err(_) => { ended_open = false; continue; }
+                    },
+                    m = self.main.recv(), if main_open => match m {
+                        Ok(item) => self.record_ok(item),
+                        Err(_) => { main_open = false; continue; }
+                    },
+                    else => break,
+                }
             };
             match self.window.clone() {
                 None => self.deliver(outcome).await,

@@ -187,13 +187,26 @@ impl Controller {
                 w.peak_in_flight = permits.take_peak();
             }
             let agent_secs = secs * w.agents as f64;
-            w.mean_in_flight = delta(&mut mark.io_busy, io.busy_nanos.get()) as f64 / 1e9 / secs;
-            w.agents_idle =
-                (delta(&mut mark.io_idle, io.blocked_get_nanos.get()) as f64 / 1e9 / agent_secs)
-                    .min(1.0);
-            w.agents_blocked =
-                (delta(&mut mark.io_blocked, io.blocked_put_nanos.get()) as f64 / 1e9 / agent_secs)
-                    .min(1.0);
+            w.mean_in_flight = delta(
+                &mut mark.io_busy,
+                io.total(&io.busy_nanos, |a| &a.api_nanos),
+            ) as f64
+                / 1e9
+                / secs;
+            w.agents_idle = (delta(
+                &mut mark.io_idle,
+                io.total(&io.blocked_get_nanos, |a| &a.idle_nanos),
+            ) as f64
+                / 1e9
+                / agent_secs)
+                .min(1.0);
+            w.agents_blocked = (delta(
+                &mut mark.io_blocked,
+                io.total(&io.blocked_put_nanos, |a| &a.blocked_put_nanos),
+            ) as f64
+                / 1e9
+                / agent_secs)
+                .min(1.0);
             w.throttled = delta(&mut mark.throttled, io.errors_of(ErrorKind::RateLimited));
             w.timeouts = delta(&mut mark.timeouts, io.errors_of(ErrorKind::Timeout));
             let other: u64 = ErrorKind::ALL

@@ -1,18 +1,20 @@
 //! The CPU stage: a batcher task groups items (flushing when a batch is full
 //! or its oldest item has waited `batch_wait`), takes a permit from the
-//! worker gate and hands the batch to the rayon pool. A worker runs the batch
-//! and hands the results to a forwarder thread over a crossbeam channel, so
-//! rayon threads never block on a channel: they only ever run work. The
-//! permit travels with the results and is released once they are passed on,
-//! which bounds memory by `workers` batches.
+//! worker gate and queues the batch for the rayon pool, where up to `workers`
+//! jobs drain the queue (a job ends when the queue is empty, so it never
+//! waits on a channel). A job runs each batch and hands the results to a
+//! forwarder thread over a crossbeam channel: rayon threads only ever run
+//! work. The permit travels with the results and is released once they are
+//! passed on, which bounds memory by `workers` batches.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use crate::control::shutdown::Signal;
 use tokio::sync::watch;
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
 
 use super::item::{EndedTx, Item, panic_message, send_cancelled, send_failed};
 use crate::config::Config;
@@ -36,9 +38,21 @@ pub(crate) struct CpuCore<T, U> {
     pub(crate) ended: EndedTx,
     pub(crate) stats: Arc<StageStats>,
     pub(crate) workers: Arc<Gate>,
-    pub(crate) abort: CancellationToken,
+    pub(crate) abort: Signal,
     pub(crate) pool: Arc<rayon::ThreadPool>,
+    /// The next stage's input, for results that fit without waiting.
+    pub(crate) output: async_channel::Sender<Item<U>>,
+    /// Batches with their permits, waiting for a rayon job.
+    pub(crate) ready: (
+        crossbeam_channel::Sender<Ready<T>>,
+        crossbeam_channel::Receiver<Ready<T>>,
+    ),
+    /// Rayon jobs draining `ready`.
+    pub(crate) active: AtomicUsize,
 }
+
+/// A batch waiting for a worker, with the permit it holds.
+pub(crate) type Ready<T> = (Vec<Item<T>>, GatePermit);
 
 /// Starts the forwarder thread and returns the sender rayon jobs use.
 pub(crate) fn spawn_forwarder<U: Send + 'static>(
@@ -90,13 +104,20 @@ where
         self.workers.resize(config.borrow_and_update().workers);
         loop {
             let waited = Instant::now();
-            let first = tokio::select! {
-                biased;
-                _ = self.abort.cancelled() => {
-                    self.cancel_rest().await;
-                    return;
-                }
-                first = self.input.recv() => first,
+            if self.abort.is_set() {
+                return self.cancel_rest().await;
+            }
+            let first = match self.input.try_recv() {
+                Ok(item) => Ok(item),
+                Err(async_channel::TryRecvError::Closed) => return,
+                Err(async_channel::TryRecvError::Empty) => tokio::select! {
+                    biased;
+                    first = self.input.recv() => first,
+                    _ = self.abort.triggered() => {
+                        self.cancel_rest().await;
+                        return;
+                    }
+                },
             };
             self.stats.blocked_get_nanos.add_time(waited.elapsed());
             let Ok(first) = first else { return };
@@ -110,28 +131,65 @@ where
             let permit = loop {
                 tokio::select! {
                     biased;
-                    _ = self.abort.cancelled() => {
-                        for item in &batch {
-                            self.cancel(item.id);
-                        }
-                        break None;
-                    }
+                    permit = self.workers.acquire() => break Some(permit),
                     changed = config.changed() => {
                         if changed.is_ok() {
                             self.workers.resize(config.borrow_and_update().workers);
                         }
                     }
-                    permit = self.workers.acquire() => break Some(permit),
+                    _ = self.abort.triggered() => {
+                        for item in &batch {
+                            self.cancel(item.id);
+                        }
+                        break None;
+                    }
                 }
             };
             let Some(permit) = permit else { continue };
             if config.has_changed().unwrap_or(false) {
                 self.workers.resize(config.borrow_and_update().workers);
             }
-            let core = Arc::clone(&self);
+            // The permit bounds the queue: at most `workers` batches are
+            // queued, running, or waiting to be forwarded.
+            let _ = self.ready.0.send((batch, permit));
+            self.ensure_job(&results);
+        }
+    }
+
+    /// Starts a rayon job unless enough are already draining the queue.
+    fn ensure_job(self: &Arc<Self>, results: &crossbeam_channel::Sender<Done<U>>) {
+        let started = self
+            .active
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |a| {
+                (a < self.workers.size().max(1)).then_some(a + 1)
+            })
+            .is_ok();
+        if started {
+            let core = Arc::clone(self);
             let results = results.clone();
-            self.pool
-                .spawn(move || core.run_batch(batch, permit, &results));
+            self.pool.spawn(move || core.drain_ready(&results));
+        }
+    }
+
+    /// A rayon job: runs queued batches until none is left, then ends (it
+    /// never waits on a channel). A batch queued while it was ending is
+    /// picked up by the re-check.
+    fn drain_ready(self: &Arc<Self>, results: &crossbeam_channel::Sender<Done<U>>) {
+        loop {
+            while let Ok((batch, permit)) = self.ready.1.try_recv() {
+                self.run_batch(batch, permit, results);
+            }
+            self.active.fetch_sub(1, Ordering::SeqCst);
+            if self.ready.1.is_empty()
+                || self
+                    .active
+                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |a| {
+                        (a < self.workers.size().max(1)).then_some(a + 1)
+                    })
+                    .is_err()
+            {
+                return;
+            }
         }
     }
 
@@ -171,7 +229,7 @@ where
         let mut times = Vec::with_capacity(batch.len());
         for item in batch {
             let (id, born) = (item.id, item.born);
-            if self.abort.is_cancelled() {
+            if self.abort.is_set() {
                 self.cancel(id);
                 continue;
             }
@@ -198,12 +256,27 @@ where
                 },
             );
         }
-        self.stats.latency.record_all(times);
+        self.stats
+            .latency
+            .record_all(rayon::current_thread_index().unwrap_or(0), times);
         self.stats.attempts.add(1);
         self.stats.busy_nanos.add_time(started.elapsed());
-        // The forwarder outlives every job: it stops only once all senders,
-        // including this job's, are gone.
-        let _ = results.send((outs, permit));
+        // Pass results on directly while the next channel has room; hand
+        // the rest to the forwarder, which may block (rayon threads never do).
+        let mut outs = outs.into_iter();
+        for item in outs.by_ref() {
+            match self.output.try_send(item) {
+                Ok(()) => self.stats.items_out.add(1),
+                Err(e) => {
+                    let rest: Vec<_> = std::iter::once(e.into_inner()).chain(outs).collect();
+                    // The forwarder outlives every job: it stops only once
+                    // all senders, including this job's, are gone.
+                    let _ = results.send((rest, permit));
+                    return;
+                }
+            }
+        }
+        drop(permit);
     }
 
     /// After an abort: records every item still queued as cancelled.

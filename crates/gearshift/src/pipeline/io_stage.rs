@@ -22,6 +22,7 @@ use crate::control::gate::Gate;
 use crate::control::pause::Pause;
 use crate::control::rate::RateLimit;
 use crate::control::roster::Roster;
+use crate::control::shutdown::Signal;
 use crate::error::{ErrorKind, StageError};
 use crate::outcome::Failure;
 use crate::stats::counters::{AgentStats, StageStats};
@@ -64,7 +65,7 @@ pub(crate) struct IoCore<T, U> {
     pub(crate) pause: Pause,
     pub(crate) rate: RateLimit,
     pub(crate) shrink: Notify,
-    pub(crate) abort: tokio_util::sync::CancellationToken,
+    pub(crate) abort: Signal,
     pub(crate) retry: RetryPolicy,
     pub(crate) api_timeout: Duration,
     pub(crate) item_deadline: Option<Duration>,
@@ -127,6 +128,21 @@ pub(crate) async fn supervise<T, U, W>(
     }
 }
 
+fn leave<T, U>(core: &IoCore<T, U>, stats: &AgentStats) -> Exit {
+    core.roster.leave();
+    core.stats.fold_agent(stats, false);
+    Exit::InputClosed
+}
+
+fn retire<T, U>(core: &IoCore<T, U>, stats: &AgentStats, id: usize) -> Exit {
+    stats
+        .retired
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    core.stats.fold_agent(stats, true);
+    tracing::debug!(stage = %core.name, agent = id, "agent retired");
+    Exit::Retired
+}
+
 async fn agent<T, U, W>(core: Arc<IoCore<T, U>>, unit: Arc<W>, id: usize) -> Exit
 where
     T: Clone + Send + 'static,
@@ -136,28 +152,34 @@ where
     let stats = core.stats.register_agent(id);
     tracing::debug!(stage = %core.name, agent = id, "agent started");
     loop {
-        let notified = core.shrink.notified();
-        tokio::pin!(notified);
-        notified.as_mut().enable();
         if core.roster.try_retire() {
-            stats
-                .retired
-                .store(true, std::sync::atomic::Ordering::Relaxed);
-            tracing::debug!(stage = %core.name, agent = id, "agent retired");
-            return Exit::Retired;
+            return retire(&core, &stats, id);
         }
-        let waited = Instant::now();
-        let next = tokio::select! {
-            biased;
-            _ = &mut notified => continue,
-            next = core.input.recv() => next,
-        };
-        let waited = waited.elapsed();
-        stats.idle_nanos.add_time(waited);
-        core.stats.blocked_get_nanos.add_time(waited);
-        let Ok(item) = next else {
-            core.roster.leave();
-            return Exit::InputClosed;
+        let item = match core.input.try_recv() {
+            Ok(item) => item,
+            Err(async_channel::TryRecvError::Closed) => return leave(&core, &stats),
+            Err(async_channel::TryRecvError::Empty) => {
+                // Nothing queued: wait for an item, or for a shrink that may
+                // retire this agent.
+                let waited = Instant::now();
+                let notified = core.shrink.notified();
+                tokio::pin!(notified);
+                notified.as_mut().enable();
+                if core.roster.try_retire() {
+                    return retire(&core, &stats, id);
+                }
+                let next = tokio::select! {
+                    biased;
+                    next = core.input.recv() => next,
+                    _ = &mut notified => continue,
+                };
+                let waited = waited.elapsed();
+                stats.idle_nanos.add_time(waited);
+                let Ok(item) = next else {
+                    return leave(&core, &stats);
+                };
+                item
+            }
         };
         unit.process(&core, item, &stats).await;
     }
@@ -196,15 +218,22 @@ where
         loop {
             attempt += 1;
             let last = attempt >= self.retry.max_attempts;
-            tokio::select! {
-                biased;
-                _ = self.abort.cancelled() => return Err(CallError::Cancelled),
-                _ = async { self.pause.wait().await; self.rate.ready().await } => {}
+            // Each wait polls the ready case first, so the abort signal is
+            // only registered (which takes a lock) when the agent must wait.
+            if self.abort.is_set() {
+                return Err(CallError::Cancelled);
+            }
+            if self.pause.until().is_some() || self.rate.is_limited() {
+                tokio::select! {
+                    biased;
+                    _ = async { self.pause.wait().await; self.rate.ready().await } => {}
+                    _ = self.abort.triggered() => return Err(CallError::Cancelled),
+                }
             }
             let permit = tokio::select! {
                 biased;
-                _ = self.abort.cancelled() => return Err(CallError::Cancelled),
                 permit = self.permits.acquire() => permit,
+                _ = self.abort.triggered() => return Err(CallError::Cancelled),
             };
             let timeout = match deadline {
                 Some(d) => self
@@ -218,17 +247,16 @@ where
             let call = tokio::time::timeout(timeout, AssertUnwindSafe(f(arg)).catch_unwind());
             let result = tokio::select! {
                 biased;
-                _ = self.abort.cancelled() => return Err(CallError::Cancelled),
                 result = call => result,
+                _ = self.abort.triggered() => return Err(CallError::Cancelled),
             };
             let took = started.elapsed();
             drop(permit);
             agent.api_nanos.add_time(took);
-            self.stats.busy_nanos.add_time(took);
-            self.stats.attempts.add(1);
+            agent.attempts.add(1);
             let error = match result {
                 Ok(Ok(Ok(out))) => {
-                    self.stats.latency.record(took);
+                    self.stats.latency.record(agent.id, took);
                     agent.processed.add(1);
                     return Ok(out);
                 }
@@ -263,7 +291,7 @@ where
             tracing::trace!(stage = %self.name, attempt, delay_ms = delay.as_millis() as u64, error = %error, "retrying");
             tokio::select! {
                 biased;
-                _ = self.abort.cancelled() => return Err(CallError::Cancelled),
+                _ = self.abort.triggered() => return Err(CallError::Cancelled),
                 _ = tokio::time::sleep(delay) => {}
             }
         }
@@ -273,21 +301,19 @@ where
     pub(crate) async fn forward(&self, item: Item<U>, agent: &AgentStats) {
         let id = item.id;
         let item = match self.output.try_send(item) {
-            Ok(()) => return self.stats.items_out.add(1),
+            Ok(()) => return agent.passed.add(1),
             Err(async_channel::TrySendError::Full(item)) => item,
             Err(async_channel::TrySendError::Closed(_)) => return self.end_cancelled(id),
         };
         let blocked = Instant::now();
         let sent = tokio::select! {
             biased;
-            _ = self.abort.cancelled() => false,
+            _ = self.abort.triggered() => false,
             sent = self.output.send(item) => sent.is_ok(),
         };
-        let waited = blocked.elapsed();
-        agent.blocked_put_nanos.add_time(waited);
-        self.stats.blocked_put_nanos.add_time(waited);
+        agent.blocked_put_nanos.add_time(blocked.elapsed());
         if sent {
-            self.stats.items_out.add(1);
+            agent.passed.add(1);
         } else {
             self.end_cancelled(id);
         }
@@ -326,9 +352,9 @@ where
     E: Into<StageError> + Send + 'static,
 {
     async fn process(&self, core: &IoCore<T, U>, item: Item<T>, agent: &AgentStats) {
-        core.stats.items_in.add(1);
+        agent.taken.add(1);
         let (id, born) = (item.id, item.born);
-        if core.abort.is_cancelled() {
+        if core.abort.is_set() {
             return core.end(id, CallError::Cancelled);
         }
         match core.call(item.value, &self.0, agent).await {
@@ -366,8 +392,8 @@ where
             keys.push((item.id, item.born));
             values.push(item.value);
         }
-        core.stats.items_in.add(keys.len() as u64);
-        let result = if core.abort.is_cancelled() {
+        agent.taken.add(keys.len() as u64);
+        let result = if core.abort.is_set() {
             Err(CallError::Cancelled)
         } else {
             core.call(values, &self.f, agent).await

@@ -288,6 +288,7 @@ impl<T: Send + 'static> Pipeline<T> {
                 },
                 QueueLen(Box::new(move || queue.len())),
                 c.channel_capacity,
+                c.cores,
             ));
             ctx.register(&stats);
             let core = Arc::new(IoCore {
@@ -348,10 +349,11 @@ impl<T: Send + 'static> Pipeline<T> {
                 },
                 QueueLen(Box::new(move || queue.len())),
                 c.channel_capacity,
+                c.cores,
             ));
             ctx.register(&stats);
-            let results =
-                cpu_stage::spawn_forwarder(&name, tx, Arc::clone(&stats)).map_err(|e| {
+            let results = cpu_stage::spawn_forwarder(&name, tx.clone(), Arc::clone(&stats))
+                .map_err(|e| {
                     BuildError::Pool(format!("could not start a forwarder thread: {e}"))
                 })?;
             let core = Arc::new(CpuCore {
@@ -363,6 +365,9 @@ impl<T: Send + 'static> Pipeline<T> {
                 workers,
                 abort: ctx.shared.shutdown.abort.clone(),
                 pool,
+                output: tx,
+                ready: crossbeam_channel::unbounded(),
+                active: std::sync::atomic::AtomicUsize::new(0),
             });
             let span = tracing::info_span!("stage", stage = %name, kind = "cpu");
             let batcher = core.run(results, ctx.shared.config.subscribe());

@@ -7,10 +7,10 @@
 
 use std::sync::Arc;
 
+use crate::control::shutdown::Signal;
 use futures::stream::{BoxStream, StreamExt};
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
 
 use super::item::{EndedTx, Item, send_cancelled, send_failed};
 use crate::error::StageError;
@@ -28,7 +28,7 @@ pub(crate) struct SourceTask<T> {
     pub(crate) source: Source<T>,
     pub(crate) tx: async_channel::Sender<Item<T>>,
     pub(crate) ended: EndedTx,
-    pub(crate) stop: CancellationToken,
+    pub(crate) stop: Signal,
     /// Reorder window (ordered output only): one permit per admitted item,
     /// given back by the collector when the item is emitted.
     pub(crate) window: Option<Arc<Semaphore>>,
@@ -45,14 +45,17 @@ impl<T: Send + 'static> SourceTask<T> {
             if let Some(window) = &self.window {
                 tokio::select! {
                     biased;
-                    _ = self.stop.cancelled() => break,
                     permit = window.acquire() => permit.expect("the window is never closed").forget(),
+                    _ = self.stop.triggered() => break,
                 }
+            }
+            if self.stop.is_set() {
+                break;
             }
             let next = tokio::select! {
                 biased;
-                _ = self.stop.cancelled() => break,
                 next = stream.next() => next,
+                _ = self.stop.triggered() => break,
             };
             let Some(next) = next else { return };
             let id = next_id;

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::latency::LatencyRecorder;
+use super::latency::ShardedLatency;
 use crate::control::gate::Gate;
 use crate::control::roster::Roster;
 use crate::error::ErrorKind;
@@ -35,10 +35,19 @@ impl Counter {
     }
 }
 
-/// One agent's counters: the seed's `agent_stats`, and more.
+/// One agent's counters: the seed's `agent_stats`, and more. The per-item
+/// counters live here rather than on the stage, so agents on different cores
+/// do not write to one cache line.
 #[derive(Debug, Default)]
 pub(crate) struct AgentStats {
     pub(crate) id: usize,
+    /// Items taken from the input channel.
+    pub(crate) taken: Counter,
+    /// Items passed on.
+    pub(crate) passed: Counter,
+    /// Calls made, retries included.
+    pub(crate) attempts: Counter,
+    /// Successful calls.
     pub(crate) processed: Counter,
     pub(crate) errors: Counter,
     pub(crate) retries: Counter,
@@ -92,9 +101,11 @@ pub(crate) struct StageStats {
     pub(crate) busy_nanos: Counter,
     /// Smallest input queue length seen since the controller last looked.
     pub(crate) queue_min: AtomicUsize,
-    /// Per-attempt latency (IO) or per-item run time (CPU).
-    pub(crate) latency: LatencyRecorder,
+    /// Per-attempt latency (IO, sharded by agent) or per-item run time (CPU).
+    pub(crate) latency: ShardedLatency,
+    /// Live agents; a retiring agent's counters are folded into the stage's.
     pub(crate) agents: Mutex<Vec<Arc<AgentStats>>>,
+    pub(crate) agents_retired: Counter,
     pub(crate) capacity: Capacity,
     pub(crate) queue: QueueLen,
     pub(crate) queue_capacity: usize,
@@ -108,6 +119,7 @@ impl StageStats {
         capacity: Capacity,
         queue: QueueLen,
         queue_capacity: usize,
+        cores: usize,
     ) -> Self {
         StageStats {
             name,
@@ -123,8 +135,9 @@ impl StageStats {
             blocked_get_nanos: Counter::default(),
             busy_nanos: Counter::default(),
             queue_min: AtomicUsize::new(usize::MAX),
-            latency: LatencyRecorder::new(),
+            latency: ShardedLatency::new(cores),
             agents: Mutex::new(Vec::new()),
+            agents_retired: Counter::default(),
             capacity,
             queue,
             queue_capacity,
@@ -149,6 +162,29 @@ impl StageStats {
 
     pub(crate) fn observe_queue(&self, len: usize) {
         self.queue_min.fetch_min(len, Ordering::Relaxed);
+    }
+
+    /// Removes an agent that stopped, folding its counters into the stage's.
+    pub(crate) fn fold_agent(&self, agent: &AgentStats, retired: bool) {
+        self.agents
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|a| a.id != agent.id);
+        self.items_in.add(agent.taken.get());
+        self.items_out.add(agent.passed.get());
+        self.attempts.add(agent.attempts.get());
+        self.busy_nanos.add(agent.api_nanos.get());
+        self.blocked_put_nanos.add(agent.blocked_put_nanos.get());
+        self.blocked_get_nanos.add(agent.idle_nanos.get());
+        if retired {
+            self.agents_retired.add(1);
+        }
+    }
+
+    /// A stage-level counter plus the same figure over the live agents.
+    pub(crate) fn total(&self, stage: &Counter, agent: impl Fn(&AgentStats) -> &Counter) -> u64 {
+        let agents = self.agents.lock().unwrap_or_else(|e| e.into_inner());
+        stage.get() + agents.iter().map(|a| agent(a).get()).sum::<u64>()
     }
 
     pub(crate) fn register_agent(&self, id: usize) -> Arc<AgentStats> {

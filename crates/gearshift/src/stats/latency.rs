@@ -95,6 +95,47 @@ impl LatencyRecorder {
     }
 }
 
+/// Latency histograms spread over shards, so that agents on many cores do
+/// not all take one lock: an agent records into shard `agent % shards`.
+#[derive(Debug)]
+pub(crate) struct ShardedLatency {
+    shards: Vec<LatencyRecorder>,
+}
+
+impl ShardedLatency {
+    /// One shard per core (a power of two, at most 64).
+    pub(crate) fn new(cores: usize) -> Self {
+        let n = cores.clamp(1, 64).next_power_of_two();
+        ShardedLatency {
+            shards: (0..n).map(|_| LatencyRecorder::new()).collect(),
+        }
+    }
+
+    pub(crate) fn record(&self, key: usize, d: Duration) {
+        self.shards[key & (self.shards.len() - 1)].record(d);
+    }
+
+    pub(crate) fn record_all(&self, key: usize, ds: impl IntoIterator<Item = Duration>) {
+        self.shards[key & (self.shards.len() - 1)].record_all(ds);
+    }
+
+    pub(crate) fn total(&self) -> Percentiles {
+        let mut all = new_histogram();
+        for s in &self.shards {
+            let _ = all.add(&s.lock().total);
+        }
+        Percentiles::of(&all)
+    }
+
+    pub(crate) fn drain_window(&self, into: &mut Histogram<u64>) {
+        for s in &self.shards {
+            s.drain_window(into);
+        }
+    }
+}
+
+/// Microseconds from 1 us to 1 h, at 2 significant digits (1% precision):
+/// about 25 KiB a histogram.
 pub(crate) fn new_histogram() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("static histogram bounds are valid")
+    Histogram::new_with_bounds(1, 3_600_000_000, 2).expect("static histogram bounds are valid")
 }

@@ -87,8 +87,10 @@ pub struct StageReport {
     pub permits: usize,
     /// Calls (IO) or batches (CPU) running now.
     pub permits_in_use: usize,
-    /// Per agent (IO stages only): the seed's agent stats, and more.
+    /// Per live agent (IO stages only): the seed's agent stats, and more.
     pub agents: Vec<AgentReport>,
+    /// Agents that retired after a shrink (their figures are in the stage's).
+    pub agents_retired: u64,
 }
 
 /// One agent's figures.
@@ -187,31 +189,29 @@ fn stage_report(s: &StageStats, elapsed: Duration) -> StageReport {
             workers.in_use(),
         ),
     };
-    let busy = match s.kind {
-        StageKind::Io => agents.iter().map(|a| a.api_time).sum::<Duration>(),
-        StageKind::Cpu => Duration::from_nanos(s.busy_nanos.get()),
-    };
-    let items_in = s.items_in.get();
-    let ended = s.items_out.get() + s.failed.get() + s.cancelled.get();
+    let busy = Duration::from_nanos(s.total(&s.busy_nanos, |a| &a.api_nanos));
+    let items_in = s.total(&s.items_in, |a| &a.taken);
+    let items_out = s.total(&s.items_out, |a| &a.passed);
+    let ended = items_out + s.failed.get() + s.cancelled.get();
     StageReport {
         name: s.name.to_string(),
         kind: s.kind,
         items_in,
-        items_out: s.items_out.get(),
+        items_out,
         failed: s.failed.get(),
         cancelled: s.cancelled.get(),
         in_flight: items_in.saturating_sub(ended),
         queue_len: s.queue.get(),
         queue_capacity: s.queue_capacity,
-        attempts: s.attempts.get(),
+        attempts: s.total(&s.attempts, |a| &a.attempts),
         retries: s.retries.get(),
         errors_by_kind: ErrorKind::ALL
             .iter()
             .map(|k| (*k, s.errors_of(*k)))
             .filter(|(_, n)| *n > 0)
             .collect(),
-        blocked_put: Duration::from_nanos(s.blocked_put_nanos.get()),
-        blocked_get: Duration::from_nanos(s.blocked_get_nanos.get()),
+        blocked_put: Duration::from_nanos(s.total(&s.blocked_put_nanos, |a| &a.blocked_put_nanos)),
+        blocked_get: Duration::from_nanos(s.total(&s.blocked_get_nanos, |a| &a.idle_nanos)),
         busy_fraction: busy.as_secs_f64()
             / (elapsed.as_secs_f64() * concurrency_target.max(1) as f64).max(1e-9),
         latency: s.latency.total(),
@@ -220,6 +220,7 @@ fn stage_report(s: &StageStats, elapsed: Duration) -> StageReport {
         permits,
         permits_in_use,
         agents,
+        agents_retired: s.agents_retired.get(),
     }
 }
 
