@@ -37,10 +37,78 @@ fn gearshift_noop(rt: &tokio::runtime::Runtime, batch: usize) -> u64 {
     report.ok
 }
 
-/// The hand-written pipeline: one tokio task per core awaits the no-op
-/// "call" and sends batches into a bounded crossbeam channel; one thread
-/// per core processes them and sends the results to the counting thread.
+/// The hand-written pipeline with what gearshift's IO stage gives: agents
+/// (tokio tasks, as many as gearshift runs) pull ids from a shared bounded
+/// queue, take a semaphore permit and call under a timeout, then send their
+/// results in batches over a bounded crossbeam channel to one thread per
+/// core, which send them on to a counting thread.
 fn hand_written(rt: &tokio::runtime::Runtime, batch: usize) -> u64 {
+    let cores = num_cores();
+    let agents = cores;
+    let (work_tx, work_rx) = crossbeam_channel::bounded::<Vec<u64>>(1024 / batch + 1);
+    let (done_tx, done_rx) = crossbeam_channel::bounded::<Vec<u64>>(1024 / batch + 1);
+    let workers: Vec<_> = (0..cores)
+        .map(|_| {
+            let (rx, tx) = (work_rx.clone(), done_tx.clone());
+            std::thread::spawn(move || {
+                for b in rx {
+                    let out: Vec<u64> = b.into_iter().map(std::hint::black_box).collect();
+                    tx.send(out).unwrap();
+                }
+            })
+        })
+        .collect();
+    drop((work_rx, done_tx));
+    let counter =
+        std::thread::spawn(move || done_rx.into_iter().map(|b| b.len() as u64).sum::<u64>());
+    rt.block_on(async {
+        let (id_tx, id_rx) = async_channel::bounded::<u64>(1024);
+        let permits = std::sync::Arc::new(tokio::sync::Semaphore::new(agents * 2));
+        let source = tokio::spawn(async move {
+            for id in 0..ITEMS {
+                id_tx.send(id).await.unwrap();
+            }
+        });
+        let tasks: Vec<_> = (0..agents)
+            .map(|_| {
+                let (rx, tx, permits) = (id_rx.clone(), work_tx.clone(), permits.clone());
+                tokio::spawn(async move {
+                    let mut buf = Vec::with_capacity(batch);
+                    while let Ok(id) = rx.recv().await {
+                        let _permit = permits.acquire().await.unwrap();
+                        let v = tokio::time::timeout(Duration::from_secs(30), async { id })
+                            .await
+                            .unwrap();
+                        buf.push(v);
+                        if buf.len() == batch || rx.is_empty() {
+                            let full = std::mem::replace(&mut buf, Vec::with_capacity(batch));
+                            tokio::task::block_in_place(|| tx.send(full).unwrap());
+                        }
+                    }
+                    if !buf.is_empty() {
+                        tokio::task::block_in_place(|| tx.send(buf).unwrap());
+                    }
+                })
+            })
+            .collect();
+        source.await.unwrap();
+        for t in tasks {
+            t.await.unwrap();
+        }
+    });
+    drop(work_tx);
+    for w in workers {
+        w.join().unwrap();
+    }
+    let n = counter.join().unwrap();
+    assert_eq!(n, ITEMS);
+    n
+}
+
+/// The barest hand-written pipeline: one tokio task per core produces
+/// items from a range (no queue, no semaphore, no timeout) and sends
+/// batches into a bounded crossbeam channel to one thread per core.
+fn hand_written_bare(rt: &tokio::runtime::Runtime, batch: usize) -> u64 {
     let cores = num_cores();
     let (work_tx, work_rx) = crossbeam_channel::bounded::<Vec<u64>>(1024 / batch + 1);
     let (done_tx, done_rx) = crossbeam_channel::bounded::<Vec<u64>>(1024 / batch + 1);
@@ -117,6 +185,11 @@ fn bench(c: &mut Criterion) {
             BenchmarkId::new("hand_written", batch),
             &batch,
             |b, &batch| b.iter(|| hand_written(&rt, batch)),
+        );
+        group.bench_with_input(
+            BenchmarkId::new("hand_written_bare", batch),
+            &batch,
+            |b, &batch| b.iter(|| hand_written_bare(&rt, batch)),
         );
     }
     group.finish();
