@@ -4,4 +4,7 @@
 #![warn(missing_docs)]
 
 pub mod client;
+pub mod ledger;
 pub mod mock_api;
+pub mod systems;
+pub mod work;
