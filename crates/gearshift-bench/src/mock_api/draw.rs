@@ -108,9 +108,9 @@ fn mix(mut z: u64) -> u64 {
 }
 
 const SALT_FAULT: u64 = 0xFA17;
-const SALT_JITTER: u64 = 0x7177_E4;
-const SALT_NORMAL_1: u64 = 0x4E_0001;
-const SALT_NORMAL_2: u64 = 0x4E_0002;
+const SALT_JITTER: u64 = 0x0071_77E4;
+const SALT_NORMAL_1: u64 = 0x004E_0001;
+const SALT_NORMAL_2: u64 = 0x004E_0002;
 
 #[cfg(test)]
 mod tests {
