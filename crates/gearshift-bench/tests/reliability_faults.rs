@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use gearshift::http::HttpFetcher;
 use gearshift::{Agents, Config, ErrorKind, Outcome, Pipeline, Preset, RetryPolicy, StageError};
 use gearshift_bench::mock_api::{Fault, FaultRates, MockApi, MockConfig, drawn_fault as fault};
 use rand::{Rng, SeedableRng};
@@ -77,10 +78,10 @@ fn fetch_stage(
 + Sync
 + 'static {
     let base = api.base_url();
-    let client = gearshift_bench::client::http_client().unwrap();
+    let fetcher = HttpFetcher::builder().timeout(timeout).build().unwrap();
     move |id| {
-        let (c, url) = (client.clone(), format!("{base}/item/{id}"));
-        Box::pin(async move { gearshift_bench::client::fetch(&c, &url, timeout).await })
+        let (f, url) = (fetcher.clone(), format!("{base}/item/{id}"));
+        Box::pin(async move { f.get(&url).await })
     }
 }
 
