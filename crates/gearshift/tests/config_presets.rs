@@ -225,3 +225,70 @@ fn the_seed_rule_decides_as_the_design_note_says() {
         "thresholds are configurable"
     );
 }
+
+fn weird_f64() -> impl Strategy<Value = f64> {
+    prop_oneof![
+        Just(0.0),
+        Just(-1.0),
+        Just(f64::NAN),
+        Just(f64::INFINITY),
+        Just(f64::NEG_INFINITY),
+        Just(1e300),
+        Just(f64::MIN_POSITIVE),
+        0.01..64.0f64,
+    ]
+}
+
+fn weird_usize() -> impl Strategy<Value = usize> {
+    prop_oneof![
+        Just(0usize),
+        Just(usize::MAX),
+        Just(1usize << 40),
+        1usize..64
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
+
+    /// Runtime changes with absurd values: each is refused or applied, the
+    /// configuration in force always validates, and the run still finishes.
+    #[test]
+    fn runtime_changes_never_panic_or_hang(
+        per_core in weird_f64(),
+        rate in weird_f64(),
+        agents in weird_usize(),
+        permits in weird_usize(),
+        workers in weird_usize(),
+        batch in weird_usize(),
+        wait_secs in weird_f64(),
+    ) {
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        rt.block_on(async move {
+            let handle = Pipeline::from_iter(0..300u64)
+                .io(|x| async move { Ok::<_, gearshift::StageError>(x) })
+                .cpu(|x| x)
+                .configure(|c| *c = c.clone().with_cores(2))
+                .spawn()
+                .unwrap();
+            let expect_ok = |r: Result<(), gearshift::ConfigError>, valid: bool| {
+                assert_eq!(r.is_ok(), valid, "{r:?}");
+            };
+            let sane = |n: usize| n > 0 && n <= 1 << 20;
+            expect_ok(handle.set_agents_per_core(per_core), per_core.is_finite() && per_core > 0.0 && per_core <= 1e6 && (per_core * 2.0).round() <= (1 << 20) as f64);
+            expect_ok(handle.set_agents(agents), sane(agents));
+            expect_ok(handle.set_api_permits(permits), sane(permits));
+            expect_ok(handle.set_workers(workers), workers > 0 && workers <= 2);
+            expect_ok(handle.set_items_per_batch(batch), batch > 0 && batch <= 1 << 24);
+            expect_ok(handle.set_rate_limit(Some(rate)), rate.is_finite() && rate > 0.0 && rate <= 1e9);
+            handle.set_rate_limit(None).unwrap();
+            if let Ok(wait) = duration_from_secs("batch_wait", wait_secs) {
+                let _ = handle.set_batch_wait(wait.min(Duration::from_millis(5)));
+            }
+            prop_assert!(handle.config().validate().is_ok());
+            let report = tokio::time::timeout(Duration::from_secs(20), handle.join()).await.expect("no hang");
+            prop_assert_eq!(report.ok, 300);
+            Ok(())
+        })?;
+    }
+}

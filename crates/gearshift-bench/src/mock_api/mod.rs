@@ -18,7 +18,7 @@ mod server;
 mod state;
 
 pub use config::{FaultRates, LatencyModel, MockConfig, MockConfigError};
-pub use draw::{Fault, latency as modelled_latency};
+pub use draw::{Fault, fault as drawn_fault, latency as modelled_latency};
 pub use routes::payload;
 pub use server::{MockApi, MockApiError, serve};
 pub use state::MockStats;

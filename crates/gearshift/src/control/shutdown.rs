@@ -39,6 +39,8 @@ impl Signal {
 pub(crate) struct Shutdown {
     pub(crate) stop: Signal,
     pub(crate) abort: Signal,
+    /// Every item has its outcome: the drain timer has nothing left to do.
+    pub(crate) done: Signal,
     drain_armed: AtomicBool,
 }
 
@@ -49,10 +51,12 @@ impl Shutdown {
         if drain.is_zero() {
             self.abort.trigger();
         } else if !self.drain_armed.swap(true, Ordering::AcqRel) {
-            let abort = self.abort.clone();
+            let (abort, done) = (self.abort.clone(), self.done.clone());
             rt.spawn(async move {
-                tokio::time::sleep(drain).await;
-                abort.trigger();
+                tokio::select! {
+                    _ = tokio::time::sleep(drain) => abort.trigger(),
+                    _ = done.triggered() => {}
+                }
             });
         }
     }

@@ -159,6 +159,7 @@ impl<T: Send + 'static> Collector<T> {
             items_per_s = report.items_per_s,
             "pipeline finished"
         );
+        shared.shutdown.done.trigger();
         shared.report.send_replace(Some(Arc::new(report)));
     }
 }

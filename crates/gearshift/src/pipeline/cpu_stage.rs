@@ -49,6 +49,8 @@ pub(crate) struct CpuCore<T, U> {
     ),
     /// Rayon jobs draining `ready`.
     pub(crate) active: AtomicUsize,
+    /// Whether this is the first stage (see `IoCore::first`).
+    pub(crate) first: bool,
 }
 
 /// A batch waiting for a worker, with the permit it holds.
@@ -125,7 +127,11 @@ where
                 let c = config.borrow();
                 (c.items_per_batch, c.batch_wait)
             };
-            let batch = self.fill(first, size, wait).await;
+            let mut batch = self.fill(first, size, wait).await;
+            if self.first {
+                let now = Instant::now();
+                batch.iter_mut().for_each(|item| item.born = now);
+            }
             self.stats.items_in.add(batch.len() as u64);
             self.stats.observe_queue(self.input.len());
             let permit = loop {

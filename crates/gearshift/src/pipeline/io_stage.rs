@@ -69,6 +69,9 @@ pub(crate) struct IoCore<T, U> {
     pub(crate) retry: RetryPolicy,
     pub(crate) api_timeout: Duration,
     pub(crate) item_deadline: Option<Duration>,
+    /// Whether this is the first stage: it starts each item's clock when it
+    /// takes the item, so time queued behind the source is not counted.
+    pub(crate) first: bool,
 }
 
 /// Why an agent stopped.
@@ -181,6 +184,10 @@ where
                 item
             }
         };
+        let mut item = item;
+        if core.first {
+            item.born = Instant::now();
+        }
         unit.process(&core, item, &stats).await;
     }
 }

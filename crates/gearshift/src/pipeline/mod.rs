@@ -306,6 +306,7 @@ impl<T: Send + 'static> Pipeline<T> {
                 retry: c.retry.clone(),
                 api_timeout: c.api_timeout,
                 item_deadline: c.item_deadline,
+                first: index == 0,
             });
             let span = tracing::info_span!("stage", stage = %name, kind = "io");
             let supervisor =
@@ -368,6 +369,7 @@ impl<T: Send + 'static> Pipeline<T> {
                 output: tx,
                 ready: crossbeam_channel::unbounded(),
                 active: std::sync::atomic::AtomicUsize::new(0),
+                first: index == 0,
             });
             let span = tracing::info_span!("stage", stage = %name, kind = "cpu");
             let batcher = core.run(results, ctx.shared.config.subscribe());

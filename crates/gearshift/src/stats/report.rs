@@ -28,7 +28,9 @@ pub struct Report {
     pub failures_by_kind: BTreeMap<ErrorKind, u64>,
     /// Outcomes per second over the run.
     pub items_per_s: f64,
-    /// End-to-end latency of finished items, from entering the pipeline.
+    /// Latency of successful items, from the moment the first stage took
+    /// the item to its outcome (time queued behind the source is not
+    /// counted: items from an iterator have no arrival time).
     pub latency: Percentiles,
     /// One entry per stage, in pipeline order.
     pub stages: Vec<StageReport>,
@@ -297,7 +299,7 @@ impl fmt::Display for Report {
                 s.items_out,
                 s.failed,
                 s.retries,
-                format!("{}/{}", s.concurrency, s.permits),
+                format!("{}/{}", s.concurrency_target, s.permits),
                 s.busy_fraction * 100.0,
                 ms(s.latency.p50),
                 ms(s.latency.p99),
