@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use gearshift::ErrorKind;
-use gearshift_bench::client::http_client;
+use gearshift::http::HttpFetcher;
 use gearshift_bench::ledger::Ledger;
 use gearshift_bench::mock_api::{FaultRates, MockApi, MockConfig};
 use gearshift_bench::scenario::{self, RunOptions, Scenario};
@@ -87,15 +87,13 @@ async fn faults_are_failed_outcomes_not_losses() {
         ..FaultRates::default()
     };
     let api = MockApi::start(config).unwrap();
-    let ctx = RunCtx {
-        client: http_client().unwrap(),
-        base_url: api.base_url(),
-        items: 200,
-        work: Arc::new(|b: &[u8]| Work::from_rounds(1).run(b)),
-        timeout: Duration::from_secs(5),
-        phase: None,
-        progress: None,
-    };
+    let ctx = RunCtx::new(
+        HttpFetcher::builder().build().unwrap(),
+        api.base_url(),
+        200,
+        Arc::new(|b: &[u8]| Work::from_rounds(1).run(b)),
+        Duration::from_secs(5),
+    );
     let mut config = gearshift::Config::default().with_cores(2);
     config.retry = gearshift::RetryPolicy::never();
     let gear = System::Gearshift {
