@@ -148,3 +148,27 @@ fn calibrated_work_is_proportional() {
     assert!((four as i64 - 4 * one as i64).abs() <= 2, "{one} {four}");
     assert_eq!(Work::millis(f64::NAN).rounds(), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_short_soak_loses_and_repeats_nothing() {
+    let report = gearshift_bench::soak::soak(&gearshift_bench::soak::SoakOptions {
+        duration: Duration::from_secs(3),
+        max_items: 1_000_000,
+        seed: 3,
+        cores: 2,
+    })
+    .await
+    .unwrap();
+    assert_eq!(report.lost, 0, "{report}");
+    assert_eq!(report.duplicated, 0, "{report}");
+    assert_eq!(report.reported, report.outcomes, "{report}");
+    assert!(report.changes >= 2, "{report}");
+    assert!(
+        report.by_kind.get("ok").copied().unwrap_or(0) > 0,
+        "{report}"
+    );
+    assert!(
+        report.by_kind.get("server_5xx").copied().unwrap_or(0) > 0,
+        "{report}"
+    );
+}
