@@ -81,4 +81,4 @@ pub use outcome::{Failure, ItemId, Outcome};
 pub use pipeline::{Outcomes, Pipeline};
 pub use preset::{Preset, UnknownPreset};
 pub use stats::{Percentiles, Report, StageKind};
-pub use tuner::{Decision, Tuner, Window};
+pub use tuner::{Adaptive, Decision, Tuner, Window};

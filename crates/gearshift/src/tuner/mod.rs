@@ -7,6 +7,7 @@
 //!
 //! | tuner            | use it when                                                  |
 //! |------------------|--------------------------------------------------------------|
+//! | [`Adaptive`]     | the API's capacity, or the IO/CPU balance, is unknown or shifts: it finds the concurrency from throughput, latency and queue depth (`docs/tuner.md`) |
 //! | [`SeedRule`]     | you want the design note's rule: latency > 1 s adds an agent per core, < 0.1 s removes one |
 //! | your own         | implement [`Tuner`]: one method                               |
 //!
@@ -17,6 +18,7 @@ mod seed_rule;
 
 use std::time::Duration;
 
+pub use adaptive::{Adaptive, Mode};
 pub use seed_rule::SeedRule;
 
 /// Decides the IO stage's concurrency and the CPU stage's workers, one
