@@ -33,6 +33,22 @@ pub enum Command {
     Sweep(SweepArgs),
     /// Run the mock API standalone until Ctrl-C.
     MockApi(MockApiArgs),
+    /// A long run under faults and constant resizing (not in CI).
+    Soak(SoakArgs),
+}
+
+/// `gearshift-bench soak`.
+#[derive(Debug, Args)]
+pub struct SoakArgs {
+    /// Minutes to run (fractions allowed).
+    #[arg(long, default_value_t = 10.0)]
+    pub minutes: f64,
+    /// Most items to feed.
+    #[arg(long, default_value_t = 10_000_000)]
+    pub max_items: u64,
+    /// Seed of the faults and of the random resizes.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
 }
 
 /// Options shared by `run` and `sweep`.
@@ -175,6 +191,7 @@ pub async fn execute(cli: Cli) -> anyhow::Result<String> {
         Command::Run(args) => run(args).await,
         Command::Sweep(args) => run_sweep(args).await,
         Command::MockApi(args) => mock_api(args).await,
+        Command::Soak(args) => run_soak(args).await,
     }
 }
 
@@ -292,4 +309,22 @@ async fn mock_api(args: MockApiArgs) -> anyhow::Result<String> {
     })
     .await?;
     Ok(String::new())
+}
+
+async fn run_soak(args: SoakArgs) -> anyhow::Result<String> {
+    let duration = gearshift::duration_from_secs("minutes", args.minutes * 60.0)?;
+    if args.max_items == 0 || args.max_items > 1_000_000_000 {
+        anyhow::bail!(
+            "max_items must be between 1 and 1000000000, got {}",
+            args.max_items
+        );
+    }
+    let report = crate::soak::soak(&crate::soak::SoakOptions {
+        duration,
+        max_items: args.max_items,
+        seed: args.seed,
+        cores: num_cpus::get().max(1),
+    })
+    .await?;
+    Ok(report.to_string())
 }

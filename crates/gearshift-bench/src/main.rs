@@ -6,10 +6,9 @@ use tracing_subscriber::EnvFilter;
 
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| EnvFilter::new("info,gearshift=warn")),
-        )
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+            EnvFilter::new("info,gearshift::pipeline=warn,gearshift::control=warn")
+        }))
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use gearshift::http::HttpFetcher;
 use gearshift::{Agents, Config, Preset};
 
 use crate::ledger::{PhaseSwitch, RunResult};
@@ -305,7 +306,7 @@ pub async fn run_systems(
             .map(|p| Work::millis(p.cpu_ms))
             .collect(),
     );
-    let client = crate::client::http_client()?;
+    let fetcher = HttpFetcher::builder().timeout(opts.timeout).build()?;
     let items = opts.items.unwrap_or(scenario.items).max(1);
     let mut rows = Vec::new();
     for system in systems {
@@ -334,17 +335,13 @@ pub async fn run_systems(
             Arc::new(move |body: &[u8]| works[now.load(Ordering::Relaxed)].run(body))
         };
         let ctx = RunCtx {
-            client: client.clone(),
-            base_url: api.base_url(),
-            items: n,
-            work,
-            timeout: opts.timeout,
             phase,
             progress: Some(progress_bar(
                 n,
                 &format!("{} / {}", scenario.name, system.name()),
                 opts.progress,
             )),
+            ..RunCtx::new(fetcher.clone(), api.base_url(), n, work, opts.timeout)
         };
         let row = systems::run(system, &ctx).await?;
         if let Some(p) = &ctx.progress {

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use gearshift::ErrorKind;
-use gearshift_bench::client::http_client;
+use gearshift::http::HttpFetcher;
 use gearshift_bench::ledger::Ledger;
 use gearshift_bench::mock_api::{FaultRates, MockApi, MockConfig};
 use gearshift_bench::scenario::{self, RunOptions, Scenario};
@@ -87,15 +87,13 @@ async fn faults_are_failed_outcomes_not_losses() {
         ..FaultRates::default()
     };
     let api = MockApi::start(config).unwrap();
-    let ctx = RunCtx {
-        client: http_client().unwrap(),
-        base_url: api.base_url(),
-        items: 200,
-        work: Arc::new(|b: &[u8]| Work::from_rounds(1).run(b)),
-        timeout: Duration::from_secs(5),
-        phase: None,
-        progress: None,
-    };
+    let ctx = RunCtx::new(
+        HttpFetcher::builder().build().unwrap(),
+        api.base_url(),
+        200,
+        Arc::new(|b: &[u8]| Work::from_rounds(1).run(b)),
+        Duration::from_secs(5),
+    );
     let mut config = gearshift::Config::default().with_cores(2);
     config.retry = gearshift::RetryPolicy::never();
     let gear = System::Gearshift {
@@ -149,4 +147,28 @@ fn calibrated_work_is_proportional() {
     assert!(one >= 1);
     assert!((four as i64 - 4 * one as i64).abs() <= 2, "{one} {four}");
     assert_eq!(Work::millis(f64::NAN).rounds(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_short_soak_loses_and_repeats_nothing() {
+    let report = gearshift_bench::soak::soak(&gearshift_bench::soak::SoakOptions {
+        duration: Duration::from_secs(3),
+        max_items: 1_000_000,
+        seed: 3,
+        cores: 2,
+    })
+    .await
+    .unwrap();
+    assert_eq!(report.lost, 0, "{report}");
+    assert_eq!(report.duplicated, 0, "{report}");
+    assert_eq!(report.reported, report.outcomes, "{report}");
+    assert!(report.changes >= 2, "{report}");
+    assert!(
+        report.by_kind.get("ok").copied().unwrap_or(0) > 0,
+        "{report}"
+    );
+    assert!(
+        report.by_kind.get("server_5xx").copied().unwrap_or(0) > 0,
+        "{report}"
+    );
 }

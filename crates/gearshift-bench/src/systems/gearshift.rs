@@ -10,7 +10,6 @@ use futures::StreamExt;
 use gearshift::{BuildError, Config, ErrorKind, Outcome, Pipeline, Preset};
 
 use super::RunCtx;
-use crate::client::fetch;
 use crate::ledger::Ledger;
 
 /// Runs a gearshift pipeline with `config` over the context's items. If
@@ -34,18 +33,16 @@ pub async fn run(
     config.stats_interval = None;
     let cpu_calls: Arc<Vec<AtomicU32>> =
         Arc::new((0..ctx.items).map(|_| AtomicU32::new(0)).collect());
-    let (client, base, timeout) = (ctx.client.clone(), ctx.base_url.clone(), ctx.timeout);
+    let (fetcher, base) = (ctx.fetcher.clone(), ctx.base_url.clone());
     let io_ledger = Arc::clone(ledger);
     let (work, calls) = (ctx.work.clone(), Arc::clone(&cpu_calls));
     let (handle, mut outcomes) = Pipeline::from_iter(0..ctx.items)
         .config(config)
-        // TODO(lead): use gearshift::http::HttpFetcher once it lands on main;
-        // until then the same reqwest fetch the baselines use.
         .io(move |id: u64| {
-            let client = client.clone();
+            let fetcher = fetcher.clone();
             let url = format!("{base}/item/{id}");
             io_ledger.start_item(id);
-            async move { fetch(&client, &url, timeout).await.map(|b| (id, b)) }
+            async move { fetcher.get(&url).await.map(|b| (id, b)) }
         })
         .cpu(move |(id, body): (u64, Bytes)| {
             if let Some(c) = calls.get(id as usize) {

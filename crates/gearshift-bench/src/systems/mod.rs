@@ -8,6 +8,7 @@ pub mod gearshift;
 use std::sync::Arc;
 use std::time::Duration;
 
+use ::gearshift::http::HttpFetcher;
 use ::gearshift::{Config, Preset};
 use indicatif::ProgressBar;
 
@@ -19,7 +20,10 @@ pub type WorkFn = Arc<dyn Fn(&[u8]) -> [u8; 32] + Send + Sync>;
 /// Everything a system needs for one run.
 #[derive(Clone)]
 pub struct RunCtx {
-    /// The one pooled HTTP client every system shares.
+    /// gearshift's HTTP fetcher; its pooled client is the one every system
+    /// shares.
+    pub fetcher: HttpFetcher,
+    /// The fetcher's client (the same pool), for the baselines.
     pub client: reqwest::Client,
     /// The mock API's base URL, without a trailing slash.
     pub base_url: String,
@@ -47,6 +51,27 @@ impl std::fmt::Debug for RunCtx {
 }
 
 impl RunCtx {
+    /// A context without a phase change or progress bar; the baselines use
+    /// the fetcher's own pooled client.
+    pub fn new(
+        fetcher: HttpFetcher,
+        base_url: String,
+        items: u64,
+        work: WorkFn,
+        timeout: Duration,
+    ) -> Self {
+        RunCtx {
+            client: fetcher.client().clone(),
+            fetcher,
+            base_url,
+            items,
+            work,
+            timeout,
+            phase: None,
+            progress: None,
+        }
+    }
+
     /// The URL of item `id`.
     pub fn url(&self, id: u64) -> String {
         format!("{}/item/{id}", self.base_url)
