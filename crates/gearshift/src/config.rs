@@ -75,6 +75,9 @@ pub enum OnError {
     Cancel,
 }
 
+/// A user's choice of which errors to retry.
+type RetryPredicate = Arc<dyn Fn(&StageError) -> bool + Send + Sync>;
+
 /// Which errors an IO stage retries, and how long it waits between attempts.
 #[derive(Clone)]
 pub struct RetryPolicy {
@@ -86,10 +89,26 @@ pub struct RetryPolicy {
     pub max_backoff: Duration,
     /// Randomise each backoff (full jitter). By default, on.
     pub jitter: bool,
-    retry_if: Option<Arc<dyn Fn(&StageError) -> bool + Send + Sync>>,
+    retry_if: Option<RetryPredicate>,
 }
 
 impl RetryPolicy {
+    /// Up to `max_attempts` attempts per item (including the first), with
+    /// the default backoff.
+    pub fn attempts(max_attempts: u32) -> Self {
+        RetryPolicy {
+            max_attempts,
+            ..Self::default()
+        }
+    }
+
+    /// Sets the first and the longest backoff.
+    pub fn with_backoff(mut self, initial: Duration, max: Duration) -> Self {
+        self.initial_backoff = initial;
+        self.max_backoff = max;
+        self
+    }
+
     /// No retries: one attempt per item.
     pub fn never() -> Self {
         RetryPolicy {

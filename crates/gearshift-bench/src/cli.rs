@@ -1,0 +1,295 @@
+//! The command line: `run`, `sweep` and `mock-api`. `main.rs` only parses
+//! the arguments, sets up tracing and a runtime, and prints what
+//! [`execute`] returns.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::mock_api::{FaultRates, LatencyModel, MockConfig};
+use crate::report;
+use crate::scenario::{self, RunOptions, Scenario};
+use crate::sweep;
+use crate::work;
+
+/// gearshift's benchmarks: gearshift against the usual ways of writing
+/// "fetch, then compute", on a real HTTP server on 127.0.0.1.
+#[derive(Debug, Parser)]
+#[command(name = "gearshift-bench", version)]
+pub struct Cli {
+    /// What to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run scenarios (all of them by default) and print the table.
+    Run(RunArgs),
+    /// Throughput against agents per core on one scenario.
+    Sweep(SweepArgs),
+    /// Run the mock API standalone until Ctrl-C.
+    MockApi(MockApiArgs),
+}
+
+/// Options shared by `run` and `sweep`.
+#[derive(Debug, Args)]
+pub struct Common {
+    /// Items per system instead of each scenario's default.
+    #[arg(long)]
+    pub items: Option<u64>,
+    /// Write one JSON object per (scenario, system) row to this file.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Write SVG plots to this directory.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Seed of the mock API's jitter and faults.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Cores the systems plan for (by default, this machine's).
+    #[arg(long)]
+    pub cores: Option<usize>,
+}
+
+/// `gearshift-bench run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// A scenario to run (repeatable); by default every one.
+    #[arg(long = "scenario", value_name = "NAME")]
+    pub scenarios: Vec<String>,
+    /// Shared options.
+    #[command(flatten)]
+    pub common: Common,
+}
+
+/// `gearshift-bench sweep`.
+#[derive(Debug, Args)]
+pub struct SweepArgs {
+    /// The scenario to sweep.
+    #[arg(long, default_value = "mixed")]
+    pub scenario: String,
+    /// The agents-per-core values.
+    #[arg(long, value_delimiter = ',', default_value = "0.5,1,2,3,4")]
+    pub agents_per_core: Vec<f64>,
+    /// Shared options (`--items` defaults to 200 here).
+    #[command(flatten)]
+    pub common: Common,
+}
+
+/// `gearshift-bench mock-api`.
+#[derive(Debug, Args)]
+pub struct MockApiArgs {
+    /// Port on 127.0.0.1 (0 picks a free one).
+    #[arg(long, default_value_t = 8080)]
+    pub port: u16,
+    /// No-load latency, ms.
+    #[arg(long, default_value_t = 20.0)]
+    pub base_ms: f64,
+    /// Calls served at once without slowing down (0: unlimited).
+    #[arg(long, default_value_t = 16)]
+    pub capacity: usize,
+    /// Jitter weight j in J = 1 - j + j * Exp(1).
+    #[arg(long, default_value_t = 0.2)]
+    pub jitter: f64,
+    /// Lognormal (heavy-tailed) jitter with this sigma instead.
+    #[arg(long)]
+    pub lognormal_sigma: Option<f64>,
+    /// Retrograde factor k: latency *= 1 + k * max(0, n - capacity).
+    #[arg(long, default_value_t = 0.0)]
+    pub retrograde: f64,
+    /// Beyond this many calls in flight, answer 429 with Retry-After.
+    #[arg(long)]
+    pub hard_limit: Option<usize>,
+    /// Bytes per /item body.
+    #[arg(long, default_value_t = 4096)]
+    pub payload_bytes: usize,
+    /// Seed of jitter and faults.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Rate of 500 answers.
+    #[arg(long, default_value_t = 0.0)]
+    pub fault_5xx: f64,
+    /// Rate of 429 answers with Retry-After.
+    #[arg(long, default_value_t = 0.0)]
+    pub fault_429: f64,
+    /// Rate of requests never answered.
+    #[arg(long, default_value_t = 0.0)]
+    pub fault_stall: f64,
+    /// Rate of connections closed without an answer.
+    #[arg(long, default_value_t = 0.0)]
+    pub fault_reset: f64,
+    /// Rate of truncated bodies.
+    #[arg(long, default_value_t = 0.0)]
+    pub fault_truncated: f64,
+    /// Retry-After sent with 429s, whole seconds.
+    #[arg(long, default_value_t = 1)]
+    pub retry_after_s: u64,
+}
+
+impl MockApiArgs {
+    /// The mock API config these arguments describe.
+    ///
+    /// # Errors
+    ///
+    /// A bad latency value, or a refused config.
+    pub fn config(&self) -> anyhow::Result<MockConfig> {
+        let base = gearshift::duration_from_secs("base_ms", self.base_ms / 1e3)?;
+        let config = MockConfig {
+            latency: LatencyModel {
+                base,
+                capacity: (self.capacity > 0).then_some(self.capacity),
+                jitter: self.jitter,
+                lognormal_sigma: self.lognormal_sigma,
+                retrograde: self.retrograde,
+                hard_limit: self.hard_limit,
+            },
+            faults: FaultRates {
+                server_error: self.fault_5xx,
+                rate_limited: self.fault_429,
+                stall: self.fault_stall,
+                reset: self.fault_reset,
+                truncated: self.fault_truncated,
+            },
+            seed: self.seed,
+            payload_bytes: self.payload_bytes,
+            retry_after: Duration::from_secs(self.retry_after_s),
+            ..MockConfig::default()
+        };
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+/// Runs a command; returns the text to print on stdout.
+///
+/// # Errors
+///
+/// Unknown scenario names, bad values, a mock API that cannot start, files
+/// that cannot be written.
+pub async fn execute(cli: Cli) -> anyhow::Result<String> {
+    match cli.command {
+        Command::Run(args) => run(args).await,
+        Command::Sweep(args) => run_sweep(args).await,
+        Command::MockApi(args) => mock_api(args).await,
+    }
+}
+
+fn options(common: &Common) -> anyhow::Result<RunOptions> {
+    let cores = common.cores.unwrap_or_else(|| num_cpus::get().max(1));
+    if cores == 0 || cores > 4096 {
+        anyhow::bail!("cores must be between 1 and 4096, got {cores}");
+    }
+    if common.items == Some(0) {
+        anyhow::bail!("items must be > 0, got 0");
+    }
+    let cal = work::calibration();
+    tracing::info!(
+        "CPU work model: {:.1} SHA-256 rounds over 4 KiB = 1 ms (median of {} tries of {} rounds)",
+        cal.rounds_per_ms,
+        cal.tries,
+        cal.rounds_timed
+    );
+    Ok(RunOptions {
+        items: common.items,
+        seed: common.seed,
+        cores,
+        progress: std::io::stdout().is_terminal(),
+        ..RunOptions::default()
+    })
+}
+
+fn scenario_named(name: &str) -> anyhow::Result<Scenario> {
+    Scenario::by_name(name).ok_or_else(|| {
+        anyhow::anyhow!(
+            "unknown scenario {name:?}: expected one of {}",
+            Scenario::names().join(", ")
+        )
+    })
+}
+
+async fn run(args: RunArgs) -> anyhow::Result<String> {
+    let scenarios = if args.scenarios.is_empty() {
+        Scenario::all()
+    } else {
+        args.scenarios
+            .iter()
+            .map(|n| scenario_named(n))
+            .collect::<anyhow::Result<_>>()?
+    };
+    let opts = options(&args.common)?;
+    let mut results = Vec::new();
+    for s in &scenarios {
+        tracing::info!(scenario = s.name, "running");
+        results.push(scenario::run(s, &opts).await?);
+    }
+    if let Some(path) = &args.common.json {
+        report::write_json(path, &results)?;
+    }
+    if let Some(dir) = &args.common.out {
+        std::fs::create_dir_all(dir)?;
+        for r in results.iter().filter(|r| r.scenario == "morning_evening") {
+            let path = dir.join("morning_evening_timeline.svg");
+            report::plot_timeline(&path, r)?;
+            tracing::info!(path = %path.display(), "wrote plot");
+        }
+    }
+    let void = results
+        .iter()
+        .flat_map(|r| &r.rows)
+        .filter(|r| r.accounting_error.is_some())
+        .count();
+    let mut out = report::table(&results);
+    if void > 0 {
+        out.push_str(&format!("{void} rows failed the exactly-once check\n"));
+    }
+    Ok(out)
+}
+
+async fn run_sweep(args: SweepArgs) -> anyhow::Result<String> {
+    let scenario = scenario_named(&args.scenario)?;
+    if scenario.phases.len() > 1 {
+        anyhow::bail!(
+            "scenario must have one phase to sweep, got {}",
+            scenario.name
+        );
+    }
+    let mut opts = options(&args.common)?;
+    opts.items = Some(args.common.items.unwrap_or(200));
+    let swept = sweep::sweep(&scenario, &args.agents_per_core, &opts).await?;
+    let results = [swept.result];
+    if let Some(path) = &args.common.json {
+        report::write_json(path, &results)?;
+    }
+    if let Some(dir) = &args.common.out {
+        std::fs::create_dir_all(dir)?;
+        let path = dir.join(format!("sweep_{}.svg", scenario.name));
+        report::plot_sweep(
+            &path,
+            &format!("{}: throughput against agents per core", scenario.name),
+            &swept.series,
+            results[0].limit_per_s,
+        )?;
+        tracing::info!(path = %path.display(), "wrote plot");
+    }
+    Ok(report::table(&results))
+}
+
+async fn mock_api(args: MockApiArgs) -> anyhow::Result<String> {
+    let config = args.config()?;
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", args.port))
+        .await
+        .map_err(|e| anyhow::anyhow!("could not bind 127.0.0.1:{}: {e}", args.port))?;
+    tracing::info!(
+        addr = %listener.local_addr()?,
+        "mock api listening: GET /item/{{id}}, GET /stats[?per_id=true]; Ctrl-C stops it"
+    );
+    crate::mock_api::serve(listener, config, async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+    .await?;
+    Ok(String::new())
+}

@@ -1,0 +1,374 @@
+//! The scenarios of `gearshift-bench run`: a workload (the mock API's
+//! latency and capacity, CPU per item, possibly in two phases), the systems
+//! compared on it, and its theoretical limit.
+//!
+//! | name            | base latency     | capacity  | CPU per item    | items | what it shows |
+//! |-----------------|------------------|-----------|-----------------|-------|---------------|
+//! | io_bound        | 20 ms            | 16        | 0.05 ms         | 800   | concurrency is everything |
+//! | cpu_bound       | 1 ms             | 64        | 4 ms            | 800   | cores are everything |
+//! | mixed           | 40 ms            | 32        | 1.5 ms          | 400   | both matter; the ratio matters |
+//! | seed_example    | 10 ms            | unlimited | 0               | 1000  | the design note's example, 8 agents |
+//! | morning_evening | 100 ms, then 5 ms| 64        | 0.5, then 5 ms  | 300   | a live preset switch halfway |
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use gearshift::{Agents, Config, Preset};
+
+use crate::ledger::{PhaseSwitch, RunResult};
+use crate::mock_api::{MockApi, MockApiError, MockConfig};
+use crate::report::progress_bar;
+use crate::systems::{self, RunCtx, System, WorkFn};
+use crate::work::Work;
+
+/// One phase of a workload.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Phase {
+    /// The mock API's no-load latency.
+    pub base: Duration,
+    /// Calls it serves at once without slowing down; `None` is unlimited.
+    pub capacity: Option<usize>,
+    /// CPU per item, ms.
+    pub cpu_ms: f64,
+}
+
+impl Phase {
+    /// `min(capacity / base, cores / cpu)`, items/s; infinite when neither
+    /// side limits.
+    pub fn limit_per_s(&self, cores: usize) -> f64 {
+        let api = match self.capacity {
+            Some(c) => c as f64 / self.base.as_secs_f64(),
+            None => f64::INFINITY,
+        };
+        let cpu = if self.cpu_ms > 0.0 {
+            cores as f64 / (self.cpu_ms / 1e3)
+        } else {
+            f64::INFINITY
+        };
+        api.min(cpu)
+    }
+}
+
+/// A named workload and its default size.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Scenario {
+    /// Its name on the command line.
+    pub name: &'static str,
+    /// What it shows.
+    pub shows: &'static str,
+    /// One phase, or two (the second starts when half the items are done).
+    pub phases: Vec<Phase>,
+    /// Items per system at default size.
+    pub items: u64,
+    /// Items for the sequential baseline (slow by design), at most `items`.
+    pub sequential_items: u64,
+    /// A fixed agent count the scenario is about (seed_example: 8).
+    pub fixed_agents: Option<usize>,
+}
+
+/// How to run scenarios.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Items per system instead of each scenario's default.
+    pub items: Option<u64>,
+    /// The mock API's seed.
+    pub seed: u64,
+    /// Cores the systems plan for.
+    pub cores: usize,
+    /// Show progress bars.
+    pub progress: bool,
+    /// Per-call timeout.
+    pub timeout: Duration,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            items: None,
+            seed: 1,
+            cores: num_cpus::get().max(1),
+            progress: false,
+            timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// The rows of one scenario.
+#[derive(Debug, Clone)]
+pub struct ScenarioResult {
+    /// The scenario's name.
+    pub scenario: String,
+    /// Its theoretical limit, items/s.
+    pub limit_per_s: f64,
+    /// The system the others are compared with.
+    pub reference: String,
+    /// One row per system.
+    pub rows: Vec<RunResult>,
+}
+
+impl Scenario {
+    /// Every scenario, in run order.
+    pub fn all() -> Vec<Scenario> {
+        let ms = Duration::from_millis;
+        let one = |base, capacity, cpu_ms| {
+            vec![Phase {
+                base,
+                capacity,
+                cpu_ms,
+            }]
+        };
+        vec![
+            Scenario {
+                name: "io_bound",
+                shows: "concurrency is everything",
+                phases: one(ms(20), Some(16), 0.05),
+                items: 800,
+                sequential_items: 100,
+                fixed_agents: None,
+            },
+            Scenario {
+                name: "cpu_bound",
+                shows: "cores are everything; the async side must not starve them",
+                phases: one(ms(1), Some(64), 4.0),
+                items: 800,
+                sequential_items: 200,
+                fixed_agents: None,
+            },
+            Scenario {
+                name: "mixed",
+                shows: "both matter; the ratio matters",
+                phases: one(ms(40), Some(32), 1.5),
+                items: 400,
+                sequential_items: 50,
+                fixed_agents: None,
+            },
+            Scenario {
+                name: "seed_example",
+                shows: "the design note's example: sequential ~N x L, 8 agents ~N x L / 8",
+                phases: one(ms(10), None, 0.0),
+                items: 1000,
+                sequential_items: 200,
+                fixed_agents: Some(8),
+            },
+            Scenario {
+                name: "morning_evening",
+                shows: "the workload shifts halfway; a live preset switch against staying put",
+                phases: vec![
+                    Phase {
+                        base: ms(100),
+                        capacity: Some(64),
+                        cpu_ms: 0.5,
+                    },
+                    Phase {
+                        base: ms(5),
+                        capacity: Some(64),
+                        cpu_ms: 5.0,
+                    },
+                ],
+                items: 300,
+                sequential_items: 0,
+                fixed_agents: None,
+            },
+        ]
+    }
+
+    /// The scenario of this name.
+    pub fn by_name(name: &str) -> Option<Scenario> {
+        let norm = name.replace('-', "_");
+        Self::all().into_iter().find(|s| s.name == norm)
+    }
+
+    /// The names of every scenario.
+    pub fn names() -> Vec<&'static str> {
+        Self::all().iter().map(|s| s.name).collect()
+    }
+
+    /// The theoretical limit, items/s: `min(capacity / base, cores / cpu)`;
+    /// with a fixed agent count and no other limit, `agents / base`; with two
+    /// phases of equal items, their harmonic mean.
+    pub fn limit_per_s(&self, cores: usize) -> f64 {
+        let limits: Vec<f64> = self
+            .phases
+            .iter()
+            .map(|p| {
+                let l = p.limit_per_s(cores);
+                match (l.is_finite(), self.fixed_agents) {
+                    (false, Some(a)) => a as f64 / p.base.as_secs_f64(),
+                    _ => l,
+                }
+            })
+            .collect();
+        limits.len() as f64 / limits.iter().map(|l| 1.0 / l).sum::<f64>()
+    }
+
+    /// The systems compared, the reference (gearshift) first among them.
+    pub fn systems(&self, cores: usize) -> (Vec<System>, String) {
+        let gear = |label: String, agents: usize| System::Gearshift {
+            label,
+            config: Box::new(Config {
+                agents: Agents::Total(agents),
+                api_permits: Some(agents),
+                ..Config::default().with_cores(cores)
+            }),
+            switch_to: None,
+        };
+        let preset = |label: &str, p: Preset, switch_to: Option<Preset>| {
+            let mut config = Config::default().with_cores(cores);
+            p.apply_to(&mut config);
+            System::Gearshift {
+                label: label.into(),
+                config: Box::new(config),
+                switch_to,
+            }
+        };
+        if self.phases.len() > 1 {
+            let live = "gearshift morning -> evening (live switch)";
+            let cap = self.phases[0].capacity.unwrap_or(64);
+            let systems = vec![
+                preset(live, Preset::Morning, Some(Preset::Evening)),
+                preset("gearshift morning all the way", Preset::Morning, None),
+                preset("gearshift evening all the way", Preset::Evening, None),
+                gear(format!("gearshift (agents = capacity {cap})"), cap),
+            ];
+            return (systems, live.into());
+        }
+        let mut systems = vec![System::Sequential];
+        if let Some(a) = self.fixed_agents {
+            let label = format!("gearshift ({a} agents)");
+            systems.push(gear(label.clone(), a));
+            systems.extend(baselines(a));
+            return (systems, label);
+        }
+        let cap = self.phases[0].capacity.unwrap_or(4 * cores);
+        let four = 4 * cores;
+        let reference = format!("gearshift (agents = capacity {cap})");
+        systems.push(gear(reference.clone(), cap));
+        systems.push(preset(
+            &format!("gearshift seed rule ({} agents)", 2 * cores),
+            Preset::ApiHeavy,
+            None,
+        ));
+        if four != cap {
+            systems.push(gear(format!("gearshift (agents = {four})"), four));
+        }
+        systems.extend(baselines(four));
+        if four != cap {
+            systems.extend(baselines(cap));
+        }
+        (systems, reference)
+    }
+}
+
+fn baselines(c: usize) -> [System; 3] {
+    [
+        System::TokioInline { c },
+        System::SpawnBlocking { c },
+        System::Rayon { c },
+    ]
+}
+
+/// Runs every system of `scenario` on one embedded mock API.
+///
+/// # Errors
+///
+/// If the mock API cannot start or gearshift refuses a configuration.
+pub async fn run(scenario: &Scenario, opts: &RunOptions) -> anyhow::Result<ScenarioResult> {
+    let (systems, reference) = scenario.systems(opts.cores);
+    run_systems(scenario, &systems, reference, opts).await
+}
+
+/// Runs the given systems on `scenario`.
+///
+/// # Errors
+///
+/// As for [`run`].
+pub async fn run_systems(
+    scenario: &Scenario,
+    systems: &[System],
+    reference: String,
+    opts: &RunOptions,
+) -> anyhow::Result<ScenarioResult> {
+    let mock_config = |phase: &Phase| {
+        let mut c = MockConfig::with_latency(phase.base, phase.capacity);
+        c.seed = opts.seed;
+        c
+    };
+    let api = Arc::new(
+        MockApi::start(mock_config(&scenario.phases[0]))
+            .map_err(|e: MockApiError| anyhow::anyhow!("scenario {}: {e}", scenario.name))?,
+    );
+    let works: Arc<Vec<Work>> = Arc::new(
+        scenario
+            .phases
+            .iter()
+            .map(|p| Work::millis(p.cpu_ms))
+            .collect(),
+    );
+    let client = crate::client::http_client()?;
+    let items = opts.items.unwrap_or(scenario.items).max(1);
+    let mut rows = Vec::new();
+    for system in systems {
+        let n = match system {
+            System::Sequential => scenario.sequential_items.clamp(1, items),
+            _ => items,
+        };
+        api.reset_stats();
+        api.set_config(mock_config(&scenario.phases[0]))?;
+        let phase_now = Arc::new(AtomicUsize::new(0));
+        let phase = scenario.phases.get(1).map(|second| {
+            let (api, now, second) = (
+                Arc::clone(&api),
+                Arc::clone(&phase_now),
+                mock_config(second),
+            );
+            Arc::new(PhaseSwitch::new(n / 2, move || {
+                if let Err(e) = api.set_config(second.clone()) {
+                    tracing::error!(error = %e, "phase change refused");
+                }
+                now.store(1, Ordering::SeqCst);
+            }))
+        });
+        let work: WorkFn = {
+            let (works, now) = (Arc::clone(&works), Arc::clone(&phase_now));
+            Arc::new(move |body: &[u8]| works[now.load(Ordering::Relaxed)].run(body))
+        };
+        let ctx = RunCtx {
+            client: client.clone(),
+            base_url: api.base_url(),
+            items: n,
+            work,
+            timeout: opts.timeout,
+            phase,
+            progress: Some(progress_bar(
+                n,
+                &format!("{} / {}", scenario.name, system.name()),
+                opts.progress,
+            )),
+        };
+        let row = systems::run(system, &ctx).await?;
+        if let Some(p) = &ctx.progress {
+            p.finish_and_clear();
+        }
+        let stats = api.stats();
+        tracing::info!(
+            scenario = scenario.name,
+            system = %row.system,
+            items_per_s = row.items_per_s(),
+            ok = row.ok,
+            failed = row.failed,
+            max_in_flight = stats.max_in_flight,
+            "system done"
+        );
+        if let Some(e) = &row.accounting_error {
+            tracing::error!(scenario = scenario.name, system = %row.system, error = %e, "accounting error");
+        }
+        rows.push(row);
+    }
+    Ok(ScenarioResult {
+        scenario: scenario.name.into(),
+        limit_per_s: scenario.limit_per_s(opts.cores),
+        reference,
+        rows,
+    })
+}

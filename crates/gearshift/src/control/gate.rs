@@ -1,0 +1,132 @@
+//! A semaphore that can be resized while permits are out.
+//!
+//! Used twice: as the IO stage's API semaphore (the single authority on calls
+//! in flight) and in front of the CPU pool (batches running at once).
+//! Growing adds permits at once; shrinking forgets idle permits and records a
+//! debt for the rest, which returning permits pay off instead of going back.
+
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use super::debt::Debt;
+
+/// A resizable async semaphore that also counts permits in use.
+#[derive(Debug)]
+pub(crate) struct Gate {
+    sem: Arc<Semaphore>,
+    /// The size asked for; guarded so that resizes do not interleave.
+    size: Mutex<usize>,
+    /// Permits still out that must be forgotten, not returned, when dropped.
+    debt: Debt,
+    in_use: AtomicUsize,
+    peak: AtomicUsize,
+}
+
+/// One permit of a [`Gate`]; dropping it returns the permit (or pays a debt).
+#[derive(Debug)]
+pub(crate) struct GatePermit {
+    permit: Option<OwnedSemaphorePermit>,
+    gate: Arc<Gate>,
+}
+
+impl Gate {
+    pub(crate) fn new(size: usize) -> Arc<Self> {
+        Arc::new(Gate {
+            sem: Arc::new(Semaphore::new(size)),
+            size: Mutex::new(size),
+            debt: Debt::default(),
+            in_use: AtomicUsize::new(0),
+            peak: AtomicUsize::new(0),
+        })
+    }
+
+    /// Waits for a permit. Cancel-safe: dropping the future takes nothing.
+    pub(crate) async fn acquire(self: &Arc<Self>) -> GatePermit {
+        let permit = self
+            .sem
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("a gate's semaphore is never closed");
+        let now = self.in_use.fetch_add(1, Ordering::Relaxed) + 1;
+        self.peak.fetch_max(now, Ordering::Relaxed);
+        GatePermit {
+            permit: Some(permit),
+            gate: Arc::clone(self),
+        }
+    }
+
+    /// Sets the number of permits. Takes effect at once when growing; when
+    /// shrinking, permits in use are retired as they come back.
+    pub(crate) fn resize(&self, new: usize) {
+        let mut size = self.size.lock().unwrap_or_else(|e| e.into_inner());
+        let old = *size;
+        *size = new;
+        let sem = &*self.sem;
+        if new > old {
+            self.debt.grow(new - old, |n| sem.add_permits(n));
+        } else if new < old {
+            self.debt.shrink(old - new, |n| sem.forget_permits(n));
+        }
+    }
+
+    /// The size asked for.
+    pub(crate) fn size(&self) -> usize {
+        *self.size.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Permits in use now.
+    pub(crate) fn in_use(&self) -> usize {
+        self.in_use.load(Ordering::Relaxed)
+    }
+
+    /// Most permits in use at once since the last call; restarts from now.
+    pub(crate) fn take_peak(&self) -> usize {
+        self.peak.swap(self.in_use(), Ordering::Relaxed)
+    }
+}
+
+impl Drop for GatePermit {
+    fn drop(&mut self) {
+        self.gate.in_use.fetch_sub(1, Ordering::Relaxed);
+        if let Some(permit) = self.permit.take()
+            && self.gate.debt.pay()
+        {
+            permit.forget();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn shrinking_retires_permits_in_use_as_they_return() {
+        let gate = Gate::new(4);
+        let held: Vec<_> = futures::future::join_all((0..4).map(|_| gate.acquire())).await;
+        gate.resize(1);
+        assert_eq!(gate.sem.available_permits(), 0);
+        drop(held);
+        // Three of the four returning permits paid the debt.
+        assert_eq!(gate.sem.available_permits(), 1);
+        assert_eq!(gate.in_use(), 0);
+    }
+
+    #[tokio::test]
+    async fn growing_cancels_debt_before_adding_permits() {
+        let gate = Gate::new(2);
+        let a = gate.acquire().await;
+        let b = gate.acquire().await;
+        gate.resize(0);
+        gate.resize(3);
+        drop((a, b));
+        assert_eq!(gate.sem.available_permits(), 3);
+        assert_eq!(gate.size(), 3);
+        assert_eq!(gate.take_peak(), 2, "two permits were out at once");
+        assert_eq!(gate.take_peak(), 0, "the peak restarts from permits in use");
+    }
+}

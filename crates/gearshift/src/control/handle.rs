@@ -1,0 +1,155 @@
+//! [`PipelineHandle`]: shift the ratio, look at stats, stop, and wait.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::config::{Agents, Config};
+use crate::error::ConfigError;
+use crate::pipeline::shared::Shared;
+use crate::preset::Preset;
+use crate::stats::report::Report;
+
+/// A cheap, clonable handle on a running pipeline. No method blocks.
+///
+/// A change is validated, then takes effect promptly: new agents start at
+/// once, surplus agents finish their current call and retire, API permits
+/// grow at once and shrink as calls return, and a new batch size applies to
+/// the next batch. No item is lost or repeated by a change.
+#[derive(Debug, Clone)]
+pub struct PipelineHandle {
+    shared: Arc<Shared>,
+}
+
+impl PipelineHandle {
+    pub(crate) fn new(shared: Arc<Shared>) -> Self {
+        PipelineHandle { shared }
+    }
+
+    /// Switches to a preset's ratio (agents, permits, workers, batch size).
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] if the result does not validate (it always does for
+    /// a valid configuration).
+    pub fn apply(&self, preset: Preset) -> Result<(), ConfigError> {
+        self.shared.update(|c| preset.apply_to(c))?;
+        tracing::info!(%preset, "preset applied");
+        Ok(())
+    }
+
+    /// Sets agents per core (any positive number).
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] for zero, negative, NaN, infinite or absurd values.
+    pub fn set_agents_per_core(&self, per_core: f64) -> Result<(), ConfigError> {
+        self.shared.update(|c| {
+            c.agents = Agents::PerCore(per_core);
+            c.api_permits = None;
+        })
+    }
+
+    /// Sets an absolute number of agents per IO stage (API permits follow at
+    /// 2 per agent unless set with [`set_api_permits`](Self::set_api_permits)).
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] for 0 or absurd values.
+    pub fn set_agents(&self, agents: usize) -> Result<(), ConfigError> {
+        self.shared.update(|c| c.agents = Agents::Total(agents))
+    }
+
+    /// Sets the API calls in flight per IO stage.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] for 0 or absurd values.
+    pub fn set_api_permits(&self, permits: usize) -> Result<(), ConfigError> {
+        self.shared.update(|c| c.api_permits = Some(permits))
+    }
+
+    /// Sets the CPU workers (batches running at once).
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] for 0, or more than the pool's threads (`max_workers`).
+    pub fn set_workers(&self, workers: usize) -> Result<(), ConfigError> {
+        self.shared.update(|c| c.workers = workers)
+    }
+
+    /// Sets the items per CPU batch.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] for 0 or absurd values.
+    pub fn set_items_per_batch(&self, items: usize) -> Result<(), ConfigError> {
+        self.shared.update(|c| c.items_per_batch = items)
+    }
+
+    /// Sets how long a partial batch waits for more items.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] for over a year.
+    pub fn set_batch_wait(&self, wait: Duration) -> Result<(), ConfigError> {
+        self.shared.update(|c| c.batch_wait = wait)
+    }
+
+    /// Sets (or lifts, with `None`) the limit on calls started per second.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] for zero, negative, NaN or infinite rates.
+    pub fn set_rate_limit(&self, per_second: Option<f64>) -> Result<(), ConfigError> {
+        self.shared.update(|c| c.rate_limit = per_second)
+    }
+
+    /// The configuration in force now.
+    pub fn config(&self) -> Config {
+        self.shared.config.borrow().clone()
+    }
+
+    /// Live stats: counts so far, per stage and per agent, and the tuner's
+    /// decisions.
+    pub fn snapshot(&self) -> Report {
+        match self.shared.report.borrow().as_ref() {
+            Some(done) => (**done).clone(),
+            None => Report::build(&self.shared, false),
+        }
+    }
+
+    /// Stops gracefully: no new items are taken, items inside may finish
+    /// until `drain_timeout`, after which the rest end as `Cancelled`.
+    pub fn cancel(&self) {
+        tracing::info!("pipeline cancel requested");
+        self.shared.cancel();
+    }
+
+    /// Stops now: every item not yet finished ends as `Cancelled`.
+    pub fn abort(&self) {
+        tracing::info!("pipeline abort requested");
+        self.shared.shutdown.abort();
+    }
+
+    /// Whether every item has its outcome.
+    pub fn is_finished(&self) -> bool {
+        self.shared.report.borrow().is_some()
+    }
+
+    /// Waits until every item has its outcome and returns the final report.
+    /// Any clone may join; all get the same report.
+    pub async fn join(self) -> Report {
+        let mut rx = self.shared.report.subscribe();
+        let report = rx
+            .wait_for(|r| r.is_some())
+            .await
+            .map(|r| r.clone())
+            .ok()
+            .flatten();
+        match report {
+            Some(r) => (*r).clone(),
+            // The sender lives in `shared`, which we hold: unreachable.
+            None => Report::build(&self.shared, false),
+        }
+    }
+}

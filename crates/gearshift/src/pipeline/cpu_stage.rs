@@ -1,0 +1,300 @@
+//! The CPU stage: a batcher task groups items (flushing when a batch is full
+//! or its oldest item has waited `batch_wait`), takes a permit from the
+//! worker gate and queues the batch for the rayon pool, where up to `workers`
+//! jobs drain the queue (a job ends when the queue is empty, so it never
+//! waits on a channel). A job runs each batch and hands the results to a
+//! forwarder thread over a crossbeam channel: rayon threads only ever run
+//! work. The permit travels with the results and is released once they are
+//! passed on, which bounds memory by `workers` batches.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use crate::control::shutdown::Signal;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use super::item::{EndedTx, Item, panic_message, send_cancelled, send_failed};
+use crate::config::Config;
+use crate::control::gate::{Gate, GatePermit};
+use crate::error::{ErrorKind, StageError};
+use crate::outcome::Failure;
+use crate::stats::counters::StageStats;
+
+/// A batch's results on their way to the forwarder, with the batch's permit.
+type Done<U> = (Vec<Item<U>>, GatePermit);
+
+/// The stage function, boxed: one indirect call per item is noise next to
+/// the work, and it keeps the stage's types simple.
+pub(crate) type CpuFn<T, U> = Box<dyn Fn(T) -> Result<U, StageError> + Send + Sync>;
+
+/// Everything the batcher and the batches share.
+pub(crate) struct CpuCore<T, U> {
+    pub(crate) name: Arc<str>,
+    pub(crate) f: CpuFn<T, U>,
+    pub(crate) input: async_channel::Receiver<Item<T>>,
+    pub(crate) ended: EndedTx,
+    pub(crate) stats: Arc<StageStats>,
+    pub(crate) workers: Arc<Gate>,
+    pub(crate) abort: Signal,
+    pub(crate) pool: Arc<rayon::ThreadPool>,
+    /// The next stage's input, for results that fit without waiting.
+    pub(crate) output: async_channel::Sender<Item<U>>,
+    /// Batches with their permits, waiting for a rayon job.
+    pub(crate) ready: (
+        crossbeam_channel::Sender<Ready<T>>,
+        crossbeam_channel::Receiver<Ready<T>>,
+    ),
+    /// Rayon jobs draining `ready`.
+    pub(crate) active: AtomicUsize,
+    /// Whether this is the first stage (see `IoCore::first`).
+    pub(crate) first: bool,
+}
+
+/// A batch waiting for a worker, with the permit it holds.
+pub(crate) type Ready<T> = (Vec<Item<T>>, GatePermit);
+
+/// Starts the forwarder thread and returns the sender rayon jobs use.
+pub(crate) fn spawn_forwarder<U: Send + 'static>(
+    name: &str,
+    output: async_channel::Sender<Item<U>>,
+    stats: Arc<StageStats>,
+) -> std::io::Result<crossbeam_channel::Sender<Done<U>>> {
+    let (tx, rx) = crossbeam_channel::unbounded::<Done<U>>();
+    std::thread::Builder::new()
+        .name(format!("gearshift-fwd-{name}"))
+        .spawn(move || {
+            for (items, permit) in rx {
+                for item in items {
+                    let item = match output.try_send(item) {
+                        Ok(()) => {
+                            stats.items_out.add(1);
+                            continue;
+                        }
+                        Err(async_channel::TrySendError::Full(item)) => item,
+                        Err(async_channel::TrySendError::Closed(item)) => item,
+                    };
+                    let blocked = std::time::Instant::now();
+                    let sent = output.send_blocking(item);
+                    stats.blocked_put_nanos.add_time(blocked.elapsed());
+                    // The output only closes if the collector is gone, which
+                    // happens only after every stage has finished.
+                    if sent.is_ok() {
+                        stats.items_out.add(1);
+                    }
+                }
+                drop(permit);
+            }
+        })?;
+    Ok(tx)
+}
+
+impl<T, U> CpuCore<T, U>
+where
+    T: Send + 'static,
+    U: Send + 'static,
+{
+    /// Forms batches and hands them to the pool until the input is closed
+    /// and drained.
+    pub(crate) async fn run(
+        self: Arc<Self>,
+        results: crossbeam_channel::Sender<Done<U>>,
+        mut config: watch::Receiver<Config>,
+    ) {
+        self.workers.resize(config.borrow_and_update().workers);
+        loop {
+            let waited = Instant::now();
+            if self.abort.is_set() {
+                return self.cancel_rest().await;
+            }
+            let first = match self.input.try_recv() {
+                Ok(item) => Ok(item),
+                Err(async_channel::TryRecvError::Closed) => return,
+                Err(async_channel::TryRecvError::Empty) => tokio::select! {
+                    biased;
+                    first = self.input.recv() => first,
+                    _ = self.abort.triggered() => {
+                        self.cancel_rest().await;
+                        return;
+                    }
+                },
+            };
+            self.stats.blocked_get_nanos.add_time(waited.elapsed());
+            let Ok(first) = first else { return };
+            let (size, wait) = {
+                let c = config.borrow();
+                (c.items_per_batch, c.batch_wait)
+            };
+            let mut batch = self.fill(first, size, wait).await;
+            if self.first {
+                let now = Instant::now();
+                batch.iter_mut().for_each(|item| item.born = now);
+            }
+            self.stats.items_in.add(batch.len() as u64);
+            self.stats.observe_queue(self.input.len());
+            let permit = loop {
+                tokio::select! {
+                    biased;
+                    permit = self.workers.acquire() => break Some(permit),
+                    changed = config.changed() => {
+                        if changed.is_ok() {
+                            self.workers.resize(config.borrow_and_update().workers);
+                        }
+                    }
+                    _ = self.abort.triggered() => {
+                        for item in &batch {
+                            self.cancel(item.id);
+                        }
+                        break None;
+                    }
+                }
+            };
+            let Some(permit) = permit else { continue };
+            if config.has_changed().unwrap_or(false) {
+                self.workers.resize(config.borrow_and_update().workers);
+            }
+            // The permit bounds the queue: at most `workers` batches are
+            // queued, running, or waiting to be forwarded.
+            let _ = self.ready.0.send((batch, permit));
+            self.ensure_job(&results);
+        }
+    }
+
+    /// Starts a rayon job unless enough are already draining the queue.
+    fn ensure_job(self: &Arc<Self>, results: &crossbeam_channel::Sender<Done<U>>) {
+        let started = self
+            .active
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |a| {
+                (a < self.workers.size().max(1)).then_some(a + 1)
+            })
+            .is_ok();
+        if started {
+            let core = Arc::clone(self);
+            let results = results.clone();
+            self.pool.spawn(move || core.drain_ready(&results));
+        }
+    }
+
+    /// A rayon job: runs queued batches until none is left, then ends (it
+    /// never waits on a channel). A batch queued while it was ending is
+    /// picked up by the re-check.
+    fn drain_ready(self: &Arc<Self>, results: &crossbeam_channel::Sender<Done<U>>) {
+        loop {
+            while let Ok((batch, permit)) = self.ready.1.try_recv() {
+                self.run_batch(batch, permit, results);
+            }
+            self.active.fetch_sub(1, Ordering::SeqCst);
+            if self.ready.1.is_empty()
+                || self
+                    .active
+                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |a| {
+                        (a < self.workers.size().max(1)).then_some(a + 1)
+                    })
+                    .is_err()
+            {
+                return;
+            }
+        }
+    }
+
+    /// Fills a batch: takes what is already queued, then waits for more
+    /// until the oldest item has waited `wait`.
+    async fn fill(&self, first: Item<T>, size: usize, wait: Duration) -> Vec<Item<T>> {
+        let flush_at = Instant::now() + wait;
+        let mut batch = Vec::with_capacity(size);
+        batch.push(first);
+        while batch.len() < size {
+            match self.input.try_recv() {
+                Ok(item) => batch.push(item),
+                Err(async_channel::TryRecvError::Closed) => break,
+                Err(async_channel::TryRecvError::Empty) => {
+                    if wait.is_zero() {
+                        break;
+                    }
+                    match tokio::time::timeout_at(flush_at, self.input.recv()).await {
+                        Ok(Ok(item)) => batch.push(item),
+                        _ => break,
+                    }
+                }
+            }
+        }
+        batch
+    }
+
+    /// Runs on a rayon worker: every item of the batch, then the hand-off.
+    fn run_batch(
+        &self,
+        batch: Vec<Item<T>>,
+        permit: GatePermit,
+        results: &crossbeam_channel::Sender<Done<U>>,
+    ) {
+        let started = std::time::Instant::now();
+        let mut outs = Vec::with_capacity(batch.len());
+        let mut times = Vec::with_capacity(batch.len());
+        for item in batch {
+            let (id, born) = (item.id, item.born);
+            if self.abort.is_set() {
+                self.cancel(id);
+                continue;
+            }
+            let t0 = std::time::Instant::now();
+            let result = catch_unwind(AssertUnwindSafe(|| (self.f)(item.value)));
+            times.push(t0.elapsed());
+            let error = match result {
+                Ok(Ok(value)) => {
+                    outs.push(Item { id, born, value });
+                    continue;
+                }
+                Ok(Err(e)) => e,
+                Err(panic) => StageError::msg(ErrorKind::Panic, panic_message(&*panic)),
+            };
+            self.stats.record_error(error.kind());
+            self.stats.failed.add(1);
+            send_failed(
+                &self.ended,
+                Failure {
+                    item: id,
+                    stage: Arc::clone(&self.name),
+                    error,
+                    attempts: 1,
+                },
+            );
+        }
+        self.stats
+            .latency
+            .record_all(rayon::current_thread_index().unwrap_or(0), times);
+        self.stats.attempts.add(1);
+        self.stats.busy_nanos.add_time(started.elapsed());
+        // Pass results on directly while the next channel has room; hand
+        // the rest to the forwarder, which may block (rayon threads never do).
+        let mut outs = outs.into_iter();
+        for item in outs.by_ref() {
+            match self.output.try_send(item) {
+                Ok(()) => self.stats.items_out.add(1),
+                Err(e) => {
+                    let rest: Vec<_> = std::iter::once(e.into_inner()).chain(outs).collect();
+                    // The forwarder outlives every job: it stops only once
+                    // all senders, including this job's, are gone.
+                    let _ = results.send((rest, permit));
+                    return;
+                }
+            }
+        }
+        drop(permit);
+    }
+
+    /// After an abort: records every item still queued as cancelled.
+    async fn cancel_rest(&self) {
+        while let Ok(item) = self.input.recv().await {
+            self.stats.items_in.add(1);
+            self.cancel(item.id);
+        }
+    }
+
+    fn cancel(&self, id: u64) {
+        self.stats.cancelled.add(1);
+        send_cancelled(&self.ended, id);
+    }
+}

@@ -1,0 +1,438 @@
+//! The IO stage: a supervisor that keeps `round(agents_per_core x cores)`
+//! agents (tokio tasks) alive, and the agents, which take items from the
+//! input channel, call the stage function under the API semaphore with a
+//! timeout, retries with backoff and the stage-wide `Retry-After` pause, and
+//! pass results on.
+
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::Duration;
+
+use backon::BackoffBuilder;
+use futures::FutureExt;
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tracing::Instrument;
+
+use super::item::{EndedTx, Item, panic_message, send_cancelled, send_failed};
+use crate::config::{Config, RetryPolicy};
+use crate::control::gate::Gate;
+use crate::control::pause::Pause;
+use crate::control::rate::RateLimit;
+use crate::control::roster::Roster;
+use crate::control::shutdown::Signal;
+use crate::error::{ErrorKind, StageError};
+use crate::outcome::Failure;
+use crate::stats::counters::{AgentStats, StageStats};
+
+/// How an IO stage turns what agents take from the channel into calls.
+pub(crate) trait Unit<T, U>: Send + Sync + 'static {
+    /// Processes `first` (and, for batch calls, more items the agent takes).
+    fn process<'a>(
+        &'a self,
+        core: &'a IoCore<T, U>,
+        first: Item<T>,
+        agent: &'a AgentStats,
+    ) -> impl Future<Output = ()> + Send + 'a;
+}
+
+/// One call per item.
+pub(crate) struct Single<F>(pub(crate) F);
+
+/// One call per batch of up to `max` items.
+pub(crate) struct Batched<F> {
+    pub(crate) f: F,
+    pub(crate) max: usize,
+}
+
+/// Why a call gave up.
+pub(crate) enum CallError {
+    Failed(StageError, u32),
+    Cancelled,
+}
+
+/// Everything an IO stage's agents share.
+pub(crate) struct IoCore<T, U> {
+    pub(crate) name: Arc<str>,
+    pub(crate) input: async_channel::Receiver<Item<T>>,
+    pub(crate) output: async_channel::Sender<Item<U>>,
+    pub(crate) ended: EndedTx,
+    pub(crate) stats: Arc<StageStats>,
+    pub(crate) roster: Arc<Roster>,
+    pub(crate) permits: Arc<Gate>,
+    pub(crate) pause: Pause,
+    pub(crate) rate: RateLimit,
+    pub(crate) shrink: Notify,
+    pub(crate) abort: Signal,
+    pub(crate) retry: RetryPolicy,
+    pub(crate) api_timeout: Duration,
+    pub(crate) item_deadline: Option<Duration>,
+    /// Whether this is the first stage: it starts each item's clock when it
+    /// takes the item, so time queued behind the source is not counted.
+    pub(crate) first: bool,
+}
+
+/// Why an agent stopped.
+enum Exit {
+    Retired,
+    InputClosed,
+}
+
+/// Runs the stage until its input is closed and drained: applies
+/// configuration changes (agents, permits, rate) and spawns agents.
+pub(crate) async fn supervise<T, U, W>(
+    core: Arc<IoCore<T, U>>,
+    unit: Arc<W>,
+    mut config: watch::Receiver<Config>,
+) where
+    T: Clone + Send + 'static,
+    U: Send + 'static,
+    W: Unit<T, U>,
+{
+    let mut agents = JoinSet::new();
+    let mut next_id = 0;
+    let mut input_done = false;
+    let mut watching = true;
+    loop {
+        if watching {
+            let c = config.borrow_and_update();
+            let target = c.total_agents();
+            let shrinking = target < core.roster.target();
+            core.roster.set_target(target);
+            core.permits.resize(c.total_api_permits());
+            core.rate.set(c.rate_limit);
+            if shrinking {
+                core.shrink.notify_waiters();
+            }
+        }
+        while !input_done && core.roster.try_enlist() {
+            let span = tracing::debug_span!("agent", stage = %core.name, agent = next_id);
+            agents.spawn(agent(Arc::clone(&core), Arc::clone(&unit), next_id).instrument(span));
+            next_id += 1;
+        }
+        tokio::select! {
+            changed = config.changed(), if watching => watching = changed.is_ok(),
+            joined = agents.join_next() => match joined {
+                Some(Ok(Exit::InputClosed)) => input_done = true,
+                Some(Ok(Exit::Retired)) => {}
+                Some(Err(e)) => {
+                    // Agents catch the stage function's panics; this is a bug.
+                    tracing::error!(stage = %core.name, error = %e, "agent task failed");
+                    core.roster.leave();
+                }
+                None => break,
+            },
+        }
+        if input_done && agents.is_empty() {
+            break;
+        }
+    }
+}
+
+fn leave<T, U>(core: &IoCore<T, U>, stats: &AgentStats) -> Exit {
+    core.roster.leave();
+    core.stats.fold_agent(stats, false);
+    Exit::InputClosed
+}
+
+fn retire<T, U>(core: &IoCore<T, U>, stats: &AgentStats, id: usize) -> Exit {
+    stats
+        .retired
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    core.stats.fold_agent(stats, true);
+    tracing::debug!(stage = %core.name, agent = id, "agent retired");
+    Exit::Retired
+}
+
+async fn agent<T, U, W>(core: Arc<IoCore<T, U>>, unit: Arc<W>, id: usize) -> Exit
+where
+    T: Clone + Send + 'static,
+    U: Send + 'static,
+    W: Unit<T, U>,
+{
+    let stats = core.stats.register_agent(id);
+    tracing::debug!(stage = %core.name, agent = id, "agent started");
+    loop {
+        if core.roster.try_retire() {
+            return retire(&core, &stats, id);
+        }
+        let item = match core.input.try_recv() {
+            Ok(item) => item,
+            Err(async_channel::TryRecvError::Closed) => return leave(&core, &stats),
+            Err(async_channel::TryRecvError::Empty) => {
+                // Nothing queued: wait for an item, or for a shrink that may
+                // retire this agent.
+                let waited = Instant::now();
+                let notified = core.shrink.notified();
+                tokio::pin!(notified);
+                notified.as_mut().enable();
+                if core.roster.try_retire() {
+                    return retire(&core, &stats, id);
+                }
+                let next = tokio::select! {
+                    biased;
+                    next = core.input.recv() => next,
+                    _ = &mut notified => continue,
+                };
+                let waited = waited.elapsed();
+                stats.idle_nanos.add_time(waited);
+                let Ok(item) = next else {
+                    return leave(&core, &stats);
+                };
+                item
+            }
+        };
+        let mut item = item;
+        if core.first {
+            item.born = Instant::now();
+        }
+        unit.process(&core, item, &stats).await;
+    }
+}
+
+impl<T, U> IoCore<T, U>
+where
+    T: Send + 'static,
+    U: Send + 'static,
+{
+    /// Calls `f` on `input` until it succeeds, attempts run out, the item's
+    /// deadline passes, or the pipeline is aborted.
+    pub(crate) async fn call<I, O, F, Fut, E>(
+        &self,
+        input: I,
+        f: &F,
+        agent: &AgentStats,
+    ) -> Result<O, CallError>
+    where
+        I: Clone,
+        F: Fn(I) -> Fut,
+        Fut: Future<Output = Result<O, E>>,
+        E: Into<StageError>,
+    {
+        let mut input = Some(input);
+        let mut backoff = backon::ExponentialBuilder::default()
+            .with_min_delay(self.retry.initial_backoff)
+            .with_max_delay(self.retry.max_backoff)
+            .with_max_times(self.retry.max_attempts as usize);
+        if self.retry.jitter {
+            backoff = backoff.with_jitter();
+        }
+        let mut backoff = backoff.build();
+        let deadline = self.item_deadline.map(|d| Instant::now() + d);
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let last = attempt >= self.retry.max_attempts;
+            // Each wait polls the ready case first, so the abort signal is
+            // only registered (which takes a lock) when the agent must wait.
+            if self.abort.is_set() {
+                return Err(CallError::Cancelled);
+            }
+            if self.pause.until().is_some() || self.rate.is_limited() {
+                tokio::select! {
+                    biased;
+                    _ = async { self.pause.wait().await; self.rate.ready().await } => {}
+                    _ = self.abort.triggered() => return Err(CallError::Cancelled),
+                }
+            }
+            let permit = tokio::select! {
+                biased;
+                permit = self.permits.acquire() => permit,
+                _ = self.abort.triggered() => return Err(CallError::Cancelled),
+            };
+            let timeout = match deadline {
+                Some(d) => self
+                    .api_timeout
+                    .min(d.saturating_duration_since(Instant::now())),
+                None => self.api_timeout,
+            };
+            let arg = if last { input.take() } else { input.clone() }
+                .expect("input is kept until the last attempt");
+            let started = Instant::now();
+            let call = tokio::time::timeout(timeout, AssertUnwindSafe(f(arg)).catch_unwind());
+            let result = tokio::select! {
+                biased;
+                result = call => result,
+                _ = self.abort.triggered() => return Err(CallError::Cancelled),
+            };
+            let took = started.elapsed();
+            drop(permit);
+            agent.api_nanos.add_time(took);
+            agent.attempts.add(1);
+            let error = match result {
+                Ok(Ok(Ok(out))) => {
+                    self.stats.latency.record(agent.id, took);
+                    agent.processed.add(1);
+                    return Ok(out);
+                }
+                Ok(Ok(Err(e))) => e.into(),
+                Ok(Err(panic)) => StageError::msg(ErrorKind::Panic, panic_message(&*panic)),
+                Err(_) => StageError::msg(
+                    ErrorKind::Timeout,
+                    format!("attempt timed out after {timeout:?}"),
+                ),
+            };
+            agent.errors.add(1);
+            self.stats.record_error(error.kind());
+            if let Some(pause) = error.retry_after() {
+                self.pause.extend(pause);
+                self.stats.retry_after_max_nanos.fetch_max(
+                    pause.as_nanos() as u64,
+                    std::sync::atomic::Ordering::Relaxed,
+                );
+                tracing::info!(stage = %self.name, pause_ms = pause.as_millis() as u64, "remote asked to retry after; stage paused");
+            }
+            let in_time = deadline.is_none_or(|d| Instant::now() < d);
+            if last || !in_time || !self.retry.should_retry(&error) {
+                tracing::debug!(stage = %self.name, attempts = attempt, error = %error, "giving up on item");
+                return Err(CallError::Failed(error, attempt));
+            }
+            agent.retries.add(1);
+            self.stats.retries.add(1);
+            let mut delay = backoff.next().unwrap_or(self.retry.max_backoff);
+            if let Some(d) = deadline {
+                delay = delay.min(d.saturating_duration_since(Instant::now()));
+            }
+            tracing::trace!(stage = %self.name, attempt, delay_ms = delay.as_millis() as u64, error = %error, "retrying");
+            tokio::select! {
+                biased;
+                _ = self.abort.triggered() => return Err(CallError::Cancelled),
+                _ = tokio::time::sleep(delay) => {}
+            }
+        }
+    }
+
+    /// Passes an item on, waiting (and counting the wait) if the channel is full.
+    pub(crate) async fn forward(&self, item: Item<U>, agent: &AgentStats) {
+        let id = item.id;
+        let item = match self.output.try_send(item) {
+            Ok(()) => return agent.passed.add(1),
+            Err(async_channel::TrySendError::Full(item)) => item,
+            Err(async_channel::TrySendError::Closed(_)) => return self.end_cancelled(id),
+        };
+        let blocked = Instant::now();
+        let sent = tokio::select! {
+            biased;
+            _ = self.abort.triggered() => false,
+            sent = self.output.send(item) => sent.is_ok(),
+        };
+        agent.blocked_put_nanos.add_time(blocked.elapsed());
+        if sent {
+            agent.passed.add(1);
+        } else {
+            self.end_cancelled(id);
+        }
+    }
+
+    pub(crate) fn end(&self, id: u64, result: CallError) {
+        match result {
+            CallError::Cancelled => self.end_cancelled(id),
+            CallError::Failed(error, attempts) => {
+                self.stats.failed.add(1);
+                send_failed(
+                    &self.ended,
+                    Failure {
+                        item: id,
+                        stage: Arc::clone(&self.name),
+                        error,
+                        attempts,
+                    },
+                );
+            }
+        }
+    }
+
+    fn end_cancelled(&self, id: u64) {
+        self.stats.cancelled.add(1);
+        send_cancelled(&self.ended, id);
+    }
+}
+
+impl<T, U, F, Fut, E> Unit<T, U> for Single<F>
+where
+    T: Clone + Send + 'static,
+    U: Send + 'static,
+    F: Fn(T) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<U, E>> + Send + 'static,
+    E: Into<StageError> + Send + 'static,
+{
+    async fn process(&self, core: &IoCore<T, U>, item: Item<T>, agent: &AgentStats) {
+        agent.taken.add(1);
+        let (id, born) = (item.id, item.born);
+        if core.abort.is_set() {
+            return core.end(id, CallError::Cancelled);
+        }
+        match core.call(item.value, &self.0, agent).await {
+            Ok(out) => {
+                core.forward(
+                    Item {
+                        id,
+                        born,
+                        value: out,
+                    },
+                    agent,
+                )
+                .await
+            }
+            Err(e) => core.end(id, e),
+        }
+    }
+}
+
+impl<T, U, F, Fut, E> Unit<T, U> for Batched<F>
+where
+    T: Clone + Send + Sync + 'static,
+    U: Send + 'static,
+    F: Fn(Vec<T>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<Vec<U>, E>> + Send + 'static,
+    E: Into<StageError> + Send + 'static,
+{
+    async fn process(&self, core: &IoCore<T, U>, first: Item<T>, agent: &AgentStats) {
+        let mut keys = vec![(first.id, first.born)];
+        let mut values = vec![first.value];
+        while values.len() < self.max {
+            let Ok(item) = core.input.try_recv() else {
+                break;
+            };
+            keys.push((item.id, item.born));
+            values.push(item.value);
+        }
+        agent.taken.add(keys.len() as u64);
+        let result = if core.abort.is_set() {
+            Err(CallError::Cancelled)
+        } else {
+            core.call(values, &self.f, agent).await
+        };
+        match result {
+            Ok(outs) if outs.len() == keys.len() => {
+                for ((id, born), value) in keys.into_iter().zip(outs) {
+                    core.forward(Item { id, born, value }, agent).await;
+                }
+            }
+            Ok(outs) => {
+                let msg = format!(
+                    "batch call returned {} outputs for {} items",
+                    outs.len(),
+                    keys.len()
+                );
+                for (id, _) in keys {
+                    core.end(
+                        id,
+                        CallError::Failed(StageError::msg(ErrorKind::BadPayload, msg.clone()), 1),
+                    );
+                }
+            }
+            Err(e) => {
+                for (id, _) in keys {
+                    let e = match &e {
+                        CallError::Cancelled => CallError::Cancelled,
+                        CallError::Failed(err, n) => CallError::Failed(err.clone(), *n),
+                    };
+                    core.end(id, e);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,94 @@
+//! State shared by the handle, the stages, the collector and the controller.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::config::Config;
+use crate::control::shutdown::Shutdown;
+use crate::error::{ConfigError, ErrorKind};
+use crate::stats::counters::{Counter, StageStats};
+use crate::stats::latency::LatencyRecorder;
+use crate::stats::report::{Report, TunerDecision};
+
+/// Decisions kept for snapshots.
+const DECISIONS_KEPT: usize = 64;
+
+/// Outcome counts, kept by the collector.
+#[derive(Debug, Default)]
+pub(crate) struct Ledger {
+    pub(crate) ok: Counter,
+    pub(crate) failed: Counter,
+    pub(crate) cancelled: Counter,
+    pub(crate) by_kind: [Counter; ErrorKind::ALL.len()],
+}
+
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) config: watch::Sender<Config>,
+    pub(crate) pool_threads: usize,
+    pub(crate) shutdown: Shutdown,
+    pub(crate) rt: tokio::runtime::Handle,
+    pub(crate) started: Instant,
+    pub(crate) stages: Mutex<Vec<Arc<StageStats>>>,
+    pub(crate) ledger: Ledger,
+    /// End-to-end latency of finished items.
+    pub(crate) latency: LatencyRecorder,
+    pub(crate) decisions: Mutex<VecDeque<TunerDecision>>,
+    pub(crate) report: watch::Sender<Option<Arc<Report>>>,
+}
+
+impl Shared {
+    pub(crate) fn new(config: Config, rt: tokio::runtime::Handle) -> Arc<Self> {
+        Arc::new(Shared {
+            pool_threads: config.pool_threads(),
+            config: watch::Sender::new(config),
+            shutdown: Shutdown::default(),
+            rt,
+            started: Instant::now(),
+            stages: Mutex::new(Vec::new()),
+            ledger: Ledger::default(),
+            latency: LatencyRecorder::new(),
+            decisions: Mutex::new(VecDeque::new()),
+            report: watch::Sender::new(None),
+        })
+    }
+
+    /// Applies a change to the live configuration, if it validates.
+    pub(crate) fn update(&self, change: impl FnOnce(&mut Config)) -> Result<(), ConfigError> {
+        let mut next = self.config.borrow().clone();
+        change(&mut next);
+        next.validate()?;
+        if next.workers > self.pool_threads {
+            return Err(ConfigError::new(
+                "workers",
+                "at most the pool's threads (max_workers, fixed at spawn)",
+                next.workers,
+            ));
+        }
+        self.config.send_replace(next);
+        Ok(())
+    }
+
+    pub(crate) fn cancel(&self) {
+        let drain = self.config.borrow().drain_timeout;
+        self.shutdown.cancel(drain, &self.rt);
+    }
+
+    pub(crate) fn stages(&self) -> Vec<Arc<StageStats>> {
+        self.stages
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    pub(crate) fn record_decision(&self, decision: TunerDecision) {
+        let mut d = self.decisions.lock().unwrap_or_else(|e| e.into_inner());
+        if d.len() == DECISIONS_KEPT {
+            d.pop_front();
+        }
+        d.push_back(decision);
+    }
+}

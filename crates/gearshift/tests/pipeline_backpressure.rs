@@ -1,0 +1,95 @@
+//! Backpressure: with a sink slower than the source, the items alive in
+//! memory never exceed what the channels, batches and agents can hold.
+//! Items are counted exactly: each payload counts itself on creation and
+//! on drop.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use gearshift::{Agents, Config, Pipeline, StageError};
+
+/// A payload that counts how many of its kind are alive.
+struct Tracked {
+    live: Arc<AtomicUsize>,
+    peak: Arc<AtomicUsize>,
+}
+
+impl Tracked {
+    fn new(live: &Arc<AtomicUsize>, peak: &Arc<AtomicUsize>) -> Self {
+        let now = live.fetch_add(1, Ordering::SeqCst) + 1;
+        peak.fetch_max(now, Ordering::SeqCst);
+        Tracked {
+            live: Arc::clone(live),
+            peak: Arc::clone(peak),
+        }
+    }
+}
+
+impl Clone for Tracked {
+    fn clone(&self) -> Self {
+        Tracked::new(&self.live, &self.peak)
+    }
+}
+
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        self.live.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_sink_bounds_the_items_held_in_memory() {
+    let live = Arc::new(AtomicUsize::new(0));
+    let peak = Arc::new(AtomicUsize::new(0));
+    let n = 3000u64;
+    let (l, p) = (Arc::clone(&live), Arc::clone(&peak));
+    // The source makes payloads lazily, as it is pulled.
+    let source = (0..n).map(move |_| Tracked::new(&l, &p));
+    let config = Config {
+        agents: Agents::Total(6),
+        channel_capacity: 16,
+        items_per_batch: 8,
+        workers: 2,
+        retry: gearshift::RetryPolicy::never(),
+        ..Config::default().with_cores(2)
+    };
+    let sunk = Arc::new(AtomicUsize::new(0));
+    let s = Arc::clone(&sunk);
+    let report = Pipeline::from_iter(source)
+        .io(|t: Tracked| async move { Ok::<_, StageError>(t) })
+        .cpu(|t: Tracked| t)
+        .sink(move |outcome| {
+            std::thread::sleep(Duration::from_micros(200));
+            drop(outcome);
+            s.fetch_add(1, Ordering::SeqCst);
+        })
+        .config(config.clone())
+        .run()
+        .await
+        .unwrap();
+    assert_eq!(report.ok, n);
+    assert_eq!(sunk.load(Ordering::SeqCst) as u64, n);
+    assert_eq!(live.load(Ordering::SeqCst), 0, "every payload was dropped");
+    // Where an item can be: the source's channel, an agent's hands, the IO
+    // -> CPU channel, the batch being formed, the `workers` batches holding
+    // permits, the CPU -> collector channel, the collector's hands, the
+    // sink's channel, the sink's hands, and the one the source just made.
+    let cap = config.channel_capacity;
+    let bound = cap
+        + config.total_agents()
+        + cap
+        + config.items_per_batch
+        + config.workers * config.items_per_batch
+        + cap
+        + 1
+        + cap
+        + 1
+        + 1;
+    let peak = peak.load(Ordering::SeqCst);
+    assert!(peak <= bound, "peak {peak} payloads alive, bound {bound}");
+    assert!(
+        peak > 2 * cap,
+        "the slow sink should have filled the channels (peak {peak})"
+    );
+}

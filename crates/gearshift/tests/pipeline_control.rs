@@ -1,0 +1,250 @@
+//! Runtime control: resizes, presets, schedules and tuners while items flow,
+//! with no item lost or repeated.
+
+mod support;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use gearshift::tuner::{Decision, Tuner, Window};
+use gearshift::{Agents, Config, Pipeline, Preset, Schedule, StageError};
+use rand::{Rng, SeedableRng};
+use support::check_ledger;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_random_resizes_lose_and_repeat_nothing() {
+    let n = 20_000u64;
+    let calls = Arc::new(AtomicUsize::new(0));
+    let c = Arc::clone(&calls);
+    let (handle, outcomes) = Pipeline::from_iter(0..n)
+        .io(move |id| {
+            c.fetch_add(1, Ordering::Relaxed);
+            async move {
+                if id % 3 == 0 {
+                    tokio::task::yield_now().await;
+                }
+                Ok::<_, StageError>(id)
+            }
+        })
+        .cpu(|id| id * 2)
+        .io(|x| async move { Ok::<_, StageError>(x + 1) })
+        .config(Config {
+            channel_capacity: 16,
+            max_workers: Some(4),
+            ..Config::default().with_cores(2)
+        })
+        .spawn_stream()
+        .unwrap();
+    let control = handle.clone();
+    let resizer = tokio::spawn(async move {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        for i in 0..1000 {
+            let r = match rng.random_range(0..6) {
+                0 => control.set_agents_per_core(rng.random_range(0.5..8.0)),
+                1 => control.set_agents(rng.random_range(1..40)),
+                2 => control.set_workers(rng.random_range(1..=4)),
+                3 => control.set_items_per_batch(rng.random_range(1..64)),
+                4 => control.set_api_permits(rng.random_range(1..50)),
+                _ => control.apply(Preset::ALL[i % Preset::ALL.len()]),
+            };
+            r.expect("every resize here is valid");
+            if i % 10 == 0 {
+                tokio::time::sleep(Duration::from_micros(200)).await;
+            } else {
+                tokio::task::yield_now().await;
+            }
+        }
+    });
+    let outcomes: Vec<_> = futures::StreamExt::collect(outcomes).await;
+    resizer.await.unwrap();
+    let report = handle.join().await;
+    let (ok, _, _) = check_ledger(n, &outcomes, &report);
+    assert_eq!(ok, n);
+    assert_eq!(
+        calls.load(Ordering::Relaxed) as u64,
+        n,
+        "each item was fetched once"
+    );
+    for o in outcomes {
+        let id = o.id();
+        assert_eq!(o.ok(), Some(id * 2 + 1));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn growing_agents_starts_new_agents_at_once_and_shrinking_retires_them() {
+    let in_flight = Arc::new(AtomicUsize::new(0));
+    let peak = Arc::new(AtomicUsize::new(0));
+    let (f, p) = (Arc::clone(&in_flight), Arc::clone(&peak));
+    let handle = Pipeline::from_iter(0..4000u64)
+        .io(move |id| {
+            let (f, p) = (Arc::clone(&f), Arc::clone(&p));
+            async move {
+                let now = f.fetch_add(1, Ordering::SeqCst) + 1;
+                p.fetch_max(now, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                f.fetch_sub(1, Ordering::SeqCst);
+                Ok::<_, StageError>(id)
+            }
+        })
+        .config(Config {
+            agents: Agents::Total(2),
+            ..Config::default().with_cores(2)
+        })
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(peak.load(Ordering::SeqCst) <= 2);
+    handle.set_agents(24).unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let snap = handle.snapshot();
+    assert_eq!(snap.stages[0].concurrency, 24, "new agents run at once");
+    assert!(
+        peak.load(Ordering::SeqCst) > 12,
+        "peak {}",
+        peak.load(Ordering::SeqCst)
+    );
+    handle.set_agents(3).unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let snap = handle.snapshot();
+    assert_eq!(
+        snap.stages[0].concurrency, 3,
+        "surplus agents retire after their call"
+    );
+    assert_eq!(snap.stages[0].agents_retired, 21);
+    assert_eq!(
+        snap.stages[0].agents.len(),
+        3,
+        "only live agents are listed"
+    );
+    assert!(in_flight.load(Ordering::SeqCst) <= 3);
+    handle.abort();
+    let report = handle.join().await;
+    assert_eq!(report.outcomes(), 4000);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runtime_changes_are_validated() {
+    let handle = Pipeline::from_iter(0..10u64)
+        .cpu(|x| x)
+        .configure(|c| c.max_workers = Some(2))
+        .spawn()
+        .unwrap();
+    assert!(
+        handle
+            .set_agents_per_core(f64::NAN)
+            .unwrap_err()
+            .to_string()
+            .contains("agents_per_core")
+    );
+    assert!(handle.set_agents_per_core(-1.0).is_err());
+    assert!(handle.set_agents(0).is_err());
+    assert!(handle.set_items_per_batch(0).is_err());
+    assert!(handle.set_api_permits(0).is_err());
+    assert!(handle.set_rate_limit(Some(f64::INFINITY)).is_err());
+    let e = handle.set_workers(3).unwrap_err();
+    assert!(e.field.ends_with("workers"), "{e}");
+    assert!(handle.set_workers(0).is_err());
+    handle.set_workers(1).unwrap();
+    assert_eq!(handle.config().workers, 1);
+    handle.join().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presets_switch_live() {
+    let handle = Pipeline::from_iter(0..u64::MAX)
+        .io(|id| async move {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            Ok::<_, StageError>(id)
+        })
+        .cpu(|x| x)
+        .configure(|c| *c = c.clone().with_cores(4))
+        .preset(Preset::Morning)
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(handle.snapshot().stages[0].concurrency, 12);
+    handle.apply(Preset::Evening).unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let snap = handle.snapshot();
+    assert_eq!(snap.stages[0].concurrency, 4);
+    assert_eq!(handle.config().items_per_batch, 50);
+    handle.abort();
+    let report = handle.join().await;
+    assert!(report.ok > 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_schedule_switches_presets_by_elapsed_time() {
+    let handle = Pipeline::from_iter(0..u64::MAX)
+        .io(|id| async move {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            Ok::<_, StageError>(id)
+        })
+        .configure(|c| *c = c.clone().with_cores(2))
+        .schedule(Schedule::after([
+            (Duration::ZERO, Preset::Morning),
+            (Duration::from_millis(300), Preset::Evening),
+        ]))
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert_eq!(handle.config().agents, Agents::PerCore(3.0));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(handle.config().agents, Agents::PerCore(1.0));
+    handle.abort();
+    handle.join().await;
+}
+
+/// A tuner that records what it saw and always asks for 5 agents.
+struct Fixed(Arc<std::sync::Mutex<Vec<Window>>>);
+
+impl Tuner for Fixed {
+    fn name(&self) -> &str {
+        "fixed"
+    }
+    fn window(&self) -> Duration {
+        Duration::from_millis(50)
+    }
+    fn decide(&mut self, w: &Window) -> Decision {
+        self.0.lock().unwrap().push(w.clone());
+        Decision {
+            agents: Some(5),
+            api_permits: Some(5),
+            workers: None,
+            reason: "test".into(),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tuner_decisions_are_applied_and_recorded() {
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let handle = Pipeline::from_iter(0..u64::MAX)
+        .io(|id| async move {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+            Ok::<_, StageError>(id)
+        })
+        .cpu(|x| x)
+        .configure(|c| *c = c.clone().with_cores(2))
+        .tuner(Fixed(Arc::clone(&seen)))
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let snap = handle.snapshot();
+    assert_eq!(snap.stages[0].concurrency, 5);
+    assert_eq!(snap.stages[0].permits, 5);
+    assert!(!snap.decisions.is_empty());
+    assert_eq!(snap.decisions[0].reason, "test");
+    handle.abort();
+    handle.join().await;
+    let seen = seen.lock().unwrap();
+    let last = seen.last().unwrap();
+    assert!(
+        last.io_completions > 0,
+        "windows carry measurements: {last:?}"
+    );
+    assert!(last.latency_p50.unwrap() >= Duration::from_millis(2));
+    assert!(last.cpu_items > 0);
+}
