@@ -35,6 +35,26 @@ pub enum Command {
     MockApi(MockApiArgs),
     /// A long run under faults and constant resizing (not in CI).
     Soak(SoakArgs),
+    /// The adaptive tuner against the seed rule, presets and the best fixed
+    /// setting over phase changes, scored against a per-phase oracle.
+    Tuner(TunerArgs),
+}
+
+/// `gearshift-bench tuner`.
+#[derive(Debug, Args)]
+pub struct TunerArgs {
+    /// Seconds per phase.
+    #[arg(long, default_value_t = 6.0)]
+    pub phase_s: f64,
+    /// Seconds per oracle setting.
+    #[arg(long, default_value_t = 1.5)]
+    pub oracle_s: f64,
+    /// Number of seeds (1, 2, ...); figures are medians.
+    #[arg(long, default_value_t = 1)]
+    pub seeds: u64,
+    /// Write one JSON object per (phase, system) to this file.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
 }
 
 /// `gearshift-bench soak`.
@@ -192,6 +212,7 @@ pub async fn execute(cli: Cli) -> anyhow::Result<String> {
         Command::Sweep(args) => run_sweep(args).await,
         Command::MockApi(args) => mock_api(args).await,
         Command::Soak(args) => run_soak(args).await,
+        Command::Tuner(args) => run_tuner(args).await,
     }
 }
 
@@ -327,4 +348,32 @@ async fn run_soak(args: SoakArgs) -> anyhow::Result<String> {
     })
     .await?;
     Ok(report.to_string())
+}
+
+async fn run_tuner(args: TunerArgs) -> anyhow::Result<String> {
+    let phase = gearshift::duration_from_secs("phase_s", args.phase_s)?;
+    let oracle = gearshift::duration_from_secs("oracle_s", args.oracle_s)?;
+    if phase < std::time::Duration::from_secs(1) || oracle < std::time::Duration::from_millis(200) {
+        anyhow::bail!(
+            "phase_s must be >= 1 and oracle_s >= 0.2, got {} and {}",
+            args.phase_s,
+            args.oracle_s
+        );
+    }
+    if args.seeds == 0 || args.seeds > 100 {
+        anyhow::bail!("seeds must be between 1 and 100, got {}", args.seeds);
+    }
+    let _ = work::calibration();
+    let opts = crate::tuner_bench::TunerOptions {
+        phase,
+        oracle,
+        seeds: (1..=args.seeds).collect(),
+        ..Default::default()
+    };
+    let rows = crate::tuner_bench::tuner_bench(&opts).await?;
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_string_pretty(&rows)?)
+            .map_err(|e| anyhow::anyhow!("could not write {}: {e}", path.display()))?;
+    }
+    Ok(crate::tuner_bench::tuner_table(&rows))
 }

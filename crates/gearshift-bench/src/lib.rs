@@ -15,4 +15,5 @@ pub mod scenario;
 pub mod soak;
 pub mod sweep;
 pub mod systems;
+pub mod tuner_bench;
 pub mod work;

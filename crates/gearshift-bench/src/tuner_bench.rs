@@ -1,0 +1,472 @@
+//! `gearshift-bench tuner`: the adaptive tuner against the seed's rule, the
+//! presets and the best single fixed setting, over a run whose workload
+//! changes phase, scored against a per-phase oracle.
+//!
+//! Phases (each `phase_s` long, 6 s by default; issue 5 asks for longer
+//! phases, scaled down here to fit a 2-core machine):
+//!
+//! | phase | mock API                                   | CPU per item |
+//! |-------|--------------------------------------------|--------------|
+//! | A     | base 20 ms, capacity 20, retrograde 0.02   | 0.5 ms |
+//! | B     | base 200 ms, capacity 200                  | 10 ms |
+//! | C     | B with a hard limit of 60 (429, Retry-After 1 s) | 10 ms |
+//! | A'    | back to A                                  | 0.5 ms |
+//! | tail  | A with lognormal latency (sigma 1)         | 0.5 ms |
+//!
+//! The oracle is an offline sweep of fixed concurrency per distinct phase
+//! (`oracle_s` per setting, throughput over its second half): the best
+//! rate, and the smallest setting within 1% of it. The settling time is
+//! scaled with the phases: a 1 s moving average (issue 5: 5 s) that stays at
+//! or above 95% of the oracle.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use gearshift::http::HttpFetcher;
+use gearshift::tuner::{Adaptive, SeedRule};
+use gearshift::{Agents, Config, Outcome, Pipeline, Preset};
+use serde::Serialize;
+
+use crate::mock_api::{MockApi, MockConfig};
+use crate::work::Work;
+
+/// How to run the tuner benchmark.
+#[derive(Debug, Clone)]
+pub struct TunerOptions {
+    /// Length of each phase.
+    pub phase: Duration,
+    /// Length of each oracle setting.
+    pub oracle: Duration,
+    /// Seeds; figures are medians over them.
+    pub seeds: Vec<u64>,
+    /// Cores the pipelines plan for.
+    pub cores: usize,
+    /// Fixed concurrency settings the oracle sweeps.
+    pub grid: Vec<usize>,
+}
+
+impl Default for TunerOptions {
+    fn default() -> Self {
+        TunerOptions {
+            phase: Duration::from_secs(6),
+            oracle: Duration::from_millis(1500),
+            seeds: vec![1],
+            cores: num_cpus::get().max(1),
+            grid: vec![2, 4, 8, 16, 20, 24, 32, 48, 64, 96, 128, 200],
+        }
+    }
+}
+
+/// One (phase, system) row, medians over the seeds.
+#[derive(Debug, Clone, Serialize)]
+pub struct TunerRow {
+    /// The phase (`all` for the whole run).
+    pub phase: String,
+    /// The system.
+    pub system: String,
+    /// Ok items per second in the phase.
+    pub items_per_s: f64,
+    /// The oracle's rate for the phase.
+    pub oracle_per_s: f64,
+    /// The oracle's (smallest near-best) concurrency.
+    pub oracle_concurrency: usize,
+    /// `items_per_s / oracle_per_s`.
+    pub fraction_of_oracle: f64,
+    /// Seconds from the phase start until the 1 s moving average stays
+    /// >= 95% of the oracle; `None` if it never does.
+    pub settle_s: Option<f64>,
+    /// Most requests in flight at the mock API in the phase.
+    pub peak_in_flight: usize,
+    /// 429s the mock API sent in the phase.
+    pub throttled: u64,
+    /// Requests that arrived inside a Retry-After window.
+    pub requests_in_retry_after: u64,
+    /// Coefficient of variation of the agent count over the phase's second half.
+    pub concurrency_cv: f64,
+}
+
+#[derive(Debug, Clone)]
+struct PhaseDef {
+    name: &'static str,
+    mock: MockConfig,
+    cpu_ms: f64,
+}
+
+fn phases(seed: u64) -> Vec<PhaseDef> {
+    let ms = Duration::from_millis;
+    let mut a = MockConfig::with_latency(ms(20), Some(20));
+    a.latency.retrograde = 0.02;
+    a.seed = seed;
+    let mut b = MockConfig::with_latency(ms(200), Some(200));
+    b.seed = seed;
+    let mut c = b.clone();
+    c.latency.hard_limit = Some(60);
+    let mut tail = a.clone();
+    tail.latency.lognormal_sigma = Some(1.0);
+    vec![
+        PhaseDef {
+            name: "A",
+            mock: a.clone(),
+            cpu_ms: 0.5,
+        },
+        PhaseDef {
+            name: "B",
+            mock: b,
+            cpu_ms: 10.0,
+        },
+        PhaseDef {
+            name: "C",
+            mock: c,
+            cpu_ms: 10.0,
+        },
+        PhaseDef {
+            name: "A'",
+            mock: a,
+            cpu_ms: 0.5,
+        },
+        PhaseDef {
+            name: "tail",
+            mock: tail,
+            cpu_ms: 0.5,
+        },
+    ]
+}
+
+/// What one run over the phases measured, per phase.
+#[derive(Debug, Clone, Default)]
+struct PhaseMeasure {
+    ok_times: Vec<f64>,
+    peak_in_flight: usize,
+    throttled: u64,
+    inside: u64,
+    agents: Vec<f64>,
+}
+
+/// A system of the comparison.
+#[derive(Debug, Clone)]
+enum Sys {
+    Adaptive,
+    SeedRule,
+    Preset(Preset),
+    Fixed(usize),
+}
+
+impl Sys {
+    fn name(&self) -> String {
+        match self {
+            Sys::Adaptive => "adaptive tuner".into(),
+            Sys::SeedRule => "seed rule tuner".into(),
+            Sys::Preset(p) => format!("preset {p}"),
+            Sys::Fixed(n) => format!("best fixed ({n})"),
+        }
+    }
+}
+
+/// Runs the benchmark: the oracle sweep, then every system over the phases,
+/// for each seed; returns the rows (medians over seeds).
+///
+/// # Errors
+///
+/// If the mock API, the fetcher or a pipeline cannot start.
+pub async fn tuner_bench(opts: &TunerOptions) -> anyhow::Result<Vec<TunerRow>> {
+    let mut per_seed: Vec<Vec<TunerRow>> = Vec::new();
+    for &seed in &opts.seeds {
+        let defs = phases(seed);
+        // Oracle per distinct phase config.
+        let mut sweep: BTreeMap<&str, Vec<(usize, f64)>> = BTreeMap::new();
+        for def in &defs {
+            if def.name == "A'" {
+                continue;
+            }
+            let mut points = Vec::new();
+            for &n in &opts.grid {
+                let rate = steady_rate(def, n, opts).await?;
+                tracing::info!(
+                    phase = def.name,
+                    concurrency = n,
+                    items_per_s = rate,
+                    "oracle sweep"
+                );
+                points.push((n, rate));
+            }
+            sweep.insert(def.name, points);
+        }
+        sweep.insert("A'", sweep["A"].clone());
+        let oracle = |name: &str| -> (f64, usize) {
+            let pts = &sweep[name];
+            let best = pts.iter().map(|p| p.1).fold(0.0, f64::max);
+            let n = pts.iter().find(|p| p.1 >= 0.99 * best).map_or(1, |p| p.0);
+            (best, n)
+        };
+        let best_fixed = opts
+            .grid
+            .iter()
+            .copied()
+            .max_by(|&x, &y| {
+                let mean = |n: usize| -> f64 {
+                    defs.iter()
+                        .map(|d| sweep[d.name].iter().find(|p| p.0 == n).map_or(0.0, |p| p.1))
+                        .sum()
+                };
+                mean(x).total_cmp(&mean(y))
+            })
+            .unwrap_or(1);
+        let mut systems = vec![Sys::Adaptive, Sys::SeedRule];
+        systems.extend(Preset::ALL.into_iter().map(Sys::Preset));
+        systems.push(Sys::Fixed(best_fixed));
+        let mut rows = Vec::new();
+        for sys in &systems {
+            let measured = run_phases(&defs, sys, opts).await?;
+            let mut total_ok = 0usize;
+            for (def, m) in defs.iter().zip(&measured) {
+                let (oracle_rate, oracle_n) = oracle(def.name);
+                let secs = opts.phase.as_secs_f64();
+                let rate = m.ok_times.len() as f64 / secs;
+                total_ok += m.ok_times.len();
+                let mean = m.agents.iter().sum::<f64>() / m.agents.len().max(1) as f64;
+                let var = m.agents.iter().map(|a| (a - mean).powi(2)).sum::<f64>()
+                    / m.agents.len().max(1) as f64;
+                rows.push(TunerRow {
+                    phase: def.name.into(),
+                    system: sys.name(),
+                    items_per_s: rate,
+                    oracle_per_s: oracle_rate,
+                    oracle_concurrency: oracle_n,
+                    fraction_of_oracle: rate / oracle_rate.max(1e-9),
+                    settle_s: settle(&m.ok_times, secs, 0.95 * oracle_rate),
+                    peak_in_flight: m.peak_in_flight,
+                    throttled: m.throttled,
+                    requests_in_retry_after: m.inside,
+                    concurrency_cv: if mean > 0.0 { var.sqrt() / mean } else { 0.0 },
+                });
+            }
+            let all_secs = opts.phase.as_secs_f64() * defs.len() as f64;
+            let all_oracle = defs.len() as f64
+                / defs
+                    .iter()
+                    .map(|d| 1.0 / oracle(d.name).0.max(1e-9))
+                    .sum::<f64>();
+            let rate = total_ok as f64 / all_secs;
+            rows.push(TunerRow {
+                phase: "all".into(),
+                system: sys.name(),
+                items_per_s: rate,
+                oracle_per_s: all_oracle,
+                oracle_concurrency: 0,
+                fraction_of_oracle: rate / all_oracle.max(1e-9),
+                settle_s: None,
+                peak_in_flight: measured.iter().map(|m| m.peak_in_flight).max().unwrap_or(0),
+                throttled: measured.iter().map(|m| m.throttled).sum(),
+                requests_in_retry_after: measured.iter().map(|m| m.inside).sum(),
+                concurrency_cv: 0.0,
+            });
+            tracing::info!(system = %sys.name(), items_per_s = rate, "tuner bench: system done");
+        }
+        per_seed.push(rows);
+    }
+    Ok(medians(per_seed))
+}
+
+/// The table of the rows, as text.
+pub fn tuner_table(rows: &[TunerRow]) -> String {
+    let mut out = format!(
+        "{:<6} {:<22} {:>9} {:>9} {:>7} {:>8} {:>8} {:>6} {:>6} {:>6}\n",
+        "phase", "system", "items/s", "oracle/s", "frac", "settle s", "peak", "429s", "in RA", "cv"
+    );
+    for r in rows {
+        out.push_str(&format!(
+            "{:<6} {:<22} {:>9.1} {:>9.1} {:>6.1}% {:>8} {:>8} {:>6} {:>6} {:>6.3}\n",
+            r.phase,
+            r.system,
+            r.items_per_s,
+            r.oracle_per_s,
+            100.0 * r.fraction_of_oracle,
+            r.settle_s.map_or("-".into(), |s| format!("{s:.1}")),
+            r.peak_in_flight,
+            r.throttled,
+            r.requests_in_retry_after,
+            r.concurrency_cv
+        ));
+    }
+    out
+}
+
+/// Ok items/s with `n` agents fixed, over the second half of `opts.oracle`.
+async fn steady_rate(def: &PhaseDef, n: usize, opts: &TunerOptions) -> anyhow::Result<f64> {
+    let m = run_phases(
+        std::slice::from_ref(def),
+        &Sys::Fixed(n),
+        &TunerOptions {
+            phase: opts.oracle,
+            ..opts.clone()
+        },
+    )
+    .await?;
+    let half = opts.oracle.as_secs_f64() / 2.0;
+    let late = m[0].ok_times.iter().filter(|&&t| t >= half).count();
+    Ok(late as f64 / half)
+}
+
+/// Runs `sys` over `defs`, `opts.phase` each, and measures each phase.
+async fn run_phases(
+    defs: &[PhaseDef],
+    sys: &Sys,
+    opts: &TunerOptions,
+) -> anyhow::Result<Vec<PhaseMeasure>> {
+    let api = MockApi::start(defs[0].mock.clone())?;
+    let fetcher = HttpFetcher::builder()
+        .timeout(Duration::from_secs(5))
+        .build()?;
+    let works: Arc<Vec<Work>> = Arc::new(defs.iter().map(|d| Work::millis(d.cpu_ms)).collect());
+    let now = Arc::new(AtomicUsize::new(0));
+    let mut config = Config {
+        api_timeout: Duration::from_secs(5),
+        stats_interval: None,
+        drain_timeout: Duration::from_secs(1),
+        ..Config::default().with_cores(opts.cores)
+    };
+    let start_agents = 2 * opts.cores;
+    match sys {
+        Sys::Preset(p) => p.apply_to(&mut config),
+        Sys::Fixed(n) => {
+            config.agents = Agents::Total(*n);
+            config.api_permits = Some(*n);
+        }
+        Sys::Adaptive | Sys::SeedRule => {
+            config.agents = Agents::Total(start_agents);
+            config.api_permits = Some(start_agents);
+        }
+    }
+    let base = api.base_url();
+    let (w, idx) = (Arc::clone(&works), Arc::clone(&now));
+    let builder = Pipeline::from_iter(0u64..)
+        .config(config)
+        .io(move |id: u64| {
+            let (fetcher, url) = (fetcher.clone(), format!("{base}/item/{id}"));
+            async move { fetcher.get(&url).await }
+        })
+        .cpu(move |body| w[idx.load(Ordering::Relaxed)].run(&body));
+    let builder = match sys {
+        Sys::Adaptive => builder.tuner(Adaptive::new(start_agents)),
+        Sys::SeedRule => builder.tuner(SeedRule::default()),
+        _ => builder,
+    };
+    let (handle, mut outcomes) = builder.spawn_stream()?;
+    let start = Instant::now();
+    let phase_len = opts.phase;
+    let total = phase_len * defs.len() as u32;
+    let mut measures = vec![PhaseMeasure::default(); defs.len()];
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    let mut current = 0usize;
+    let mut stopped = false;
+    loop {
+        tokio::select! {
+            o = outcomes.next() => match o {
+                Some(Outcome::Ok { .. }) => {
+                    let t = start.elapsed().as_secs_f64();
+                    let p = ((t / phase_len.as_secs_f64()) as usize).min(defs.len() - 1);
+                    if !stopped {
+                        measures[p].ok_times.push(t - p as f64 * phase_len.as_secs_f64());
+                    }
+                }
+                Some(_) => {}
+                None => break,
+            },
+            _ = tick.tick(), if !stopped => {
+                let elapsed = start.elapsed();
+                let p = ((elapsed.as_secs_f64() / phase_len.as_secs_f64()) as usize).min(defs.len());
+                if p != current {
+                    close_phase(&api, &mut measures[current]);
+                    if p < defs.len() {
+                        api.set_config(defs[p].mock.clone())?;
+                        now.store(p, Ordering::Relaxed);
+                    }
+                    current = p;
+                }
+                if elapsed >= total {
+                    stopped = true;
+                    handle.cancel();
+                    continue;
+                }
+                let in_phase = elapsed.as_secs_f64() - current as f64 * phase_len.as_secs_f64();
+                if in_phase >= phase_len.as_secs_f64() / 2.0
+                    && let Some(io) = handle.snapshot().stages.first()
+                {
+                    measures[current].agents.push(io.concurrency as f64);
+                }
+            }
+        }
+    }
+    handle.join().await;
+    Ok(measures)
+}
+
+fn close_phase(api: &MockApi, m: &mut PhaseMeasure) {
+    let s = api.stats();
+    m.peak_in_flight = s.max_in_flight;
+    m.throttled = s.status(429);
+    m.inside = s.inside_retry_after;
+    api.reset_stats();
+}
+
+/// First time from which the 1 s moving average of completions stays at or
+/// above `target` until the phase ends.
+fn settle(ok_times: &[f64], phase_s: f64, target: f64) -> Option<f64> {
+    let step = 0.1;
+    let width = 1.0f64.min(phase_s);
+    let mut settled: Option<f64> = None;
+    let mut t = width;
+    while t <= phase_s + 1e-9 {
+        let n = ok_times
+            .iter()
+            .filter(|&&x| x > t - width && x <= t)
+            .count();
+        if n as f64 / width >= target {
+            settled.get_or_insert(t - width);
+        } else {
+            settled = None;
+        }
+        t += step;
+    }
+    settled
+}
+
+fn medians(per_seed: Vec<Vec<TunerRow>>) -> Vec<TunerRow> {
+    let Some(first) = per_seed.first() else {
+        return Vec::new();
+    };
+    let med = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    first
+        .iter()
+        .enumerate()
+        .map(|(i, row)| {
+            let col =
+                |f: &dyn Fn(&TunerRow) -> f64| med(per_seed.iter().map(|r| f(&r[i])).collect());
+            let settles: Vec<Option<f64>> = per_seed.iter().map(|r| r[i].settle_s).collect();
+            TunerRow {
+                items_per_s: col(&|r| r.items_per_s),
+                oracle_per_s: col(&|r| r.oracle_per_s),
+                fraction_of_oracle: col(&|r| r.fraction_of_oracle),
+                settle_s: if settles.iter().filter(|s| s.is_none()).count() * 2 > settles.len() {
+                    None
+                } else {
+                    Some(med(settles
+                        .iter()
+                        .map(|s| s.unwrap_or(f64::INFINITY))
+                        .collect()))
+                },
+                peak_in_flight: col(&|r| r.peak_in_flight as f64) as usize,
+                throttled: col(&|r| r.throttled as f64) as u64,
+                requests_in_retry_after: col(&|r| r.requests_in_retry_after as f64) as u64,
+                concurrency_cv: col(&|r| r.concurrency_cv),
+                ..row.clone()
+            }
+        })
+        .collect()
+}
