@@ -230,18 +230,20 @@ where
             if self.abort.is_set() {
                 return Err(CallError::Cancelled);
             }
-            if self.pause.until().is_some() || self.rate.is_limited() {
-                tokio::select! {
-                    biased;
-                    _ = async { self.pause.wait().await; self.rate.ready().await } => {}
-                    _ = self.abort.triggered() => return Err(CallError::Cancelled),
-                }
-            }
             let permit = tokio::select! {
                 biased;
                 permit = self.permits.acquire() => permit,
                 _ = self.abort.triggered() => return Err(CallError::Cancelled),
             };
+            // The pause is checked after the permit, right before the call:
+            // a pause that began while this agent waited for a permit holds.
+            if self.pause.until().is_some() || self.rate.is_limited() {
+                tokio::select! {
+                    biased;
+                    _ = async { self.pause.wait().await; self.rate.ready().await; self.pause.wait().await } => {}
+                    _ = self.abort.triggered() => return Err(CallError::Cancelled),
+                }
+            }
             let timeout = match deadline {
                 Some(d) => self
                     .api_timeout
