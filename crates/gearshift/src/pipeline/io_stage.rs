@@ -24,7 +24,6 @@ use crate::control::rate::RateLimit;
 use crate::control::roster::Roster;
 use crate::control::shutdown::Signal;
 use crate::error::{ErrorKind, StageError};
-use crate::outcome::Failure;
 use crate::stats::counters::{AgentStats, StageStats};
 
 /// How an IO stage turns what agents take from the channel into calls.
@@ -333,15 +332,7 @@ where
             CallError::Cancelled => self.end_cancelled(id),
             CallError::Failed(error, attempts) => {
                 self.stats.failed.add(1);
-                send_failed(
-                    &self.ended,
-                    Failure {
-                        item: id,
-                        stage: Arc::clone(&self.name),
-                        error,
-                        attempts,
-                    },
-                );
+                send_failed(&self.ended, id, &self.name, error, attempts);
             }
         }
     }
