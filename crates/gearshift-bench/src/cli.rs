@@ -345,6 +345,7 @@ async fn run_soak(args: SoakArgs) -> anyhow::Result<String> {
         max_items: args.max_items,
         seed: args.seed,
         cores: num_cpus::get().max(1),
+        mock_process: Some(std::env::current_exe()?),
     })
     .await?;
     Ok(report.to_string())

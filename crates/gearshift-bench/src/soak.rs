@@ -34,6 +34,74 @@ pub struct SoakOptions {
     pub seed: u64,
     /// Cores the pipeline plans for.
     pub cores: usize,
+    /// Run the mock API as a child process of this binary (`mock-api`), so
+    /// that the RSS measured is the pipeline's alone: the mock keeps a
+    /// counter per item id, which grows with the run. `None` embeds it.
+    pub mock_process: Option<std::path::PathBuf>,
+}
+
+/// The mock API in a process of its own; killed on drop.
+struct ChildApi {
+    child: std::process::Child,
+    base: String,
+}
+
+impl ChildApi {
+    fn start(exe: &std::path::Path, seed: u64, faults: &FaultRates) -> anyhow::Result<ChildApi> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let arg = |x: f64| x.to_string();
+        let child = std::process::Command::new(exe)
+            .args([
+                "mock-api",
+                "--port",
+                &port.to_string(),
+                "--base-ms",
+                "2",
+                "--capacity",
+                "0",
+            ])
+            .args([
+                "--seed",
+                &seed.to_string(),
+                "--fault-5xx",
+                &arg(faults.server_error),
+            ])
+            .args([
+                "--fault-stall",
+                &arg(faults.stall),
+                "--fault-reset",
+                &arg(faults.reset),
+            ])
+            .args(["--fault-truncated", &arg(faults.truncated)])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()?;
+        let mut api = ChildApi {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Some(status) = api.child.try_wait()? {
+                anyhow::bail!("the mock API process exited early: {status}");
+            }
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "the mock API process did not listen within 10 s"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(api)
+    }
+}
+
+impl Drop for ChildApi {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 /// What a soak measured.
@@ -116,7 +184,18 @@ pub async fn soak(opts: &SoakOptions) -> anyhow::Result<SoakReport> {
         truncated: 0.01,
         ..FaultRates::default()
     };
-    let api = MockApi::start(mock)?;
+    let (_embedded, _child, base) = match &opts.mock_process {
+        Some(exe) => {
+            let child = ChildApi::start(exe, opts.seed, &mock.faults)?;
+            let base = child.base.clone();
+            (None, Some(child), base)
+        }
+        None => {
+            let api = MockApi::start(mock)?;
+            let base = api.base_url();
+            (Some(api), None, base)
+        }
+    };
     let fetcher = HttpFetcher::builder().timeout(timeout).build()?;
     let work = Work::millis(0.05);
     let config = Config {
@@ -127,7 +206,6 @@ pub async fn soak(opts: &SoakOptions) -> anyhow::Result<SoakReport> {
         max_workers: Some(opts.cores),
         ..Config::default().with_cores(opts.cores)
     };
-    let base = api.base_url();
     let (handle, mut outcomes) = Pipeline::from_iter(0..opts.max_items)
         .config(config)
         .io(move |id: u64| {
@@ -178,6 +256,11 @@ pub async fn soak(opts: &SoakOptions) -> anyhow::Result<SoakReport> {
     let slots = opts.max_items as usize;
     let mut seen = vec![0u64; slots.div_ceil(64)];
     let mut twice = vec![0u64; slots.div_ceil(64)];
+    // Touch the ledger's pages now, so its memory is in the first minute's
+    // RSS rather than growing with the ids.
+    for w in seen.iter_mut().chain(twice.iter_mut()).step_by(512) {
+        *w = std::hint::black_box(0);
+    }
     let mut by_kind = BTreeMap::<String, u64>::new();
     let (mut count, mut highest) = (0u64, None::<u64>);
     while let Some(outcome) = outcomes.next().await {

@@ -156,6 +156,7 @@ async fn a_short_soak_loses_and_repeats_nothing() {
         max_items: 1_000_000,
         seed: 3,
         cores: 2,
+        mock_process: Some(env!("CARGO_BIN_EXE_gearshift-bench").into()),
     })
     .await
     .unwrap();
