@@ -1,72 +1,91 @@
-//! The adaptive tuner's decisions, on synthetic windows and in a closed
-//! loop with a small model of an API and a CPU stage (no timing involved).
+//! The adaptive tuner's decisions on synthetic windows, and in a closed loop
+//! with a tiny model of an API and a CPU stage fed window by window. No
+//! clocks: every window is made up, so every run is the same.
 
 use std::time::Duration;
 
-use gearshift::tuner::{Adaptive, Mode, Tuner, Window};
+use gearshift::tuner::{Adaptive, Decision, Mode, Tuner, Window};
 use proptest::prelude::*;
+use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-/// An API of `capacity` with no-load latency `base` (the mock API's model
-/// without jitter), feeding a CPU stage that finishes `cpu_rate` items/s.
-#[derive(Clone)]
+/// An API of `capacity` with no-load latency `base`: latency is `base +
+/// max(0, n - capacity) * base / capacity` (times `1 + retrograde * excess`),
+/// throughput `n / latency`. It feeds a CPU stage of `workers` workers that
+/// each finish `per_worker` items/s through a channel of `queue` slots.
+#[derive(Clone, Debug)]
 struct Model {
     base: f64,
     capacity: f64,
     retrograde: f64,
-    cpu_rate: f64,
+    per_worker: f64,
     queue: usize,
-    throttle_above: Option<usize>,
+    /// Above this many in flight the API answers 429 with Retry-After.
+    hard_limit: Option<usize>,
+    /// Multiplicative noise on the rate: uniform in `1 +- rate_noise`.
+    rate_noise: f64,
+    /// Lognormal noise on the median latency: `exp(sigma * N(0, 1))`.
+    p50_sigma: f64,
 }
 
 impl Model {
+    fn api(base_ms: f64, capacity: f64) -> Model {
+        Model {
+            base: base_ms / 1e3,
+            capacity,
+            retrograde: 0.0,
+            per_worker: 1e9,
+            queue: 256,
+            hard_limit: None,
+            rate_noise: 0.02,
+            p50_sigma: 0.02,
+        }
+    }
+
     fn latency(&self, n: usize) -> f64 {
         let excess = (n as f64 - self.capacity).max(0.0);
         (self.base + excess * self.base / self.capacity) * (1.0 + self.retrograde * excess)
     }
 
-    fn io_rate(&self, n: usize) -> f64 {
+    fn api_rate(&self, n: usize) -> f64 {
         n as f64 / self.latency(n)
     }
 
-    /// The window the pipeline would measure at concurrency `n`, with
-    /// multiplicative noise on latency and rate.
-    fn window(&self, n: usize, rng: &mut impl Rng, noise: f64) -> Window {
-        let elapsed = 0.5;
-        let io = self.io_rate(n);
-        let rate = io.min(self.cpu_rate);
-        let cpu_bound = io > self.cpu_rate;
-        let jitter = |rng: &mut dyn rand::RngCore| 1.0 + noise * (rng.random::<f64>() * 2.0 - 1.0);
-        let p50 = self.latency(n) * jitter(rng);
-        let throttled = self.throttle_above.is_some_and(|h| n > h);
+    /// The window a pipeline would measure over `elapsed` at concurrency
+    /// `n` with `workers` workers.
+    fn window(&self, n: usize, workers: usize, elapsed: Duration, rng: &mut StdRng) -> Window {
+        let secs = elapsed.as_secs_f64();
+        let api = self.api_rate(n);
+        let cpu = self.per_worker * workers as f64;
+        let cpu_bound = api > cpu;
+        let io = api.min(cpu) * (1.0 + self.rate_noise * (rng.random::<f64>() * 2.0 - 1.0));
+        let p50 = self.latency(n) * (self.p50_sigma * normal(rng)).exp();
+        let throttled = self.hard_limit.is_some_and(|h| n > h);
+        let completions = (io * secs).round() as u64;
         Window {
-            elapsed: Duration::from_secs_f64(elapsed),
+            elapsed,
             cores: 2,
             agents: n,
             api_permits: n,
-            workers: 2,
+            workers,
             max_workers: 4,
-            io_completions: (rate * elapsed * jitter(rng)) as u64,
+            io_completions: if throttled {
+                completions / 2
+            } else {
+                completions
+            },
             latency_p50: Some(Duration::from_secs_f64(p50)),
-            latency_p90: Some(Duration::from_secs_f64(p50 * 1.3)),
-            latency_min: Some(Duration::from_secs_f64(self.base * 0.97)),
+            latency_p90: Some(Duration::from_secs_f64(p50 * 1.5)),
+            latency_min: Some(Duration::from_secs_f64(self.base * 0.8)),
             mean_in_flight: n as f64,
             peak_in_flight: n,
-            cpu_items: (rate * elapsed) as u64,
+            cpu_items: (io.min(cpu) * secs).round() as u64,
             queue_min: if cpu_bound { self.queue } else { 0 },
             queue_capacity: self.queue,
-            agents_blocked: if cpu_bound {
-                1.0 - self.cpu_rate / io
-            } else {
-                0.0
-            },
+            agents_blocked: if cpu_bound { 1.0 - cpu / api } else { 0.0 },
             agents_idle: 0.0,
-            workers_idle: if cpu_bound {
-                0.0
-            } else {
-                1.0 - rate / self.cpu_rate
-            },
-            throttled: if throttled { 5 } else { 0 },
+            workers_idle: if cpu_bound { 0.0 } else { 1.0 - io / cpu },
+            throttled: if throttled { completions / 2 } else { 0 },
             timeouts: 0,
             errors: 0,
             retry_after: throttled.then(|| Duration::from_secs(1)),
@@ -74,212 +93,534 @@ impl Model {
     }
 }
 
-/// Runs the loop for `windows` windows and returns the concurrency chosen
-/// after each.
+/// A standard normal draw (Box-Muller), from the seeded generator.
+fn normal(rng: &mut StdRng) -> f64 {
+    let u1: f64 = rng.random::<f64>().max(1e-12);
+    let u2: f64 = rng.random();
+    (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
+}
+
+/// One closed-loop run: concurrency and workers after each window, and the
+/// modes the tuner was in.
+struct Trace {
+    n: Vec<usize>,
+    workers: Vec<usize>,
+    modes: Vec<Mode>,
+    decisions: Vec<Decision>,
+}
+
+/// Feeds `windows` windows of `model` to `tuner`, starting at concurrency
+/// `start`, each as long as the tuner asks. Checks on every decision: it
+/// says why, it sets one permit per agent, it stays within the bounds and
+/// moves at most 2x either way.
 fn run(
     tuner: &mut Adaptive,
     model: &Model,
     start: usize,
+    workers: usize,
     windows: usize,
-    noise: f64,
     seed: u64,
-) -> Vec<usize> {
-    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    let mut n = start;
-    let mut trace = Vec::new();
+) -> Trace {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let (mut n, mut k) = (start, workers);
+    let mut t = Trace {
+        n: vec![],
+        workers: vec![],
+        modes: vec![],
+        decisions: vec![],
+    };
     for _ in 0..windows {
-        let d = tuner.decide(&model.window(n, &mut rng, noise));
-        assert!(!d.reason.is_empty(), "every decision says why");
+        let elapsed = tuner.window();
+        assert!(
+            (Duration::from_millis(100)..=Duration::from_secs(1)).contains(&elapsed),
+            "window {elapsed:?}"
+        );
+        let d = tuner.decide(&model.window(n, k, elapsed, &mut rng));
+        check(&d, n);
         if let Some(a) = d.agents {
-            assert_eq!(d.api_permits, Some(a), "one permit per agent");
             n = a;
         }
-        trace.push(n);
+        if let Some(w) = d.workers {
+            k = w;
+        }
+        assert_eq!(tuner.concurrency(), n);
+        t.n.push(n);
+        t.workers.push(k);
+        t.modes.push(tuner.mode());
+        t.decisions.push(d);
     }
-    trace
+    t
+}
+
+/// The invariants every decision keeps.
+fn check(d: &Decision, before: usize) {
+    assert!(!d.reason.is_empty(), "every decision says why");
+    assert_eq!(d.agents, d.api_permits, "one permit per agent: {d:?}");
+    if let Some(a) = d.agents {
+        assert!((1..=4096).contains(&a), "{a} out of bounds");
+        assert!(
+            a <= before * 2 && a >= before / 2,
+            "step {before} -> {a} is more than 2x: {}",
+            d.reason
+        );
+    }
+}
+
+fn mean(xs: &[usize]) -> f64 {
+    xs.iter().sum::<usize>() as f64 / xs.len() as f64
 }
 
 fn cv(xs: &[usize]) -> f64 {
-    let mean = xs.iter().sum::<usize>() as f64 / xs.len() as f64;
-    let var = xs.iter().map(|x| (*x as f64 - mean).powi(2)).sum::<f64>() / xs.len() as f64;
-    var.sqrt() / mean
-}
-
-fn io_bound(capacity: f64, retrograde: f64) -> Model {
-    Model {
-        base: 0.020,
-        capacity,
-        retrograde,
-        cpu_rate: 1e9,
-        queue: 256,
-        throttle_above: None,
-    }
+    let m = mean(xs);
+    let var = xs.iter().map(|x| (*x as f64 - m).powi(2)).sum::<f64>() / xs.len() as f64;
+    var.sqrt() / m
 }
 
 #[test]
-fn grows_fast_then_settles_at_the_apis_capacity() {
-    let model = io_bound(32.0, 0.0);
-    let mut tuner = Adaptive::new(4);
-    let trace = run(&mut tuner, &model, 4, 80, 0.02, 1);
+fn startup_doubles_while_throughput_grows_then_steps_additively() {
+    let model = Model::api(20.0, 100.0);
+    let mut tuner = Adaptive::new(2);
+    let t = run(&mut tuner, &model, 4, 2, 60, 1);
     assert_eq!(
-        &trace[..3],
-        &[8, 16, 32],
-        "startup doubles while throughput grows"
+        &t.n[..5],
+        &[8, 16, 32, 64, 128],
+        "doubles while throughput grows"
     );
-    let steady = &trace[30..];
-    let mean = steady.iter().sum::<usize>() as f64 / steady.len() as f64;
+    assert!(t.modes[..5].iter().all(|m| *m == Mode::Startup));
+    let end = t.modes.iter().position(|m| *m != Mode::Startup).unwrap();
+    assert_eq!(t.modes[end], Mode::IoBound);
     assert!(
-        (29.0..=40.0).contains(&mean),
-        "settles near capacity 32, mean {mean}: {trace:?}"
+        t.decisions[end].reason.contains("startup ends"),
+        "{}",
+        t.decisions[end].reason
     );
-    assert!(
-        cv(steady) < 0.10,
-        "no oscillation: cv {:.3} {trace:?}",
-        cv(steady)
-    );
-    // Throughput within 10% of the best possible.
-    let rate = model.io_rate(*trace.last().unwrap());
-    assert!(rate >= 0.9 * model.io_rate(32), "{rate}");
-}
-
-#[test]
-fn backs_off_from_the_knee_when_past_capacity_hurts() {
-    // Retrograde: past 20 in flight, throughput falls. Start far past it.
-    let model = io_bound(20.0, 0.02);
-    let mut tuner = Adaptive::new(100);
-    let trace = run(&mut tuner, &model, 100, 80, 0.02, 2);
-    let end = &trace[50..];
-    let mean = end.iter().sum::<usize>() as f64 / end.len() as f64;
-    assert!(
-        (16.0..=26.0).contains(&mean),
-        "backs off to about 20, mean {mean}: {trace:?}"
-    );
-    assert!(
-        cv(end) < 0.10,
-        "no oscillation: cv {:.3} {trace:?}",
-        cv(end)
-    );
-    assert!(model.io_rate(*trace.last().unwrap()) >= 0.9 * model.io_rate(20));
-}
-
-#[test]
-fn pauses_and_decreases_on_429_then_regrows_slowly() {
-    let mut tuner = Adaptive::new(40);
-    let model = io_bound(1000.0, 0.0);
-    let mut rng = rand::rngs::StdRng::seed_from_u64(3);
-    tuner.decide(&model.window(40, &mut rng, 0.0));
-    let mut w = model.window(80, &mut rng, 0.0);
-    w.throttled = 12;
-    w.retry_after = Some(Duration::from_secs(2));
-    let d = tuner.decide(&w);
-    assert_eq!(tuner.mode(), Mode::Throttled);
-    assert_eq!(d.agents, Some(56), "x0.7 from 80");
-    assert!(d.reason.contains("throttled"), "{}", d.reason);
-    // Cool down, then grow by one at a time, never past the ceiling.
-    let mut n = 56;
-    let mut seen = vec![];
-    for _ in 0..40 {
-        if let Some(a) = tuner.decide(&model.window(n, &mut rng, 0.0)).agents {
-            assert!(
-                a <= n + 1 || tuner.mode() != Mode::Throttled,
-                "regrowth is slow: {n} -> {a}"
-            );
-            n = a;
-        }
-        seen.push(n);
-    }
-    assert_eq!(&seen[..3], &[56, 56, 56], "holds while cooling down");
-    assert!(
-        seen.iter()
-            .all(|&c| c <= 79 || tuner.mode() != Mode::Throttled),
-        "{seen:?}"
-    );
-}
-
-#[test]
-fn cpu_bound_shrinks_to_littles_law_and_gives_cores_to_workers() {
-    // Phase B of the tuner benchmark: the API could serve 1000/s, the CPU
-    // stage only 200/s.
-    let model = Model {
-        base: 0.200,
-        capacity: 200.0,
-        retrograde: 0.0,
-        cpu_rate: 200.0,
-        queue: 256,
-        throttle_above: None,
-    };
-    let mut tuner = Adaptive::new(128);
-    let mut rng = rand::rngs::StdRng::seed_from_u64(4);
-    let mut n = 128;
-    let mut workers_raised = false;
-    for i in 0..20 {
-        let d = tuner.decide(&model.window(n, &mut rng, 0.0));
-        if let Some(a) = d.agents {
-            assert!(
-                i < 1 || tuner.mode() != Mode::CpuBound || a <= n,
-                "never grows when CPU-bound"
-            );
-            n = a;
-        }
-        workers_raised |= d.workers == Some(4);
-    }
-    assert_eq!(tuner.mode(), Mode::CpuBound);
-    // Little's law: 200/s x 0.2 s x 1.5 = 60.
-    assert_eq!(n, 60, "sized to keep the CPU fed");
-    assert!(
-        workers_raised,
-        "idle-free CPU stage gets the pool's threads"
-    );
-}
-
-#[test]
-fn refuses_to_grow_when_agents_are_idle_or_blocked() {
-    let model = io_bound(1000.0, 0.0);
-    let mut rng = rand::rngs::StdRng::seed_from_u64(5);
-    let mut tuner = Adaptive::new(8);
-    let mut w = model.window(8, &mut rng, 0.0);
-    w.agents_idle = 0.6;
-    for _ in 0..5 {
-        assert_eq!(tuner.decide(&w).agents, None, "the source is the limit");
-    }
-    let mut tuner = Adaptive::new(8);
-    let mut w = model.window(8, &mut rng, 0.0);
-    w.queue_min = 250;
-    w.agents_blocked = 0.5;
-    w.cpu_items = 50;
-    for _ in 0..5 {
-        let d = tuner.decide(&w);
+    // After startup: small steps only, a tenth of the concurrency at most
+    // (a revert goes back by the step it undoes).
+    for i in end + 1..t.n.len() {
+        let (a, b) = (t.n[i - 1], t.n[i]);
         assert!(
-            d.agents.is_none_or(|a| a <= 8),
-            "full channel: no growth, got {d:?}"
+            b.abs_diff(a) <= (a.max(b) as f64 * 0.1).ceil() as usize,
+            "step {a} -> {b} at window {i}: {}",
+            t.decisions[i].reason
         );
     }
 }
 
 #[test]
-fn heavy_tailed_latency_does_not_make_it_drift_down() {
-    let model = io_bound(32.0, 0.0);
-    let mut tuner = Adaptive::new(32);
-    let mut rng = rand::rngs::StdRng::seed_from_u64(6);
-    let mut n = 32;
+fn converges_near_capacity_and_stays_there() {
+    for capacity in [8.0, 32.0, 100.0, 400.0] {
+        for (seed, start) in [(1, 2), (2, 4), (3, (capacity as usize) * 3)] {
+            let model = Model::api(20.0, capacity);
+            let mut tuner = Adaptive::new(2);
+            let t = run(&mut tuner, &model, start, 2, 200, seed);
+            let tail = &t.n[150..];
+            let m = mean(tail);
+            assert!(
+                (0.9 * capacity..=1.1 * capacity).contains(&m),
+                "capacity {capacity} start {start}: mean {m} {:?}",
+                t.n
+            );
+            assert!(
+                cv(tail) < 0.10,
+                "capacity {capacity} start {start}: cv {:.3} {:?}",
+                cv(tail),
+                t.n
+            );
+        }
+    }
+}
+
+#[test]
+fn holds_at_the_knee_and_backs_off_probes_that_do_not_pay() {
+    let model = Model::api(20.0, 32.0);
+    let mut tuner = Adaptive::new(2);
+    let t = run(&mut tuner, &model, 4, 2, 120, 4);
+    // At the knee, probes that do not pay are reverted, and the wait before
+    // the next one grows: the last 60 windows move less than the first 60.
+    let changes = |xs: &[usize]| xs.windows(2).filter(|w| w[0] != w[1]).count();
+    assert!(changes(&t.n[60..]) < changes(&t.n[..60]), "{:?}", t.n);
+    let reverted = t
+        .decisions
+        .iter()
+        .filter(|d| d.reason.contains("did not gain"))
+        .count();
+    assert!(reverted >= 2, "probes up past the knee are reverted");
+    let waits: Vec<&str> = t
+        .decisions
+        .iter()
+        .filter_map(|d| d.reason.split("wait ").nth(1))
+        .collect();
+    assert!(
+        waits.iter().any(|w| w.starts_with("16 ")),
+        "backoff reaches 16 windows: {waits:?}"
+    );
+}
+
+#[test]
+fn backs_off_when_latency_rises_with_no_gain() {
+    // A steady API at 40, then each call takes 1.8x as long (queueing at
+    // the remote) while throughput stays flat: the knee rule steps down,
+    // and keeps stepping while the rate holds.
+    let mut tuner = Adaptive::new(2);
+    let w = |p50_ms: u64, n: usize| Window {
+        elapsed: Duration::from_millis(500),
+        agents: n,
+        api_permits: n,
+        io_completions: 1000,
+        latency_p50: Some(Duration::from_millis(p50_ms)),
+        mean_in_flight: n as f64,
+        peak_in_flight: n,
+        queue_capacity: 64,
+        ..Window::default()
+    };
+    let mut n = 40;
+    // Startup: the first doubling gains nothing.
+    for _ in 0..2 {
+        if let Some(a) = tuner.decide(&w(20, n)).agents {
+            n = a;
+        }
+    }
+    assert_eq!((n, tuner.mode()), (40, Mode::IoBound));
+    let mut knee = 0;
+    for p50 in [28, 32, 36, 36, 36, 36, 36, 36, 36, 36] {
+        let d = tuner.decide(&w(p50, n));
+        if d.reason.contains("knee") {
+            knee += 1;
+        }
+        if let Some(a) = d.agents {
+            assert!(a < n || !d.reason.contains("knee"), "{}", d.reason);
+            n = a;
+        }
+    }
+    assert!(knee >= 1, "the knee rule fired");
+    assert!(n < 36, "stepped down from 40 while the rate held: {n}");
+}
+
+#[test]
+fn shrinks_after_overload() {
+    // Retrograde: past 20 in flight throughput falls. Start far past it.
+    let mut model = Model::api(20.0, 20.0);
+    model.retrograde = 0.02;
+    let mut tuner = Adaptive::new(2);
+    let t = run(&mut tuner, &model, 100, 2, 120, 5);
+    let tail = &t.n[70..];
+    assert!(
+        (17.0..=23.0).contains(&mean(tail)),
+        "backs off to about 20, mean {}: {:?}",
+        mean(tail),
+        t.n
+    );
+    assert!(cv(tail) < 0.10, "cv {:.3}: {:?}", cv(tail), t.n);
+
+    // Timeouts with latency far over no-load: a multiplicative cut.
+    let mut tuner = Adaptive::new(2);
+    let base = Window {
+        elapsed: Duration::from_millis(500),
+        agents: 50,
+        io_completions: 200,
+        latency_p50: Some(Duration::from_millis(20)),
+        mean_in_flight: 50.0,
+        peak_in_flight: 50,
+        ..Window::default()
+    };
+    tuner.decide(&base); // startup: 50 -> 100
+    let d = tuner.decide(&Window {
+        agents: 100,
+        io_completions: 100,
+        timeouts: 40,
+        latency_p50: Some(Duration::from_millis(90)),
+        ..base.clone()
+    });
+    assert_eq!(d.agents, Some(70), "{}", d.reason);
+    assert!(d.reason.contains("overload"), "{}", d.reason);
+    assert_eq!(tuner.mode(), Mode::IoBound);
+}
+
+#[test]
+fn throttle_cuts_then_holds_then_regrows_slowly_under_the_ceiling() {
+    let model = Model::api(20.0, 1000.0);
+    let mut rng = StdRng::seed_from_u64(6);
+    let elapsed = Duration::from_millis(500);
+    let mut tuner = Adaptive::new(2);
+    tuner.decide(&model.window(80, 2, elapsed, &mut rng)); // startup: 160
+    let mut w = model.window(160, 2, elapsed, &mut rng);
+    w.throttled = 12;
+    w.retry_after = Some(Duration::from_secs(2));
+    let d = tuner.decide(&w);
+    assert_eq!(tuner.mode(), Mode::Throttled);
+    assert_eq!(d.agents, Some(112), "x0.7 from 160: {}", d.reason);
+    assert!(d.reason.contains("throttled") && d.reason.contains("ceiling 160"));
+    assert_eq!(tuner.ceiling(), Some(160));
+
+    // The next window still sees 429s from calls sent before the cut (peak
+    // in flight above the new limit): no second cut.
+    let d = tuner.decide(&w);
+    assert_eq!(d.agents, None, "{}", d.reason);
+    assert!(d.reason.contains("no second cut"), "{}", d.reason);
+
+    // Cool down (no growth), then +5% a window, never to the ceiling.
+    let mut n = 112;
     let mut trace = vec![];
-    for _ in 0..100 {
-        let mut w = model.window(n, &mut rng, 0.03);
-        // A lognormal tail moves p90, barely the median.
-        let z: f64 = rng.random::<f64>() * 2.0 - 1.0;
-        w.latency_p90 = w.latency_p50.map(|p| p.mul_f64((1.5 * z).exp() * 3.0));
-        if let Some(a) = tuner.decide(&w).agents {
+    for _ in 0..30 {
+        let throttled = tuner.mode() == Mode::Throttled;
+        let d = tuner.decide(&model.window(n, 2, elapsed, &mut rng));
+        if let Some(a) = d.agents {
+            assert!(
+                !throttled || (a > n && a - n <= (n as f64 * 0.05).ceil() as usize),
+                "{n} -> {a}: {}",
+                d.reason
+            );
             n = a;
         }
         trace.push(n);
     }
-    let tail = &trace[50..];
-    assert!(tail.iter().all(|&c| c >= 28), "drifted down: {trace:?}");
+    assert_eq!(&trace[..2], &[112, 112], "cooling down: {trace:?}");
+    assert_eq!(trace[2], 118, "+ceil(5%): {trace:?}");
+    assert!(trace.iter().all(|&c| c < 160), "{trace:?}");
+    assert!(trace.contains(&159), "regrown to just under: {trace:?}");
+    assert_eq!(tuner.mode(), Mode::IoBound);
+    // The ceiling is remembered for a while, then forgotten.
+    assert_eq!(tuner.ceiling(), Some(160));
+    for _ in 0..20 {
+        let d = tuner.decide(&model.window(n, 2, elapsed, &mut rng));
+        if let Some(a) = d.agents {
+            n = a;
+        }
+    }
+    assert_eq!(tuner.ceiling(), None);
+}
+
+#[test]
+fn settles_under_a_hard_limit_with_few_throttles() {
+    let mut model = Model::api(200.0, 200.0);
+    model.hard_limit = Some(60);
+    let mut tuner = Adaptive::new(2);
+    let t = run(&mut tuner, &model, 8, 2, 200, 7);
+    let tail = &t.n[100..];
+    assert!(
+        (45.0..=60.0).contains(&mean(tail)),
+        "mean {}: {:?}",
+        mean(tail),
+        t.n
+    );
+    let throttles = t.decisions[100..]
+        .iter()
+        .filter(|d| d.reason.contains("throttled, retry-after"))
+        .count();
+    assert!(throttles <= 4, "{throttles} throttled windows in 100");
+}
+
+#[test]
+fn cpu_bound_sizes_io_by_littles_law_and_raises_workers() {
+    // The API could serve 1000/s; the CPU stage does 100/s per worker.
+    let mut model = Model::api(200.0, 200.0);
+    model.per_worker = 100.0;
+    let mut tuner = Adaptive::new(2);
+    let t = run(&mut tuner, &model, 128, 2, 30, 8);
+    assert_eq!(tuner.mode(), Mode::CpuBound);
+    assert_eq!(
+        &t.modes[..2],
+        &[Mode::Startup, Mode::CpuBound],
+        "enters after 2 full windows"
+    );
+    for i in 1..t.n.len() {
+        assert!(
+            t.modes[i] != Mode::CpuBound || t.n[i] <= t.n[i - 1],
+            "never grows when CPU-bound: {:?}",
+            t.n
+        );
+    }
+    assert_eq!(*t.workers.last().unwrap(), 4, "workers get the pool");
+    // Little's law with the workers it is raising: 4 x 100/s x 0.2 s x 1.5
+    // = 120.
+    let n = *t.n.last().unwrap() as f64;
+    assert!((110.0..=130.0).contains(&n), "{:?}", t.n);
+    assert!(
+        t.decisions
+            .iter()
+            .any(|d| d.reason.contains("little's law")),
+        "{:?}",
+        t.decisions.last()
+    );
+
+    // Far too many agents: shrinks to Little's law, halving at most.
+    let mut tuner = Adaptive::new(2);
+    let t = run(&mut tuner, &model, 1000, 4, 30, 9);
+    let n = *t.n.last().unwrap() as f64;
+    assert!((108.0..=132.0).contains(&n), "{:?}", t.n);
+}
+
+#[test]
+fn a_full_channel_or_blocked_agents_forbid_growth_at_once() {
+    let w = Window {
+        elapsed: Duration::from_millis(500),
+        agents: 8,
+        io_completions: 200,
+        latency_p50: Some(Duration::from_millis(20)),
+        queue_capacity: 100,
+        queue_min: 90,
+        cpu_items: 200,
+        mean_in_flight: 8.0,
+        ..Window::default()
+    };
+    let blocked = Window {
+        queue_min: 0,
+        agents_blocked: 0.5,
+        ..w.clone()
+    };
+    for w in [w, blocked] {
+        let mut tuner = Adaptive::new(2);
+        let d = tuner.decide(&w);
+        assert_eq!(d.agents, None, "{}", d.reason);
+        assert!(d.reason.contains("full"), "{}", d.reason);
+        for _ in 0..5 {
+            let d = tuner.decide(&w);
+            assert!(d.agents.is_none_or(|a| a <= 8), "{}", d.reason);
+        }
+    }
+}
+
+#[test]
+fn switching_regime_needs_consecutive_windows() {
+    let mut tuner = Adaptive::new(2).with_hysteresis(3);
+    let io = Window {
+        elapsed: Duration::from_millis(500),
+        agents: 8,
+        io_completions: 200,
+        latency_p50: Some(Duration::from_millis(20)),
+        queue_capacity: 100,
+        cpu_items: 200,
+        mean_in_flight: 8.0,
+        ..Window::default()
+    };
+    let full = Window {
+        queue_min: 100,
+        agents_blocked: 0.4,
+        ..io.clone()
+    };
+    for w in [&full, &full, &io, &full, &full, &io] {
+        tuner.decide(w);
+        assert_ne!(tuner.mode(), Mode::CpuBound, "2 full windows are not 3");
+    }
+    for _ in 0..3 {
+        tuner.decide(&full);
+    }
+    assert_eq!(tuner.mode(), Mode::CpuBound);
+    tuner.decide(&io);
+    tuner.decide(&io);
+    assert_eq!(tuner.mode(), Mode::CpuBound, "and back only after 3 too");
+    tuner.decide(&io);
+    assert_eq!(tuner.mode(), Mode::IoBound);
+}
+
+#[test]
+fn idle_agents_or_slack_permits_forbid_growth() {
+    let base = Window {
+        elapsed: Duration::from_millis(500),
+        agents: 8,
+        io_completions: 200,
+        latency_p50: Some(Duration::from_millis(20)),
+        mean_in_flight: 8.0,
+        queue_capacity: 100,
+        ..Window::default()
+    };
+    let idle = Window {
+        agents_idle: 0.6,
+        ..base.clone()
+    };
+    let slack = Window {
+        mean_in_flight: 2.0,
+        ..base.clone()
+    };
+    for (w, word) in [(idle, "source"), (slack, "not binding")] {
+        let mut tuner = Adaptive::new(2);
+        for _ in 0..10 {
+            let d = tuner.decide(&w);
+            assert_eq!(d.agents, None, "{}", d.reason);
+            assert!(d.reason.contains(word), "{}", d.reason);
+        }
+    }
+    // The same window with the limit binding does grow.
+    assert_eq!(Adaptive::new(2).decide(&base).agents, Some(16));
+}
+
+#[test]
+fn heavy_tailed_latency_noise_does_not_make_it_drift_down() {
+    let mut model = Model::api(20.0, 32.0);
+    model.p50_sigma = 0.25;
+    model.rate_noise = 0.03;
+    for seed in 10..14 {
+        let mut tuner = Adaptive::new(2);
+        let t = run(&mut tuner, &model, 4, 2, 300, seed);
+        let tail = &t.n[100..];
+        assert!(
+            mean(tail) >= 0.93 * 32.0 && mean(tail) <= 1.1 * 32.0,
+            "seed {seed}: mean {} {:?}",
+            mean(tail),
+            t.n
+        );
+        let low = *tail.iter().min().unwrap();
+        assert!(low >= 26, "seed {seed}: drifted down to {low}: {:?}", t.n);
+        assert!(
+            cv(tail) < 0.10,
+            "seed {seed}: cv {:.3} {:?}\n{:#?}",
+            cv(tail),
+            t.n,
+            t.decisions.iter().map(|d| &d.reason).collect::<Vec<_>>()
+        );
+    }
+}
+
+#[test]
+fn a_phase_shift_from_api_bound_to_cpu_bound_and_back_settles() {
+    let mut a = Model::api(20.0, 20.0);
+    a.retrograde = 0.02;
+    let mut b = Model::api(200.0, 200.0);
+    b.per_worker = 100.0;
+    let mut tuner = Adaptive::new(2);
+    let first = run(&mut tuner, &a, 4, 2, 60, 11);
+    let n = *first.n.last().unwrap();
+    assert!((17..=24).contains(&n), "phase A at {n}: {:?}", first.n);
+    let second = run(&mut tuner, &b, n, 2, 60, 12);
+    let (n, k) = (*second.n.last().unwrap(), *second.workers.last().unwrap());
+    assert_eq!(tuner.mode(), Mode::CpuBound, "{:?}", second.modes);
+    assert!(
+        b.api_rate(n) >= b.per_worker * k as f64,
+        "phase B keeps the CPU stage fed at {n}: {:?}",
+        second.n
+    );
+    let third = run(&mut tuner, &a, n, k, 100, 13);
+    let tail = &third.n[60..];
+    assert!(
+        (17.0..=24.0).contains(&mean(tail)),
+        "back in phase A: {:?}",
+        third.n
+    );
+}
+
+#[test]
+fn the_window_is_about_two_round_trips_within_bounds() {
+    let at = |p50_ms: u64, completions: u64| {
+        let mut tuner = Adaptive::new(2);
+        tuner.decide(&Window {
+            elapsed: Duration::from_millis(500),
+            agents: 8,
+            io_completions: completions,
+            latency_p50: Some(Duration::from_millis(p50_ms)),
+            ..Window::default()
+        });
+        tuner.window()
+    };
+    assert_eq!(at(5, 1000), Duration::from_millis(100));
+    assert_eq!(at(300, 1000), Duration::from_millis(600));
+    assert_eq!(at(2000, 1000), Duration::from_secs(1));
+    // 20 completions in 500 ms: 10 take 250 ms, more than 2 x 20 ms.
+    assert_eq!(at(20, 20), Duration::from_millis(250));
 }
 
 #[test]
 fn thin_windows_are_pooled_before_judging() {
-    let mut tuner = Adaptive::new(4);
+    let mut tuner = Adaptive::new(2);
     let w = Window {
         elapsed: Duration::from_millis(100),
         agents: 4,
@@ -289,7 +630,7 @@ fn thin_windows_are_pooled_before_judging() {
     };
     let d = tuner.decide(&w);
     assert!(
-        !d.changes_anything() && d.reason.contains("waiting"),
+        !d.changes_anything() && d.reason.contains("pooling"),
         "{d:?}"
     );
     let d = tuner.decide(&Window {
@@ -300,70 +641,107 @@ fn thin_windows_are_pooled_before_judging() {
 }
 
 #[test]
-fn a_step_from_api_bound_to_cpu_bound_and_back_settles() {
-    let a = io_bound(20.0, 0.02);
-    let b = Model {
-        base: 0.200,
-        capacity: 200.0,
-        retrograde: 0.0,
-        cpu_rate: 200.0,
-        queue: 256,
-        throttle_above: None,
-    };
-    let mut tuner = Adaptive::new(4);
-    let first = run(&mut tuner, &a, 4, 40, 0.02, 7);
-    let n = *first.last().unwrap();
-    let second = run(&mut tuner, &b, n, 30, 0.02, 8);
-    let n = *second.last().unwrap();
-    assert!(
-        b.io_rate(n).min(b.cpu_rate) >= 0.9 * b.cpu_rate,
-        "phase B fed at {n}: {second:?}"
-    );
-    let third = run(&mut tuner, &a, n, 80, 0.02, 9);
-    let n = *third.last().unwrap();
-    assert!(
-        a.io_rate(n) >= 0.9 * a.io_rate(20),
-        "back in phase A at {n}: {third:?}"
-    );
+fn reasons_carry_the_mode_the_rule_and_the_numbers() {
+    let model = Model::api(20.0, 32.0);
+    let mut tuner = Adaptive::new(2);
+    let t = run(&mut tuner, &model, 4, 2, 40, 14);
+    for d in &t.decisions {
+        for word in ["concurrency", "io ", "/s", "p50", "no-load", "queue_min"] {
+            assert!(d.reason.contains(word), "{word:?} missing: {}", d.reason);
+        }
+    }
+    assert!(t.decisions[0].reason.starts_with("startup: "));
+    assert_eq!(Mode::CpuBound.to_string(), "cpu-bound");
+}
+
+#[test]
+fn bounds_are_kept() {
+    let model = Model::api(20.0, 1000.0);
+    let mut tuner = Adaptive::new(2).with_bounds(3, 50);
+    let t = run(&mut tuner, &model, 4, 2, 40, 15);
+    assert!(t.n.iter().all(|n| (3..=50).contains(n)), "{:?}", t.n);
+    assert_eq!(*t.n.last().unwrap(), 50);
+    let model = Model::api(20.0, 1.0);
+    let mut tuner = Adaptive::new(2).with_bounds(3, 50);
+    let t = run(&mut tuner, &model, 40, 2, 80, 16);
+    assert!(t.n.iter().all(|n| (3..=50).contains(n)), "{:?}", t.n);
+    assert_eq!(*t.n.last().unwrap(), 3, "{:?}", t.n);
+}
+
+fn duration() -> impl Strategy<Value = Duration> {
+    prop_oneof![
+        Just(Duration::ZERO),
+        Just(Duration::MAX),
+        (0u64..u64::MAX, 0u32..1_000_000_000).prop_map(|(s, n)| Duration::new(s, n)),
+        (0u64..10_000_000).prop_map(Duration::from_micros),
+    ]
+}
+
+fn fraction() -> impl Strategy<Value = f64> {
+    prop_oneof![
+        0.0..=1.0f64,
+        Just(f64::NAN),
+        Just(f64::INFINITY),
+        Just(-1.0),
+        any::<f64>()
+    ]
+}
+
+fn count() -> impl Strategy<Value = u64> {
+    prop_oneof![Just(0u64), Just(u64::MAX), 0u64..100_000, any::<u64>()]
+}
+
+fn size() -> impl Strategy<Value = usize> {
+    prop_oneof![Just(0usize), Just(usize::MAX), 0usize..10_000]
+}
+
+prop_compose! {
+    fn any_window()(
+        elapsed in duration(),
+        agents in size(),
+        workers in size(),
+        max_workers in size(),
+        io_completions in count(),
+        p50 in proptest::option::of(duration()),
+        min in proptest::option::of(duration()),
+        mean_in_flight in fraction(),
+        peak_in_flight in size(),
+        cpu_items in count(),
+        queue_min in size(),
+        queue_capacity in size(),
+        (agents_blocked, agents_idle, workers_idle) in (fraction(), fraction(), fraction()),
+        (throttled, timeouts) in (prop_oneof![Just(0u64), count()], count()),
+        retry_after in proptest::option::of(duration()),
+    ) -> Window {
+        Window {
+            elapsed, cores: 2, agents, api_permits: agents, workers, max_workers,
+            io_completions, latency_p50: p50, latency_p90: p50, latency_min: min,
+            mean_in_flight, peak_in_flight, cpu_items, queue_min, queue_capacity,
+            agents_blocked, agents_idle, workers_idle, throttled, timeouts, errors: 0,
+            retry_after,
+        }
+    }
 }
 
 proptest! {
     #[test]
     fn any_window_gives_a_bounded_decision(
-        elapsed_ms in 0u64..10_000,
-        agents in 0usize..10_000,
-        completions in any::<u64>(),
-        p50_us in proptest::option::of(0u64..100_000_000),
-        min_us in proptest::option::of(0u64..100_000_000),
-        queue_min in 0usize..1000,
-        queue_capacity in 0usize..1000,
-        blocked in 0.0..=1.0f64,
-        idle in 0.0..=1.0f64,
-        throttled in 0u64..3,
-        cpu_items in any::<u64>(),
+        windows in proptest::collection::vec(any_window(), 1..12),
+        min in 1usize..20,
+        span in 0usize..600,
     ) {
-        let mut tuner = Adaptive::new(8).with_bounds(2, 500);
-        for _ in 0..3 {
-            let d = tuner.decide(&Window {
-                elapsed: Duration::from_millis(elapsed_ms),
-                agents,
-                io_completions: completions,
-                latency_p50: p50_us.map(Duration::from_micros),
-                latency_min: min_us.map(Duration::from_micros),
-                queue_min,
-                queue_capacity,
-                agents_blocked: blocked,
-                agents_idle: idle,
-                throttled,
-                cpu_items,
-                max_workers: 4,
-                workers: 2,
-                ..Window::default()
-            });
+        let max = min + span;
+        let mut tuner = Adaptive::new(2).with_bounds(min, max);
+        for w in &windows {
+            let d = tuner.decide(w);
             prop_assert!(!d.reason.is_empty());
+            prop_assert_eq!(d.agents, d.api_permits);
             if let Some(a) = d.agents {
-                prop_assert!((2..=500).contains(&a), "{a}");
+                prop_assert!((min..=max).contains(&a), "{} not in {}..={}", a, min, max);
             }
+            prop_assert!((min..=max).contains(&tuner.concurrency()));
+            let win = tuner.window();
+            prop_assert!(win >= Duration::from_millis(100) && win <= Duration::from_secs(1));
         }
     }
 }

@@ -1,0 +1,210 @@
+//! What the adaptive tuner reads out of raw windows: thin windows pooled
+//! until they hold enough attempts to judge, and the latency estimates (the
+//! median at the current concurrency, smoothed, and the no-load latency).
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use super::super::Window;
+
+/// Fewest attempts (completions and timeouts) a window needs to be judged.
+pub(super) const MIN_ATTEMPTS: u64 = 10;
+/// Thin windows are pooled for at most this long, then judged anyway.
+const MAX_POOLED: Duration = Duration::from_secs(3);
+/// Raw medians kept (for the test of a changed API).
+const RECENT: usize = 5;
+/// Raw medians smoothed into one.
+const SMOOTH: usize = 3;
+/// Smoothed medians whose minimum is the no-load latency.
+const FLOOR_WINDOWS: usize = 20;
+
+/// Pools windows with too few attempts into the next ones.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Pool {
+    pending: Option<Window>,
+}
+
+impl Pool {
+    /// Adds `w` to what is pending; returns the pooled window once it holds
+    /// [`MIN_ATTEMPTS`] attempts, a throttle, or [`MAX_POOLED`] of time.
+    pub(super) fn push(&mut self, w: &Window) -> Option<Window> {
+        let merged = match self.pending.take() {
+            Some(p) => merge(p, w),
+            None => w.clone(),
+        };
+        let attempts = merged.io_completions.saturating_add(merged.timeouts);
+        let urgent = merged.throttled > 0 || merged.retry_after.is_some();
+        if attempts >= MIN_ATTEMPTS || urgent || merged.elapsed >= MAX_POOLED {
+            Some(merged)
+        } else {
+            self.pending = Some(merged);
+            None
+        }
+    }
+}
+
+/// Latency history: raw medians (with the concurrency they were measured
+/// at) and the smoothed medians the no-load estimate is the minimum of.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Latency {
+    recent: VecDeque<(usize, Duration)>,
+    floor: VecDeque<Duration>,
+}
+
+impl Latency {
+    /// Records a window's median measured at concurrency `level`. Returns
+    /// true when the API itself changed speed: the last five medians were
+    /// all measured at `level`, and the last two are both 2x above (or
+    /// below) the median of the three before them.
+    pub(super) fn observe(&mut self, level: usize, p50: Duration) -> bool {
+        self.recent.push_back((level, p50));
+        if self.recent.len() > RECENT {
+            self.recent.pop_front();
+        }
+        let last: Vec<Duration> = self
+            .recent
+            .iter()
+            .rev()
+            .take(SMOOTH)
+            .map(|(_, d)| *d)
+            .collect();
+        self.floor.push_back(median(&last));
+        if self.floor.len() > FLOOR_WINDOWS {
+            self.floor.pop_front();
+        }
+        if self.samples_at(level) < RECENT {
+            return false;
+        }
+        let before: Vec<Duration> = self
+            .recent
+            .iter()
+            .take(RECENT - 2)
+            .map(|(_, d)| *d)
+            .collect();
+        let before = secs(median(&before)).max(1e-9);
+        let ratio = |i: usize| secs(self.recent[i].1) / before;
+        let (b, c) = (ratio(RECENT - 2), ratio(RECENT - 1));
+        let jumped = (b >= 2.0 && c >= 2.0) || (b <= 0.5 && c <= 0.5);
+        if jumped {
+            // Relearn from the new regime only.
+            self.recent.drain(..RECENT - 2);
+            self.floor.clear();
+            let now: Vec<Duration> = self.recent.iter().map(|(_, d)| *d).collect();
+            self.floor.push_back(median(&now));
+        }
+        jumped
+    }
+
+    /// The median latency at concurrency `level`: the median of the trailing
+    /// raw medians measured there (up to [`SMOOTH`]).
+    pub(super) fn current(&self, level: usize) -> Option<Duration> {
+        let at: Vec<Duration> = self
+            .recent
+            .iter()
+            .rev()
+            .take(SMOOTH)
+            .take_while(|(l, _)| *l == level)
+            .map(|(_, d)| *d)
+            .collect();
+        (!at.is_empty()).then(|| median(&at))
+    }
+
+    /// How many trailing windows were measured at `level`.
+    pub(super) fn samples_at(&self, level: usize) -> usize {
+        self.recent
+            .iter()
+            .rev()
+            .take_while(|(l, _)| *l == level)
+            .count()
+    }
+
+    /// The no-load latency: the smallest smoothed median of the last
+    /// [`FLOOR_WINDOWS`] windows.
+    pub(super) fn no_load(&self) -> Option<Duration> {
+        self.floor.iter().min().copied()
+    }
+
+    /// `current / no_load` at `level`; 1 when either is unknown.
+    pub(super) fn inflation(&self, level: usize) -> f64 {
+        match (self.current(level), self.no_load()) {
+            (Some(c), Some(n)) if !n.is_zero() => secs(c) / secs(n),
+            _ => 1.0,
+        }
+    }
+}
+
+/// Seconds as `f64`.
+pub(super) fn secs(d: Duration) -> f64 {
+    d.as_secs_f64()
+}
+
+/// Milliseconds as `f64`, for reasons.
+pub(super) fn ms(d: Option<Duration>) -> f64 {
+    d.map_or(f64::NAN, |d| d.as_secs_f64() * 1e3)
+}
+
+/// `d * k`, saturating, for any finite or infinite `k` (NaN counts as 0).
+pub(super) fn scale(d: Duration, k: f64) -> Duration {
+    let s = secs(d) * k;
+    if s.is_nan() || s <= 0.0 {
+        Duration::ZERO
+    } else {
+        Duration::try_from_secs_f64(s).unwrap_or(Duration::MAX)
+    }
+}
+
+/// The median of a few durations (the mean of the middle two for an even
+/// count); zero for none.
+fn median(xs: &[Duration]) -> Duration {
+    let mut v = xs.to_vec();
+    v.sort_unstable();
+    match v.len() {
+        0 => Duration::ZERO,
+        n if n % 2 == 1 => v[n / 2],
+        n => v[n / 2 - 1] / 2 + v[n / 2] / 2,
+    }
+}
+
+/// Two consecutive windows as one: counts add, fractions are weighted by
+/// time, medians by completions (an approximation), minima and peaks keep
+/// the extreme, settings come from the newer window.
+fn merge(old: Window, new: &Window) -> Window {
+    let (to, tn) = (secs(old.elapsed), secs(new.elapsed));
+    let total = to + tn;
+    let by_time = |a: f64, b: f64| {
+        if total > 0.0 {
+            (a * to + b * tn) / total
+        } else {
+            b
+        }
+    };
+    let (co, cn) = (old.io_completions as f64, new.io_completions as f64);
+    let by_count = |a: Option<Duration>, b: Option<Duration>| match (a, b) {
+        (Some(a), Some(b)) if co + cn > 0.0 => {
+            Some(scale(a, co / (co + cn)).saturating_add(scale(b, cn / (co + cn))))
+        }
+        (a, b) => b.or(a),
+    };
+    Window {
+        elapsed: old.elapsed.saturating_add(new.elapsed),
+        io_completions: old.io_completions.saturating_add(new.io_completions),
+        latency_p50: by_count(old.latency_p50, new.latency_p50),
+        latency_p90: by_count(old.latency_p90, new.latency_p90),
+        latency_min: match (old.latency_min, new.latency_min) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => b.or(a),
+        },
+        mean_in_flight: by_time(old.mean_in_flight, new.mean_in_flight),
+        peak_in_flight: old.peak_in_flight.max(new.peak_in_flight),
+        cpu_items: old.cpu_items.saturating_add(new.cpu_items),
+        queue_min: old.queue_min.min(new.queue_min),
+        agents_blocked: by_time(old.agents_blocked, new.agents_blocked),
+        agents_idle: by_time(old.agents_idle, new.agents_idle),
+        workers_idle: by_time(old.workers_idle, new.workers_idle),
+        throttled: old.throttled.saturating_add(new.throttled),
+        timeouts: old.timeouts.saturating_add(new.timeouts),
+        errors: old.errors.saturating_add(new.errors),
+        retry_after: old.retry_after.max(new.retry_after),
+        ..new.clone()
+    }
+}
