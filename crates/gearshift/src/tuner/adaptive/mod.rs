@@ -106,6 +106,8 @@ pub struct Adaptive {
     wait: u32,
     backoff: u32,
     linear_ups: u32,
+    /// Accepted probes down in a row: each doubles the next step (up to 8x).
+    descent: u32,
     /// Windows disagreeing with the current IO/CPU regime, in a row.
     streak: u32,
     /// Throttled: windows of no growth left; the ceiling and its lifetime.
@@ -139,6 +141,8 @@ const STARTUP_INFLATION: f64 = 2.0;
 const KNEE: f64 = 1.5;
 /// Windows of wait after a failed probe: doubles per failure up to this.
 const MAX_BACKOFF: u32 = 16;
+/// Accepted probes down in a row double the step, at most this many times.
+const MAX_DESCENT: u32 = 3;
 /// Rates kept per level for the probe reference.
 const LEVEL_WINDOWS: usize = 4;
 /// The best rate decays by this factor per window, so it cannot go stale.
@@ -204,6 +208,7 @@ impl Adaptive {
             wait: 0,
             backoff: 1,
             linear_ups: 0,
+            descent: 0,
             streak: 0,
             cooldown: 0,
             ceiling: None,
@@ -314,7 +319,7 @@ impl Tuner for Adaptive {
         let c = self.concurrency;
         let mut changed = false;
         if let Some(p50) = w.latency_p50 {
-            changed = self.latency.observe(c, p50);
+            changed = self.latency.observe(c, p50, w.io_rate());
             self.set_window(&w);
         }
         let f = Facts::of(&w, self);
@@ -632,8 +637,17 @@ impl Adaptive {
             return self.set(c.saturating_mul(2), None, f, format!("{why}: double {c}"));
         }
         let (best, best_rate) = self.best_tried();
+        // BBR's drain: the calls in flight that rate needs without queueing
+        // (rate x no-load latency), between the level below and the best.
+        let below = self.tried.iter().map(|t| t.0).filter(|&l| l < best).max();
+        let no_load = self.latency.no_load().map_or(0.0, secs);
+        let bdp = (best_rate * no_load * (1.0 + self.dead_band)).ceil();
+        let target = match below {
+            Some(b) if bdp.is_finite() => (bdp as usize).clamp(b, best),
+            _ => best,
+        };
         self.tried.clear();
-        self.enter_io_bound(best);
+        self.enter_io_bound(target);
         self.wait = 1;
         let why = if !room {
             "at the upper bound".to_string()
@@ -645,10 +659,13 @@ impl Adaptive {
         };
         self.prev = None;
         self.set(
-            best,
+            target,
             None,
             f,
-            format!("{why}: startup ends at the best level, {best} ({best_rate:.1}/s)"),
+            format!(
+                "{why}: startup ends; best level {best} ({best_rate:.1}/s), \
+                 rate x no-load latency {bdp:.0}: {target}"
+            ),
         )
     }
 
@@ -749,6 +766,7 @@ impl Adaptive {
             self.wait = self.backoff;
             self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
             self.linear_ups = 0;
+            self.descent = 0;
             self.level = p.from;
             let kind = if p.dir == Dir::Up {
                 "gain"
@@ -771,8 +789,9 @@ impl Adaptive {
         self.next = p.dir;
         self.wait = 0;
         self.backoff = 1;
-        let step = self.step(c);
         if p.dir == Dir::Down {
+            self.descent = (self.descent + 1).min(MAX_DESCENT);
+            let step = self.step(c) << self.descent;
             if c <= self.min {
                 return self.hold(
                     f,
@@ -785,12 +804,14 @@ impl Adaptive {
                 dir: Dir::Down,
             });
             return self.set(
-                c - step,
+                c.saturating_sub(step),
                 None,
                 f,
                 format!("probe {moved} held the rate: kept; down again -{step}"),
             );
         }
+        self.descent = 0;
+        let step = self.step(c);
         // Near-linear gains twice in a row: the API has much more room.
         let linear = rate >= r * (1.0 + 0.75 * (c as f64 / p.from.max(1) as f64 - 1.0));
         self.linear_ups = if linear { self.linear_ups + 1 } else { 0 };
@@ -846,6 +867,7 @@ impl Adaptive {
         self.wait = 0;
         self.backoff = 1;
         self.linear_ups = 0;
+        self.descent = 0;
     }
 
     /// Why more concurrency would not help, if it would not: agents wait

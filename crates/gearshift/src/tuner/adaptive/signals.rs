@@ -43,31 +43,27 @@ impl Pool {
     }
 }
 
-/// Latency history: raw medians (with the concurrency they were measured
-/// at) and the smoothed medians the no-load estimate is the minimum of.
+/// Latency history: raw medians (with the concurrency and the IO rate they
+/// were measured at) and the smoothed medians the no-load estimate is the minimum of.
 #[derive(Debug, Clone, Default)]
 pub(super) struct Latency {
-    recent: VecDeque<(usize, Duration)>,
+    recent: VecDeque<(usize, Duration, f64)>,
     floor: VecDeque<Duration>,
 }
 
 impl Latency {
-    /// Records a window's median measured at concurrency `level`. Returns
-    /// true when the API itself changed speed: the last five medians were
-    /// all measured at `level`, and the last two are both 2x above (or
-    /// below) the median of the three before them.
-    pub(super) fn observe(&mut self, level: usize, p50: Duration) -> bool {
-        self.recent.push_back((level, p50));
+    /// Records a window's median latency and IO rate measured at
+    /// concurrency `level`. Returns true when the API itself changed speed:
+    /// the last five windows were all at `level`, and in the last two the
+    /// median is 2x above (below) the median of the three before them while
+    /// the rate fell (rose) by a third, as Little's law says it must at a
+    /// fixed concurrency. Noise in the median alone leaves the rate be.
+    pub(super) fn observe(&mut self, level: usize, p50: Duration, rate: f64) -> bool {
+        self.recent.push_back((level, p50, rate));
         if self.recent.len() > RECENT {
             self.recent.pop_front();
         }
-        let last: Vec<Duration> = self
-            .recent
-            .iter()
-            .rev()
-            .take(SMOOTH)
-            .map(|(_, d)| *d)
-            .collect();
+        let last: Vec<Duration> = self.recent.iter().rev().take(SMOOTH).map(|s| s.1).collect();
         self.floor.push_back(median(&last));
         if self.floor.len() > FLOOR_WINDOWS {
             self.floor.pop_front();
@@ -75,21 +71,24 @@ impl Latency {
         if self.samples_at(level) < RECENT {
             return false;
         }
-        let before: Vec<Duration> = self
-            .recent
-            .iter()
-            .take(RECENT - 2)
-            .map(|(_, d)| *d)
-            .collect();
+        let before: Vec<Duration> = self.recent.iter().take(RECENT - 2).map(|s| s.1).collect();
         let before = secs(median(&before)).max(1e-9);
-        let ratio = |i: usize| secs(self.recent[i].1) / before;
-        let (b, c) = (ratio(RECENT - 2), ratio(RECENT - 1));
-        let jumped = (b >= 2.0 && c >= 2.0) || (b <= 0.5 && c <= 0.5);
+        let mut rates: Vec<f64> = self.recent.iter().take(RECENT - 2).map(|s| s.2).collect();
+        rates.sort_by(f64::total_cmp);
+        let rate_before = rates[rates.len() / 2].max(1e-9);
+        let moved = |i: usize, sign: f64| {
+            let (_, d, r) = self.recent[i];
+            let l = secs(d) / before;
+            let r = r / rate_before;
+            if sign > 0.0 { l >= 2.0 && r <= 0.67 } else { l <= 0.5 && r >= 1.5 }
+        };
+        let [b, c] = [RECENT - 2, RECENT - 1];
+        let jumped = (moved(b, 1.0) && moved(c, 1.0)) || (moved(b, -1.0) && moved(c, -1.0));
         if jumped {
             // Relearn from the new regime only.
             self.recent.drain(..RECENT - 2);
             self.floor.clear();
-            let now: Vec<Duration> = self.recent.iter().map(|(_, d)| *d).collect();
+            let now: Vec<Duration> = self.recent.iter().map(|s| s.1).collect();
             self.floor.push_back(median(&now));
         }
         jumped
@@ -103,8 +102,8 @@ impl Latency {
             .iter()
             .rev()
             .take(SMOOTH)
-            .take_while(|(l, _)| *l == level)
-            .map(|(_, d)| *d)
+            .take_while(|s| s.0 == level)
+            .map(|s| s.1)
             .collect();
         (!at.is_empty()).then(|| median(&at))
     }
@@ -114,7 +113,7 @@ impl Latency {
         self.recent
             .iter()
             .rev()
-            .take_while(|(l, _)| *l == level)
+            .take_while(|s| s.0 == level)
             .count()
     }
 
