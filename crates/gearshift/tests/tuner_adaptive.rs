@@ -206,7 +206,9 @@ fn startup_doubles_while_throughput_grows_then_steps_additively() {
         }
     }
     assert!(
-        t.decisions[end + 1..].iter().any(|d| d.reason.contains("probe up")),
+        t.decisions[end + 1..]
+            .iter()
+            .any(|d| d.reason.contains("probe up")),
         "it probes up after startup"
     );
 }
@@ -616,12 +618,21 @@ fn an_api_that_becomes_slow_but_scalable_gets_more_agents() {
     assert!((18..=23).contains(&n), "{:?}", first.n);
     let second = run(&mut tuner, &b, n, 2, 60, 18);
     assert!(
-        second.decisions.iter().any(|d| d.reason.contains("changed speed")),
+        second
+            .decisions
+            .iter()
+            .any(|d| d.reason.contains("changed speed")),
         "{:?}",
-        second.decisions.iter().map(|d| &d.reason).collect::<Vec<_>>()
+        second
+            .decisions
+            .iter()
+            .map(|d| &d.reason)
+            .collect::<Vec<_>>()
     );
     eprintln!("B {:?}", second.n);
-    for d in &second.decisions[..8] { eprintln!("R {}", &d.reason[..d.reason.len().min(200)]); }
+    for d in &second.decisions[..8] {
+        eprintln!("R {}", &d.reason[..d.reason.len().min(200)]);
+    }
     let tail = &second.n[40..];
     assert!(
         (180.0..=220.0).contains(&mean(tail)),

@@ -4,9 +4,16 @@
 //! are in `docs/tuner.md`.
 //!
 //! - `signals`: thin windows pooled, the latency estimates.
+//! - `climb`: startup and the IO-bound hill climber.
+//! - `cut`: multiplicative decreases on throttles and overload, the
+//!   remembered ceiling, slow regrowth.
+//! - `cpu`: the CPU-bound regime (Little's law, workers).
 //! - `facts`: the numbers every decision's reason carries.
-//! - this file: the modes and the rules.
+//! - this file: the settings, the state, and the order the rules run in.
 
+mod climb;
+mod cpu;
+mod cut;
 mod facts;
 mod signals;
 
@@ -14,8 +21,10 @@ use std::fmt;
 use std::time::Duration;
 
 use super::{Decision, Tuner, Window};
+use climb::{Dir, Probe};
+use cpu::is_full;
 use facts::Facts;
-use signals::{Latency, Pool, secs};
+use signals::{Latency, Pool};
 
 /// The regime the tuner believes the pipeline is in; see
 /// [`Adaptive::mode`].
@@ -120,50 +129,11 @@ pub struct Adaptive {
     mismatch: u32,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Dir {
-    Up,
-    Down,
-}
-
-#[derive(Debug, Clone, Copy)]
-struct Probe {
-    from: usize,
-    reference: f64,
-    dir: Dir,
-}
-
-/// Startup keeps doubling while a doubling gains at least this fraction.
-const STARTUP_GAIN: f64 = 0.25;
-/// Startup stops when the median latency passes this multiple of no-load.
-const STARTUP_INFLATION: f64 = 2.0;
-/// Median latency over no-load latency past which the API is queueing.
-const KNEE: f64 = 1.5;
-/// Windows of wait after a failed probe: doubles per failure up to this.
-const MAX_BACKOFF: u32 = 16;
-/// Accepted probes down in a row double the step, at most this many times.
-const MAX_DESCENT: u32 = 3;
-/// Rates kept per level for the probe reference.
-const LEVEL_WINDOWS: usize = 4;
-/// The best rate decays by this factor per window, so it cannot go stale.
-const BEST_DECAY: f64 = 0.99;
-/// Fraction of attempts timing out (with inflated latency) that is overload.
-const OVERLOAD_TIMEOUTS: f64 = 0.05;
-/// Channel occupancy (of capacity) that counts as full.
-const FULL: f64 = 0.8;
-/// Fraction of agent time blocked on the full channel that counts as full.
-const BLOCKED: f64 = 0.2;
 /// Agent time waiting for input past which the source is the limit.
 const IDLE: f64 = 0.3;
 /// Mean calls in flight below this fraction of the concurrency: the limit
 /// is not binding.
 const BINDING: f64 = 0.5;
-/// Worker idle time below which the CPU stage counts as saturated.
-const WORKERS_BUSY: f64 = 0.1;
-/// Windows of no growth after a throttle cut.
-const COOLDOWN: u32 = 2;
-/// Windows a throttle ceiling is remembered after the last throttle.
-const CEILING_TTL: u32 = 40;
 /// Windows of disagreement before the tuner adopts the pipeline's agents.
 const ADOPT_AFTER: u32 = 3;
 /// Control window bounds.
@@ -419,457 +389,6 @@ impl Adaptive {
         }
     }
 
-    fn tick_ceiling(&mut self) {
-        if self.ceiling.is_some() {
-            self.ceiling_ttl = self.ceiling_ttl.saturating_sub(1);
-            if self.ceiling_ttl == 0 {
-                self.ceiling = None;
-            }
-        }
-    }
-
-    /// 429/503 or `Retry-After`: cut by the decrease factor, remember the
-    /// ceiling, cool down. The engine has already paused the stage.
-    fn on_throttle(&mut self, w: &Window, f: &Facts, was_cut: bool) -> Decision {
-        let c = self.concurrency;
-        self.mode = Mode::Throttled;
-        self.cooldown = COOLDOWN;
-        self.ceiling_ttl = CEILING_TTL;
-        self.probe = None;
-        self.prev = None;
-        self.best_rate = 0.0;
-        let why = format!("{} throttled, retry-after {:?}", w.throttled, w.retry_after);
-        if was_cut && w.peak_in_flight > c {
-            return self.hold(
-                f,
-                format!(
-                    "{why}: calls sent before the last cut were still in flight (peak {}): no second cut",
-                    w.peak_in_flight
-                ),
-            );
-        }
-        let ceiling = self.ceiling.map_or(c, |old| old.min(c));
-        self.ceiling = Some(ceiling);
-        self.just_cut = true;
-        let want = (c as f64 * self.decrease).floor() as usize;
-        self.set(
-            want,
-            None,
-            f,
-            format!(
-                "{why}: x{} ({c} -> {want}), ceiling {ceiling} for {CEILING_TTL} windows",
-                self.decrease
-            ),
-        )
-    }
-
-    /// Timeouts on a queueing API: the same cut as a throttle, no ceiling.
-    fn on_overload(&mut self, w: &Window, f: &Facts, was_cut: bool) -> Option<Decision> {
-        let attempts = w.io_completions.saturating_add(w.timeouts);
-        let share = w.timeouts as f64 / attempts.max(1) as f64;
-        let inflation = self.latency.inflation(self.concurrency);
-        let queueing = w.latency_p50.is_none() || inflation > KNEE;
-        if share < OVERLOAD_TIMEOUTS || !queueing {
-            return None;
-        }
-        if self.mode == Mode::CpuBound {
-            return None;
-        }
-        let c = self.concurrency;
-        let why = format!(
-            "{} of {attempts} attempts timed out ({:.0}%), latency {inflation:.2}x no-load",
-            w.timeouts,
-            share * 100.0
-        );
-        self.probe = None;
-        self.prev = None;
-        self.rates.clear();
-        if self.mode == Mode::Startup {
-            self.mode = Mode::IoBound;
-        }
-        if was_cut && w.peak_in_flight > c {
-            return Some(self.hold(f, format!("{why}: already cut last window")));
-        }
-        self.just_cut = true;
-        self.next = Dir::Up;
-        self.wait = self.backoff;
-        let want = (c as f64 * self.decrease).floor() as usize;
-        Some(self.set(
-            want,
-            None,
-            f,
-            format!("overload, {why}: x{} ({c} -> {want})", self.decrease),
-        ))
-    }
-
-    /// Counts windows disagreeing with the current regime and switches
-    /// after `hysteresis` of them in a row.
-    fn track_regime(&mut self, full: bool) {
-        if (self.mode == Mode::CpuBound) == full {
-            self.streak = 0;
-            return;
-        }
-        self.streak += 1;
-        if self.streak < self.hysteresis {
-            return;
-        }
-        self.streak = 0;
-        self.mode = if full { Mode::CpuBound } else { Mode::IoBound };
-        self.probe = None;
-        self.prev = None;
-        self.rates.clear();
-        self.best_rate = 0.0;
-        self.next = Dir::Up;
-        self.wait = 0;
-        self.backoff = 1;
-    }
-
-    /// CPU-bound: never grow; shrink to Little's law with headroom; give
-    /// the CPU stage all the pool's threads when its workers are busy.
-    fn cpu_bound(&mut self, w: &Window, f: &Facts) -> Decision {
-        let rtt = self.latency.current(self.concurrency).or(w.latency_p50);
-        let (Some(rtt), true) = (rtt, w.cpu_items > 0) else {
-            return self.hold(
-                f,
-                "no CPU items or no round trip measured: cannot size".into(),
-            );
-        };
-        let pool = if w.max_workers > 0 {
-            w.max_workers
-        } else {
-            self.cores
-        };
-        let workers = (w.workers < pool && w.workers_idle < WORKERS_BUSY).then_some(pool);
-        // With more workers the CPU stage will take more: size for that.
-        let scale = match workers {
-            Some(p) if w.workers > 0 => p as f64 / w.workers as f64,
-            _ => 1.0,
-        };
-        let cpu_rate = w.cpu_rate() * scale;
-        let little = (cpu_rate * secs(rtt) * self.headroom).ceil();
-        let little = if little.is_finite() {
-            little as usize
-        } else {
-            usize::MAX
-        };
-        let want = little.min(self.concurrency);
-        let rule = format!(
-            "little's law: cpu {cpu_rate:.1}/s x rtt {:.1} ms x headroom {} = {little}{}",
-            secs(rtt) * 1e3,
-            self.headroom,
-            match workers {
-                Some(p) => format!(
-                    "; workers busy ({:.0}% idle): {} -> {p}",
-                    w.workers_idle * 100.0,
-                    w.workers
-                ),
-                None => String::new(),
-            }
-        );
-        self.set(want, workers, f, rule)
-    }
-
-    /// Throttled, no throttle this window: cool down, then grow by a
-    /// twentieth per window up to just below the ceiling.
-    fn regrow(&mut self, w: &Window, f: &Facts) -> Decision {
-        let c = self.concurrency;
-        if self.cooldown > 0 {
-            self.cooldown -= 1;
-            return self.hold(
-                f,
-                format!(
-                    "cooling down after a throttle, {} more windows",
-                    self.cooldown
-                ),
-            );
-        }
-        if let Some(why) = self.not_binding(w) {
-            return self.hold(f, format!("{why}: no regrowth"));
-        }
-        let cap = self.cap();
-        if c >= cap {
-            self.enter_io_bound(c);
-            return self.hold(
-                f,
-                format!(
-                    "regrown to {c}, just below the throttle ceiling {:?}: hill climbing resumes",
-                    self.ceiling
-                ),
-            );
-        }
-        let step = ((c as f64 * self.dead_band).ceil() as usize).max(1);
-        let want = (c + step).min(cap);
-        self.set(
-            want,
-            None,
-            f,
-            format!("slow regrowth after a throttle: +{step} (cap {cap})"),
-        )
-    }
-
-    /// Startup: double while a doubling gains at least 25% and latency
-    /// stays under 2x no-load; then settle at the best level seen.
-    fn startup(&mut self, w: &Window, f: &Facts, changed: bool) -> Decision {
-        if let Some(why) = self.not_binding(w) {
-            self.prev = None;
-            return self.hold(f, format!("{why}: no doubling"));
-        }
-        let c = self.concurrency;
-        let rate = w.io_rate();
-        if self.prev.is_none() {
-            self.tried.clear();
-        }
-        self.tried.push((c, rate));
-        let inflation = self.latency.inflation(c);
-        let grew = match self.prev {
-            Some((pc, pr)) if pc < c => Some(rate >= pr * (1.0 + STARTUP_GAIN)),
-            Some(_) => Some(false),
-            None => None,
-        };
-        let room = c < self.cap();
-        if grew != Some(false) && room && inflation < STARTUP_INFLATION {
-            self.prev = Some((c, rate));
-            let why = match (grew, changed) {
-                (_, true) => "the API changed speed".to_string(),
-                (None, _) => "first window".to_string(),
-                (Some(_), _) => "a doubling gained >= 25%".to_string(),
-            };
-            return self.set(c.saturating_mul(2), None, f, format!("{why}: double {c}"));
-        }
-        let (best, best_rate) = self.best_tried();
-        // BBR's drain: the calls in flight that rate needs without queueing
-        // (rate x no-load latency), between the level below and the best.
-        let below = self.tried.iter().map(|t| t.0).filter(|&l| l < best).max();
-        let no_load = self.latency.no_load().map_or(0.0, secs);
-        let bdp = (best_rate * no_load * (1.0 + self.dead_band)).ceil();
-        let target = match below {
-            Some(b) if bdp.is_finite() => (bdp as usize).clamp(b, best),
-            _ => best,
-        };
-        self.tried.clear();
-        self.enter_io_bound(target);
-        self.wait = 1;
-        let why = if !room {
-            "at the upper bound".to_string()
-        } else if inflation >= STARTUP_INFLATION {
-            format!("latency {inflation:.2}x no-load")
-        } else {
-            let before = self.prev.map_or(0.0, |p| p.1);
-            format!("a doubling gained < 25% ({before:.1} -> {rate:.1}/s)")
-        };
-        self.prev = None;
-        self.set(
-            target,
-            None,
-            f,
-            format!(
-                "{why}: startup ends; best level {best} ({best_rate:.1}/s), \
-                 rate x no-load latency {bdp:.0}: {target}"
-            ),
-        )
-    }
-
-    /// IO-bound: judge the last probe, or wait, or probe a small step up or
-    /// down (down when latency says the API is queueing with no gain).
-    fn io_bound(&mut self, w: &Window, f: &Facts) -> Decision {
-        let c = self.concurrency;
-        let rate = w.io_rate();
-        let db = self.dead_band;
-        if let Some(p) = self.probe.take() {
-            return self.judge(p, w, f);
-        }
-        if self.level != c {
-            self.level = c;
-            self.rates.clear();
-        }
-        self.rates.push(rate);
-        if self.rates.len() > LEVEL_WINDOWS {
-            self.rates.remove(0);
-        }
-        let mean = self.level_rate();
-        self.best_rate = (self.best_rate * BEST_DECAY).max(mean);
-        let inflation = self.latency.inflation(c);
-        let knee = inflation > KNEE
-            && self.latency.samples_at(c) >= 2
-            && mean <= self.best_rate * (1.0 + db);
-        let strong = knee && inflation > 2.0 * KNEE;
-        if self.wait > 0 && !strong {
-            self.wait -= 1;
-            return self.hold(
-                f,
-                format!(
-                    "holding at {c} ({mean:.1}/s); next probe in {} windows",
-                    self.wait + 1
-                ),
-            );
-        }
-        let dir = if knee { Dir::Down } else { self.next };
-        let step = self.step(c);
-        if dir == Dir::Down && c <= self.min {
-            self.next = Dir::Up;
-            if knee {
-                return self.hold(
-                    f,
-                    format!("the knee (latency {inflation:.2}x no-load), at the minimum"),
-                );
-            }
-        }
-        match dir {
-            Dir::Down if c > self.min => {
-                self.probe = Some(Probe {
-                    from: c,
-                    reference: mean,
-                    dir,
-                });
-                let why = if knee {
-                    format!("the knee: latency {inflation:.2}x no-load with no gain")
-                } else {
-                    "probe down".to_string()
-                };
-                self.set(c - step, None, f, format!("{why}: -{step}"))
-            }
-            _ => {
-                if let Some(why) = self.not_binding(w) {
-                    return self.hold(f, format!("{why}: no probe up"));
-                }
-                if c >= self.cap() {
-                    self.next = Dir::Down;
-                    return self.hold(f, format!("at the cap {}: no probe up", self.cap()));
-                }
-                self.probe = Some(Probe {
-                    from: c,
-                    reference: mean,
-                    dir: Dir::Up,
-                });
-                self.set(c + step, None, f, format!("probe up: +{step}"))
-            }
-        }
-    }
-
-    /// Keeps a probe that paid (and takes the next step in its direction at
-    /// once), or reverts one that did not and backs off.
-    fn judge(&mut self, p: Probe, w: &Window, f: &Facts) -> Decision {
-        let c = self.concurrency;
-        let rate = w.io_rate();
-        let db = self.dead_band;
-        let r = p.reference;
-        let paid = match p.dir {
-            Dir::Up => rate > r * (1.0 + db),
-            Dir::Down => rate >= r * (1.0 - db) && rate >= self.best_rate * (1.0 - db),
-        };
-        let moved = format!("{} -> {c} ({r:.1} -> {rate:.1}/s)", p.from);
-        if !paid {
-            self.next = match p.dir {
-                Dir::Up => Dir::Down,
-                Dir::Down => Dir::Up,
-            };
-            self.wait = self.backoff;
-            self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
-            self.linear_ups = 0;
-            self.descent = 0;
-            self.level = p.from;
-            let kind = if p.dir == Dir::Up {
-                "gain"
-            } else {
-                "hold the rate"
-            };
-            return self.set(
-                p.from,
-                None,
-                f,
-                format!(
-                    "probe {moved} did not {kind}: back, wait {} windows",
-                    self.wait
-                ),
-            );
-        }
-        self.level = c;
-        self.rates = vec![rate];
-        self.best_rate = self.best_rate.max(rate);
-        self.next = p.dir;
-        self.wait = 0;
-        self.backoff = 1;
-        if p.dir == Dir::Down {
-            self.descent = (self.descent + 1).min(MAX_DESCENT);
-            let step = self.step(c) << self.descent;
-            if c <= self.min {
-                return self.hold(
-                    f,
-                    format!("probe {moved} held the rate: kept, at the minimum"),
-                );
-            }
-            self.probe = Some(Probe {
-                from: c,
-                reference: rate,
-                dir: Dir::Down,
-            });
-            return self.set(
-                c.saturating_sub(step),
-                None,
-                f,
-                format!("probe {moved} held the rate: kept; down again -{step}"),
-            );
-        }
-        self.descent = 0;
-        let step = self.step(c);
-        // Near-linear gains twice in a row: the API has much more room.
-        let linear = rate >= r * (1.0 + 0.75 * (c as f64 / p.from.max(1) as f64 - 1.0));
-        self.linear_ups = if linear { self.linear_ups + 1 } else { 0 };
-        if self.linear_ups >= 2 {
-            self.linear_ups = 0;
-            self.mode = Mode::Startup;
-            self.prev = Some((c, rate));
-            self.tried = vec![(c, rate)];
-            return self.set(
-                c.saturating_mul(2),
-                None,
-                f,
-                format!("probe {moved} scaled near-linearly twice: startup again, double {c}"),
-            );
-        }
-        if let Some(why) = self.not_binding(w) {
-            return self.hold(f, format!("probe {moved} paid: kept; {why}"));
-        }
-        if c >= self.cap() {
-            return self.hold(f, format!("probe {moved} paid: kept, at the cap"));
-        }
-        self.probe = Some(Probe {
-            from: c,
-            reference: rate,
-            dir: Dir::Up,
-        });
-        self.set(
-            c + step,
-            None,
-            f,
-            format!("probe {moved} paid: kept; up again +{step}"),
-        )
-    }
-
-    /// The smallest level startup tried whose rate is within the dead band
-    /// of the best rate it saw.
-    fn best_tried(&self) -> (usize, f64) {
-        let top = self.tried.iter().map(|t| t.1).fold(0.0, f64::max);
-        self.tried
-            .iter()
-            .filter(|t| t.1 >= top * (1.0 - self.dead_band))
-            .min_by_key(|t| t.0)
-            .copied()
-            .unwrap_or((self.concurrency, 0.0))
-    }
-
-    fn enter_io_bound(&mut self, level: usize) {
-        self.mode = Mode::IoBound;
-        self.level = level;
-        self.rates.clear();
-        self.probe = None;
-        self.next = Dir::Up;
-        self.wait = 0;
-        self.backoff = 1;
-        self.linear_ups = 0;
-        self.descent = 0;
-    }
-
     /// Why more concurrency would not help, if it would not: agents wait
     /// for input, or calls in flight stay well under the limit.
     fn not_binding(&self, w: &Window) -> Option<String> {
@@ -887,19 +406,6 @@ impl Adaptive {
             ));
         }
         None
-    }
-
-    /// A probe step: twice the dead band of the concurrency, at least one.
-    fn step(&self, c: usize) -> usize {
-        ((c as f64 * 2.0 * self.dead_band).ceil() as usize).max(1)
-    }
-
-    fn level_rate(&self) -> f64 {
-        if self.rates.is_empty() {
-            0.0
-        } else {
-            self.rates.iter().sum::<f64>() / self.rates.len() as f64
-        }
     }
 
     /// The most concurrency allowed now: the upper bound, or just below a
@@ -945,11 +451,4 @@ impl Adaptive {
             _ => format!("{}: {rule} => hold [{f}]", self.mode),
         }
     }
-}
-
-/// The channel into the CPU stage stayed nearly full, or agents spent a
-/// fifth of their time blocked on it.
-fn is_full(w: &Window) -> bool {
-    let queue_full = w.queue_capacity > 0 && w.queue_min as f64 >= FULL * w.queue_capacity as f64;
-    queue_full || w.agents_blocked > BLOCKED
 }

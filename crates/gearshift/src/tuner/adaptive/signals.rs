@@ -80,7 +80,11 @@ impl Latency {
             let (_, d, r) = self.recent[i];
             let l = secs(d) / before;
             let r = r / rate_before;
-            if sign > 0.0 { l >= 2.0 && r <= 0.67 } else { l <= 0.5 && r >= 1.5 }
+            if sign > 0.0 {
+                l >= 2.0 && r <= 0.67
+            } else {
+                l <= 0.5 && r >= 1.5
+            }
         };
         let [b, c] = [RECENT - 2, RECENT - 1];
         let jumped = (moved(b, 1.0) && moved(c, 1.0)) || (moved(b, -1.0) && moved(c, -1.0));

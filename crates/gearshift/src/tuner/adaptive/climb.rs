@@ -1,0 +1,315 @@
+//! Startup and the IO-bound hill climber: double while throughput grows,
+//! then small probes up and down, kept only when they pay.
+
+use super::super::Window;
+use super::facts::Facts;
+use super::signals::secs;
+use super::{Adaptive, Decision, Mode};
+
+/// Startup keeps doubling while a doubling gains at least this fraction.
+const STARTUP_GAIN: f64 = 0.25;
+/// Startup stops when the median latency passes this multiple of no-load.
+const STARTUP_INFLATION: f64 = 2.0;
+/// Windows of wait after a failed probe: doubles per failure up to this.
+const MAX_BACKOFF: u32 = 16;
+/// Accepted probes down in a row double the step, at most this many times.
+const MAX_DESCENT: u32 = 3;
+/// Rates kept per level for the probe reference.
+const LEVEL_WINDOWS: usize = 4;
+/// The best rate decays by this factor per window, so it cannot go stale.
+const BEST_DECAY: f64 = 0.99;
+/// Median latency over no-load latency past which the API is queueing.
+pub(super) const KNEE: f64 = 1.5;
+
+/// A direction to probe in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Dir {
+    Up,
+    Down,
+}
+
+/// A probe waiting for its window's verdict.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Probe {
+    from: usize,
+    reference: f64,
+    dir: Dir,
+}
+
+impl Adaptive {
+    /// Startup: double while a doubling gains at least 25% and latency
+    /// stays under 2x no-load; then settle at the best level seen.
+    pub(super) fn startup(&mut self, w: &Window, f: &Facts, changed: bool) -> Decision {
+        if let Some(why) = self.not_binding(w) {
+            self.prev = None;
+            return self.hold(f, format!("{why}: no doubling"));
+        }
+        let c = self.concurrency;
+        let rate = w.io_rate();
+        if self.prev.is_none() {
+            self.tried.clear();
+        }
+        self.tried.push((c, rate));
+        let inflation = self.latency.inflation(c);
+        let grew = match self.prev {
+            Some((pc, pr)) if pc < c => Some(rate >= pr * (1.0 + STARTUP_GAIN)),
+            Some(_) => Some(false),
+            None => None,
+        };
+        let room = c < self.cap();
+        if grew != Some(false) && room && inflation < STARTUP_INFLATION {
+            self.prev = Some((c, rate));
+            let why = match (grew, changed) {
+                (_, true) => "the API changed speed".to_string(),
+                (None, _) => "first window".to_string(),
+                (Some(_), _) => "a doubling gained >= 25%".to_string(),
+            };
+            return self.set(c.saturating_mul(2), None, f, format!("{why}: double {c}"));
+        }
+        let (best, best_rate) = self.best_tried();
+        // BBR's drain: the calls in flight that rate needs without queueing
+        // (rate x no-load latency), between the level below and the best.
+        let below = self.tried.iter().map(|t| t.0).filter(|&l| l < best).max();
+        let no_load = self.latency.no_load().map_or(0.0, secs);
+        let bdp = (best_rate * no_load * (1.0 + self.dead_band)).ceil();
+        let target = match below {
+            Some(b) if bdp.is_finite() => (bdp as usize).clamp(b, best),
+            _ => best,
+        };
+        self.tried.clear();
+        self.enter_io_bound(target);
+        self.wait = 1;
+        let why = if !room {
+            "at the upper bound".to_string()
+        } else if inflation >= STARTUP_INFLATION {
+            format!("latency {inflation:.2}x no-load")
+        } else {
+            let before = self.prev.map_or(0.0, |p| p.1);
+            format!("a doubling gained < 25% ({before:.1} -> {rate:.1}/s)")
+        };
+        self.prev = None;
+        self.set(
+            target,
+            None,
+            f,
+            format!(
+                "{why}: startup ends; best level {best} ({best_rate:.1}/s), \
+                 rate x no-load latency {bdp:.0}: {target}"
+            ),
+        )
+    }
+
+    /// IO-bound: judge the last probe, or wait, or probe a small step up or
+    /// down (down when latency says the API is queueing with no gain).
+    pub(super) fn io_bound(&mut self, w: &Window, f: &Facts) -> Decision {
+        let c = self.concurrency;
+        let rate = w.io_rate();
+        let db = self.dead_band;
+        if let Some(p) = self.probe.take() {
+            return self.judge(p, w, f);
+        }
+        if self.level != c {
+            self.level = c;
+            self.rates.clear();
+        }
+        self.rates.push(rate);
+        if self.rates.len() > LEVEL_WINDOWS {
+            self.rates.remove(0);
+        }
+        let mean = self.level_rate();
+        self.best_rate = (self.best_rate * BEST_DECAY).max(mean);
+        let inflation = self.latency.inflation(c);
+        let knee = inflation > KNEE
+            && self.latency.samples_at(c) >= 2
+            && mean <= self.best_rate * (1.0 + db);
+        let strong = knee && inflation > 2.0 * KNEE;
+        if self.wait > 0 && !strong {
+            self.wait -= 1;
+            return self.hold(
+                f,
+                format!(
+                    "holding at {c} ({mean:.1}/s); next probe in {} windows",
+                    self.wait + 1
+                ),
+            );
+        }
+        let dir = if knee { Dir::Down } else { self.next };
+        let step = self.step(c);
+        if dir == Dir::Down && c <= self.min {
+            self.next = Dir::Up;
+            if knee {
+                return self.hold(
+                    f,
+                    format!("the knee (latency {inflation:.2}x no-load), at the minimum"),
+                );
+            }
+        }
+        match dir {
+            Dir::Down if c > self.min => {
+                self.probe = Some(Probe {
+                    from: c,
+                    reference: mean,
+                    dir,
+                });
+                let why = if knee {
+                    format!("the knee: latency {inflation:.2}x no-load with no gain")
+                } else {
+                    "probe down".to_string()
+                };
+                self.set(c - step, None, f, format!("{why}: -{step}"))
+            }
+            _ => {
+                if let Some(why) = self.not_binding(w) {
+                    return self.hold(f, format!("{why}: no probe up"));
+                }
+                if c >= self.cap() {
+                    self.next = Dir::Down;
+                    return self.hold(f, format!("at the cap {}: no probe up", self.cap()));
+                }
+                self.probe = Some(Probe {
+                    from: c,
+                    reference: mean,
+                    dir: Dir::Up,
+                });
+                self.set(c + step, None, f, format!("probe up: +{step}"))
+            }
+        }
+    }
+
+    /// Keeps a probe that paid (and takes the next step in its direction at
+    /// once), or reverts one that did not and backs off.
+    pub(super) fn judge(&mut self, p: Probe, w: &Window, f: &Facts) -> Decision {
+        let c = self.concurrency;
+        let rate = w.io_rate();
+        let db = self.dead_band;
+        let r = p.reference;
+        let paid = match p.dir {
+            Dir::Up => rate > r * (1.0 + db),
+            Dir::Down => rate >= r * (1.0 - db) && rate >= self.best_rate * (1.0 - db),
+        };
+        let moved = format!("{} -> {c} ({r:.1} -> {rate:.1}/s)", p.from);
+        if !paid {
+            self.next = match p.dir {
+                Dir::Up => Dir::Down,
+                Dir::Down => Dir::Up,
+            };
+            self.wait = self.backoff;
+            self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+            self.linear_ups = 0;
+            self.descent = 0;
+            self.level = p.from;
+            let kind = if p.dir == Dir::Up {
+                "gain"
+            } else {
+                "hold the rate"
+            };
+            return self.set(
+                p.from,
+                None,
+                f,
+                format!(
+                    "probe {moved} did not {kind}: back, wait {} windows",
+                    self.wait
+                ),
+            );
+        }
+        self.level = c;
+        self.rates = vec![rate];
+        self.best_rate = self.best_rate.max(rate);
+        self.next = p.dir;
+        self.wait = 0;
+        self.backoff = 1;
+        if p.dir == Dir::Down {
+            self.descent = (self.descent + 1).min(MAX_DESCENT);
+            let step = self.step(c) << self.descent;
+            if c <= self.min {
+                return self.hold(
+                    f,
+                    format!("probe {moved} held the rate: kept, at the minimum"),
+                );
+            }
+            self.probe = Some(Probe {
+                from: c,
+                reference: rate,
+                dir: Dir::Down,
+            });
+            return self.set(
+                c.saturating_sub(step),
+                None,
+                f,
+                format!("probe {moved} held the rate: kept; down again -{step}"),
+            );
+        }
+        self.descent = 0;
+        let step = self.step(c);
+        // Near-linear gains twice in a row: the API has much more room.
+        let linear = rate >= r * (1.0 + 0.75 * (c as f64 / p.from.max(1) as f64 - 1.0));
+        self.linear_ups = if linear { self.linear_ups + 1 } else { 0 };
+        if self.linear_ups >= 2 {
+            self.linear_ups = 0;
+            self.mode = Mode::Startup;
+            self.prev = Some((c, rate));
+            self.tried = vec![(c, rate)];
+            return self.set(
+                c.saturating_mul(2),
+                None,
+                f,
+                format!("probe {moved} scaled near-linearly twice: startup again, double {c}"),
+            );
+        }
+        if let Some(why) = self.not_binding(w) {
+            return self.hold(f, format!("probe {moved} paid: kept; {why}"));
+        }
+        if c >= self.cap() {
+            return self.hold(f, format!("probe {moved} paid: kept, at the cap"));
+        }
+        self.probe = Some(Probe {
+            from: c,
+            reference: rate,
+            dir: Dir::Up,
+        });
+        self.set(
+            c + step,
+            None,
+            f,
+            format!("probe {moved} paid: kept; up again +{step}"),
+        )
+    }
+
+    /// The smallest level startup tried whose rate is within the dead band
+    /// of the best rate it saw.
+    pub(super) fn best_tried(&self) -> (usize, f64) {
+        let top = self.tried.iter().map(|t| t.1).fold(0.0, f64::max);
+        self.tried
+            .iter()
+            .filter(|t| t.1 >= top * (1.0 - self.dead_band))
+            .min_by_key(|t| t.0)
+            .copied()
+            .unwrap_or((self.concurrency, 0.0))
+    }
+
+    pub(super) fn enter_io_bound(&mut self, level: usize) {
+        self.mode = Mode::IoBound;
+        self.level = level;
+        self.rates.clear();
+        self.probe = None;
+        self.next = Dir::Up;
+        self.wait = 0;
+        self.backoff = 1;
+        self.linear_ups = 0;
+        self.descent = 0;
+    }
+
+    /// A probe step: twice the dead band of the concurrency, at least one.
+    pub(super) fn step(&self, c: usize) -> usize {
+        ((c as f64 * 2.0 * self.dead_band).ceil() as usize).max(1)
+    }
+
+    pub(super) fn level_rate(&self) -> f64 {
+        if self.rates.is_empty() {
+            0.0
+        } else {
+            self.rates.iter().sum::<f64>() / self.rates.len() as f64
+        }
+    }
+}

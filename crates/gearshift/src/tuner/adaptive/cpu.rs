@@ -1,0 +1,90 @@
+//! The CPU-bound regime: when the channel into the CPU stage stays full,
+//! the IO stage is sized by Little's law and the cores go to workers.
+
+use super::super::Window;
+use super::facts::Facts;
+use super::signals::secs;
+use super::{Adaptive, Decision, Dir, Mode};
+
+/// Channel occupancy (of capacity) that counts as full.
+const FULL: f64 = 0.8;
+/// Fraction of agent time blocked on the full channel that counts as full.
+const BLOCKED: f64 = 0.2;
+/// Worker idle time below which the CPU stage counts as saturated.
+const WORKERS_BUSY: f64 = 0.1;
+
+impl Adaptive {
+    /// Counts windows disagreeing with the current regime and switches
+    /// after `hysteresis` of them in a row.
+    pub(super) fn track_regime(&mut self, full: bool) {
+        if (self.mode == Mode::CpuBound) == full {
+            self.streak = 0;
+            return;
+        }
+        self.streak += 1;
+        if self.streak < self.hysteresis {
+            return;
+        }
+        self.streak = 0;
+        self.mode = if full { Mode::CpuBound } else { Mode::IoBound };
+        self.probe = None;
+        self.prev = None;
+        self.rates.clear();
+        self.best_rate = 0.0;
+        self.next = Dir::Up;
+        self.wait = 0;
+        self.backoff = 1;
+    }
+
+    /// CPU-bound: never grow; shrink to Little's law with headroom; give
+    /// the CPU stage all the pool's threads when its workers are busy.
+    pub(super) fn cpu_bound(&mut self, w: &Window, f: &Facts) -> Decision {
+        let rtt = self.latency.current(self.concurrency).or(w.latency_p50);
+        let (Some(rtt), true) = (rtt, w.cpu_items > 0) else {
+            return self.hold(
+                f,
+                "no CPU items or no round trip measured: cannot size".into(),
+            );
+        };
+        let pool = if w.max_workers > 0 {
+            w.max_workers
+        } else {
+            self.cores
+        };
+        let workers = (w.workers < pool && w.workers_idle < WORKERS_BUSY).then_some(pool);
+        // With more workers the CPU stage will take more: size for that.
+        let scale = match workers {
+            Some(p) if w.workers > 0 => p as f64 / w.workers as f64,
+            _ => 1.0,
+        };
+        let cpu_rate = w.cpu_rate() * scale;
+        let little = (cpu_rate * secs(rtt) * self.headroom).ceil();
+        let little = if little.is_finite() {
+            little as usize
+        } else {
+            usize::MAX
+        };
+        let want = little.min(self.concurrency);
+        let rule = format!(
+            "little's law: cpu {cpu_rate:.1}/s x rtt {:.1} ms x headroom {} = {little}{}",
+            secs(rtt) * 1e3,
+            self.headroom,
+            match workers {
+                Some(p) => format!(
+                    "; workers busy ({:.0}% idle): {} -> {p}",
+                    w.workers_idle * 100.0,
+                    w.workers
+                ),
+                None => String::new(),
+            }
+        );
+        self.set(want, workers, f, rule)
+    }
+}
+
+/// The channel into the CPU stage stayed nearly full, or agents spent a
+/// fifth of their time blocked on it.
+pub(super) fn is_full(w: &Window) -> bool {
+    let queue_full = w.queue_capacity > 0 && w.queue_min as f64 >= FULL * w.queue_capacity as f64;
+    queue_full || w.agents_blocked > BLOCKED
+}

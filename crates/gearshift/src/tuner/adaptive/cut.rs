@@ -1,0 +1,138 @@
+//! Multiplicative decreases: on throttles (429/503, `Retry-After`) with a
+//! remembered ceiling and slow regrowth under it, and on overload (timeouts
+//! while latency shows queueing).
+
+use super::super::Window;
+use super::climb::KNEE;
+use super::facts::Facts;
+use super::{Adaptive, Decision, Dir, Mode};
+
+/// Fraction of attempts timing out (with inflated latency) that is overload.
+const OVERLOAD_TIMEOUTS: f64 = 0.05;
+/// Windows of no growth after a throttle cut.
+const COOLDOWN: u32 = 2;
+/// Windows a throttle ceiling is remembered after the last throttle.
+const CEILING_TTL: u32 = 40;
+
+impl Adaptive {
+    pub(super) fn tick_ceiling(&mut self) {
+        if self.ceiling.is_some() {
+            self.ceiling_ttl = self.ceiling_ttl.saturating_sub(1);
+            if self.ceiling_ttl == 0 {
+                self.ceiling = None;
+            }
+        }
+    }
+
+    /// 429/503 or `Retry-After`: cut by the decrease factor, remember the
+    /// ceiling, cool down. The engine has already paused the stage.
+    pub(super) fn on_throttle(&mut self, w: &Window, f: &Facts, was_cut: bool) -> Decision {
+        let c = self.concurrency;
+        self.mode = Mode::Throttled;
+        self.cooldown = COOLDOWN;
+        self.ceiling_ttl = CEILING_TTL;
+        self.probe = None;
+        self.prev = None;
+        self.best_rate = 0.0;
+        let why = format!("{} throttled, retry-after {:?}", w.throttled, w.retry_after);
+        if was_cut && w.peak_in_flight > c {
+            return self.hold(
+                f,
+                format!(
+                    "{why}: calls sent before the last cut were still in flight (peak {}): no second cut",
+                    w.peak_in_flight
+                ),
+            );
+        }
+        let ceiling = self.ceiling.map_or(c, |old| old.min(c));
+        self.ceiling = Some(ceiling);
+        self.just_cut = true;
+        let want = (c as f64 * self.decrease).floor() as usize;
+        self.set(
+            want,
+            None,
+            f,
+            format!(
+                "{why}: x{} ({c} -> {want}), ceiling {ceiling} for {CEILING_TTL} windows",
+                self.decrease
+            ),
+        )
+    }
+
+    /// Timeouts on a queueing API: the same cut as a throttle, no ceiling.
+    pub(super) fn on_overload(&mut self, w: &Window, f: &Facts, was_cut: bool) -> Option<Decision> {
+        let attempts = w.io_completions.saturating_add(w.timeouts);
+        let share = w.timeouts as f64 / attempts.max(1) as f64;
+        let inflation = self.latency.inflation(self.concurrency);
+        let queueing = w.latency_p50.is_none() || inflation > KNEE;
+        if share < OVERLOAD_TIMEOUTS || !queueing {
+            return None;
+        }
+        if self.mode == Mode::CpuBound {
+            return None;
+        }
+        let c = self.concurrency;
+        let why = format!(
+            "{} of {attempts} attempts timed out ({:.0}%), latency {inflation:.2}x no-load",
+            w.timeouts,
+            share * 100.0
+        );
+        self.probe = None;
+        self.prev = None;
+        self.rates.clear();
+        if self.mode == Mode::Startup {
+            self.mode = Mode::IoBound;
+        }
+        if was_cut && w.peak_in_flight > c {
+            return Some(self.hold(f, format!("{why}: already cut last window")));
+        }
+        self.just_cut = true;
+        self.next = Dir::Up;
+        self.wait = self.backoff;
+        let want = (c as f64 * self.decrease).floor() as usize;
+        Some(self.set(
+            want,
+            None,
+            f,
+            format!("overload, {why}: x{} ({c} -> {want})", self.decrease),
+        ))
+    }
+
+    /// Throttled, no throttle this window: cool down, then grow by a
+    /// twentieth per window up to just below the ceiling.
+    pub(super) fn regrow(&mut self, w: &Window, f: &Facts) -> Decision {
+        let c = self.concurrency;
+        if self.cooldown > 0 {
+            self.cooldown -= 1;
+            return self.hold(
+                f,
+                format!(
+                    "cooling down after a throttle, {} more windows",
+                    self.cooldown
+                ),
+            );
+        }
+        if let Some(why) = self.not_binding(w) {
+            return self.hold(f, format!("{why}: no regrowth"));
+        }
+        let cap = self.cap();
+        if c >= cap {
+            self.enter_io_bound(c);
+            return self.hold(
+                f,
+                format!(
+                    "regrown to {c}, just below the throttle ceiling {:?}: hill climbing resumes",
+                    self.ceiling
+                ),
+            );
+        }
+        let step = ((c as f64 * self.dead_band).ceil() as usize).max(1);
+        let want = (c + step).min(cap);
+        self.set(
+            want,
+            None,
+            f,
+            format!("slow regrowth after a throttle: +{step} (cap {cap})"),
+        )
+    }
+}
