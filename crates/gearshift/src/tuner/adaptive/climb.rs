@@ -12,7 +12,8 @@ const STARTUP_GAIN: f64 = 0.25;
 const STARTUP_INFLATION: f64 = 2.0;
 /// Windows of wait after a failed probe: doubles per failure up to this.
 const MAX_BACKOFF: u32 = 16;
-/// Accepted probes down in a row double the step, at most this many times.
+/// Each probe down kept in a row (after the first) doubles the next step,
+/// at most this many times.
 const MAX_DESCENT: u32 = 3;
 /// Rates kept per level for the probe reference.
 const LEVEL_WINDOWS: usize = 4;
@@ -104,10 +105,10 @@ impl Adaptive {
     pub(super) fn io_bound(&mut self, w: &Window, f: &Facts) -> Decision {
         let c = self.concurrency;
         let rate = w.io_rate();
-        let db = self.dead_band;
         if let Some(p) = self.probe.take() {
             return self.judge(p, w, f);
         }
+        self.trend = 0;
         if self.level != c {
             self.level = c;
             self.rates.clear();
@@ -119,9 +120,9 @@ impl Adaptive {
         let mean = self.level_rate();
         self.best_rate = (self.best_rate * BEST_DECAY).max(mean);
         let inflation = self.latency.inflation(c);
-        let knee = inflation > KNEE
-            && self.latency.samples_at(c) >= 2
-            && mean <= self.best_rate * (1.0 + db);
+        // Latency says the API is queueing: probe down. Whether that costs
+        // throughput is what the probe's verdict checks.
+        let knee = inflation > KNEE && self.latency.samples_at(c) >= 2;
         let strong = knee && inflation > 2.0 * KNEE;
         if self.wait > 0 && !strong {
             self.wait -= 1;
@@ -152,7 +153,7 @@ impl Adaptive {
                     dir,
                 });
                 let why = if knee {
-                    format!("the knee: latency {inflation:.2}x no-load with no gain")
+                    format!("the knee: latency {inflation:.2}x no-load")
                 } else {
                     "probe down".to_string()
                 };
@@ -196,7 +197,7 @@ impl Adaptive {
             self.wait = self.backoff;
             self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
             self.linear_ups = 0;
-            self.descent = 0;
+            self.trend = 0;
             self.level = p.from;
             let kind = if p.dir == Dir::Up {
                 "gain"
@@ -218,10 +219,14 @@ impl Adaptive {
         self.best_rate = self.best_rate.max(rate);
         self.next = p.dir;
         self.wait = 0;
-        self.backoff = 1;
+        // One kept probe may be noise on a flat top; two in a row are a
+        // trend, and only a trend resets the backoff.
+        self.trend += 1;
+        if self.trend >= 2 {
+            self.backoff = 1;
+        }
         if p.dir == Dir::Down {
-            self.descent = (self.descent + 1).min(MAX_DESCENT);
-            let step = self.step(c) << self.descent;
+            let step = self.step(c) << (self.trend - 1).min(MAX_DESCENT);
             if c <= self.min {
                 return self.hold(
                     f,
@@ -240,7 +245,6 @@ impl Adaptive {
                 format!("probe {moved} held the rate: kept; down again -{step}"),
             );
         }
-        self.descent = 0;
         let step = self.step(c);
         // Near-linear gains twice in a row: the API has much more room.
         let linear = rate >= r * (1.0 + 0.75 * (c as f64 / p.from.max(1) as f64 - 1.0));
@@ -297,7 +301,7 @@ impl Adaptive {
         self.wait = 0;
         self.backoff = 1;
         self.linear_ups = 0;
-        self.descent = 0;
+        self.trend = 0;
     }
 
     /// A probe step: twice the dead band of the concurrency, at least one.

@@ -115,8 +115,8 @@ pub struct Adaptive {
     wait: u32,
     backoff: u32,
     linear_ups: u32,
-    /// Accepted probes down in a row: each doubles the next step (up to 8x).
-    descent: u32,
+    /// Probes kept in a row in one direction.
+    trend: u32,
     /// Windows disagreeing with the current IO/CPU regime, in a row.
     streak: u32,
     /// Throttled: windows of no growth left; the ceiling and its lifetime.
@@ -178,7 +178,7 @@ impl Adaptive {
             wait: 0,
             backoff: 1,
             linear_ups: 0,
-            descent: 0,
+            trend: 0,
             streak: 0,
             cooldown: 0,
             ceiling: None,
