@@ -35,6 +35,8 @@ pub(super) struct Probe {
     from: usize,
     reference: f64,
     dir: Dir,
+    /// Sent by the knee rule: latency said the API was queueing.
+    knee: bool,
 }
 
 impl Adaptive {
@@ -151,6 +153,7 @@ impl Adaptive {
                     from: c,
                     reference: mean,
                     dir,
+                    knee,
                 });
                 let why = if knee {
                     format!("the knee: latency {inflation:.2}x no-load")
@@ -171,6 +174,7 @@ impl Adaptive {
                     from: c,
                     reference: mean,
                     dir: Dir::Up,
+                    knee: false,
                 });
                 self.set(c + step, None, f, format!("probe up: +{step}"))
             }
@@ -189,6 +193,29 @@ impl Adaptive {
             Dir::Down => rate >= r * (1.0 - db) && rate >= self.best_rate * (1.0 - db),
         };
         let moved = format!("{} -> {c} ({r:.1} -> {rate:.1}/s)", p.from);
+        // The knee said queueing, yet the rate fell with the concurrency
+        // (three quarters of proportionally or more): there was no queue,
+        // so the no-load latency is stale (the API itself got slower).
+        let share = c as f64 / p.from.max(1) as f64;
+        if p.knee && p.dir == Dir::Down && rate <= r * (1.0 - 0.75 * (1.0 - share)) {
+            let stale = self.latency.no_load();
+            self.latency.rebase(p.from);
+            self.next = Dir::Up;
+            self.wait = 1;
+            self.backoff = 1;
+            self.trend = 0;
+            self.level = p.from;
+            return self.set(
+                p.from,
+                None,
+                f,
+                format!(
+                    "probe {moved} lost the rate in proportion: no queue after all, \
+                     no-load latency {:.1} ms was stale, relearned; back, probe up next",
+                    stale.map_or(f64::NAN, |d| secs(d) * 1e3)
+                ),
+            );
+        }
         if !paid {
             self.next = match p.dir {
                 Dir::Up => Dir::Down,
@@ -237,6 +264,7 @@ impl Adaptive {
                 from: c,
                 reference: rate,
                 dir: Dir::Down,
+                knee: false,
             });
             return self.set(
                 c.saturating_sub(step),
@@ -271,6 +299,7 @@ impl Adaptive {
             from: c,
             reference: rate,
             dir: Dir::Up,
+            knee: false,
         });
         self.set(
             c + step,

@@ -98,6 +98,21 @@ impl Latency {
         jumped
     }
 
+    /// Forgets the no-load latency and starts it again from the smoothed
+    /// median at `level`: that median was shown to carry no queue.
+    pub(super) fn rebase(&mut self, level: usize) {
+        let at: Vec<Duration> = self
+            .recent
+            .iter()
+            .filter(|s| s.0 == level)
+            .map(|s| s.1)
+            .collect();
+        self.floor.clear();
+        if !at.is_empty() {
+            self.floor.push_back(median(&at));
+        }
+    }
+
     /// The median latency at concurrency `level`: the median of the trailing
     /// raw medians measured there (up to [`SMOOTH`]).
     pub(super) fn current(&self, level: usize) -> Option<Duration> {
