@@ -15,6 +15,8 @@ const COOLDOWN: u32 = 2;
 const CEILING_TTL: u32 = 40;
 
 impl Adaptive {
+    /// Counts down the ceiling's lifetime, one judged window at a time, and
+    /// forgets the ceiling at zero.
     pub(super) fn tick_ceiling(&mut self) {
         if self.ceiling.is_some() {
             self.ceiling_ttl = self.ceiling_ttl.saturating_sub(1);
