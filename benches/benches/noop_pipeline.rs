@@ -47,20 +47,7 @@ fn hand_written(rt: &tokio::runtime::Runtime, batch: usize) -> u64 {
     let agents = cores;
     let (work_tx, work_rx) = crossbeam_channel::bounded::<Vec<u64>>(1024 / batch + 1);
     let (done_tx, done_rx) = crossbeam_channel::bounded::<Vec<u64>>(1024 / batch + 1);
-    let workers: Vec<_> = (0..cores)
-        .map(|_| {
-            let (rx, tx) = (work_rx.clone(), done_tx.clone());
-            std::thread::spawn(move || {
-                for b in rx {
-                    let out: Vec<u64> = b.into_iter().map(std::hint::black_box).collect();
-                    tx.send(out).unwrap();
-                }
-            })
-        })
-        .collect();
-    drop((work_rx, done_tx));
-    let counter =
-        std::thread::spawn(move || done_rx.into_iter().map(|b| b.len() as u64).sum::<u64>());
+    let (workers, counter) = spawn_threads(cores, work_rx, done_tx, done_rx);
     rt.block_on(async {
         let (id_tx, id_rx) = async_channel::bounded::<u64>(1024);
         let permits = std::sync::Arc::new(tokio::sync::Semaphore::new(agents * 2));
@@ -112,20 +99,7 @@ fn hand_written_bare(rt: &tokio::runtime::Runtime, batch: usize) -> u64 {
     let cores = num_cores();
     let (work_tx, work_rx) = crossbeam_channel::bounded::<Vec<u64>>(1024 / batch + 1);
     let (done_tx, done_rx) = crossbeam_channel::bounded::<Vec<u64>>(1024 / batch + 1);
-    let workers: Vec<_> = (0..cores)
-        .map(|_| {
-            let (rx, tx) = (work_rx.clone(), done_tx.clone());
-            std::thread::spawn(move || {
-                for b in rx {
-                    let out: Vec<u64> = b.into_iter().map(std::hint::black_box).collect();
-                    tx.send(out).unwrap();
-                }
-            })
-        })
-        .collect();
-    drop((work_rx, done_tx));
-    let counter =
-        std::thread::spawn(move || done_rx.into_iter().map(|b| b.len() as u64).sum::<u64>());
+    let (workers, counter) = spawn_threads(cores, work_rx, done_tx, done_rx);
     let per_task = ITEMS / cores as u64;
     rt.block_on(async {
         let tasks: Vec<_> = (0..cores as u64)
@@ -165,6 +139,33 @@ fn hand_written_bare(rt: &tokio::runtime::Runtime, batch: usize) -> u64 {
     let n = counter.join().unwrap();
     assert_eq!(n, ITEMS);
     n
+}
+
+/// The thread side of the hand-written pipelines: `cores` threads process
+/// batches, one thread counts the results.
+fn spawn_threads(
+    cores: usize,
+    work_rx: crossbeam_channel::Receiver<Vec<u64>>,
+    done_tx: crossbeam_channel::Sender<Vec<u64>>,
+    done_rx: crossbeam_channel::Receiver<Vec<u64>>,
+) -> (
+    Vec<std::thread::JoinHandle<()>>,
+    std::thread::JoinHandle<u64>,
+) {
+    let workers = (0..cores)
+        .map(|_| {
+            let (rx, tx) = (work_rx.clone(), done_tx.clone());
+            std::thread::spawn(move || {
+                for b in rx {
+                    let out: Vec<u64> = b.into_iter().map(std::hint::black_box).collect();
+                    tx.send(out).unwrap();
+                }
+            })
+        })
+        .collect();
+    let counter =
+        std::thread::spawn(move || done_rx.into_iter().map(|b| b.len() as u64).sum::<u64>());
+    (workers, counter)
 }
 
 fn num_cores() -> usize {

@@ -85,6 +85,23 @@ fn fetch_stage(
     }
 }
 
+/// Silences the panics this suite injects, and only those: a failing
+/// assertion elsewhere still prints its message.
+fn quiet_injected_panics() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let msg = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if !msg.contains(" panic for ") {
+            default(info);
+        }
+    }));
+}
+
 /// What the mock API's own fault draw says each attempt of `id` gets.
 fn expected(rates: &FaultRates, id: u64, attempts: u32) -> Result<u32, (Fault, u32)> {
     let mut last = None;
@@ -118,7 +135,9 @@ async fn mixed_faults_every_item_ok_or_failed_with_the_right_error() {
     };
     let api = fast_mock(rates.clone());
     let n = 10_000u64;
-    let timeout = Duration::from_millis(250);
+    // Long enough that only the injected stalls time out, even on a loaded
+    // 2-core machine.
+    let timeout = Duration::from_millis(600);
     let config = Config {
         agents: Agents::Total(64),
         api_permits: Some(64),
@@ -164,15 +183,19 @@ async fn mixed_faults_every_item_ok_or_failed_with_the_right_error() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_429_storm_sends_nothing_inside_retry_after_windows() {
     let rates = FaultRates {
-        rate_limited: 0.10,
+        rate_limited: 0.08,
         ..FaultRates::default()
     };
     let mut c = MockConfig::with_latency(Duration::from_millis(2), None);
     c.faults = rates;
     c.seed = SEED;
     c.retry_after = Duration::from_secs(1);
+    // Requests the client sent before a 429 reached it are on the wire, not
+    // inside the window: on a loaded 2-core machine the 429 can take a few
+    // milliseconds to be parsed and to pause the stage.
+    c.retry_after_grace = Duration::from_millis(25);
     let api = MockApi::start_with_threads(c, 2).unwrap();
-    let n = 200u64;
+    let n = 80u64; // each 429 pauses the stage for a whole second
     let (outcomes, report) = Pipeline::from_iter(0..n)
         .io(fetch_stage(&api, Duration::from_secs(30)))
         .config(Config {
@@ -207,7 +230,7 @@ async fn a_429_storm_sends_nothing_inside_retry_after_windows() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn panics_in_io_and_cpu_are_failed_outcomes_and_the_run_goes_on() {
-    std::panic::set_hook(Box::new(|_| {}));
+    quiet_injected_panics();
     let api = fast_mock(FaultRates::default());
     let n = 3000u64;
     let fetch = fetch_stage(&api, Duration::from_secs(30));

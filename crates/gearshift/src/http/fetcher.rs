@@ -267,6 +267,7 @@ impl HttpFetcher {
         if let Some((kind, retry_after)) =
             classify_status(status, response.headers(), SystemTime::now())
         {
+            drain_small_body(&mut response, self.inner.read_timeout).await;
             let mut detail = format!("server answered {status}");
             if let Some(pause) = retry_after {
                 detail.push_str(&format!(", retry after {pause:?}"));
@@ -562,6 +563,28 @@ impl Failed {
     }
 }
 
+/// Reads and drops a small error body, so its connection goes back to the
+/// pool rather than being closed: a 429 storm then costs no new connections.
+/// A large or slow body is dropped with its connection.
+async fn drain_small_body(response: &mut Response, read_timeout: Duration) {
+    if response
+        .content_length()
+        .is_some_and(|len| len > DRAIN_MAX as u64)
+    {
+        return;
+    }
+    let drain = async {
+        let mut read = 0;
+        while let Ok(Some(chunk)) = response.chunk().await {
+            read += chunk.len();
+            if read > DRAIN_MAX {
+                return;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(read_timeout.min(DRAIN_WAIT), drain).await;
+}
+
 fn check_duration(field: &'static str, d: Duration) -> Result<(), ConfigError> {
     if d.is_zero() || d > MAX_DURATION {
         return Err(ConfigError::new(field, "> 0 and at most a year", d));
@@ -590,6 +613,10 @@ const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(10);
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const DEFAULT_MAX_BODY_BYTES: usize = 16 << 20;
 const DEFAULT_USER_AGENT: &str = concat!("gearshift/", env!("CARGO_PKG_VERSION"));
+/// The largest error body read (and dropped) to keep its connection.
+const DRAIN_MAX: usize = 64 << 10;
+/// The longest wait for an error body to drain.
+const DRAIN_WAIT: Duration = Duration::from_secs(1);
 /// The most a `Content-Length` header can make us reserve up front: a remote
 /// that declares a large body has to send it before it costs memory.
 const PREALLOCATE_MAX: usize = 1 << 20;

@@ -10,7 +10,8 @@ use reqwest::Url;
 /// fetcher logs by default.
 ///
 /// Scheme, host, port and path are kept, so the log still says which endpoint
-/// failed. A string that does not parse as a URL is cut the same way by hand.
+/// failed. A string that does not parse as a URL with a host is cut the same
+/// way by hand.
 ///
 /// # Examples
 ///
@@ -24,8 +25,9 @@ use reqwest::Url;
 /// ```
 pub fn redact_url(url: &str) -> String {
     match Url::parse(url) {
-        Ok(parsed) => shown_url(&parsed, false),
-        Err(_) => redact_unparsed(url),
+        Ok(parsed) if parsed.has_host() => shown_url(&parsed, false),
+        // Without a host, `user:pw@host` parses as scheme `user`: cut by hand.
+        _ => redact_unparsed(url),
     }
 }
 

@@ -20,7 +20,6 @@ use super::item::{EndedTx, Item, panic_message, send_cancelled, send_failed};
 use crate::config::Config;
 use crate::control::gate::{Gate, GatePermit};
 use crate::error::{ErrorKind, StageError};
-use crate::outcome::Failure;
 use crate::stats::counters::StageStats;
 
 /// A batch's results on their way to the forwarder, with the batch's permit.
@@ -252,15 +251,7 @@ where
             };
             self.stats.record_error(error.kind());
             self.stats.failed.add(1);
-            send_failed(
-                &self.ended,
-                Failure {
-                    item: id,
-                    stage: Arc::clone(&self.name),
-                    error,
-                    attempts: 1,
-                },
-            );
+            send_failed(&self.ended, id, &self.name, error, 1);
         }
         self.stats
             .latency

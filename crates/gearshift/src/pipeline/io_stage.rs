@@ -24,7 +24,6 @@ use crate::control::rate::RateLimit;
 use crate::control::roster::Roster;
 use crate::control::shutdown::Signal;
 use crate::error::{ErrorKind, StageError};
-use crate::outcome::Failure;
 use crate::stats::counters::{AgentStats, StageStats};
 
 /// How an IO stage turns what agents take from the channel into calls.
@@ -230,18 +229,20 @@ where
             if self.abort.is_set() {
                 return Err(CallError::Cancelled);
             }
-            if self.pause.until().is_some() || self.rate.is_limited() {
-                tokio::select! {
-                    biased;
-                    _ = async { self.pause.wait().await; self.rate.ready().await } => {}
-                    _ = self.abort.triggered() => return Err(CallError::Cancelled),
-                }
-            }
             let permit = tokio::select! {
                 biased;
                 permit = self.permits.acquire() => permit,
                 _ = self.abort.triggered() => return Err(CallError::Cancelled),
             };
+            // The pause is checked after the permit, right before the call:
+            // a pause that began while this agent waited for a permit holds.
+            if self.pause.until().is_some() || self.rate.is_limited() {
+                tokio::select! {
+                    biased;
+                    _ = async { self.pause.wait().await; self.rate.ready().await; self.pause.wait().await } => {}
+                    _ = self.abort.triggered() => return Err(CallError::Cancelled),
+                }
+            }
             let timeout = match deadline {
                 Some(d) => self
                     .api_timeout
@@ -331,15 +332,7 @@ where
             CallError::Cancelled => self.end_cancelled(id),
             CallError::Failed(error, attempts) => {
                 self.stats.failed.add(1);
-                send_failed(
-                    &self.ended,
-                    Failure {
-                        item: id,
-                        stage: Arc::clone(&self.name),
-                        error,
-                        attempts,
-                    },
-                );
+                send_failed(&self.ended, id, &self.name, error, attempts);
             }
         }
     }

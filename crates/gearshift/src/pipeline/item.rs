@@ -3,6 +3,9 @@
 
 use tokio::time::Instant;
 
+use std::sync::Arc;
+
+use crate::error::StageError;
 use crate::outcome::{Failure, ItemId};
 
 /// A live item: its identity, when it entered the pipeline, and its value.
@@ -30,10 +33,22 @@ pub(crate) fn send_cancelled(tx: &EndedTx, id: ItemId) {
     let _ = tx.try_send(Ended { id, failure: None });
 }
 
-/// Records that an item failed.
-pub(crate) fn send_failed(tx: &EndedTx, failure: Failure) {
+/// Records that item `id` failed in `stage`.
+pub(crate) fn send_failed(
+    tx: &EndedTx,
+    id: ItemId,
+    stage: &Arc<str>,
+    error: StageError,
+    attempts: u32,
+) {
+    let failure = Failure {
+        item: id,
+        stage: Arc::clone(stage),
+        error,
+        attempts,
+    };
     let _ = tx.try_send(Ended {
-        id: failure.item,
+        id,
         failure: Some(failure),
     });
 }

@@ -14,7 +14,6 @@ use tokio::time::Instant;
 
 use super::item::{EndedTx, Item, send_cancelled, send_failed};
 use crate::error::StageError;
-use crate::outcome::Failure;
 
 /// Where items come from.
 pub(crate) enum Source<T> {
@@ -67,15 +66,7 @@ impl<T: Send + 'static> SourceTask<T> {
                         send_cancelled(&self.ended, id);
                     }
                 }
-                Err(error) => send_failed(
-                    &self.ended,
-                    Failure {
-                        item: id,
-                        stage: Arc::from("source"),
-                        error,
-                        attempts: 1,
-                    },
-                ),
+                Err(error) => send_failed(&self.ended, id, &Arc::from("source"), error, 1),
             }
         }
         // Stopped: a channel is closed and drained; a finite source drained.
