@@ -213,6 +213,7 @@ impl Scenario {
                 ..Config::default().with_cores(cores)
             }),
             switch_to: None,
+            tuned: false,
         };
         let preset = |label: &str, p: Preset, switch_to: Option<Preset>| {
             let mut config = Config::default().with_cores(cores);
@@ -221,6 +222,7 @@ impl Scenario {
                 label: label.into(),
                 config: Box::new(config),
                 switch_to,
+                tuned: false,
             }
         };
         if self.phases.len() > 1 {
@@ -250,6 +252,16 @@ impl Scenario {
             Preset::ApiHeavy,
             None,
         ));
+        // No hand-set concurrency: the adaptive tuner starts from the seed's
+        // 2 x cores and finds the rest.
+        let mut tuned = Config::default().with_cores(cores);
+        Preset::ApiHeavy.apply_to(&mut tuned);
+        systems.push(System::Gearshift {
+            label: "gearshift adaptive tuner (from 2 x cores)".into(),
+            config: Box::new(tuned),
+            switch_to: None,
+            tuned: true,
+        });
         if four != cap {
             systems.push(gear(format!("gearshift (agents = {four})"), four));
         }

@@ -43,6 +43,7 @@ pub async fn sweep(
                     ..Config::default().with_cores(opts.cores)
                 }),
                 switch_to: None,
+                tuned: false,
             },
         ));
         systems.push((k, System::Rayon { c: agents }));

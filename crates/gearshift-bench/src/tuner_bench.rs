@@ -14,7 +14,8 @@
 //! | tail  | A with lognormal latency (sigma 1)         | 0.5 ms |
 //!
 //! The oracle is an offline sweep of fixed concurrency per distinct phase
-//! (`oracle_s` per setting, throughput over its second half): the best
+//! (`oracle_s` per setting, or 15 base latencies if longer; throughput over
+//! its second half): the best
 //! rate, and the smallest setting within 1% of it. The settling time is
 //! scaled with the phases: a 1 s moving average (issue 5: 5 s) that stays at
 //! or above 95% of the oracle.
@@ -244,11 +245,9 @@ pub async fn tuner_bench(opts: &TunerOptions) -> anyhow::Result<Vec<TunerRow>> {
                 });
             }
             let all_secs = opts.phase.as_secs_f64() * defs.len() as f64;
-            let all_oracle = defs.len() as f64
-                / defs
-                    .iter()
-                    .map(|d| 1.0 / oracle(d.name).0.max(1e-9))
-                    .sum::<f64>();
+            // Phases are equal in time, so the oracle's run-wide rate is the
+            // mean of its per-phase rates.
+            let all_oracle = defs.iter().map(|d| oracle(d.name).0).sum::<f64>() / defs.len() as f64;
             let rate = total_ok as f64 / all_secs;
             rows.push(TunerRow {
                 phase: "all".into(),
@@ -294,18 +293,21 @@ pub fn tuner_table(rows: &[TunerRow]) -> String {
     out
 }
 
-/// Ok items/s with `n` agents fixed, over the second half of `opts.oracle`.
+/// Ok items/s with `n` agents fixed, over the second half of a run of
+/// `opts.oracle`, or of 15 base latencies if longer (so a 200 ms phase is
+/// measured over several round trips, not one or two).
 async fn steady_rate(def: &PhaseDef, n: usize, opts: &TunerOptions) -> anyhow::Result<f64> {
+    let length = opts.oracle.max(def.mock.latency.base * 15);
     let m = run_phases(
         std::slice::from_ref(def),
         &Sys::Fixed(n),
         &TunerOptions {
-            phase: opts.oracle,
+            phase: length,
             ..opts.clone()
         },
     )
     .await?;
-    let half = opts.oracle.as_secs_f64() / 2.0;
+    let half = length.as_secs_f64() / 2.0;
     let late = m[0].ok_times.iter().filter(|&&t| t >= half).count();
     Ok(late as f64 / half)
 }

@@ -100,6 +100,7 @@ async fn faults_are_failed_outcomes_not_losses() {
         label: "gearshift".into(),
         config: Box::new(config),
         switch_to: None,
+        tuned: false,
     };
     for system in [System::Sequential, System::Rayon { c: 8 }, gear] {
         api.reset_stats();

@@ -224,7 +224,10 @@ pub struct Config {
     pub rate_limit: Option<f64>,
     /// Deadline per item and IO stage, retries included. By default, none.
     pub item_deadline: Option<Duration>,
-    /// Capacity of each channel between stages, in items. By default, 256.
+    /// Capacity of each channel between stages, in items. Enough to keep the
+    /// workers fed without letting the IO stage run far ahead (items waiting
+    /// in a channel are latency): by default, `max(64, 2 x workers x
+    /// items_per_batch)` at construction (64 on 2 cores, 1280 on 64).
     pub channel_capacity: usize,
     /// Which errors are retried, and how. By default, 3 attempts.
     pub retry: RetryPolicy,
@@ -253,7 +256,7 @@ impl Default for Config {
             api_permits: None,
             rate_limit: None,
             item_deadline: None,
-            channel_capacity: 256,
+            channel_capacity: (2 * cores * 10).max(64),
             retry: RetryPolicy::default(),
             order: Order::Unordered,
             on_error: OnError::Continue,

@@ -7,13 +7,14 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use bytes::Bytes;
 use futures::StreamExt;
+use gearshift::tuner::Adaptive;
 use gearshift::{BuildError, Config, ErrorKind, Outcome, Pipeline, Preset};
 
 use super::RunCtx;
 use crate::ledger::Ledger;
 
-/// Runs a gearshift pipeline with `config` over the context's items. If
-/// `switch_to` is set and the scenario has a phase change, that preset is
+/// Runs a gearshift pipeline with `config` (and the adaptive tuner if
+/// `tuned`) over the context's items. If `switch_to` is set and the scenario has a phase change, that preset is
 /// applied through the handle when the phase changes.
 ///
 /// Besides the ledger's outcome count per item, it counts CPU calls per item
@@ -28,6 +29,7 @@ pub async fn run(
     ledger: &Arc<Ledger>,
     mut config: Config,
     switch_to: Option<Preset>,
+    tuned: bool,
 ) -> Result<(), BuildError> {
     config.api_timeout = ctx.timeout;
     config.stats_interval = None;
@@ -36,8 +38,12 @@ pub async fn run(
     let (fetcher, base) = (ctx.fetcher.clone(), ctx.base_url.clone());
     let io_ledger = Arc::clone(ledger);
     let (work, calls) = (ctx.work.clone(), Arc::clone(&cpu_calls));
-    let (handle, mut outcomes) = Pipeline::from_iter(0..ctx.items)
-        .config(config)
+    let start_agents = config.total_agents();
+    let mut pipeline = Pipeline::from_iter(0..ctx.items).config(config);
+    if tuned {
+        pipeline = pipeline.tuner(Adaptive::new(start_agents));
+    }
+    let (handle, mut outcomes) = pipeline
         .io(move |id: u64| {
             let fetcher = fetcher.clone();
             let url = format!("{base}/item/{id}");

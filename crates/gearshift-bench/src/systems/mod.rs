@@ -116,6 +116,8 @@ pub enum System {
         config: Box<Config>,
         /// A preset applied live when the scenario's phase changes.
         switch_to: Option<Preset>,
+        /// Whether the adaptive tuner runs (starting from `config`).
+        tuned: bool,
     },
 }
 
@@ -160,8 +162,11 @@ pub async fn run(system: &System, ctx: &RunCtx) -> Result<RunResult, ::gearshift
         System::SpawnBlocking { c } => baselines::spawn_blocking(ctx, &ledger, *c).await,
         System::Rayon { c } => baselines::rayon(ctx, &ledger, *c).await,
         System::Gearshift {
-            config, switch_to, ..
-        } => gearshift::run(ctx, &ledger, (**config).clone(), *switch_to).await?,
+            config,
+            switch_to,
+            tuned,
+            ..
+        } => gearshift::run(ctx, &ledger, (**config).clone(), *switch_to, *tuned).await?,
     }
     Ok(ledger.finish(system.name(), system.concurrency()))
 }
