@@ -352,7 +352,7 @@ async fn run_phases(
         })
         .cpu(move |body| w[idx.load(Ordering::Relaxed)].run(&body));
     let builder = match sys {
-        Sys::Adaptive => builder.tuner(Adaptive::new(start_agents)),
+        Sys::Adaptive => builder.tuner(Adaptive::new(opts.cores)),
         Sys::SeedRule => builder.tuner(SeedRule::default()),
         _ => builder,
     };

@@ -38,10 +38,10 @@ pub async fn run(
     let (fetcher, base) = (ctx.fetcher.clone(), ctx.base_url.clone());
     let io_ledger = Arc::clone(ledger);
     let (work, calls) = (ctx.work.clone(), Arc::clone(&cpu_calls));
-    let start_agents = config.total_agents();
+    let cores = config.cores;
     let mut pipeline = Pipeline::from_iter(0..ctx.items).config(config);
     if tuned {
-        pipeline = pipeline.tuner(Adaptive::new(start_agents));
+        pipeline = pipeline.tuner(Adaptive::new(cores));
     }
     let (handle, mut outcomes) = pipeline
         .io(move |id: u64| {
