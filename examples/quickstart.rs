@@ -7,28 +7,21 @@ mod support;
 
 use std::time::Duration;
 
-use gearshift::{Pipeline, Preset, StageError};
+use gearshift::http::HttpFetcher;
+use gearshift::{Pipeline, Preset};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     support::init_tracing();
     let api = support::Api::start(Duration::from_millis(20)).await?;
-    // One pooled client shared by every agent.
-    let client = reqwest::Client::new();
+    // One pooled client shared by every agent, with timeouts, a body cap and
+    // error classification (5xx, 429 + Retry-After, resets, truncation).
+    let fetcher = HttpFetcher::builder().build()?;
 
     let report = Pipeline::from_iter(0..2_000u64)
         .io(move |id| {
-            let (client, url) = (client.clone(), api.item_url(id));
-            async move {
-                let body = client
-                    .get(url)
-                    .send()
-                    .await?
-                    .error_for_status()?
-                    .bytes()
-                    .await?;
-                Ok::<_, StageError>(body)
-            }
+            let (fetcher, url) = (fetcher.clone(), api.item_url(id));
+            async move { fetcher.get(&url).await }
         })
         .named("fetch")
         .cpu(|body| support::digest(&body, 200)[0])
