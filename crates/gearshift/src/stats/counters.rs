@@ -19,19 +19,20 @@ pub enum StageKind {
     Cpu,
 }
 
-/// A relaxed counter.
+/// A counter. Increments release and reads acquire, so a reader that sees
+/// an item counted out also sees it counted in (free on x86).
 #[derive(Debug, Default)]
 pub(crate) struct Counter(AtomicU64);
 
 impl Counter {
     pub(crate) fn add(&self, n: u64) {
-        self.0.fetch_add(n, Ordering::Relaxed);
+        self.0.fetch_add(n, Ordering::Release);
     }
     pub(crate) fn add_time(&self, d: Duration) {
         self.add(d.as_nanos() as u64);
     }
     pub(crate) fn get(&self) -> u64 {
-        self.0.load(Ordering::Relaxed)
+        self.0.load(Ordering::Acquire)
     }
 }
 
@@ -165,11 +166,11 @@ impl StageStats {
     }
 
     /// Removes an agent that stopped, folding its counters into the stage's.
+    /// Done under the agents' lock, which [`total`](Self::total) also
+    /// takes, so a reader sees the agent's figures exactly once.
     pub(crate) fn fold_agent(&self, agent: &AgentStats, retired: bool) {
-        self.agents
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .retain(|a| a.id != agent.id);
+        let mut agents = self.agents.lock().unwrap_or_else(|e| e.into_inner());
+        agents.retain(|a| a.id != agent.id);
         self.items_in.add(agent.taken.get());
         self.items_out.add(agent.passed.get());
         self.attempts.add(agent.attempts.get());
@@ -179,6 +180,7 @@ impl StageStats {
         if retired {
             self.agents_retired.add(1);
         }
+        drop(agents);
     }
 
     /// A stage-level counter plus the same figure over the live agents.

@@ -192,16 +192,20 @@ fn stage_report(s: &StageStats, elapsed: Duration) -> StageReport {
         ),
     };
     let busy = Duration::from_nanos(s.total(&s.busy_nanos, |a| &a.api_nanos));
-    let items_in = s.total(&s.items_in, |a| &a.taken);
+    // Every item is counted in before it is counted out, so reading the
+    // outs first keeps `items_out + failed + cancelled <= items_in` in a
+    // snapshot taken while items flow.
     let items_out = s.total(&s.items_out, |a| &a.passed);
-    let ended = items_out + s.failed.get() + s.cancelled.get();
+    let (failed, cancelled) = (s.failed.get(), s.cancelled.get());
+    let ended = items_out + failed + cancelled;
+    let items_in = s.total(&s.items_in, |a| &a.taken);
     StageReport {
         name: s.name.to_string(),
         kind: s.kind,
         items_in,
         items_out,
-        failed: s.failed.get(),
-        cancelled: s.cancelled.get(),
+        failed,
+        cancelled,
         in_flight: items_in.saturating_sub(ended),
         queue_len: s.queue.get(),
         queue_capacity: s.queue_capacity,
