@@ -83,13 +83,7 @@ fn hand_written(rt: &tokio::runtime::Runtime, batch: usize) -> u64 {
             t.await.unwrap();
         }
     });
-    drop(work_tx);
-    for w in workers {
-        w.join().unwrap();
-    }
-    let n = counter.join().unwrap();
-    assert_eq!(n, ITEMS);
-    n
+    join_threads(work_tx, workers, counter)
 }
 
 /// The barest hand-written pipeline: one tokio task per core produces
@@ -132,13 +126,7 @@ fn hand_written_bare(rt: &tokio::runtime::Runtime, batch: usize) -> u64 {
             t.await.unwrap();
         }
     });
-    drop(work_tx);
-    for w in workers {
-        w.join().unwrap();
-    }
-    let n = counter.join().unwrap();
-    assert_eq!(n, ITEMS);
-    n
+    join_threads(work_tx, workers, counter)
 }
 
 /// The thread side of the hand-written pipelines: `cores` threads process
@@ -166,6 +154,21 @@ fn spawn_threads(
     let counter =
         std::thread::spawn(move || done_rx.into_iter().map(|b| b.len() as u64).sum::<u64>());
     (workers, counter)
+}
+
+/// Closes the work channel, waits for the threads, and checks the count.
+fn join_threads(
+    work_tx: crossbeam_channel::Sender<Vec<u64>>,
+    workers: Vec<std::thread::JoinHandle<()>>,
+    counter: std::thread::JoinHandle<u64>,
+) -> u64 {
+    drop(work_tx);
+    for w in workers {
+        w.join().unwrap();
+    }
+    let n = counter.join().unwrap();
+    assert_eq!(n, ITEMS);
+    n
 }
 
 fn num_cores() -> usize {

@@ -193,20 +193,20 @@ impl Controller {
             ) as f64
                 / 1e9
                 / secs;
-            w.agents_idle = (delta(
-                &mut mark.io_idle,
-                io.total(&io.blocked_get_nanos, |a| &a.idle_nanos),
-            ) as f64
-                / 1e9
-                / agent_secs)
-                .min(1.0);
-            w.agents_blocked = (delta(
-                &mut mark.io_blocked,
-                io.total(&io.blocked_put_nanos, |a| &a.blocked_put_nanos),
-            ) as f64
-                / 1e9
-                / agent_secs)
-                .min(1.0);
+            w.agents_idle = fraction(
+                delta(
+                    &mut mark.io_idle,
+                    io.total(&io.blocked_get_nanos, |a| &a.idle_nanos),
+                ),
+                agent_secs,
+            );
+            w.agents_blocked = fraction(
+                delta(
+                    &mut mark.io_blocked,
+                    io.total(&io.blocked_put_nanos, |a| &a.blocked_put_nanos),
+                ),
+                agent_secs,
+            );
             w.throttled = delta(&mut mark.throttled, io.errors_of(ErrorKind::RateLimited));
             w.timeouts = delta(&mut mark.timeouts, io.errors_of(ErrorKind::Timeout));
             let other: u64 = ErrorKind::ALL
@@ -236,6 +236,11 @@ impl Controller {
         }
         w
     }
+}
+
+/// Nanoseconds spent, as a fraction (at most 1) of `secs` of capacity.
+fn fraction(nanos: u64, secs: f64) -> f64 {
+    (nanos as f64 / 1e9 / secs).min(1.0)
 }
 
 fn delta(mark: &mut u64, now: u64) -> u64 {
