@@ -212,8 +212,9 @@ pub struct Config {
     pub max_workers: Option<usize>,
     /// Items per CPU batch. By default, 10.
     pub items_per_batch: usize,
-    /// A partial batch is flushed once its oldest item has waited this long.
-    /// By default, 2 ms.
+    /// How long a partial batch waits for more items while a worker is free.
+    /// By default, zero: a batch goes to a free worker at once, and fills up
+    /// only while every worker is busy (when it could not run anyway).
     pub batch_wait: Duration,
     /// Timeout of one attempt of an IO call. By default, 30 s.
     pub api_timeout: Duration,
@@ -229,6 +230,12 @@ pub struct Config {
     /// in a channel are latency): by default, `max(64, 2 x workers x
     /// items_per_batch)` at construction (64 on 2 cores, 1280 on 64).
     pub channel_capacity: usize,
+    /// Most items inside the pipeline at once, from the source to their
+    /// outcome. It bounds item latency (Little's law: latency = items in
+    /// flight / throughput) the way `buffer_unordered(n)` does; without it
+    /// only the agents and the channels bound it. By default, none. Live
+    /// changes need it set when the pipeline is spawned.
+    pub max_in_flight: Option<usize>,
     /// Which errors are retried, and how. By default, 3 attempts.
     pub retry: RetryPolicy,
     /// Output order. By default, unordered.
@@ -251,12 +258,13 @@ impl Default for Config {
             workers: cores,
             max_workers: None,
             items_per_batch: 10,
-            batch_wait: Duration::from_millis(2),
+            batch_wait: Duration::ZERO,
             api_timeout: Duration::from_secs(30),
             api_permits: None,
             rate_limit: None,
             item_deadline: None,
             channel_capacity: (2 * cores * 10).max(64),
+            max_in_flight: None,
             retry: RetryPolicy::default(),
             order: Order::Unordered,
             on_error: OnError::Continue,
@@ -327,6 +335,9 @@ impl Config {
             check_duration("item_deadline", d, false)?;
         }
         check_count("channel_capacity", self.channel_capacity, MAX_CAPACITY)?;
+        if let Some(n) = self.max_in_flight {
+            check_count("max_in_flight", n, MAX_CAPACITY)?;
+        }
         self.retry.validate()?;
         if let Order::Ordered { window } = self.order {
             check_count("order.window", window, MAX_CAPACITY)?;

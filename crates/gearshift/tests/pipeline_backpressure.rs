@@ -93,3 +93,62 @@ async fn a_slow_sink_bounds_the_items_held_in_memory() {
         "the slow sink should have filled the channels (peak {peak})"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_in_flight_bounds_the_items_between_source_and_outcome() {
+    use std::sync::atomic::AtomicU64;
+    let window = 3;
+    let (started, finished, peak) = (
+        Arc::new(AtomicU64::new(0)),
+        Arc::new(AtomicU64::new(0)),
+        Arc::new(AtomicU64::new(0)),
+    );
+    let (s, f, p) = (Arc::clone(&started), Arc::clone(&finished), Arc::clone(&peak));
+    let f2 = Arc::clone(&finished);
+    let config = Config {
+        // Far more agents than the window: only the window can hold them back.
+        agents: Agents::Total(16),
+        max_in_flight: Some(window),
+        ..Config::default().with_cores(2)
+    };
+    let (handle, outcomes) = Pipeline::from_iter(0..200u64)
+        .io(move |i: u64| {
+            // Started but not finished: at most the items the window admits.
+            let now = s.fetch_add(1, Ordering::SeqCst) + 1 - f.load(Ordering::SeqCst);
+            p.fetch_max(now, Ordering::SeqCst);
+            async move {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+                Ok::<_, StageError>(i)
+            }
+        })
+        .cpu(move |i: u64| {
+            f2.fetch_add(1, Ordering::SeqCst);
+            i
+        })
+        .config(config)
+        .spawn_stream()
+        .unwrap();
+    assert!(
+        handle.set_max_in_flight(0).is_err(),
+        "a zero window is refused"
+    );
+    let done: Vec<_> = futures::StreamExt::collect(outcomes).await;
+    assert_eq!(done.len(), 200);
+    let peak = peak.load(Ordering::SeqCst);
+    assert!(peak <= window as u64, "{peak} items in flight, window {window}");
+    assert_eq!(peak, window as u64, "the window was used in full");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_in_flight_changes_live_only_if_set_at_spawn() {
+    let (tx, rx) = async_channel::unbounded::<u64>();
+    let (handle, _outcomes) = Pipeline::from_channel(rx)
+        .cpu(|i: u64| i)
+        .config(Config::default().with_cores(2))
+        .spawn_stream()
+        .unwrap();
+    let err = handle.set_max_in_flight(8).unwrap_err();
+    assert!(err.to_string().contains("max_in_flight"), "{err}");
+    drop(tx);
+    handle.join().await;
+}

@@ -78,6 +78,15 @@ impl Gate {
         *self.size.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Gives back a permit kept by [`GatePermit::detach`] (or pays a debt
+    /// with it).
+    pub(crate) fn release(&self) {
+        self.in_use.fetch_sub(1, Ordering::Relaxed);
+        if !self.debt.pay() {
+            self.sem.add_permits(1);
+        }
+    }
+
     /// Permits in use now.
     pub(crate) fn in_use(&self) -> usize {
         self.in_use.load(Ordering::Relaxed)
@@ -89,13 +98,23 @@ impl Gate {
     }
 }
 
+impl GatePermit {
+    /// Keeps the permit in use with no guard: for a permit taken in one task
+    /// and given back in another with [`Gate::release`].
+    pub(crate) fn detach(mut self) {
+        if let Some(permit) = self.permit.take() {
+            permit.forget();
+        }
+    }
+}
+
 impl Drop for GatePermit {
     fn drop(&mut self) {
-        self.gate.in_use.fetch_sub(1, Ordering::Relaxed);
-        if let Some(permit) = self.permit.take()
-            && self.gate.debt.pay()
-        {
-            permit.forget();
+        if let Some(permit) = self.permit.take() {
+            self.gate.in_use.fetch_sub(1, Ordering::Relaxed);
+            if self.gate.debt.pay() {
+                permit.forget();
+            }
         }
     }
 }
@@ -114,6 +133,19 @@ mod tests {
         // Three of the four returning permits paid the debt.
         assert_eq!(gate.sem.available_permits(), 1);
         assert_eq!(gate.in_use(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_detached_permit_stays_in_use_until_released() {
+        let gate = Gate::new(2);
+        gate.acquire().await.detach();
+        gate.acquire().await.detach();
+        assert_eq!((gate.in_use(), gate.sem.available_permits()), (2, 0));
+        gate.resize(1);
+        gate.release();
+        assert_eq!(gate.sem.available_permits(), 0, "the first release pays the debt");
+        gate.release();
+        assert_eq!((gate.in_use(), gate.sem.available_permits()), (0, 1));
     }
 
     #[tokio::test]

@@ -95,6 +95,18 @@ impl PipelineHandle {
         self.shared.update(|c| c.batch_wait = wait)
     }
 
+    /// Sets the most items inside the pipeline at once (see
+    /// [`Config::max_in_flight`]). Growing admits more items at once;
+    /// shrinking admits none until enough have finished.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] for 0 or absurd values, or if the pipeline was
+    /// spawned without `max_in_flight`.
+    pub fn set_max_in_flight(&self, items: usize) -> Result<(), ConfigError> {
+        self.shared.update(|c| c.max_in_flight = Some(items))
+    }
+
     /// Sets (or lifts, with `None`) the limit on calls started per second.
     ///
     /// # Errors

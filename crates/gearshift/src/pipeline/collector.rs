@@ -58,6 +58,11 @@ impl<T: Send + 'static> Collector<T> {
                     else => break,
                 }
             };
+            // Items drained as cancelled after a stop took no permit; the
+            // extra permits are harmless, as nothing is admitted any more.
+            if let Some(gate) = &self.shared.in_flight {
+                gate.release();
+            }
             match self.window.clone() {
                 None => self.deliver(outcome).await,
                 Some(window) => {

@@ -1,7 +1,9 @@
-//! The CPU stage: a batcher task groups items (flushing when a batch is full
-//! or its oldest item has waited `batch_wait`), takes a permit from the
-//! worker gate and queues the batch for the rayon pool, where up to `workers`
-//! jobs drain the queue (a job ends when the queue is empty, so it never
+//! The CPU stage: a batcher task groups items and queues each batch for the
+//! rayon pool with a permit from the worker gate. A batch goes to a free
+//! worker at once with what is queued; it grows (up to `items_per_batch`,
+//! and to about 250 µs of work at the measured cost per item) only while
+//! every worker is busy. Up to `workers` jobs on the pool drain the queue
+//! (a job ends when the queue is empty, so it never
 //! waits on a channel). A job runs each batch and hands the results to a
 //! forwarder thread over a crossbeam channel: rayon threads only ever run
 //! work. The permit travels with the results and is released once they are
@@ -9,7 +11,7 @@
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use crate::control::shutdown::Signal;
@@ -50,7 +52,14 @@ pub(crate) struct CpuCore<T, U> {
     pub(crate) active: AtomicUsize,
     /// Whether this is the first stage (see `IoCore::first`).
     pub(crate) first: bool,
+    /// Moving average of the CPU time per item, ns (0 before the first
+    /// batch): sizes batches.
+    pub(crate) item_nanos: AtomicU64,
 }
+
+/// The CPU time a batch aims at: enough to amortize the hand-off (a few
+/// microseconds per batch), short enough not to hold items back.
+const BATCH_TARGET: Duration = Duration::from_micros(250);
 
 /// A batch waiting for a worker, with the permit it holds.
 pub(crate) type Ready<T> = (Vec<Item<T>>, GatePermit);
@@ -103,36 +112,28 @@ where
         mut config: watch::Receiver<Config>,
     ) {
         self.workers.resize(config.borrow_and_update().workers);
+        // Items of a batch that outgrew its size while it waited for a
+        // worker; they start the next batch.
+        let mut carry: Vec<Item<T>> = Vec::new();
         loop {
-            let waited = Instant::now();
-            if self.abort.is_set() {
-                return self.cancel_rest().await;
-            }
-            let first = match self.input.try_recv() {
-                Ok(item) => Ok(item),
-                Err(async_channel::TryRecvError::Closed) => return,
-                Err(async_channel::TryRecvError::Empty) => tokio::select! {
-                    biased;
-                    first = self.input.recv() => first,
-                    _ = self.abort.triggered() => {
-                        self.cancel_rest().await;
-                        return;
-                    }
-                },
-            };
-            self.stats.blocked_get_nanos.add_time(waited.elapsed());
-            let Ok(first) = first else { return };
-            let (size, wait) = {
+            let (most, wait) = {
                 let c = config.borrow();
                 (c.items_per_batch, c.batch_wait)
             };
-            let mut batch = self.fill(first, size, wait).await;
-            if self.first {
-                let now = Instant::now();
-                batch.iter_mut().for_each(|item| item.born = now);
-            }
-            self.stats.items_in.add(batch.len() as u64);
-            self.stats.observe_queue(self.input.len());
+            let size = self.batch_size(most);
+            let mut batch = if carry.is_empty() {
+                let Some(first) = self.next_first().await else {
+                    return;
+                };
+                self.fill(first, size, wait).await
+            } else {
+                let mut batch = std::mem::take(&mut carry);
+                self.top_up(&mut batch, size);
+                batch
+            };
+            // Wait for a worker, topping the batch up meanwhile: a batch goes
+            // to a free worker at once and grows only while none is free.
+            let mut open = true;
             let permit = loop {
                 tokio::select! {
                     biased;
@@ -142,15 +143,35 @@ where
                             self.workers.resize(config.borrow_and_update().workers);
                         }
                     }
-                    _ = self.abort.triggered() => {
-                        for item in &batch {
-                            self.cancel(item.id);
+                    _ = self.abort.triggered() => break None,
+                    item = self.input.recv(), if open && batch.len() < size => match item {
+                        Ok(item) => {
+                            batch.push(item);
+                            self.top_up(&mut batch, size);
                         }
-                        break None;
-                    }
+                        Err(_) => open = false,
+                    },
                 }
             };
-            let Some(permit) = permit else { continue };
+            let Some(permit) = permit else {
+                self.stats.items_in.add(batch.len() as u64);
+                for item in &batch {
+                    self.cancel(item.id);
+                }
+                continue;
+            };
+            // The cost per item may have become known while the batch
+            // waited: the part beyond the size it has now waits for the next.
+            let size = self.batch_size(most);
+            if batch.len() > size {
+                carry = batch.split_off(size);
+            }
+            self.stats.items_in.add(batch.len() as u64);
+            self.stats.observe_queue(self.input.len());
+            if self.first {
+                let now = Instant::now();
+                batch.iter_mut().for_each(|item| item.born = now);
+            }
             if config.has_changed().unwrap_or(false) {
                 self.workers.resize(config.borrow_and_update().workers);
             }
@@ -198,28 +219,68 @@ where
         }
     }
 
-    /// Fills a batch: takes what is already queued, then waits for more
-    /// until the oldest item has waited `wait`.
+    /// Waits for the first item of a batch; `None` once the input is closed
+    /// and drained, or after an abort (which cancels the rest).
+    async fn next_first(&self) -> Option<Item<T>> {
+        let waited = Instant::now();
+        if self.abort.is_set() {
+            self.cancel_rest().await;
+            return None;
+        }
+        let first = match self.input.try_recv() {
+            Ok(item) => Some(item),
+            Err(async_channel::TryRecvError::Closed) => None,
+            Err(async_channel::TryRecvError::Empty) => tokio::select! {
+                biased;
+                first = self.input.recv() => first.ok(),
+                _ = self.abort.triggered() => {
+                    self.cancel_rest().await;
+                    None
+                }
+            },
+        };
+        self.stats.blocked_get_nanos.add_time(waited.elapsed());
+        first
+    }
+
+    /// Items per batch now: at most `most`, and no more than fit in
+    /// [`BATCH_TARGET`] at the measured cost per item. Batching amortizes a
+    /// hand-off of microseconds; items of milliseconds gain nothing from it,
+    /// and each would wait for the ones ahead of it in its batch.
+    fn batch_size(&self, most: usize) -> usize {
+        match self.item_nanos.load(Ordering::Relaxed) {
+            0 => most,
+            nanos => (BATCH_TARGET.as_nanos() as u64 / nanos).clamp(1, most as u64) as usize,
+        }
+    }
+
+    /// Fills a batch: takes what is already queued, then, if `wait` is not
+    /// zero, waits for more until the oldest item has waited `wait`.
     async fn fill(&self, first: Item<T>, size: usize, wait: Duration) -> Vec<Item<T>> {
         let flush_at = Instant::now() + wait;
         let mut batch = Vec::with_capacity(size);
         batch.push(first);
-        while batch.len() < size {
-            match self.input.try_recv() {
-                Ok(item) => batch.push(item),
-                Err(async_channel::TryRecvError::Closed) => break,
-                Err(async_channel::TryRecvError::Empty) => {
-                    if wait.is_zero() {
-                        break;
-                    }
-                    match tokio::time::timeout_at(flush_at, self.input.recv()).await {
-                        Ok(Ok(item)) => batch.push(item),
-                        _ => break,
-                    }
+        self.top_up(&mut batch, size);
+        while batch.len() < size && !wait.is_zero() {
+            match tokio::time::timeout_at(flush_at, self.input.recv()).await {
+                Ok(Ok(item)) => {
+                    batch.push(item);
+                    self.top_up(&mut batch, size);
                 }
+                _ => break,
             }
         }
         batch
+    }
+
+    /// Adds what is already queued, up to `size` items.
+    fn top_up(&self, batch: &mut Vec<Item<T>>, size: usize) {
+        while batch.len() < size {
+            match self.input.try_recv() {
+                Ok(item) => batch.push(item),
+                Err(_) => break,
+            }
+        }
     }
 
     /// Runs on a rayon worker: every item of the batch, then the hand-off.
@@ -230,7 +291,8 @@ where
         results: &crossbeam_channel::Sender<Done<U>>,
     ) {
         let started = std::time::Instant::now();
-        let mut outs = Vec::with_capacity(batch.len());
+        let n = batch.len();
+        let mut outs = Vec::with_capacity(n);
         let mut times = Vec::with_capacity(batch.len());
         for item in batch {
             let (id, born) = (item.id, item.born);
@@ -257,7 +319,9 @@ where
             .latency
             .record_all(rayon::current_thread_index().unwrap_or(0), times);
         self.stats.attempts.add(1);
-        self.stats.busy_nanos.add_time(started.elapsed());
+        let busy = started.elapsed();
+        self.stats.busy_nanos.add_time(busy);
+        self.observe_cost(busy, n);
         // Pass results on directly while the next channel has room; hand
         // the rest to the forwarder, which may block (rayon threads never do).
         let mut outs = outs.into_iter();
@@ -274,6 +338,23 @@ where
             }
         }
         drop(permit);
+    }
+
+    /// Folds a batch's cost per item into the moving average (1/8 weight)
+    /// that sizes the next batches. Racing workers may lose an update,
+    /// which only delays the average.
+    fn observe_cost(&self, busy: Duration, items: usize) {
+        if items == 0 {
+            return;
+        }
+        let per_item = (busy.as_nanos() as u64 / items as u64).max(1);
+        let old = self.item_nanos.load(Ordering::Relaxed);
+        let new = if old == 0 {
+            per_item
+        } else {
+            (old * 7 + per_item) / 8
+        };
+        self.item_nanos.store(new.max(1), Ordering::Relaxed);
     }
 
     /// After an abort: records every item still queued as cancelled.

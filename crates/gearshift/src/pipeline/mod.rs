@@ -163,6 +163,7 @@ impl<T: Send + 'static> Pipeline<T> {
                     ended: ctx.ended.clone(),
                     stop: ctx.shared.shutdown.stop.clone(),
                     window: ctx.window.clone(),
+                    in_flight: ctx.shared.in_flight.clone(),
                 };
                 tokio::spawn(tracing::Instrument::instrument(
                     task.run(),
@@ -369,6 +370,7 @@ impl<T: Send + 'static> Pipeline<T> {
                 output: tx,
                 ready: crossbeam_channel::unbounded(),
                 active: std::sync::atomic::AtomicUsize::new(0),
+                item_nanos: std::sync::atomic::AtomicU64::new(0),
                 first: index == 0,
             });
             let span = tracing::info_span!("stage", stage = %name, kind = "cpu");

@@ -7,6 +7,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::config::Config;
+use crate::control::gate::Gate;
 use crate::control::shutdown::Shutdown;
 use crate::error::{ConfigError, ErrorKind};
 use crate::stats::counters::{Counter, StageStats};
@@ -37,6 +38,9 @@ pub(crate) struct Shared {
     /// End-to-end latency of finished items.
     pub(crate) latency: LatencyRecorder,
     pub(crate) decisions: Mutex<VecDeque<TunerDecision>>,
+    /// The `max_in_flight` window: the source takes a permit per item, the
+    /// collector gives it back at the item's outcome.
+    pub(crate) in_flight: Option<Arc<Gate>>,
     pub(crate) report: watch::Sender<Option<Arc<Report>>>,
 }
 
@@ -44,6 +48,7 @@ impl Shared {
     pub(crate) fn new(config: Config, rt: tokio::runtime::Handle) -> Arc<Self> {
         Arc::new(Shared {
             pool_threads: config.pool_threads(),
+            in_flight: config.max_in_flight.map(Gate::new),
             config: watch::Sender::new(config),
             shutdown: Shutdown::default(),
             rt,
@@ -67,6 +72,17 @@ impl Shared {
                 "at most the pool's threads (max_workers, fixed at spawn)",
                 next.workers,
             ));
+        }
+        match (&self.in_flight, next.max_in_flight) {
+            (Some(gate), Some(n)) => gate.resize(n),
+            (None, None) => {}
+            (_, n) => {
+                return Err(ConfigError::new(
+                    "max_in_flight",
+                    "set (or left unset) as it was when the pipeline was spawned",
+                    n,
+                ));
+            }
         }
         self.config.send_replace(next);
         Ok(())

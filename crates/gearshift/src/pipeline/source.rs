@@ -7,6 +7,7 @@
 
 use std::sync::Arc;
 
+use crate::control::gate::Gate;
 use crate::control::shutdown::Signal;
 use futures::stream::{BoxStream, StreamExt};
 use tokio::sync::Semaphore;
@@ -31,6 +32,9 @@ pub(crate) struct SourceTask<T> {
     /// Reorder window (ordered output only): one permit per admitted item,
     /// given back by the collector when the item is emitted.
     pub(crate) window: Option<Arc<Semaphore>>,
+    /// The `max_in_flight` window: one detached permit per admitted item,
+    /// given back by the collector at the item's outcome.
+    pub(crate) in_flight: Option<Arc<Gate>>,
 }
 
 impl<T: Send + 'static> SourceTask<T> {
@@ -45,6 +49,13 @@ impl<T: Send + 'static> SourceTask<T> {
                 tokio::select! {
                     biased;
                     permit = window.acquire() => permit.expect("the window is never closed").forget(),
+                    _ = self.stop.triggered() => break,
+                }
+            }
+            if let Some(gate) = &self.in_flight {
+                tokio::select! {
+                    biased;
+                    permit = gate.acquire() => permit.detach(),
                     _ = self.stop.triggered() => break,
                 }
             }
