@@ -205,11 +205,15 @@ impl Scenario {
 
     /// The systems compared, the reference (gearshift) first among them.
     pub fn systems(&self, cores: usize) -> (Vec<System>, String) {
-        let gear = |label: String, agents: usize| System::Gearshift {
+        // `window`: the most items in flight end to end (`max_in_flight`),
+        // as `buffer_unordered(C)` has; without it the channel between the
+        // stages lets the IO side run ahead of the CPU side.
+        let gear = |label: String, agents: usize, window: Option<usize>| System::Gearshift {
             label,
             config: Box::new(Config {
                 agents: Agents::Total(agents),
                 api_permits: Some(agents),
+                max_in_flight: window,
                 ..Config::default().with_cores(cores)
             }),
             switch_to: None,
@@ -232,21 +236,22 @@ impl Scenario {
                 preset(live, Preset::Morning, Some(Preset::Evening)),
                 preset("gearshift morning all the way", Preset::Morning, None),
                 preset("gearshift evening all the way", Preset::Evening, None),
-                gear(format!("gearshift (agents = capacity {cap})"), cap),
+                gear(format!("gearshift (agents = capacity {cap})"), cap, None),
             ];
             return (systems, live.into());
         }
         let mut systems = vec![System::Sequential];
         if let Some(a) = self.fixed_agents {
             let label = format!("gearshift ({a} agents)");
-            systems.push(gear(label.clone(), a));
+            systems.push(gear(label.clone(), a, None));
             systems.extend(baselines(a));
             return (systems, label);
         }
         let cap = self.phases[0].capacity.unwrap_or(4 * cores);
         let four = 4 * cores;
         let reference = format!("gearshift (agents = capacity {cap})");
-        systems.push(gear(reference.clone(), cap));
+        systems.push(gear(reference.clone(), cap, None));
+        systems.push(gear(same_as_baselines(cap), cap, Some(cap)));
         systems.push(preset(
             &format!("gearshift seed rule ({} agents)", 2 * cores),
             Preset::ApiHeavy,
@@ -263,7 +268,7 @@ impl Scenario {
             tuned: true,
         });
         if four != cap {
-            systems.push(gear(format!("gearshift (agents = {four})"), four));
+            systems.push(gear(same_as_baselines(four), four, Some(four)));
         }
         systems.extend(baselines(four));
         if four != cap {
@@ -271,6 +276,12 @@ impl Scenario {
         }
         (systems, reference)
     }
+}
+
+/// The label of a gearshift row with as many items in flight as the
+/// baselines at concurrency `c`.
+fn same_as_baselines(c: usize) -> String {
+    format!("gearshift ({c} agents, max {c} in flight)")
 }
 
 fn baselines(c: usize) -> [System; 3] {

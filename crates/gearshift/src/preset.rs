@@ -1,12 +1,18 @@
 //! Named [`Preset`]s: the seed's quick decision guide as `Config` values.
 //!
-//! | workload                               | preset                | agents per core | batch |
-//! |----------------------------------------|-----------------------|-----------------|-------|
-//! | mostly waiting on an API, light CPU    | `ApiHeavy`            | 2               | 10    |
-//! | API-heavy peak ("morning")             | `Morning`             | 3               | 10    |
-//! | mostly computing, the API is quick     | `CpuHeavy`            | 1               | 50    |
-//! | CPU-heavy period ("evening")           | `Evening`             | 1               | 50    |
-//! | both, unknown ratio: start here, tune  | `Mixed`               | 2               | 20    |
+//! | workload                               | preset                | agents per core | workers         | batch |
+//! |----------------------------------------|-----------------------|-----------------|-----------------|-------|
+//! | mostly waiting on an API, light CPU    | `ApiHeavy`            | 2               | all cores       | 10    |
+//! | API-heavy peak ("morning")             | `Morning`             | 3               | 3/4 of the cores| 10    |
+//! | mostly computing, the API is quick     | `CpuHeavy`            | 1               | all cores       | 50    |
+//! | CPU-heavy period ("evening")           | `Evening`             | 1               | all cores       | 50    |
+//! | both, unknown ratio: start here, tune  | `Mixed`               | 2               | all cores       | 20    |
+//!
+//! Morning runs the most calls at once of any preset, and the async runtime
+//! does real work for each (HTTP, TLS, decoding): it leaves a quarter of the
+//! cores (at least one on 2 or more) to the runtime instead of giving them
+//! to CPU workers. That is the trade a live switch to Evening undoes when
+//! the computing grows.
 //!
 //! When the API can take many more calls at once than 4 per core, no preset
 //! fits: set [`Agents::PerCore`] (or [`Agents::Total`]) to its capacity, or
@@ -20,8 +26,9 @@ use crate::config::{Agents, Config};
 /// A named starting point for the IO/CPU ratio.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Preset {
-    /// API-heavy peak: 3 agents per core, batches of 10. For the hours when
-    /// most of each item's time is spent waiting on the remote.
+    /// API-heavy peak: 3 agents per core, workers on 3/4 of the cores,
+    /// batches of 10. For the hours when most of each item's time is spent
+    /// waiting on the remote.
     Morning,
     /// CPU-heavy period: 1 agent per core, batches of 50. For the hours when
     /// the remote is quick and each item costs real CPU.
@@ -54,6 +61,14 @@ impl Preset {
         }
     }
 
+    /// CPU workers this preset runs on `cores` cores.
+    pub fn workers(self, cores: usize) -> usize {
+        match self {
+            Preset::Morning => (cores - cores / 4).min(cores.saturating_sub(1)).max(1),
+            _ => cores.max(1),
+        }
+    }
+
     /// Items per CPU batch this preset uses.
     pub fn items_per_batch(self) -> usize {
         match self {
@@ -68,7 +83,7 @@ impl Preset {
     pub fn apply_to(self, config: &mut Config) {
         config.agents = Agents::PerCore(self.agents_per_core());
         config.api_permits = None;
-        config.workers = config.cores.min(config.pool_threads());
+        config.workers = self.workers(config.cores).min(config.pool_threads());
         config.items_per_batch = self.items_per_batch();
     }
 

@@ -133,7 +133,10 @@ fn presets_have_the_seeds_values() {
             c.workers,
         )
     };
-    assert_eq!(on(Preset::Morning), (12, 24, 10, 4));
+    // Morning leaves a quarter of the cores to the async runtime.
+    assert_eq!(on(Preset::Morning), (12, 24, 10, 3));
+    assert_eq!(Preset::Morning.workers(2), 1);
+    assert_eq!(Preset::Morning.workers(64), 48);
     assert_eq!(on(Preset::Evening), (4, 8, 50, 4));
     assert_eq!(on(Preset::ApiHeavy), (8, 16, 10, 4));
     assert_eq!(on(Preset::CpuHeavy), (4, 8, 50, 4));

@@ -165,11 +165,13 @@ async fn presets_switch_live() {
         .unwrap();
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert_eq!(handle.snapshot().stages[0].concurrency, 12);
+    assert_eq!(handle.config().workers, 3);
     handle.apply(Preset::Evening).unwrap();
     tokio::time::sleep(Duration::from_millis(50)).await;
     let snap = handle.snapshot();
     assert_eq!(snap.stages[0].concurrency, 4);
     assert_eq!(handle.config().items_per_batch, 50);
+    assert_eq!(handle.config().workers, 4, "Evening gives every core to workers");
     handle.abort();
     let report = handle.join().await;
     assert!(report.ok > 0);

@@ -16,6 +16,7 @@ mod draw;
 mod routes;
 mod server;
 mod state;
+mod timer;
 
 pub use config::{FaultRates, LatencyModel, MockConfig, MockConfigError};
 pub use draw::{Fault, fault as drawn_fault, latency as modelled_latency};

@@ -84,7 +84,7 @@ async fn item(AxumState(state): AxumState<Arc<State>>, Path(id): Path<u64>) -> R
     }
     let _in_flight = state.enter();
     let delay = draw::latency(latency, config.seed, id, arrival.attempt, arrival.in_flight);
-    tokio::time::sleep(delay).await;
+    super::timer::sleep(delay).await;
     match fault {
         Some(Fault::ServerError) => {
             state.record_fault(Fault::ServerError);
