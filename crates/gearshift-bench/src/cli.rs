@@ -97,6 +97,11 @@ pub struct RunArgs {
     /// A scenario to run (repeatable); by default every one.
     #[arg(long = "scenario", value_name = "NAME")]
     pub scenarios: Vec<String>,
+    /// Run only the systems whose name contains this text, in any case
+    /// (repeatable), e.g. `--system tuner --system capacity`; by default
+    /// every one.
+    #[arg(long = "system", value_name = "TEXT")]
+    pub systems: Vec<String>,
     /// Shared options.
     #[command(flatten)]
     pub common: Common,
@@ -258,7 +263,10 @@ async fn run(args: RunArgs) -> anyhow::Result<String> {
             .map(|n| scenario_named(n))
             .collect::<anyhow::Result<_>>()?
     };
-    let opts = options(&args.common)?;
+    let opts = RunOptions {
+        systems: args.systems.clone(),
+        ..options(&args.common)?
+    };
     let mut results = Vec::new();
     for s in &scenarios {
         tracing::info!(scenario = s.name, "running");

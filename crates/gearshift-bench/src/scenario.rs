@@ -81,6 +81,9 @@ pub struct RunOptions {
     pub progress: bool,
     /// Per-call timeout.
     pub timeout: Duration,
+    /// Run only the systems whose name contains one of these (any case);
+    /// empty runs every system.
+    pub systems: Vec<String>,
 }
 
 impl Default for RunOptions {
@@ -91,6 +94,7 @@ impl Default for RunOptions {
             cores: num_cpus::get().max(1),
             progress: false,
             timeout: Duration::from_secs(30),
+            systems: Vec::new(),
         }
     }
 }
@@ -296,9 +300,28 @@ fn baselines(c: usize) -> [System; 3] {
 ///
 /// # Errors
 ///
-/// If the mock API cannot start or gearshift refuses a configuration.
+/// If the mock API cannot start, gearshift refuses a configuration, or
+/// `opts.systems` matches none of the scenario's systems.
 pub async fn run(scenario: &Scenario, opts: &RunOptions) -> anyhow::Result<ScenarioResult> {
-    let (systems, reference) = scenario.systems(opts.cores);
+    let (all, reference) = scenario.systems(opts.cores);
+    let wanted = |s: &System| {
+        let name = s.name().to_lowercase();
+        opts.systems.is_empty()
+            || opts
+                .systems
+                .iter()
+                .any(|w| name.contains(&w.to_lowercase()))
+    };
+    let systems: Vec<System> = all.iter().filter(|s| wanted(s)).cloned().collect();
+    if systems.is_empty() {
+        let names: Vec<String> = all.iter().map(System::name).collect();
+        anyhow::bail!(
+            "no system of scenario {} matches {:?}; its systems: {}",
+            scenario.name,
+            opts.systems,
+            names.join(", ")
+        );
+    }
     run_systems(scenario, &systems, reference, opts).await
 }
 

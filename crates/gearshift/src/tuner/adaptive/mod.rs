@@ -167,7 +167,9 @@ impl Adaptive {
             started: false,
             pool: Pool::default(),
             latency: Latency::default(),
-            window: Duration::from_millis(250),
+            // Nothing is known yet: the shortest window. A window with too
+            // few completions is pooled with the next, never judged alone.
+            window: WINDOW_MIN,
             prev: None,
             tried: Vec::new(),
             level: 0,
