@@ -12,6 +12,12 @@
 //! | C     | B with a hard limit of 60 (429, Retry-After 1 s) | 10 ms |
 //! | A'    | back to A                                  | 0.5 ms |
 //! | tail  | A with lognormal latency (sigma 1)         | 0.5 ms |
+//! | timeouts | A with constant latency (no jitter); 2% of calls stall past the 1 s timeout | 0.5 ms |
+//!
+//! In `timeouts` the latency does not depend on the load: the timeouts are
+//! not overload, and cutting concurrency for them would only leave the API
+//! idle. Stalled calls hold their agents for the timeout, so the right
+//! concurrency is above A's.
 //!
 //! The oracle is an offline sweep of fixed concurrency per distinct phase
 //! (`oracle_s` per setting, or 15 base latencies if longer; throughput over
@@ -33,6 +39,9 @@ use serde::Serialize;
 
 use crate::mock_api::{MockApi, MockConfig};
 use crate::work::Work;
+
+/// Timeout of one call: 5 base latencies of phase B.
+const CALL_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// How to run the tuner benchmark.
 #[derive(Debug, Clone)]
@@ -107,6 +116,10 @@ fn phases(seed: u64) -> Vec<PhaseDef> {
     c.latency.hard_limit = Some(60);
     let mut tail = a.clone();
     tail.latency.lognormal_sigma = Some(1.0);
+    let mut timeouts = a.clone();
+    timeouts.latency.jitter = 0.0;
+    timeouts.faults.stall = 0.02;
+    timeouts.stall_for = CALL_TIMEOUT * 2;
     vec![
         PhaseDef {
             name: "A",
@@ -131,6 +144,11 @@ fn phases(seed: u64) -> Vec<PhaseDef> {
         PhaseDef {
             name: "tail",
             mock: tail,
+            cpu_ms: 0.5,
+        },
+        PhaseDef {
+            name: "timeouts",
+            mock: timeouts,
             cpu_ms: 0.5,
         },
     ]
@@ -272,12 +290,12 @@ pub async fn tuner_bench(opts: &TunerOptions) -> anyhow::Result<Vec<TunerRow>> {
 /// The table of the rows, as text.
 pub fn tuner_table(rows: &[TunerRow]) -> String {
     let mut out = format!(
-        "{:<6} {:<22} {:>9} {:>9} {:>7} {:>8} {:>8} {:>6} {:>6} {:>6}\n",
+        "{:<8} {:<22} {:>9} {:>9} {:>7} {:>8} {:>8} {:>6} {:>6} {:>6}\n",
         "phase", "system", "items/s", "oracle/s", "frac", "settle s", "peak", "429s", "in RA", "cv"
     );
     for r in rows {
         out.push_str(&format!(
-            "{:<6} {:<22} {:>9.1} {:>9.1} {:>6.1}% {:>8} {:>8} {:>6} {:>6} {:>6.3}\n",
+            "{:<8} {:<22} {:>9.1} {:>9.1} {:>6.1}% {:>8} {:>8} {:>6} {:>6} {:>6.3}\n",
             r.phase,
             r.system,
             r.items_per_s,
@@ -295,9 +313,13 @@ pub fn tuner_table(rows: &[TunerRow]) -> String {
 
 /// Ok items/s with `n` agents fixed, over the second half of a run of
 /// `opts.oracle`, or of 15 base latencies if longer (so a 200 ms phase is
-/// measured over several round trips, not one or two).
+/// measured over several round trips, not one or two), or of 3 call
+/// timeouts where calls stall (so stalled calls have started timing out).
 async fn steady_rate(def: &PhaseDef, n: usize, opts: &TunerOptions) -> anyhow::Result<f64> {
-    let length = opts.oracle.max(def.mock.latency.base * 15);
+    let mut length = opts.oracle.max(def.mock.latency.base * 15);
+    if def.mock.faults.stall > 0.0 {
+        length = length.max(CALL_TIMEOUT * 3);
+    }
     let m = run_phases(
         std::slice::from_ref(def),
         &Sys::Fixed(n),
@@ -319,13 +341,11 @@ async fn run_phases(
     opts: &TunerOptions,
 ) -> anyhow::Result<Vec<PhaseMeasure>> {
     let api = MockApi::start(defs[0].mock.clone())?;
-    let fetcher = HttpFetcher::builder()
-        .timeout(Duration::from_secs(5))
-        .build()?;
+    let fetcher = HttpFetcher::builder().timeout(CALL_TIMEOUT).build()?;
     let works: Arc<Vec<Work>> = Arc::new(defs.iter().map(|d| Work::millis(d.cpu_ms)).collect());
     let now = Arc::new(AtomicUsize::new(0));
     let mut config = Config {
-        api_timeout: Duration::from_secs(5),
+        api_timeout: CALL_TIMEOUT,
         stats_interval: None,
         drain_timeout: Duration::from_secs(1),
         ..Config::default().with_cores(opts.cores)

@@ -9,9 +9,13 @@
 //!   authority on calls in flight), with a timeout per attempt, retries with
 //!   backoff and jitter, and a pause shared by the stage when the remote
 //!   answers `Retry-After`.
-//! - **CPU stages**: *workers* on a rayon pool run batches of
-//!   `items_per_batch` items; a batch is flushed when full or when its oldest
-//!   item has waited `batch_wait`.
+//! - **CPU stages**: *workers* on a rayon pool run batches of up to
+//!   `items_per_batch` items. A batch goes to a free worker at once and
+//!   fills up only while every worker is busy; expensive items (over about
+//!   250 µs each) are not batched behind each other.
+//! - **Latency**: `max_in_flight` bounds the items inside the pipeline end
+//!   to end, as `buffer_unordered(n)` does; without it, the channels let the
+//!   IO side run ahead of the CPU side (more throughput, more queueing).
 //! - A [`PipelineHandle`] changes agents, permits, workers, batch size or a
 //!   whole [`Preset`] live, by hand, on a [`Schedule`], or through a
 //!   [`Tuner`]; no item is lost or repeated by a change.

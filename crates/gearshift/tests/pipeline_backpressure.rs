@@ -103,7 +103,11 @@ async fn max_in_flight_bounds_the_items_between_source_and_outcome() {
         Arc::new(AtomicU64::new(0)),
         Arc::new(AtomicU64::new(0)),
     );
-    let (s, f, p) = (Arc::clone(&started), Arc::clone(&finished), Arc::clone(&peak));
+    let (s, f, p) = (
+        Arc::clone(&started),
+        Arc::clone(&finished),
+        Arc::clone(&peak),
+    );
     let f2 = Arc::clone(&finished);
     let config = Config {
         // Far more agents than the window: only the window can hold them back.
@@ -135,7 +139,10 @@ async fn max_in_flight_bounds_the_items_between_source_and_outcome() {
     let done: Vec<_> = futures::StreamExt::collect(outcomes).await;
     assert_eq!(done.len(), 200);
     let peak = peak.load(Ordering::SeqCst);
-    assert!(peak <= window as u64, "{peak} items in flight, window {window}");
+    assert!(
+        peak <= window as u64,
+        "{peak} items in flight, window {window}"
+    );
     assert_eq!(peak, window as u64, "the window was used in full");
 }
 

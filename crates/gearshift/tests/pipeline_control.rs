@@ -171,7 +171,11 @@ async fn presets_switch_live() {
     let snap = handle.snapshot();
     assert_eq!(snap.stages[0].concurrency, 4);
     assert_eq!(handle.config().items_per_batch, 50);
-    assert_eq!(handle.config().workers, 4, "Evening gives every core to workers");
+    assert_eq!(
+        handle.config().workers,
+        4,
+        "Evening gives every core to workers"
+    );
     handle.abort();
     let report = handle.join().await;
     assert!(report.ok > 0);

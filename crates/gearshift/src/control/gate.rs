@@ -143,7 +143,11 @@ mod tests {
         assert_eq!((gate.in_use(), gate.sem.available_permits()), (2, 0));
         gate.resize(1);
         gate.release();
-        assert_eq!(gate.sem.available_permits(), 0, "the first release pays the debt");
+        assert_eq!(
+            gate.sem.available_permits(),
+            0,
+            "the first release pays the debt"
+        );
         gate.release();
         assert_eq!((gate.in_use(), gate.sem.available_permits()), (0, 1));
     }
