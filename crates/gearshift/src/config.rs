@@ -212,9 +212,10 @@ pub struct Config {
     pub max_workers: Option<usize>,
     /// Items per CPU batch. By default, 10.
     pub items_per_batch: usize,
-    /// How long a partial batch waits for more items while a worker is free.
-    /// By default, zero: a batch goes to a free worker at once, and fills up
-    /// only while every worker is busy (when it could not run anyway).
+    /// How long a partial batch waits for more items while a worker has
+    /// room for it. By default, zero: a batch is queued for the pool at once,
+    /// and fills up only while every worker is busy (when it could not run
+    /// anyway).
     pub batch_wait: Duration,
     /// Timeout of one attempt of an IO call. By default, 30 s.
     pub api_timeout: Duration,

@@ -10,9 +10,10 @@
 //!   backoff and jitter, and a pause shared by the stage when the remote
 //!   answers `Retry-After`.
 //! - **CPU stages**: *workers* on a rayon pool run batches of up to
-//!   `items_per_batch` items. A batch goes to a free worker at once and
-//!   fills up only while every worker is busy; expensive items (over about
-//!   250 µs each) are not batched behind each other.
+//!   `items_per_batch` items. A batch is queued for the pool at once while
+//!   a worker has room and fills up only while every worker is busy;
+//!   expensive items (over about 250 µs each) are not batched behind each
+//!   other.
 //! - **Latency**: `max_in_flight` bounds the items inside the pipeline end
 //!   to end, as `buffer_unordered(n)` does; without it, the channels let the
 //!   IO side run ahead of the CPU side (more throughput, more queueing).

@@ -72,7 +72,7 @@ async fn a_slow_sink_bounds_the_items_held_in_memory() {
     assert_eq!(sunk.load(Ordering::SeqCst) as u64, n);
     assert_eq!(live.load(Ordering::SeqCst), 0, "every payload was dropped");
     // Where an item can be: the source's channel, an agent's hands, the IO
-    // -> CPU channel, the batch being formed, the `workers` batches holding
+    // -> CPU channel, the batch being formed, the 2 x `workers` batches holding
     // permits, the CPU -> collector channel, the collector's hands, the
     // sink's channel, the sink's hands, and the one the source just made.
     let cap = config.channel_capacity;
@@ -80,7 +80,7 @@ async fn a_slow_sink_bounds_the_items_held_in_memory() {
         + config.total_agents()
         + cap
         + config.items_per_batch
-        + config.workers * config.items_per_batch
+        + 2 * config.workers * config.items_per_batch
         + cap
         + 1
         + cap

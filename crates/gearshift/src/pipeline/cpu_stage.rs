@@ -1,13 +1,13 @@
 //! The CPU stage: a batcher task groups items and queues each batch for the
-//! rayon pool with a permit from the worker gate. A batch goes to a free
-//! worker at once with what is queued; it grows (up to `items_per_batch`,
-//! and to about 250 µs of work at the measured cost per item) only while
-//! every worker is busy. Up to `workers` jobs on the pool drain the queue
-//! (a job ends when the queue is empty, so it never
+//! rayon pool with a permit from the gate of batch slots (two per worker). A
+//! batch is queued at once with what is there while a slot is free; it grows
+//! (up to `items_per_batch`, and to about 250 µs of work at the measured
+//! cost per item) only while every slot is taken. Up to `workers` jobs on
+//! the pool drain the queue (a job ends when the queue is empty, so it never
 //! waits on a channel). A job runs each batch and hands the results to a
 //! forwarder thread over a crossbeam channel: rayon threads only ever run
 //! work. The permit travels with the results and is released once they are
-//! passed on, which bounds memory by `workers` batches.
+//! passed on, which bounds memory by 2 x `workers` batches.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
@@ -38,7 +38,13 @@ pub(crate) struct CpuCore<T, U> {
     pub(crate) input: async_channel::Receiver<Item<T>>,
     pub(crate) ended: EndedTx,
     pub(crate) stats: Arc<StageStats>,
-    pub(crate) workers: Arc<Gate>,
+    /// Batches allowed in the stage at once (queued for the pool, running or
+    /// being forwarded): [`BATCHES_PER_WORKER`] per worker, so a worker that
+    /// finishes a batch finds the next one queued instead of waiting for the
+    /// batcher to wake.
+    pub(crate) slots: Arc<Gate>,
+    /// Workers: rayon jobs draining the queue at once.
+    pub(crate) workers: Arc<AtomicUsize>,
     pub(crate) abort: Signal,
     pub(crate) pool: Arc<rayon::ThreadPool>,
     /// The next stage's input, for results that fit without waiting.
@@ -56,6 +62,9 @@ pub(crate) struct CpuCore<T, U> {
     /// batch): sizes batches.
     pub(crate) item_nanos: AtomicU64,
 }
+
+/// Batches per worker that may be queued or running.
+pub(crate) const BATCHES_PER_WORKER: usize = 2;
 
 /// The CPU time a batch aims at: enough to amortize the hand-off (a few
 /// microseconds per batch), short enough not to hold items back.
@@ -111,7 +120,7 @@ where
         results: crossbeam_channel::Sender<Done<U>>,
         mut config: watch::Receiver<Config>,
     ) {
-        self.workers.resize(config.borrow_and_update().workers);
+        self.set_workers(config.borrow_and_update().workers);
         // Items of a batch that outgrew its size while it waited for a
         // worker; they start the next batch.
         let mut carry: Vec<Item<T>> = Vec::new();
@@ -137,10 +146,10 @@ where
             let permit = loop {
                 tokio::select! {
                     biased;
-                    permit = self.workers.acquire() => break Some(permit),
+                    permit = self.slots.acquire() => break Some(permit),
                     changed = config.changed() => {
                         if changed.is_ok() {
-                            self.workers.resize(config.borrow_and_update().workers);
+                            self.set_workers(config.borrow_and_update().workers);
                         }
                     }
                     _ = self.abort.triggered() => break None,
@@ -173,13 +182,21 @@ where
                 batch.iter_mut().for_each(|item| item.born = now);
             }
             if config.has_changed().unwrap_or(false) {
-                self.workers.resize(config.borrow_and_update().workers);
+                self.set_workers(config.borrow_and_update().workers);
             }
-            // The permit bounds the queue: at most `workers` batches are
-            // queued, running, or waiting to be forwarded.
+            // The permit bounds the queue: at most `BATCHES_PER_WORKER x
+            // workers` batches are queued, running, or waiting to be
+            // forwarded.
             let _ = self.ready.0.send((batch, permit));
             self.ensure_job(&results);
         }
+    }
+
+    /// Sets the workers, and the batch slots that go with them.
+    fn set_workers(&self, workers: usize) {
+        self.workers.store(workers, Ordering::Relaxed);
+        self.slots
+            .resize(workers.saturating_mul(BATCHES_PER_WORKER));
     }
 
     /// Starts a rayon job unless enough are already draining the queue.
@@ -187,7 +204,7 @@ where
         let started = self
             .active
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |a| {
-                (a < self.workers.size().max(1)).then_some(a + 1)
+                (a < self.workers.load(Ordering::Relaxed).max(1)).then_some(a + 1)
             })
             .is_ok();
         if started {
@@ -210,7 +227,7 @@ where
                 || self
                     .active
                     .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |a| {
-                        (a < self.workers.size().max(1)).then_some(a + 1)
+                        (a < self.workers.load(Ordering::Relaxed).max(1)).then_some(a + 1)
                     })
                     .is_err()
             {

@@ -341,12 +341,14 @@ impl<T: Send + 'static> Pipeline<T> {
             let c = &ctx.config;
             let (tx, rx) = async_channel::bounded(c.channel_capacity);
             let name = Arc::clone(&ctx.names[index]);
-            let workers = Gate::new(c.workers);
+            let slots = Gate::new(c.workers * cpu_stage::BATCHES_PER_WORKER);
+            let workers = Arc::new(std::sync::atomic::AtomicUsize::new(c.workers));
             let queue = input.clone();
             let stats = Arc::new(StageStats::new(
                 Arc::clone(&name),
                 StageKind::Cpu,
                 Capacity::Cpu {
+                    slots: Arc::clone(&slots),
                     workers: Arc::clone(&workers),
                 },
                 QueueLen(Box::new(move || queue.len())),
@@ -364,6 +366,7 @@ impl<T: Send + 'static> Pipeline<T> {
                 input,
                 ended: ctx.ended.clone(),
                 stats,
+                slots,
                 workers,
                 abort: ctx.shared.shutdown.abort.clone(),
                 pool,

@@ -66,8 +66,12 @@ pub(crate) enum Capacity {
         roster: Arc<Roster>,
         permits: Arc<Gate>,
     },
-    /// A CPU stage: the gate in front of the pool.
-    Cpu { workers: Arc<Gate> },
+    /// A CPU stage: its workers, and the gate of batch slots in front of
+    /// the pool.
+    Cpu {
+        slots: Arc<Gate>,
+        workers: Arc<std::sync::atomic::AtomicUsize>,
+    },
 }
 
 /// Reads the current length of a stage's input channel.

@@ -85,9 +85,10 @@ pub struct StageReport {
     pub concurrency: usize,
     /// Concurrency asked for.
     pub concurrency_target: usize,
-    /// API permits (IO) or the worker gate's size (CPU).
+    /// API permits (IO), or batch slots (CPU: 2 per worker, for batches
+    /// queued for the pool, running or being forwarded).
     pub permits: usize,
-    /// Calls (IO) or batches (CPU) running now.
+    /// Calls in flight (IO) or batch slots taken (CPU) now.
     pub permits_in_use: usize,
     /// Per live agent (IO stages only): the seed's agent stats, and more.
     pub agents: Vec<AgentReport>,
@@ -184,12 +185,10 @@ fn stage_report(s: &StageStats, elapsed: Duration) -> StageReport {
             permits.size(),
             permits.in_use(),
         ),
-        Capacity::Cpu { workers } => (
-            workers.size(),
-            workers.size(),
-            workers.size(),
-            workers.in_use(),
-        ),
+        Capacity::Cpu { slots, workers } => {
+            let workers = workers.load(std::sync::atomic::Ordering::Relaxed);
+            (workers, workers, slots.size(), slots.in_use())
+        }
     };
     let busy = Duration::from_nanos(s.total(&s.busy_nanos, |a| &a.api_nanos));
     // Every item is counted in before it is counted out, so reading the
