@@ -122,7 +122,7 @@ where
     ) {
         self.set_workers(config.borrow_and_update().workers);
         // Items of a batch that outgrew its size while it waited for a
-        // worker; they start the next batch.
+        // slot; they start the next batch.
         let mut carry: Vec<Item<T>> = Vec::new();
         loop {
             let (most, wait) = {
@@ -140,8 +140,9 @@ where
                 self.top_up(&mut batch, size);
                 batch
             };
-            // Wait for a worker, topping the batch up meanwhile: a batch goes
-            // to a free worker at once and grows only while none is free.
+            // Wait for a batch slot, topping the batch up meanwhile: a batch
+            // is queued at once while a slot is free and grows only while
+            // none is.
             let mut open = true;
             let permit = loop {
                 tokio::select! {
