@@ -200,15 +200,18 @@ where
             .resize(workers.saturating_mul(BATCHES_PER_WORKER));
     }
 
-    /// Starts a rayon job unless enough are already draining the queue.
-    fn ensure_job(self: &Arc<Self>, results: &crossbeam_channel::Sender<Done<U>>) {
-        let started = self
-            .active
+    /// Counts one more job draining the queue, unless `workers` already are.
+    fn claim_job(&self) -> bool {
+        self.active
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |a| {
                 (a < self.workers.load(Ordering::Relaxed).max(1)).then_some(a + 1)
             })
-            .is_ok();
-        if started {
+            .is_ok()
+    }
+
+    /// Starts a rayon job unless enough are already draining the queue.
+    fn ensure_job(self: &Arc<Self>, results: &crossbeam_channel::Sender<Done<U>>) {
+        if self.claim_job() {
             let core = Arc::clone(self);
             let results = results.clone();
             self.pool.spawn(move || core.drain_ready(&results));
@@ -224,14 +227,7 @@ where
                 self.run_batch(batch, permit, results);
             }
             self.active.fetch_sub(1, Ordering::SeqCst);
-            if self.ready.1.is_empty()
-                || self
-                    .active
-                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |a| {
-                        (a < self.workers.load(Ordering::Relaxed).max(1)).then_some(a + 1)
-                    })
-                    .is_err()
-            {
+            if self.ready.1.is_empty() || !self.claim_job() {
                 return;
             }
         }
@@ -311,7 +307,7 @@ where
         let started = std::time::Instant::now();
         let n = batch.len();
         let mut outs = Vec::with_capacity(n);
-        let mut times = Vec::with_capacity(batch.len());
+        let mut times = Vec::with_capacity(n);
         for item in batch {
             let (id, born) = (item.id, item.born);
             if self.abort.is_set() {
