@@ -71,18 +71,19 @@ async fn a_slow_sink_bounds_the_items_held_in_memory() {
     assert_eq!(report.ok, n);
     assert_eq!(sunk.load(Ordering::SeqCst) as u64, n);
     assert_eq!(live.load(Ordering::SeqCst), 0, "every payload was dropped");
-    // Where an item can be: the source's channel, an agent's hands, the IO
-    // -> CPU channel, the batch being formed, the 2 x `workers` batches holding
-    // permits, the CPU -> collector channel, the collector's hands, the
+    // Where an item can be: the source's channel, an agent's call and
+    // outbox, the IO -> CPU channel, the batch being formed (with the batch
+    // that arrived beyond it), the 2 x `workers` batches holding permits,
+    // the CPU -> collector channel, the batch in the collector's hands, the
     // sink's channel, the sink's hands, and the one the source just made.
-    let cap = config.channel_capacity;
+    let (cap, batch) = (config.channel_capacity, config.items_per_batch);
     let bound = cap
-        + config.total_agents()
+        + config.total_agents() * (1 + batch)
         + cap
-        + config.items_per_batch
-        + 2 * config.workers * config.items_per_batch
+        + 2 * batch
+        + 2 * config.workers * batch
         + cap
-        + 1
+        + batch
         + cap
         + 1
         + 1;

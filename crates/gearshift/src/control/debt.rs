@@ -41,9 +41,10 @@ impl Debt {
         }
     }
 
-    /// Called by a returning permit: whether it must be forgotten.
+    /// Called by a returning permit: whether it must be forgotten. Reads
+    /// before it writes: there is rarely a debt, and every permit asks.
     pub(crate) fn pay(&self) -> bool {
-        self.take(1) == 1
+        self.owed.load(Ordering::Acquire) > 0 && self.take(1) == 1
     }
 
     /// Takes up to `n` from the debt; returns how much it took.
@@ -53,7 +54,7 @@ impl Debt {
             .map_or(0, |d| d.min(n))
     }
 
-    #[cfg(gearshift_loom)]
+    /// Permits owed now.
     pub(crate) fn owed(&self) -> usize {
         self.owed.load(Ordering::Acquire)
     }

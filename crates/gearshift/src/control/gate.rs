@@ -9,20 +9,33 @@ use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, SemaphorePermit};
 
 use super::debt::Debt;
 
 /// A resizable async semaphore that also counts permits in use.
+///
+/// Permits in use are derived (`size + debt - available`) rather than
+/// counted: the API semaphore is taken once per call, and every shared
+/// counter it touches is a cache line the agents fight over.
 #[derive(Debug)]
 pub(crate) struct Gate {
     sem: Arc<Semaphore>,
     /// The size asked for; guarded so that resizes do not interleave.
     size: Mutex<usize>,
+    /// `size`, readable without the lock.
+    size_now: AtomicUsize,
     /// Permits still out that must be forgotten, not returned, when dropped.
     debt: Debt,
-    in_use: AtomicUsize,
     peak: AtomicUsize,
+}
+
+/// A permit borrowed from a [`Gate`], for a wait and a release in the same
+/// task: no reference counts to touch.
+#[derive(Debug)]
+pub(crate) struct GateRef<'a> {
+    permit: Option<SemaphorePermit<'a>>,
+    gate: &'a Gate,
 }
 
 /// One permit of a [`Gate`]; dropping it returns the permit (or pays a debt).
@@ -37,8 +50,8 @@ impl Gate {
         Arc::new(Gate {
             sem: Arc::new(Semaphore::new(size)),
             size: Mutex::new(size),
+            size_now: AtomicUsize::new(size),
             debt: Debt::default(),
-            in_use: AtomicUsize::new(0),
             peak: AtomicUsize::new(0),
         })
     }
@@ -51,11 +64,33 @@ impl Gate {
             .acquire_owned()
             .await
             .expect("a gate's semaphore is never closed");
-        let now = self.in_use.fetch_add(1, Ordering::Relaxed) + 1;
-        self.peak.fetch_max(now, Ordering::Relaxed);
+        self.note_peak();
         GatePermit {
             permit: Some(permit),
             gate: Arc::clone(self),
+        }
+    }
+
+    /// Waits for a permit that is given back in this task. Cancel-safe.
+    pub(crate) async fn acquire_ref(&self) -> GateRef<'_> {
+        let permit = self
+            .sem
+            .acquire()
+            .await
+            .expect("a gate's semaphore is never closed");
+        self.note_peak();
+        GateRef {
+            permit: Some(permit),
+            gate: self,
+        }
+    }
+
+    /// Raises the peak to the permits in use now; reads before it writes,
+    /// as a new peak is rare.
+    fn note_peak(&self) {
+        let now = self.in_use();
+        if now > self.peak.load(Ordering::Relaxed) {
+            self.peak.fetch_max(now, Ordering::Relaxed);
         }
     }
 
@@ -66,9 +101,14 @@ impl Gate {
         let old = *size;
         *size = new;
         let sem = &*self.sem;
+        // Permits in use are derived from the size: store it after adding
+        // permits and before forgetting them, so a racing reader may see too
+        // few in use, never too many.
         if new > old {
             self.debt.grow(new - old, |n| sem.add_permits(n));
+            self.size_now.store(new, Ordering::Release);
         } else if new < old {
+            self.size_now.store(new, Ordering::Release);
             self.debt.shrink(old - new, |n| sem.forget_permits(n));
         }
     }
@@ -78,18 +118,20 @@ impl Gate {
         *self.size.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Gives back a permit kept by [`GatePermit::detach`] (or pays a debt
-    /// with it).
-    pub(crate) fn release(&self) {
-        self.in_use.fetch_sub(1, Ordering::Relaxed);
-        if !self.debt.pay() {
-            self.sem.add_permits(1);
+    /// Gives back `n` permits kept by [`GatePermit::detach`] (or pays a
+    /// debt with them).
+    pub(crate) fn release(&self, n: usize) {
+        let paid = (0..n).take_while(|_| self.debt.pay()).count();
+        if n > paid {
+            self.sem.add_permits(n - paid);
         }
     }
 
-    /// Permits in use now.
+    /// Permits in use now: those out of the semaphore, less the ones a
+    /// shrink has already taken back.
     pub(crate) fn in_use(&self) -> usize {
-        self.in_use.load(Ordering::Relaxed)
+        let size = self.size_now.load(Ordering::Acquire);
+        (size + self.debt.owed()).saturating_sub(self.sem.available_permits())
     }
 
     /// Most permits in use at once since the last call; restarts from now.
@@ -111,7 +153,16 @@ impl GatePermit {
 impl Drop for GatePermit {
     fn drop(&mut self) {
         if let Some(permit) = self.permit.take() {
-            self.gate.in_use.fetch_sub(1, Ordering::Relaxed);
+            if self.gate.debt.pay() {
+                permit.forget();
+            }
+        }
+    }
+}
+
+impl Drop for GateRef<'_> {
+    fn drop(&mut self) {
+        if let Some(permit) = self.permit.take() {
             if self.gate.debt.pay() {
                 permit.forget();
             }
@@ -142,13 +193,13 @@ mod tests {
         gate.acquire().await.detach();
         assert_eq!((gate.in_use(), gate.sem.available_permits()), (2, 0));
         gate.resize(1);
-        gate.release();
+        gate.release(1);
         assert_eq!(
             gate.sem.available_permits(),
             0,
             "the first release pays the debt"
         );
-        gate.release();
+        gate.release(1);
         assert_eq!((gate.in_use(), gate.sem.available_permits()), (0, 1));
     }
 

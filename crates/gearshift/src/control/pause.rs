@@ -33,6 +33,14 @@ impl Pause {
         (until > Instant::now()).then_some(until)
     }
 
+    /// Whether a pause is on at `now` (a clock read the caller already has).
+    pub(crate) fn is_on(&self, now: Instant) -> bool {
+        match self.until_nanos.load(Ordering::Acquire) {
+            0 => false,
+            n => self.origin + Duration::from_nanos(n) > now,
+        }
+    }
+
     /// Waits until no pause is on (a pause may be extended while waiting).
     pub(crate) async fn wait(&self) {
         while let Some(until) = self.until() {

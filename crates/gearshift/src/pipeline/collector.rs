@@ -7,8 +7,10 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use tokio::sync::Semaphore;
+use tokio::time::Instant;
 
 use super::item::{Ended, Item};
+use super::link::BatchReceiver;
 use super::shared::Shared;
 use crate::config::OnError;
 use crate::outcome::{Failure, ItemId, Outcome};
@@ -24,7 +26,7 @@ pub(crate) struct Outputs<T> {
 
 pub(crate) struct Collector<T> {
     pub(crate) shared: Arc<Shared>,
-    pub(crate) main: async_channel::Receiver<Item<T>>,
+    pub(crate) main: BatchReceiver<T>,
     pub(crate) ended: async_channel::Receiver<Ended>,
     pub(crate) outputs: Outputs<T>,
     pub(crate) window: Option<Arc<Semaphore>>,
@@ -33,50 +35,65 @@ pub(crate) struct Collector<T> {
     pub(crate) pool: Option<Arc<rayon::ThreadPool>>,
 }
 
+/// What the collector takes next.
+enum Arrival<T> {
+    Ended(Ended),
+    /// Successes from the last stage, in one batch.
+    Ok(Vec<Item<T>>),
+}
+
+/// Outcomes held back until the ones before them are out (ordered output).
+struct Reorder<T> {
+    window: Arc<Semaphore>,
+    pending: BTreeMap<ItemId, Outcome<T>>,
+    next: ItemId,
+}
+
 impl<T: Send + 'static> Collector<T> {
     pub(crate) async fn run(mut self) {
-        let mut pending: BTreeMap<ItemId, Outcome<T>> = BTreeMap::new();
-        let mut next_in_order: ItemId = 0;
+        let mut reorder = self.window.clone().map(|window| Reorder {
+            window,
+            pending: BTreeMap::new(),
+            next: 0,
+        });
         let (mut main_open, mut ended_open) = (true, true);
         loop {
             // Take what is ready without waiting; wait only when nothing is.
-            let outcome = if let Ok(e) = self.ended.try_recv() {
-                self.record_ended(e)
-            } else if let Ok(item) = self.main.try_recv() {
-                self.record_ok(item)
+            let arrival = if let Ok(e) = self.ended.try_recv() {
+                Arrival::Ended(e)
+            } else if let Ok(items) = self.main.try_recv() {
+                Arrival::Ok(items)
             } else {
                 tokio::select! {
                     biased;
                     e = self.ended.recv(), if ended_open => match e {
-                        Ok(e) => self.record_ended(e),
+                        Ok(e) => Arrival::Ended(e),
                         Err(_) => { ended_open = false; continue; }
                     },
                     m = self.main.recv(), if main_open => match m {
-                        Ok(item) => self.record_ok(item),
+                        Ok(items) => Arrival::Ok(items),
                         Err(_) => { main_open = false; continue; }
                     },
                     else => break,
                 }
             };
-            // Items drained as cancelled after a stop took no permit; the
-            // extra permits are harmless, as nothing is admitted any more.
-            if let Some(gate) = &self.shared.in_flight {
-                gate.release();
-            }
-            match self.window.clone() {
-                None => self.deliver(outcome).await,
-                Some(window) => {
-                    pending.insert(outcome.id(), outcome);
-                    while let Some(o) = pending.remove(&next_in_order) {
-                        window.add_permits(1);
-                        next_in_order += 1;
-                        self.deliver(o).await;
+            match arrival {
+                Arrival::Ended(e) => {
+                    self.release_in_flight(1);
+                    let outcome = self.record_ended(e);
+                    self.settle(outcome, &mut reorder).await;
+                }
+                Arrival::Ok(items) => {
+                    self.release_in_flight(items.len());
+                    self.record_ok(&items);
+                    for Item { id, value, .. } in items {
+                        self.settle(Outcome::Ok { id, value }, &mut reorder).await;
                     }
                 }
             }
         }
         // Only reachable with a bug upstream; deliver rather than lose.
-        for (_, o) in std::mem::take(&mut pending) {
+        for (_, o) in reorder.map(|r| r.pending).unwrap_or_default() {
             tracing::error!(
                 item = o.id(),
                 "outcome delivered out of order: an earlier item has no outcome"
@@ -86,13 +103,34 @@ impl<T: Send + 'static> Collector<T> {
         self.finish().await;
     }
 
-    fn record_ok(&self, item: Item<T>) -> Outcome<T> {
-        self.shared.ledger.ok.add(1);
-        self.shared.latency.record(item.born.elapsed());
-        Outcome::Ok {
-            id: item.id,
-            value: item.value,
+    /// Items drained as cancelled after a stop took no permit; the extra
+    /// permits are harmless, as nothing is admitted any more.
+    fn release_in_flight(&self, n: usize) {
+        if let Some(gate) = &self.shared.in_flight {
+            gate.release(n);
         }
+    }
+
+    /// Delivers an outcome, or holds it until the ones before it are out.
+    async fn settle(&mut self, outcome: Outcome<T>, reorder: &mut Option<Reorder<T>>) {
+        let Some(r) = reorder else {
+            return self.deliver(outcome).await;
+        };
+        r.pending.insert(outcome.id(), outcome);
+        while let Some(o) = r.pending.remove(&r.next) {
+            r.window.add_permits(1);
+            r.next += 1;
+            self.deliver(o).await;
+        }
+    }
+
+    /// Counts a batch of successes, and their latencies with one clock read.
+    fn record_ok(&self, items: &[Item<T>]) {
+        self.shared.ledger.ok.add(items.len() as u64);
+        let now = Instant::now();
+        self.shared
+            .latency
+            .record_all(items.iter().map(|i| now.saturating_duration_since(i.born)));
     }
 
     fn record_ended(&self, e: Ended) -> Outcome<T> {

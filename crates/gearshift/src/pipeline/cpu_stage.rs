@@ -19,6 +19,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::item::{EndedTx, Item, panic_message, send_cancelled, send_failed};
+use super::link::{BatchReceiver, Outlet, Unsent};
 use crate::config::Config;
 use crate::control::gate::{Gate, GatePermit};
 use crate::error::{ErrorKind, StageError};
@@ -35,7 +36,7 @@ pub(crate) type CpuFn<T, U> = Box<dyn Fn(T) -> Result<U, StageError> + Send + Sy
 pub(crate) struct CpuCore<T, U> {
     pub(crate) name: Arc<str>,
     pub(crate) f: CpuFn<T, U>,
-    pub(crate) input: async_channel::Receiver<Item<T>>,
+    pub(crate) input: BatchReceiver<T>,
     pub(crate) ended: EndedTx,
     pub(crate) stats: Arc<StageStats>,
     /// Batches allowed in the stage at once (queued for the pool, running or
@@ -48,7 +49,7 @@ pub(crate) struct CpuCore<T, U> {
     pub(crate) abort: Signal,
     pub(crate) pool: Arc<rayon::ThreadPool>,
     /// The next stage's input, for results that fit without waiting.
-    pub(crate) output: async_channel::Sender<Item<U>>,
+    pub(crate) output: Arc<Outlet<U>>,
     /// Batches with their permits, waiting for a rayon job.
     pub(crate) ready: (
         crossbeam_channel::Sender<Ready<T>>,
@@ -76,7 +77,7 @@ pub(crate) type Ready<T> = (Vec<Item<T>>, GatePermit);
 /// Starts the forwarder thread and returns the sender rayon jobs use.
 pub(crate) fn spawn_forwarder<U: Send + 'static>(
     name: &str,
-    output: async_channel::Sender<Item<U>>,
+    output: Arc<Outlet<U>>,
     stats: Arc<StageStats>,
 ) -> std::io::Result<crossbeam_channel::Sender<Done<U>>> {
     let (tx, rx) = crossbeam_channel::unbounded::<Done<U>>();
@@ -84,24 +85,13 @@ pub(crate) fn spawn_forwarder<U: Send + 'static>(
         .name(format!("gearshift-fwd-{name}"))
         .spawn(move || {
             for (items, permit) in rx {
-                for item in items {
-                    let item = match output.try_send(item) {
-                        Ok(()) => {
-                            stats.items_out.add(1);
-                            continue;
-                        }
-                        Err(async_channel::TrySendError::Full(item)) => item,
-                        Err(async_channel::TrySendError::Closed(item)) => item,
-                    };
-                    let blocked = std::time::Instant::now();
-                    let sent = output.send_blocking(item);
-                    stats.blocked_put_nanos.add_time(blocked.elapsed());
-                    // The output only closes if the collector is gone, which
-                    // happens only after every stage has finished.
-                    if sent.is_ok() {
-                        stats.items_out.add(1);
-                    }
-                }
+                let n = items.len();
+                let blocked = std::time::Instant::now();
+                // The output only closes if the collector is gone, which
+                // happens only after every stage has finished.
+                let unsent = output.send_all_blocking(items).err().map_or(0, |u| u.len());
+                stats.blocked_put_nanos.add_time(blocked.elapsed());
+                stats.items_out.add((n - unsent) as u64);
                 drop(permit);
             }
         })?;
@@ -121,8 +111,8 @@ where
         mut config: watch::Receiver<Config>,
     ) {
         self.set_workers(config.borrow_and_update().workers);
-        // Items of a batch that outgrew its size while it waited for a
-        // slot; they start the next batch.
+        // Items taken from the input and not yet queued for the pool: the
+        // next batch, and what arrived beyond its size.
         let mut carry: Vec<Item<T>> = Vec::new();
         loop {
             let (most, wait) = {
@@ -130,16 +120,15 @@ where
                 (c.items_per_batch, c.batch_wait)
             };
             let size = self.batch_size(most);
-            let mut batch = if carry.is_empty() {
+            if carry.is_empty() {
                 let Some(first) = self.next_first().await else {
                     return;
                 };
-                self.fill(first, size, wait).await
+                carry = first;
+                self.fill(&mut carry, size, wait).await;
             } else {
-                let mut batch = std::mem::take(&mut carry);
-                self.top_up(&mut batch, size);
-                batch
-            };
+                self.top_up(&mut carry, size);
+            }
             // Wait for a batch slot, topping the batch up meanwhile: a batch
             // is queued at once while a slot is free and grows only while
             // none is.
@@ -154,18 +143,18 @@ where
                         }
                     }
                     _ = self.abort.triggered() => break None,
-                    item = self.input.recv(), if open && batch.len() < size => match item {
-                        Ok(item) => {
-                            batch.push(item);
-                            self.top_up(&mut batch, size);
+                    more = self.input.recv(), if open && carry.len() < size => match more {
+                        Ok(more) => {
+                            absorb(&mut carry, more);
+                            self.top_up(&mut carry, size);
                         }
                         Err(_) => open = false,
                     },
                 }
             };
             let Some(permit) = permit else {
-                self.stats.items_in.add(batch.len() as u64);
-                for item in &batch {
+                self.stats.items_in.add(carry.len() as u64);
+                for item in carry.drain(..) {
                     self.cancel(item.id);
                 }
                 continue;
@@ -173,9 +162,12 @@ where
             // The cost per item may have become known while the batch
             // waited: the part beyond the size it has now waits for the next.
             let size = self.batch_size(most);
-            if batch.len() > size {
-                carry = batch.split_off(size);
-            }
+            let mut batch = if carry.len() > size {
+                let rest = carry.split_off(size);
+                std::mem::replace(&mut carry, rest)
+            } else {
+                std::mem::take(&mut carry)
+            };
             self.stats.items_in.add(batch.len() as u64);
             self.stats.observe_queue(self.input.len());
             if self.first {
@@ -233,16 +225,16 @@ where
         }
     }
 
-    /// Waits for the first item of a batch; `None` once the input is closed
-    /// and drained, or after an abort (which cancels the rest).
-    async fn next_first(&self) -> Option<Item<T>> {
+    /// Waits for the first items of a batch; `None` once the input is
+    /// closed and drained, or after an abort (which cancels the rest).
+    async fn next_first(&self) -> Option<Vec<Item<T>>> {
         let waited = Instant::now();
         if self.abort.is_set() {
             self.cancel_rest().await;
             return None;
         }
         let first = match self.input.try_recv() {
-            Ok(item) => Some(item),
+            Ok(items) => Some(items),
             Err(async_channel::TryRecvError::Closed) => None,
             Err(async_channel::TryRecvError::Empty) => tokio::select! {
                 biased;
@@ -270,28 +262,25 @@ where
 
     /// Fills a batch: takes what is already queued, then, if `wait` is not
     /// zero, waits for more until the oldest item has waited `wait`.
-    async fn fill(&self, first: Item<T>, size: usize, wait: Duration) -> Vec<Item<T>> {
+    async fn fill(&self, batch: &mut Vec<Item<T>>, size: usize, wait: Duration) {
         let flush_at = Instant::now() + wait;
-        let mut batch = Vec::with_capacity(size);
-        batch.push(first);
-        self.top_up(&mut batch, size);
+        self.top_up(batch, size);
         while batch.len() < size && !wait.is_zero() {
             match tokio::time::timeout_at(flush_at, self.input.recv()).await {
-                Ok(Ok(item)) => {
-                    batch.push(item);
-                    self.top_up(&mut batch, size);
+                Ok(Ok(more)) => {
+                    absorb(batch, more);
+                    self.top_up(batch, size);
                 }
                 _ => break,
             }
         }
-        batch
     }
 
-    /// Adds what is already queued, up to `size` items.
+    /// Adds what is already queued, until the batch holds `size` items.
     fn top_up(&self, batch: &mut Vec<Item<T>>, size: usize) {
         while batch.len() < size {
             match self.input.try_recv() {
-                Ok(item) => batch.push(item),
+                Ok(more) => absorb(batch, more),
                 Err(_) => break,
             }
         }
@@ -338,17 +327,15 @@ where
         self.observe_cost(busy, n);
         // Pass results on directly while the next channel has room; hand
         // the rest to the forwarder, which may block (rayon threads never do).
-        let mut outs = outs.into_iter();
-        for item in outs.by_ref() {
-            match self.output.try_send(item) {
-                Ok(()) => self.stats.items_out.add(1),
-                Err(e) => {
-                    let rest: Vec<_> = std::iter::once(e.into_inner()).chain(outs).collect();
-                    // The forwarder outlives every job: it stops only once
-                    // all senders, including this job's, are gone.
-                    let _ = results.send((rest, permit));
-                    return;
-                }
+        let n = outs.len();
+        match self.output.try_send_all(outs) {
+            Ok(()) => self.stats.items_out.add(n as u64),
+            Err(Unsent::Full(rest) | Unsent::Closed(rest)) => {
+                self.stats.items_out.add((n - rest.len()) as u64);
+                // The forwarder outlives every job: it stops only once all
+                // senders, including this job's, are gone.
+                let _ = results.send((rest, permit));
+                return;
             }
         }
         drop(permit);
@@ -373,14 +360,23 @@ where
 
     /// After an abort: records every item still queued as cancelled.
     async fn cancel_rest(&self) {
-        while let Ok(item) = self.input.recv().await {
-            self.stats.items_in.add(1);
-            self.cancel(item.id);
+        while let Ok(items) = self.input.recv().await {
+            self.stats.items_in.add(items.len() as u64);
+            items.iter().for_each(|item| self.cancel(item.id));
         }
     }
 
     fn cancel(&self, id: u64) {
         self.stats.cancelled.add(1);
         send_cancelled(&self.ended, id);
+    }
+}
+
+/// Appends `more` to `batch`, without a copy when the batch is empty.
+fn absorb<T>(batch: &mut Vec<T>, mut more: Vec<T>) {
+    if batch.is_empty() {
+        *batch = more;
+    } else {
+        batch.append(&mut more);
     }
 }

@@ -2,11 +2,18 @@
 //! agents (tokio tasks) alive, and the agents, which take items from the
 //! input channel, call the stage function under the API semaphore with a
 //! timeout, retries with backoff and the stage-wide `Retry-After` pause, and
-//! pass results on.
+//! pass results on. Results bound for a stage that takes them in bulk wait
+//! in the agent's outbox until it holds `items_per_batch`, the agent is about
+//! to wait (for an item, or for a call that is not done at once), or it
+//! stops: one channel operation per batch when calls are instant, and no
+//! result held back behind a call that takes time.
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
+use std::pin::pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::Poll;
 use std::time::Duration;
 
 use backon::BackoffBuilder;
@@ -17,6 +24,7 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 use super::item::{EndedTx, Item, panic_message, send_cancelled, send_failed};
+use super::link::Outlet;
 use crate::config::{Config, RetryPolicy};
 use crate::control::gate::Gate;
 use crate::control::pause::Pause;
@@ -28,12 +36,14 @@ use crate::stats::counters::{AgentStats, StageStats};
 
 /// How an IO stage turns what agents take from the channel into calls.
 pub(crate) trait Unit<T, U>: Send + Sync + 'static {
-    /// Processes `first` (and, for batch calls, more items the agent takes).
+    /// Processes `first` (and, for batch calls, more items the agent takes),
+    /// passing results on through the agent's outbox.
     fn process<'a>(
         &'a self,
         core: &'a IoCore<T, U>,
         first: Item<T>,
         agent: &'a AgentStats,
+        outbox: &'a mut Vec<Item<U>>,
     ) -> impl Future<Output = ()> + Send + 'a;
 }
 
@@ -56,7 +66,10 @@ pub(crate) enum CallError {
 pub(crate) struct IoCore<T, U> {
     pub(crate) name: Arc<str>,
     pub(crate) input: async_channel::Receiver<Item<T>>,
-    pub(crate) output: async_channel::Sender<Item<U>>,
+    pub(crate) output: Outlet<U>,
+    /// Results an agent keeps before passing them on in one batch (when the
+    /// next stage takes batches): `items_per_batch`, live.
+    pub(crate) out_batch: AtomicUsize,
     pub(crate) ended: EndedTx,
     pub(crate) stats: Arc<StageStats>,
     pub(crate) roster: Arc<Roster>,
@@ -102,6 +115,7 @@ pub(crate) async fn supervise<T, U, W>(
             core.roster.set_target(target);
             core.permits.resize(c.total_api_permits());
             core.rate.set(c.rate_limit);
+            core.out_batch.store(c.items_per_batch, Ordering::Relaxed);
             if shrinking {
                 core.shrink.notify_waiters();
             }
@@ -153,16 +167,22 @@ where
 {
     let stats = core.stats.register_agent(id);
     tracing::debug!(stage = %core.name, agent = id, "agent started");
+    let mut outbox = Vec::new();
     loop {
         if core.roster.try_retire() {
+            core.flush(&mut outbox, &stats).await;
             return retire(&core, &stats, id);
         }
         let item = match core.input.try_recv() {
             Ok(item) => item,
-            Err(async_channel::TryRecvError::Closed) => return leave(&core, &stats),
+            Err(async_channel::TryRecvError::Closed) => {
+                core.flush(&mut outbox, &stats).await;
+                return leave(&core, &stats);
+            }
             Err(async_channel::TryRecvError::Empty) => {
-                // Nothing queued: wait for an item, or for a shrink that may
-                // retire this agent.
+                // Nothing queued: pass on what the outbox holds, then wait
+                // for an item, or for a shrink that may retire this agent.
+                core.flush(&mut outbox, &stats).await;
                 let waited = Instant::now();
                 let notified = core.shrink.notified();
                 tokio::pin!(notified);
@@ -187,7 +207,7 @@ where
         if core.first {
             item.born = Instant::now();
         }
-        unit.process(&core, item, &stats).await;
+        unit.process(&core, item, &stats, &mut outbox).await;
     }
 }
 
@@ -203,6 +223,7 @@ where
         input: I,
         f: &F,
         agent: &AgentStats,
+        outbox: &mut Vec<Item<U>>,
     ) -> Result<O, CallError>
     where
         I: Clone,
@@ -211,14 +232,7 @@ where
         E: Into<StageError>,
     {
         let mut input = Some(input);
-        let mut backoff = backon::ExponentialBuilder::default()
-            .with_min_delay(self.retry.initial_backoff)
-            .with_max_delay(self.retry.max_backoff)
-            .with_max_times(self.retry.max_attempts as usize);
-        if self.retry.jitter {
-            backoff = backoff.with_jitter();
-        }
-        let mut backoff = backoff.build();
+        let mut backoff = None;
         let deadline = self.item_deadline.map(|d| Instant::now() + d);
         let mut attempt = 0;
         loop {
@@ -231,32 +245,40 @@ where
             }
             let permit = tokio::select! {
                 biased;
-                permit = self.permits.acquire() => permit,
+                permit = self.permits.acquire_ref() => permit,
                 _ = self.abort.triggered() => return Err(CallError::Cancelled),
             };
             // The pause is checked after the permit, right before the call:
             // a pause that began while this agent waited for a permit holds.
-            if self.pause.until().is_some() || self.rate.is_limited() {
+            let mut started = Instant::now();
+            if self.pause.is_on(started) || self.rate.is_limited() {
                 tokio::select! {
                     biased;
                     _ = async { self.pause.wait().await; self.rate.ready().await; self.pause.wait().await } => {}
                     _ = self.abort.triggered() => return Err(CallError::Cancelled),
                 }
+                started = Instant::now();
             }
             let timeout = match deadline {
-                Some(d) => self
-                    .api_timeout
-                    .min(d.saturating_duration_since(Instant::now())),
+                Some(d) => self.api_timeout.min(d.saturating_duration_since(started)),
                 None => self.api_timeout,
             };
             let arg = if last { input.take() } else { input.clone() }
                 .expect("input is kept until the last attempt");
-            let started = Instant::now();
-            let call = tokio::time::timeout(timeout, AssertUnwindSafe(f(arg)).catch_unwind());
-            let result = tokio::select! {
-                biased;
-                result = call => result,
-                _ = self.abort.triggered() => return Err(CallError::Cancelled),
+            let mut call = pin!(AssertUnwindSafe(f(arg)).catch_unwind());
+            // A call done at once needs no timer. One that is not is the
+            // moment to pass on what the outbox holds, while it runs.
+            let result = match futures::poll!(call.as_mut()) {
+                Poll::Ready(result) => Ok(result),
+                Poll::Pending => {
+                    let timed = tokio::time::timeout_at(started + timeout, call);
+                    let both = async { futures::join!(timed, self.flush(outbox, agent)).0 };
+                    tokio::select! {
+                        biased;
+                        result = both => result,
+                        _ = self.abort.triggered() => return Err(CallError::Cancelled),
+                    }
+                }
             };
             let took = started.elapsed();
             drop(permit);
@@ -292,6 +314,7 @@ where
             }
             agent.retries.add(1);
             self.stats.retries.add(1);
+            let backoff = backoff.get_or_insert_with(|| self.backoff());
             let mut delay = backoff.next().unwrap_or(self.retry.max_backoff);
             if let Some(d) = deadline {
                 delay = delay.min(d.saturating_duration_since(Instant::now()));
@@ -305,10 +328,71 @@ where
         }
     }
 
+    /// The retry delays, built only once an attempt has failed.
+    fn backoff(&self) -> backon::ExponentialBackoff {
+        let backoff = backon::ExponentialBuilder::default()
+            .with_min_delay(self.retry.initial_backoff)
+            .with_max_delay(self.retry.max_backoff)
+            .with_max_times(self.retry.max_attempts as usize);
+        if self.retry.jitter {
+            backoff.with_jitter().build()
+        } else {
+            backoff.build()
+        }
+    }
+
+    /// Passes a result on: at once to a stage that takes items one by one,
+    /// through the outbox to one that takes batches.
+    pub(crate) async fn pass(&self, item: Item<U>, agent: &AgentStats, outbox: &mut Vec<Item<U>>) {
+        match &self.output {
+            Outlet::Items(tx) => self.forward(tx, item, agent).await,
+            Outlet::Batches(_) => {
+                outbox.push(item);
+                if outbox.len() >= self.out_batch.load(Ordering::Relaxed) {
+                    self.flush(outbox, agent).await;
+                }
+            }
+        }
+    }
+
+    /// Passes on what the outbox holds as one batch, waiting (and counting
+    /// the wait) if the channel is full.
+    pub(crate) async fn flush(&self, outbox: &mut Vec<Item<U>>, agent: &AgentStats) {
+        let Outlet::Batches(tx) = &self.output else {
+            return; // item outlets are sent to one by one
+        };
+        if outbox.is_empty() {
+            return;
+        }
+        let batch = std::mem::take(outbox);
+        let n = batch.len() as u64;
+        let batch = match tx.try_send(batch) {
+            Ok(()) => return agent.passed.add(n),
+            Err(async_channel::TrySendError::Full(batch)) => batch,
+            Err(async_channel::TrySendError::Closed(batch)) => {
+                return batch.iter().for_each(|i| self.end_cancelled(i.id));
+            }
+        };
+        // The send owns the batch: keep the ids, to cancel them on an abort.
+        let ids: Vec<u64> = batch.iter().map(|i| i.id).collect();
+        let blocked = Instant::now();
+        let sent = tokio::select! {
+            biased;
+            _ = self.abort.triggered() => false,
+            sent = tx.send(batch) => sent.is_ok(),
+        };
+        agent.blocked_put_nanos.add_time(blocked.elapsed());
+        if sent {
+            agent.passed.add(n);
+        } else {
+            ids.into_iter().for_each(|id| self.end_cancelled(id));
+        }
+    }
+
     /// Passes an item on, waiting (and counting the wait) if the channel is full.
-    pub(crate) async fn forward(&self, item: Item<U>, agent: &AgentStats) {
+    async fn forward(&self, tx: &async_channel::Sender<Item<U>>, item: Item<U>, agent: &AgentStats) {
         let id = item.id;
-        let item = match self.output.try_send(item) {
+        let item = match tx.try_send(item) {
             Ok(()) => return agent.passed.add(1),
             Err(async_channel::TrySendError::Full(item)) => item,
             Err(async_channel::TrySendError::Closed(_)) => return self.end_cancelled(id),
@@ -317,7 +401,7 @@ where
         let sent = tokio::select! {
             biased;
             _ = self.abort.triggered() => false,
-            sent = self.output.send(item) => sent.is_ok(),
+            sent = tx.send(item) => sent.is_ok(),
         };
         agent.blocked_put_nanos.add_time(blocked.elapsed());
         if sent {
@@ -351,24 +435,20 @@ where
     Fut: Future<Output = Result<U, E>> + Send + 'static,
     E: Into<StageError> + Send + 'static,
 {
-    async fn process(&self, core: &IoCore<T, U>, item: Item<T>, agent: &AgentStats) {
+    async fn process(
+        &self,
+        core: &IoCore<T, U>,
+        item: Item<T>,
+        agent: &AgentStats,
+        outbox: &mut Vec<Item<U>>,
+    ) {
         agent.taken.add(1);
         let (id, born) = (item.id, item.born);
         if core.abort.is_set() {
             return core.end(id, CallError::Cancelled);
         }
-        match core.call(item.value, &self.0, agent).await {
-            Ok(out) => {
-                core.forward(
-                    Item {
-                        id,
-                        born,
-                        value: out,
-                    },
-                    agent,
-                )
-                .await
-            }
+        match core.call(item.value, &self.0, agent, outbox).await {
+            Ok(value) => core.pass(Item { id, born, value }, agent, outbox).await,
             Err(e) => core.end(id, e),
         }
     }
@@ -382,7 +462,13 @@ where
     Fut: Future<Output = Result<Vec<U>, E>> + Send + 'static,
     E: Into<StageError> + Send + 'static,
 {
-    async fn process(&self, core: &IoCore<T, U>, first: Item<T>, agent: &AgentStats) {
+    async fn process(
+        &self,
+        core: &IoCore<T, U>,
+        first: Item<T>,
+        agent: &AgentStats,
+        outbox: &mut Vec<Item<U>>,
+    ) {
         let mut keys = vec![(first.id, first.born)];
         let mut values = vec![first.value];
         while values.len() < self.max {
@@ -396,12 +482,12 @@ where
         let result = if core.abort.is_set() {
             Err(CallError::Cancelled)
         } else {
-            core.call(values, &self.f, agent).await
+            core.call(values, &self.f, agent, outbox).await
         };
         match result {
             Ok(outs) if outs.len() == keys.len() => {
                 for ((id, born), value) in keys.into_iter().zip(outs) {
-                    core.forward(Item { id, born, value }, agent).await;
+                    core.pass(Item { id, born, value }, agent, outbox).await;
                 }
             }
             Ok(outs) => {

@@ -6,12 +6,14 @@ mod controller;
 mod cpu_stage;
 mod io_stage;
 pub(crate) mod item;
+mod link;
 mod outcomes;
 pub(crate) mod shared;
 mod source;
 
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
 
 use futures::StreamExt;
 use futures::stream::Stream;
@@ -21,7 +23,8 @@ use self::collector::{Collector, Outputs};
 use self::controller::Controller;
 use self::cpu_stage::CpuCore;
 use self::io_stage::{Batched, IoCore, Single, Unit};
-use self::item::{Ended, EndedTx, Item};
+use self::item::{Ended, EndedTx};
+use self::link::{BatchReceiver, Outlet, batch_channel};
 use self::shared::Shared;
 use self::source::{Source, SourceTask};
 use crate::config::{Config, Order};
@@ -38,9 +41,6 @@ use crate::stats::report::Report;
 use crate::tuner::Tuner;
 
 pub use outcomes::Outcomes;
-
-/// The receiving end of a stage's output channel.
-type Link<T> = async_channel::Receiver<Item<T>>;
 
 /// What is needed to start the stages, built at `spawn`.
 struct Ctx {
@@ -74,7 +74,9 @@ impl Ctx {
     }
 }
 
-type Build<T> = Box<dyn FnOnce(&mut Ctx) -> Result<Link<T>, BuildError> + Send>;
+/// Starts the stages built so far, sending their results to the outlet the
+/// next stage (or the collector) made for its input.
+type Build<T> = Box<dyn FnOnce(&mut Ctx, Outlet<T>) -> Result<(), BuildError> + Send>;
 
 /// A pipeline under construction: a source, then stages, then `spawn`.
 ///
@@ -155,11 +157,11 @@ impl<T: Send + 'static> Pipeline<T> {
     fn from_source(source: Source<T>) -> Self {
         Pipeline {
             config: Config::default(),
-            build: Box::new(move |ctx: &mut Ctx| {
-                let (tx, rx) = async_channel::bounded(ctx.config.channel_capacity);
+            build: Box::new(move |ctx: &mut Ctx, tx| {
                 let task = SourceTask {
                     source,
                     tx,
+                    batch: ctx.config.items_per_batch,
                     ended: ctx.ended.clone(),
                     stop: ctx.shared.shutdown.stop.clone(),
                     window: ctx.window.clone(),
@@ -169,7 +171,7 @@ impl<T: Send + 'static> Pipeline<T> {
                     task.run(),
                     tracing::info_span!("source"),
                 ));
-                Ok(rx)
+                Ok(())
             }),
             names: Vec::new(),
             tuner: None,
@@ -273,9 +275,10 @@ impl<T: Send + 'static> Pipeline<T> {
         W: Unit<T, U>,
     {
         let index = self.names.len();
-        self.then(format!("io-{index}"), move |ctx, input| {
+        self.then(format!("io-{index}"), move |ctx, upstream, output| {
+            let (tx, input) = async_channel::bounded(ctx.config.channel_capacity);
+            upstream(ctx, Outlet::Items(tx))?;
             let c = &ctx.config;
-            let (tx, rx) = async_channel::bounded(c.channel_capacity);
             let name = Arc::clone(&ctx.names[index]);
             let roster = Arc::new(Roster::new(c.total_agents()));
             let permits = Gate::new(c.total_api_permits());
@@ -295,7 +298,8 @@ impl<T: Send + 'static> Pipeline<T> {
             let core = Arc::new(IoCore {
                 name: Arc::clone(&name),
                 input,
-                output: tx,
+                output,
+                out_batch: AtomicUsize::new(c.items_per_batch),
                 ended: ctx.ended.clone(),
                 stats,
                 roster,
@@ -313,7 +317,7 @@ impl<T: Send + 'static> Pipeline<T> {
             let supervisor =
                 io_stage::supervise(core, Arc::new(unit), ctx.shared.config.subscribe());
             tokio::spawn(tracing::Instrument::instrument(supervisor, span));
-            Ok(rx)
+            Ok(())
         })
     }
 
@@ -336,14 +340,16 @@ impl<T: Send + 'static> Pipeline<T> {
         E: Into<StageError>,
     {
         let index = self.names.len();
-        self.then(format!("cpu-{index}"), move |ctx, input| {
+        self.then(format!("cpu-{index}"), move |ctx, upstream, output| {
+            let (tx, input) = batch_channel(ctx.config.channel_capacity);
+            upstream(ctx, Outlet::Batches(tx))?;
             let pool = ctx.pool()?;
             let c = &ctx.config;
-            let (tx, rx) = async_channel::bounded(c.channel_capacity);
+            let output = Arc::new(output);
             let name = Arc::clone(&ctx.names[index]);
             let slots = Gate::new(c.workers * cpu_stage::BATCHES_PER_WORKER);
-            let workers = Arc::new(std::sync::atomic::AtomicUsize::new(c.workers));
-            let queue = input.clone();
+            let workers = Arc::new(AtomicUsize::new(c.workers));
+            let queue = input.watcher();
             let stats = Arc::new(StageStats::new(
                 Arc::clone(&name),
                 StageKind::Cpu,
@@ -356,7 +362,7 @@ impl<T: Send + 'static> Pipeline<T> {
                 c.cores,
             ));
             ctx.register(&stats);
-            let results = cpu_stage::spawn_forwarder(&name, tx.clone(), Arc::clone(&stats))
+            let results = cpu_stage::spawn_forwarder(&name, Arc::clone(&output), Arc::clone(&stats))
                 .map_err(|e| {
                     BuildError::Pool(format!("could not start a forwarder thread: {e}"))
                 })?;
@@ -370,23 +376,23 @@ impl<T: Send + 'static> Pipeline<T> {
                 workers,
                 abort: ctx.shared.shutdown.abort.clone(),
                 pool,
-                output: tx,
+                output,
                 ready: crossbeam_channel::unbounded(),
-                active: std::sync::atomic::AtomicUsize::new(0),
+                active: AtomicUsize::new(0),
                 item_nanos: std::sync::atomic::AtomicU64::new(0),
                 first: index == 0,
             });
             let span = tracing::info_span!("stage", stage = %name, kind = "cpu");
             let batcher = core.run(results, ctx.shared.config.subscribe());
             tokio::spawn(tracing::Instrument::instrument(batcher, span));
-            Ok(rx)
+            Ok(())
         })
     }
 
     fn then<U: Send + 'static>(
         self,
         name: String,
-        stage: impl FnOnce(&mut Ctx, Link<T>) -> Result<Link<U>, BuildError> + Send + 'static,
+        stage: impl FnOnce(&mut Ctx, Build<T>, Outlet<U>) -> Result<(), BuildError> + Send + 'static,
     ) -> Pipeline<U> {
         let Pipeline {
             config,
@@ -400,10 +406,7 @@ impl<T: Send + 'static> Pipeline<T> {
         names.push(name);
         Pipeline {
             config,
-            build: Box::new(move |ctx| {
-                let input = build(ctx)?;
-                stage(ctx, input)
-            }),
+            build: Box::new(move |ctx, output| stage(ctx, build, output)),
             names,
             tuner,
             schedule,
@@ -489,7 +492,8 @@ impl<T: Send + 'static> Pipeline<T> {
             window: window.clone(),
             names: self.names.iter().map(|n| Arc::from(n.as_str())).collect(),
         };
-        let main = (self.build)(&mut ctx)?;
+        let (tx, main): (_, BatchReceiver<T>) = batch_channel(self.config.channel_capacity);
+        (self.build)(&mut ctx, Outlet::Batches(tx))?;
         let Ctx { pool, .. } = ctx; // drops the last spare ended-items sender
         let capacity = self.config.channel_capacity;
         let mut outputs = Outputs {

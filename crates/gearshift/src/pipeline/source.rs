@@ -1,6 +1,7 @@
 //! The source task: numbers items as they are pulled, admits them (in input
 //! order mode, within the reorder window), and sends them into the first
-//! channel. On a stop it pulls no new work; the remaining items of a channel
+//! channel (to a stage that takes batches, in batches of what the source
+//! has ready). On a stop it pulls no new work; the remaining items of a channel
 //! or of a finite source (a size hint of at most 2^24 items) are recorded as
 //! cancelled, so every input item has its outcome. An unbounded source is
 //! simply not read any further.
@@ -9,11 +10,13 @@ use std::sync::Arc;
 
 use crate::control::gate::Gate;
 use crate::control::shutdown::Signal;
+use futures::FutureExt;
 use futures::stream::{BoxStream, StreamExt};
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
 use super::item::{EndedTx, Item, send_cancelled, send_failed};
+use super::link::Outlet;
 use crate::error::StageError;
 
 /// Where items come from.
@@ -26,7 +29,9 @@ pub(crate) enum Source<T> {
 
 pub(crate) struct SourceTask<T> {
     pub(crate) source: Source<T>,
-    pub(crate) tx: async_channel::Sender<Item<T>>,
+    pub(crate) tx: Outlet<T>,
+    /// The most items sent in one batch.
+    pub(crate) batch: usize,
     pub(crate) ended: EndedTx,
     pub(crate) stop: Signal,
     /// Reorder window (ordered output only): one permit per admitted item,
@@ -40,6 +45,8 @@ pub(crate) struct SourceTask<T> {
 impl<T: Send + 'static> SourceTask<T> {
     pub(crate) async fn run(self) {
         let mut next_id = 0u64;
+        // The first stage starts each item's clock when it takes the item.
+        let born = Instant::now();
         let (mut stream, channel) = match self.source {
             Source::Stream(s) => (s, None),
             Source::Channel(rx) => (rx.clone().map(Ok).boxed(), Some(rx)),
@@ -68,16 +75,38 @@ impl<T: Send + 'static> SourceTask<T> {
                 _ = self.stop.triggered() => break,
             };
             let Some(next) = next else { return };
-            let id = next_id;
-            next_id += 1;
-            let born = Instant::now();
-            match next {
-                Ok(value) => {
-                    if self.tx.send(Item { id, born, value }).await.is_err() {
-                        send_cancelled(&self.ended, id);
+            let Some(item) = admit(&self.ended, next, &mut next_id, born) else {
+                continue;
+            };
+            let batches = match &self.tx {
+                Outlet::Items(tx) => {
+                    if let Err(e) = tx.send(item).await {
+                        send_cancelled(&self.ended, e.into_inner().id);
+                    }
+                    continue;
+                }
+                Outlet::Batches(tx) => tx,
+            };
+            // Without admission windows, a batch takes what is ready now.
+            let mut batch = vec![item];
+            let mut ended = false;
+            if self.window.is_none() && self.in_flight.is_none() {
+                while batch.len() < self.batch && !self.stop.is_set() {
+                    match stream.next().now_or_never() {
+                        Some(Some(next)) => batch.extend(admit(&self.ended, next, &mut next_id, born)),
+                        Some(None) => {
+                            ended = true;
+                            break;
+                        }
+                        None => break,
                     }
                 }
-                Err(error) => send_failed(&self.ended, id, &Arc::from("source"), error, 1),
+            }
+            if let Err(unsent) = batches.send(batch).await {
+                unsent.iter().for_each(|item| send_cancelled(&self.ended, item.id));
+            }
+            if ended {
+                return;
             }
         }
         // Stopped: a channel is closed and drained; a finite source drained.
@@ -93,6 +122,24 @@ impl<T: Send + 'static> SourceTask<T> {
             );
         } else {
             tracing::debug!("source stopped; an unbounded source is not drained");
+        }
+    }
+}
+
+/// Numbers an item; records it at once if it is a failure.
+fn admit<T>(
+    ended: &EndedTx,
+    next: Result<T, StageError>,
+    next_id: &mut u64,
+    born: Instant,
+) -> Option<Item<T>> {
+    let id = *next_id;
+    *next_id += 1;
+    match next {
+        Ok(value) => Some(Item { id, born, value }),
+        Err(error) => {
+            send_failed(ended, id, &Arc::from("source"), error, 1);
+            None
         }
     }
 }
