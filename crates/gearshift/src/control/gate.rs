@@ -85,6 +85,16 @@ impl Gate {
         }
     }
 
+    /// Takes a permit if one is free now.
+    pub(crate) fn try_acquire_ref(&self) -> Option<GateRef<'_>> {
+        let permit = self.sem.try_acquire().ok()?;
+        self.note_peak();
+        Some(GateRef {
+            permit: Some(permit),
+            gate: self,
+        })
+    }
+
     /// Raises the peak to the permits in use now; reads before it writes,
     /// as a new peak is rare.
     fn note_peak(&self) {

@@ -71,6 +71,10 @@ pub(crate) const BATCHES_PER_WORKER: usize = 2;
 /// microseconds per batch), short enough not to hold items back.
 const BATCH_TARGET: Duration = Duration::from_micros(250);
 
+/// Items whose measured cost is below this are timed as a batch, not one by
+/// one: two clock reads per item would cost more than a no-op's work.
+const TIME_EACH_ITEM_FROM: Duration = Duration::from_micros(20);
+
 /// A batch waiting for a worker, with the permit it holds.
 pub(crate) type Ready<T> = (Vec<Item<T>>, GatePermit);
 
@@ -296,16 +300,23 @@ where
         let started = std::time::Instant::now();
         let n = batch.len();
         let mut outs = Vec::with_capacity(n);
-        let mut times = Vec::with_capacity(n);
+        // Items too cheap to time one by one share the batch's average.
+        let time_each = match self.item_nanos.load(Ordering::Relaxed) {
+            0 => true,
+            nanos => nanos >= TIME_EACH_ITEM_FROM.as_nanos() as u64,
+        };
+        let mut times = Vec::with_capacity(if time_each { n } else { 0 });
         for item in batch {
             let (id, born) = (item.id, item.born);
             if self.abort.is_set() {
                 self.cancel(id);
                 continue;
             }
-            let t0 = std::time::Instant::now();
+            let t0 = time_each.then(std::time::Instant::now);
             let result = catch_unwind(AssertUnwindSafe(|| (self.f)(item.value)));
-            times.push(t0.elapsed());
+            if let Some(t0) = t0 {
+                times.push(t0.elapsed());
+            }
             let error = match result {
                 Ok(Ok(value)) => {
                     outs.push(Item { id, born, value });
@@ -318,11 +329,16 @@ where
             self.stats.failed.add(1);
             send_failed(&self.ended, id, &self.name, error, 1);
         }
-        self.stats
-            .latency
-            .record_all(rayon::current_thread_index().unwrap_or(0), times);
-        self.stats.attempts.add(1);
         let busy = started.elapsed();
+        let worker = rayon::current_thread_index().unwrap_or(0);
+        if time_each {
+            self.stats.latency.record_all(worker, times);
+        } else if n > 0 {
+            self.stats
+                .latency
+                .record_n(worker, busy / n as u32, n as u64);
+        }
+        self.stats.attempts.add(1);
         self.stats.busy_nanos.add_time(busy);
         self.observe_cost(busy, n);
         // Pass results on directly while the next channel has room; hand

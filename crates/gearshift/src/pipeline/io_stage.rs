@@ -37,14 +37,38 @@ use crate::stats::counters::{AgentStats, StageStats};
 /// How an IO stage turns what agents take from the channel into calls.
 pub(crate) trait Unit<T, U>: Send + Sync + 'static {
     /// Processes `first` (and, for batch calls, more items the agent takes),
-    /// passing results on through the agent's outbox.
+    /// passing results on through what the agent holds.
     fn process<'a>(
         &'a self,
         core: &'a IoCore<T, U>,
         first: Item<T>,
         agent: &'a AgentStats,
-        outbox: &'a mut Vec<Item<U>>,
+        held: &'a mut Held<U>,
     ) -> impl Future<Output = ()> + Send + 'a;
+}
+
+/// What an agent keeps to itself between items, so that the per-item path
+/// touches nothing shared that it can put off: results waiting to be passed
+/// on, call latencies waiting to be recorded, and its last clock read.
+pub(crate) struct Held<U> {
+    outbox: Vec<Item<U>>,
+    latencies: Vec<Duration>,
+    /// The agent's last clock read, refreshed after anything that may wait:
+    /// the end of one call starts the clock of the next item and call.
+    now: Instant,
+}
+
+/// Call latencies an agent records at once, at the latest.
+const LATENCIES_HELD: usize = 64;
+
+impl<U> Held<U> {
+    fn new() -> Self {
+        Held {
+            outbox: Vec::new(),
+            latencies: Vec::with_capacity(LATENCIES_HELD),
+            now: Instant::now(),
+        }
+    }
 }
 
 /// One call per item.
@@ -167,22 +191,22 @@ where
 {
     let stats = core.stats.register_agent(id);
     tracing::debug!(stage = %core.name, agent = id, "agent started");
-    let mut outbox = Vec::new();
+    let mut held = Held::new();
     loop {
         if core.roster.try_retire() {
-            core.flush(&mut outbox, &stats).await;
+            core.flush(&mut held, &stats).await;
             return retire(&core, &stats, id);
         }
         let item = match core.input.try_recv() {
             Ok(item) => item,
             Err(async_channel::TryRecvError::Closed) => {
-                core.flush(&mut outbox, &stats).await;
+                core.flush(&mut held, &stats).await;
                 return leave(&core, &stats);
             }
             Err(async_channel::TryRecvError::Empty) => {
                 // Nothing queued: pass on what the outbox holds, then wait
                 // for an item, or for a shrink that may retire this agent.
-                core.flush(&mut outbox, &stats).await;
+                core.flush(&mut held, &stats).await;
                 let waited = Instant::now();
                 let notified = core.shrink.notified();
                 tokio::pin!(notified);
@@ -195,8 +219,8 @@ where
                     next = core.input.recv() => next,
                     _ = &mut notified => continue,
                 };
-                let waited = waited.elapsed();
-                stats.idle_nanos.add_time(waited);
+                held.now = Instant::now();
+                stats.idle_nanos.add_time(held.now - waited);
                 let Ok(item) = next else {
                     return leave(&core, &stats);
                 };
@@ -205,9 +229,9 @@ where
         };
         let mut item = item;
         if core.first {
-            item.born = Instant::now();
+            item.born = held.now;
         }
-        unit.process(&core, item, &stats, &mut outbox).await;
+        unit.process(&core, item, &stats, &mut held).await;
     }
 }
 
@@ -223,7 +247,7 @@ where
         input: I,
         f: &F,
         agent: &AgentStats,
-        outbox: &mut Vec<Item<U>>,
+        held: &mut Held<U>,
     ) -> Result<O, CallError>
     where
         I: Clone,
@@ -233,7 +257,7 @@ where
     {
         let mut input = Some(input);
         let mut backoff = None;
-        let deadline = self.item_deadline.map(|d| Instant::now() + d);
+        let deadline = self.item_deadline.map(|d| held.now + d);
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -243,22 +267,29 @@ where
             if self.abort.is_set() {
                 return Err(CallError::Cancelled);
             }
-            let permit = tokio::select! {
-                biased;
-                permit = self.permits.acquire_ref() => permit,
-                _ = self.abort.triggered() => return Err(CallError::Cancelled),
+            let permit = match self.permits.try_acquire_ref() {
+                Some(permit) => permit,
+                None => {
+                    let permit = tokio::select! {
+                        biased;
+                        permit = self.permits.acquire_ref() => permit,
+                        _ = self.abort.triggered() => return Err(CallError::Cancelled),
+                    };
+                    held.now = Instant::now();
+                    permit
+                }
             };
             // The pause is checked after the permit, right before the call:
             // a pause that began while this agent waited for a permit holds.
-            let mut started = Instant::now();
-            if self.pause.is_on(started) || self.rate.is_limited() {
+            if self.pause.is_on(held.now) || self.rate.is_limited() {
                 tokio::select! {
                     biased;
                     _ = async { self.pause.wait().await; self.rate.ready().await; self.pause.wait().await } => {}
                     _ = self.abort.triggered() => return Err(CallError::Cancelled),
                 }
-                started = Instant::now();
+                held.now = Instant::now();
             }
+            let started = held.now;
             let timeout = match deadline {
                 Some(d) => self.api_timeout.min(d.saturating_duration_since(started)),
                 None => self.api_timeout,
@@ -272,7 +303,7 @@ where
                 Poll::Ready(result) => Ok(result),
                 Poll::Pending => {
                     let timed = tokio::time::timeout_at(started + timeout, call);
-                    let both = async { futures::join!(timed, self.flush(outbox, agent)).0 };
+                    let both = async { futures::join!(timed, self.flush(held, agent)).0 };
                     tokio::select! {
                         biased;
                         result = both => result,
@@ -280,13 +311,17 @@ where
                     }
                 }
             };
-            let took = started.elapsed();
+            held.now = Instant::now();
+            let took = held.now - started;
             drop(permit);
             agent.api_nanos.add_time(took);
             agent.attempts.add(1);
             let error = match result {
                 Ok(Ok(Ok(out))) => {
-                    self.stats.latency.record(agent.id, took);
+                    held.latencies.push(took);
+                    if held.latencies.len() >= LATENCIES_HELD {
+                        self.record_latencies(held, agent);
+                    }
                     agent.processed.add(1);
                     return Ok(out);
                 }
@@ -325,6 +360,15 @@ where
                 _ = self.abort.triggered() => return Err(CallError::Cancelled),
                 _ = tokio::time::sleep(delay) => {}
             }
+            held.now = Instant::now();
+        }
+    }
+
+    fn record_latencies(&self, held: &mut Held<U>, agent: &AgentStats) {
+        if !held.latencies.is_empty() {
+            self.stats
+                .latency
+                .record_all(agent.id, held.latencies.drain(..));
         }
     }
 
@@ -343,28 +387,30 @@ where
 
     /// Passes a result on: at once to a stage that takes items one by one,
     /// through the outbox to one that takes batches.
-    pub(crate) async fn pass(&self, item: Item<U>, agent: &AgentStats, outbox: &mut Vec<Item<U>>) {
+    pub(crate) async fn pass(&self, item: Item<U>, agent: &AgentStats, held: &mut Held<U>) {
         match &self.output {
-            Outlet::Items(tx) => self.forward(tx, item, agent).await,
+            Outlet::Items(tx) => self.forward(tx, item, agent, held).await,
             Outlet::Batches(_) => {
-                outbox.push(item);
-                if outbox.len() >= self.out_batch.load(Ordering::Relaxed) {
-                    self.flush(outbox, agent).await;
+                held.outbox.push(item);
+                if held.outbox.len() >= self.out_batch.load(Ordering::Relaxed) {
+                    self.flush(held, agent).await;
                 }
             }
         }
     }
 
-    /// Passes on what the outbox holds as one batch, waiting (and counting
-    /// the wait) if the channel is full.
-    pub(crate) async fn flush(&self, outbox: &mut Vec<Item<U>>, agent: &AgentStats) {
+    /// Before the agent waits: records the latencies it holds, and passes
+    /// on what the outbox holds as one batch, waiting (and counting the
+    /// wait) if the channel is full.
+    pub(crate) async fn flush(&self, held: &mut Held<U>, agent: &AgentStats) {
+        self.record_latencies(held, agent);
         let Outlet::Batches(tx) = &self.output else {
             return; // item outlets are sent to one by one
         };
-        if outbox.is_empty() {
+        if held.outbox.is_empty() {
             return;
         }
-        let batch = std::mem::take(outbox);
+        let batch = std::mem::take(&mut held.outbox);
         let n = batch.len() as u64;
         let batch = match tx.try_send(batch) {
             Ok(()) => return agent.passed.add(n),
@@ -381,7 +427,8 @@ where
             _ = self.abort.triggered() => false,
             sent = tx.send(batch) => sent.is_ok(),
         };
-        agent.blocked_put_nanos.add_time(blocked.elapsed());
+        held.now = Instant::now();
+        agent.blocked_put_nanos.add_time(held.now - blocked);
         if sent {
             agent.passed.add(n);
         } else {
@@ -390,7 +437,13 @@ where
     }
 
     /// Passes an item on, waiting (and counting the wait) if the channel is full.
-    async fn forward(&self, tx: &async_channel::Sender<Item<U>>, item: Item<U>, agent: &AgentStats) {
+    async fn forward(
+        &self,
+        tx: &async_channel::Sender<Item<U>>,
+        item: Item<U>,
+        agent: &AgentStats,
+        held: &mut Held<U>,
+    ) {
         let id = item.id;
         let item = match tx.try_send(item) {
             Ok(()) => return agent.passed.add(1),
@@ -403,7 +456,8 @@ where
             _ = self.abort.triggered() => false,
             sent = tx.send(item) => sent.is_ok(),
         };
-        agent.blocked_put_nanos.add_time(blocked.elapsed());
+        held.now = Instant::now();
+        agent.blocked_put_nanos.add_time(held.now - blocked);
         if sent {
             agent.passed.add(1);
         } else {
@@ -440,15 +494,15 @@ where
         core: &IoCore<T, U>,
         item: Item<T>,
         agent: &AgentStats,
-        outbox: &mut Vec<Item<U>>,
+        held: &mut Held<U>,
     ) {
         agent.taken.add(1);
         let (id, born) = (item.id, item.born);
         if core.abort.is_set() {
             return core.end(id, CallError::Cancelled);
         }
-        match core.call(item.value, &self.0, agent, outbox).await {
-            Ok(value) => core.pass(Item { id, born, value }, agent, outbox).await,
+        match core.call(item.value, &self.0, agent, held).await {
+            Ok(value) => core.pass(Item { id, born, value }, agent, held).await,
             Err(e) => core.end(id, e),
         }
     }
@@ -467,7 +521,7 @@ where
         core: &IoCore<T, U>,
         first: Item<T>,
         agent: &AgentStats,
-        outbox: &mut Vec<Item<U>>,
+        held: &mut Held<U>,
     ) {
         let mut keys = vec![(first.id, first.born)];
         let mut values = vec![first.value];
@@ -482,12 +536,12 @@ where
         let result = if core.abort.is_set() {
             Err(CallError::Cancelled)
         } else {
-            core.call(values, &self.f, agent, outbox).await
+            core.call(values, &self.f, agent, held).await
         };
         match result {
             Ok(outs) if outs.len() == keys.len() => {
                 for ((id, born), value) in keys.into_iter().zip(outs) {
-                    core.pass(Item { id, born, value }, agent, outbox).await;
+                    core.pass(Item { id, born, value }, agent, held).await;
                 }
             }
             Ok(outs) => {

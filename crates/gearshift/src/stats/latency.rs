@@ -62,11 +62,12 @@ impl LatencyRecorder {
         }
     }
 
-    pub(crate) fn record(&self, d: Duration) {
+    /// Records `n` samples of the same duration.
+    pub(crate) fn record_n(&self, d: Duration, n: u64) {
         let us = (d.as_micros() as u64).max(1);
         let mut h = self.lock();
-        h.total.saturating_record(us);
-        h.window.saturating_record(us);
+        h.total.saturating_record_n(us, n);
+        h.window.saturating_record_n(us, n);
     }
 
     /// Records many samples under one lock.
@@ -111,8 +112,8 @@ impl ShardedLatency {
         }
     }
 
-    pub(crate) fn record(&self, key: usize, d: Duration) {
-        self.shards[key & (self.shards.len() - 1)].record(d);
+    pub(crate) fn record_n(&self, key: usize, d: Duration, n: u64) {
+        self.shards[key & (self.shards.len() - 1)].record_n(d, n);
     }
 
     pub(crate) fn record_all(&self, key: usize, ds: impl IntoIterator<Item = Duration>) {
