@@ -6,7 +6,7 @@
 
 use std::time::Instant;
 
-use gearshift::{Agents, Config, Pipeline, StageError};
+use gearshift::{Agents, Config, Pipeline, StageError, StageKind};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -50,6 +50,14 @@ async fn main() -> anyhow::Result<()> {
         secs,
         peak_rss_kib().unwrap_or(0)
     );
+    for stage in report.stages.iter().filter(|s| s.kind == StageKind::Cpu) {
+        println!(
+            "  {}: {} batches, {:.1} items per batch",
+            stage.name,
+            stage.attempts,
+            stage.items_in as f64 / stage.attempts.max(1) as f64
+        );
+    }
     Ok(())
 }
 

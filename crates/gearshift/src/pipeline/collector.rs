@@ -86,6 +86,9 @@ impl<T: Send + 'static> Collector<T> {
                 Arrival::Ok(items) => {
                     self.release_in_flight(items.len());
                     self.record_ok(&items);
+                    if reorder.is_none() && self.outputs.outcomes.is_none() {
+                        continue; // counted, and nobody takes them
+                    }
                     for Item { id, value, .. } in items {
                         self.settle(Outcome::Ok { id, value }, &mut reorder).await;
                     }
