@@ -38,6 +38,13 @@ pub(crate) struct GateRef<'a> {
     gate: &'a Gate,
 }
 
+/// A permit a task keeps from one call to its next, out of the semaphore:
+/// a permit's round trip through the semaphore takes its lock, which the
+/// agents of a stage would otherwise fight over once per call. Dropping it
+/// gives it back (or pays a debt).
+#[derive(Debug)]
+pub(crate) struct Kept(Arc<Gate>);
+
 /// One permit of a [`Gate`]; dropping it returns the permit (or pays a debt).
 #[derive(Debug)]
 pub(crate) struct GatePermit {
@@ -150,6 +157,44 @@ impl Gate {
     }
 }
 
+impl GateRef<'_> {
+    /// Keeps the permit for this task's next call, if nobody can be waiting
+    /// for it (some permits are free) and no shrink wants it back; else it
+    /// goes back now. `gate` is the gate this permit came from.
+    pub(crate) fn keep(mut self, gate: &Arc<Gate>) -> Option<Kept> {
+        debug_assert!(std::ptr::eq(self.gate, &**gate));
+        let permit = self.permit.take()?;
+        Kept::may_stay(gate).then(|| {
+            permit.forget();
+            Kept(Arc::clone(gate))
+        })
+    }
+}
+
+impl Kept {
+    /// Keeps the permit for one more call, under the same rule as
+    /// [`GateRef::keep`]: a waiting task gets it at the next call at most.
+    pub(crate) fn keep(self) -> Option<Kept> {
+        Kept::may_stay(&self.0).then_some(self)
+    }
+
+    /// Whether the permit may still serve a call: no shrink wants it back.
+    pub(crate) fn still_ours(&self) -> bool {
+        self.0.debt.owed() == 0
+    }
+
+    /// No task waits while permits are free, and no shrink is owed.
+    fn may_stay(gate: &Gate) -> bool {
+        gate.sem.available_permits() > 0 && gate.debt.owed() == 0
+    }
+}
+
+impl Drop for Kept {
+    fn drop(&mut self) {
+        self.0.release(1);
+    }
+}
+
 impl GatePermit {
     /// Keeps the permit in use with no guard: for a permit taken in one task
     /// and given back in another with [`Gate::release`].
@@ -211,6 +256,24 @@ mod tests {
         );
         gate.release(1);
         assert_eq!((gate.in_use(), gate.sem.available_permits()), (0, 1));
+    }
+
+    #[tokio::test]
+    async fn a_kept_permit_stays_in_use_only_while_others_are_free() {
+        let gate = Gate::new(2);
+        let kept = gate.acquire_ref().await.keep(&gate).expect("one permit is free");
+        assert_eq!((gate.in_use(), gate.sem.available_permits()), (1, 1));
+        let other = gate.acquire_ref().await;
+        assert!(
+            other.keep(&gate).is_none(),
+            "no permit is free: a task may be waiting"
+        );
+        assert_eq!(gate.in_use(), 1);
+        let kept = kept.keep().expect("a permit is free again");
+        gate.resize(0);
+        assert!(!kept.still_ours(), "a shrink wants it back");
+        drop(kept);
+        assert_eq!((gate.in_use(), gate.sem.available_permits()), (0, 0));
     }
 
     #[tokio::test]

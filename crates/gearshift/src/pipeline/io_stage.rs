@@ -26,7 +26,7 @@ use tracing::Instrument;
 use super::item::{EndedTx, Item, panic_message, send_cancelled, send_failed};
 use super::link::Outlet;
 use crate::config::{Config, RetryPolicy};
-use crate::control::gate::Gate;
+use crate::control::gate::{Gate, GateRef, Kept};
 use crate::control::pause::Pause;
 use crate::control::rate::RateLimit;
 use crate::control::roster::Roster;
@@ -49,10 +49,13 @@ pub(crate) trait Unit<T, U>: Send + Sync + 'static {
 
 /// What an agent keeps to itself between items, so that the per-item path
 /// touches nothing shared that it can put off: results waiting to be passed
-/// on, call latencies waiting to be recorded, and its last clock read.
+/// on, call latencies waiting to be recorded, the API permit of its last
+/// call (while its next item is ready and permits are free), and its last
+/// clock read. Everything is given back before the agent waits.
 pub(crate) struct Held<U> {
     outbox: Vec<Item<U>>,
     latencies: Vec<Duration>,
+    permit: Option<Kept>,
     /// The agent's last clock read, refreshed after anything that may wait:
     /// the end of one call starts the clock of the next item and call.
     now: Instant,
@@ -66,6 +69,7 @@ impl<U> Held<U> {
         Held {
             outbox: Vec::new(),
             latencies: Vec::with_capacity(LATENCIES_HELD),
+            permit: None,
             now: Instant::now(),
         }
     }
@@ -78,6 +82,22 @@ pub(crate) struct Single<F>(pub(crate) F);
 pub(crate) struct Batched<F> {
     pub(crate) f: F,
     pub(crate) max: usize,
+}
+
+/// The API permit a call runs under.
+enum CallPermit<'a> {
+    Taken(GateRef<'a>),
+    Kept(Kept),
+}
+
+impl CallPermit<'_> {
+    /// Keeps the permit for the agent's next call, if that starves nobody.
+    fn keep(self, gate: &Arc<Gate>) -> Option<Kept> {
+        match self {
+            CallPermit::Taken(permit) => permit.keep(gate),
+            CallPermit::Kept(kept) => kept.keep(),
+        }
+    }
 }
 
 /// Why a call gave up.
@@ -204,8 +224,10 @@ where
                 return leave(&core, &stats);
             }
             Err(async_channel::TryRecvError::Empty) => {
-                // Nothing queued: pass on what the outbox holds, then wait
-                // for an item, or for a shrink that may retire this agent.
+                // Nothing queued: give back the permit, pass on what the
+                // outbox holds, then wait for an item, or for a shrink that
+                // may retire this agent.
+                held.permit = None;
                 core.flush(&mut held, &stats).await;
                 let waited = Instant::now();
                 let notified = core.shrink.notified();
@@ -267,16 +289,22 @@ where
             if self.abort.is_set() {
                 return Err(CallError::Cancelled);
             }
-            let permit = match self.permits.try_acquire_ref() {
-                Some(permit) => permit,
-                None => {
-                    let permit = tokio::select! {
-                        biased;
-                        permit = self.permits.acquire_ref() => permit,
-                        _ = self.abort.triggered() => return Err(CallError::Cancelled),
-                    };
-                    held.now = Instant::now();
-                    permit
+            let permit = match held.permit.take() {
+                Some(kept) if kept.still_ours() => CallPermit::Kept(kept),
+                kept => {
+                    drop(kept);
+                    match self.permits.try_acquire_ref() {
+                        Some(permit) => CallPermit::Taken(permit),
+                        None => {
+                            let permit = tokio::select! {
+                                biased;
+                                permit = self.permits.acquire_ref() => permit,
+                                _ = self.abort.triggered() => return Err(CallError::Cancelled),
+                            };
+                            held.now = Instant::now();
+                            CallPermit::Taken(permit)
+                        }
+                    }
                 }
             };
             // The pause is checked after the permit, right before the call:
@@ -313,7 +341,11 @@ where
             };
             held.now = Instant::now();
             let took = held.now - started;
-            drop(permit);
+            if matches!(result, Ok(Ok(Ok(_)))) {
+                held.permit = permit.keep(&self.permits);
+            } else {
+                drop(permit);
+            }
             agent.api_nanos.add_time(took);
             agent.attempts.add(1);
             let error = match result {
@@ -421,6 +453,7 @@ where
         };
         // The send owns the batch: keep the ids, to cancel them on an abort.
         let ids: Vec<u64> = batch.iter().map(|i| i.id).collect();
+        held.permit = None;
         let blocked = Instant::now();
         let sent = tokio::select! {
             biased;
@@ -450,6 +483,7 @@ where
             Err(async_channel::TrySendError::Full(item)) => item,
             Err(async_channel::TrySendError::Closed(_)) => return self.end_cancelled(id),
         };
+        held.permit = None;
         let blocked = Instant::now();
         let sent = tokio::select! {
             biased;
