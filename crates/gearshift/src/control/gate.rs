@@ -261,7 +261,11 @@ mod tests {
     #[tokio::test]
     async fn a_kept_permit_stays_in_use_only_while_others_are_free() {
         let gate = Gate::new(2);
-        let kept = gate.acquire_ref().await.keep(&gate).expect("one permit is free");
+        let kept = gate
+            .acquire_ref()
+            .await
+            .keep(&gate)
+            .expect("one permit is free");
         assert_eq!((gate.in_use(), gate.sem.available_permits()), (1, 1));
         let other = gate.acquire_ref().await;
         assert!(

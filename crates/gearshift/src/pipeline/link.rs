@@ -60,7 +60,10 @@ fn weight(len: usize, capacity: usize) -> u32 {
 impl<T> BatchSender<T> {
     /// Sends if there is room now.
     pub(crate) fn try_send(&self, batch: Vec<Item<T>>) -> Result<(), TrySendError<Vec<Item<T>>>> {
-        match self.room.try_acquire_many(weight(batch.len(), self.capacity)) {
+        match self
+            .room
+            .try_acquire_many(weight(batch.len(), self.capacity))
+        {
             Ok(room) => room.forget(),
             Err(tokio::sync::TryAcquireError::Closed) => return Err(TrySendError::Closed(batch)),
             Err(tokio::sync::TryAcquireError::NoPermits) => return Err(TrySendError::Full(batch)),
@@ -139,8 +142,7 @@ impl QueueWatch {
     /// Items queued (counting a batch whose room is taken but which is not
     /// sent yet).
     pub(crate) fn len(&self) -> usize {
-        self.capacity
-            .saturating_sub(self.room.available_permits())
+        self.capacity.saturating_sub(self.room.available_permits())
     }
 }
 
@@ -229,7 +231,10 @@ mod tests {
     async fn the_bound_is_in_items_not_batches() {
         let (tx, rx) = batch_channel::<u64>(5);
         tx.try_send(items(0..3)).ok().expect("room for 3");
-        assert!(matches!(tx.try_send(items(3..6)), Err(TrySendError::Full(_))));
+        assert!(matches!(
+            tx.try_send(items(3..6)),
+            Err(TrySendError::Full(_))
+        ));
         tx.try_send(items(3..5)).ok().expect("room for 2 more");
         assert_eq!(rx.len(), 5);
         assert_eq!(rx.recv().await.unwrap().len(), 3);
@@ -241,7 +246,10 @@ mod tests {
     async fn a_batch_larger_than_the_channel_takes_all_of_it() {
         let (tx, rx) = batch_channel::<u64>(2);
         tx.send(items(0..10)).await.ok().expect("sent alone");
-        assert!(matches!(tx.try_send(items(10..11)), Err(TrySendError::Full(_))));
+        assert!(matches!(
+            tx.try_send(items(10..11)),
+            Err(TrySendError::Full(_))
+        ));
         assert_eq!(rx.recv().await.unwrap().len(), 10);
         assert_eq!(rx.len(), 0);
     }

@@ -362,10 +362,11 @@ impl<T: Send + 'static> Pipeline<T> {
                 c.cores,
             ));
             ctx.register(&stats);
-            let results = cpu_stage::spawn_forwarder(&name, Arc::clone(&output), Arc::clone(&stats))
-                .map_err(|e| {
-                    BuildError::Pool(format!("could not start a forwarder thread: {e}"))
-                })?;
+            let results =
+                cpu_stage::spawn_forwarder(&name, Arc::clone(&output), Arc::clone(&stats))
+                    .map_err(|e| {
+                        BuildError::Pool(format!("could not start a forwarder thread: {e}"))
+                    })?;
             let core = Arc::new(CpuCore {
                 name: Arc::clone(&name),
                 f: Box::new(move |x| f(x).map_err(Into::into)),

@@ -93,7 +93,9 @@ impl<T: Send + 'static> SourceTask<T> {
             if self.window.is_none() && self.in_flight.is_none() {
                 while batch.len() < self.batch && !self.stop.is_set() {
                     match stream.next().now_or_never() {
-                        Some(Some(next)) => batch.extend(admit(&self.ended, next, &mut next_id, born)),
+                        Some(Some(next)) => {
+                            batch.extend(admit(&self.ended, next, &mut next_id, born))
+                        }
                         Some(None) => {
                             ended = true;
                             break;
@@ -103,7 +105,9 @@ impl<T: Send + 'static> SourceTask<T> {
                 }
             }
             if let Err(unsent) = batches.send(batch).await {
-                unsent.iter().for_each(|item| send_cancelled(&self.ended, item.id));
+                unsent
+                    .iter()
+                    .for_each(|item| send_cancelled(&self.ended, item.id));
             }
             if ended {
                 return;
