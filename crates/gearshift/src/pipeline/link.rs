@@ -230,22 +230,22 @@ mod tests {
     #[tokio::test]
     async fn the_bound_is_in_items_not_batches() {
         let (tx, rx) = batch_channel::<u64>(5);
-        tx.try_send(items(0..3)).ok().expect("room for 3");
+        tx.try_send(items(0..3)).expect("room for 3");
         assert!(matches!(
             tx.try_send(items(3..6)),
             Err(TrySendError::Full(_))
         ));
-        tx.try_send(items(3..5)).ok().expect("room for 2 more");
+        tx.try_send(items(3..5)).expect("room for 2 more");
         assert_eq!(rx.len(), 5);
         assert_eq!(rx.recv().await.unwrap().len(), 3);
         assert_eq!(rx.len(), 2);
-        tx.try_send(items(5..8)).ok().expect("the room came back");
+        tx.try_send(items(5..8)).expect("the room came back");
     }
 
     #[tokio::test]
     async fn a_batch_larger_than_the_channel_takes_all_of_it() {
         let (tx, rx) = batch_channel::<u64>(2);
-        tx.send(items(0..10)).await.ok().expect("sent alone");
+        tx.send(items(0..10)).await.expect("sent alone");
         assert!(matches!(
             tx.try_send(items(10..11)),
             Err(TrySendError::Full(_))
@@ -257,7 +257,7 @@ mod tests {
     #[tokio::test]
     async fn a_waiting_sender_gives_up_when_the_receiver_is_gone() {
         let (tx, rx) = batch_channel::<u64>(1);
-        tx.try_send(items(0..1)).ok().expect("room");
+        tx.try_send(items(0..1)).expect("room");
         let waiting = tokio::spawn(async move { tx.send(items(1..2)).await.map_err(|b| b.len()) });
         tokio::task::yield_now().await;
         drop(rx);
