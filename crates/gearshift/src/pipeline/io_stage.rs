@@ -326,21 +326,31 @@ where
                 .expect("input is kept until the last attempt");
             let mut call = pin!(AssertUnwindSafe(f(arg)).catch_unwind());
             // A call done at once needs no timer. One that is not is the
-            // moment to pass on what the outbox holds, while it runs.
-            let result = match futures::poll!(call.as_mut()) {
-                Poll::Ready(result) => Ok(result),
+            // moment to pass on what the outbox holds, while it runs. The
+            // flush is never dropped halfway (it owns a batch): it sees an
+            // abort itself, and the call ends with `None` on one.
+            let (result, ended) = match futures::poll!(call.as_mut()) {
+                Poll::Ready(result) => (Ok(result), Instant::now()),
                 Poll::Pending => {
-                    let timed = tokio::time::timeout_at(started + timeout, call);
-                    let both = async { futures::join!(timed, self.flush(held, agent)).0 };
-                    tokio::select! {
-                        biased;
-                        result = both => result,
-                        _ = self.abort.triggered() => return Err(CallError::Cancelled),
+                    let timed = async {
+                        tokio::select! {
+                            biased;
+                            result = tokio::time::timeout_at(started + timeout, call) => {
+                                Some((result, Instant::now()))
+                            }
+                            _ = self.abort.triggered() => None,
+                        }
+                    };
+                    match futures::join!(timed, self.flush(held, agent)).0 {
+                        Some(done) => done,
+                        None => return Err(CallError::Cancelled),
                     }
                 }
             };
-            held.now = Instant::now();
-            let took = held.now - started;
+            // The call's own time, not a flush it waited for (a flush that
+            // blocked has read the clock after it).
+            let took = ended - started;
+            held.now = held.now.max(ended);
             if matches!(result, Ok(Ok(Ok(_)))) {
                 held.permit = permit.keep(&self.permits);
             } else {
