@@ -452,7 +452,8 @@ where
         if held.outbox.is_empty() {
             return;
         }
-        let batch = std::mem::take(&mut held.outbox);
+        let room = self.out_batch.load(Ordering::Relaxed);
+        let batch = std::mem::replace(&mut held.outbox, Vec::with_capacity(room));
         let n = batch.len() as u64;
         let batch = match tx.try_send(batch) {
             Ok(()) => return agent.passed.add(n),
