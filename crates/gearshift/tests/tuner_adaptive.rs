@@ -707,6 +707,24 @@ fn thin_windows_are_pooled_before_judging() {
         ..w.clone()
     });
     assert_eq!(d.agents, Some(8), "12 completions pooled are enough: {d:?}");
+    // The very first window needs only a round trip per agent.
+    let d = Adaptive::new(2).decide(&Window {
+        io_completions: 4,
+        ..w.clone()
+    });
+    assert_eq!(d.agents, Some(8), "4 agents, 4 completions: {d:?}");
+    // Later, the same window is pooled.
+    let mut tuner = Adaptive::new(2);
+    tuner.decide(&Window {
+        io_completions: 12,
+        ..w.clone()
+    });
+    let d = tuner.decide(&Window {
+        agents: 8,
+        io_completions: 8,
+        ..w.clone()
+    });
+    assert!(d.reason.contains("pooling"), "{d:?}");
 }
 
 #[test]

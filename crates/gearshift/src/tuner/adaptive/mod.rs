@@ -284,7 +284,8 @@ impl Tuner for Adaptive {
 
     fn decide(&mut self, raw: &Window) -> Decision {
         self.adopt(raw);
-        let Some(w) = self.pool.push(raw) else {
+        let first = self.latency.no_load().is_none();
+        let Some(w) = self.pool.push(raw, first) else {
             let f = Facts::of(raw, self);
             return self.hold(
                 &f,
