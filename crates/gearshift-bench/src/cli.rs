@@ -55,6 +55,15 @@ pub struct TunerArgs {
     /// Write one JSON object per (phase, system) to this file.
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// Run only these phases, in the run's order (repeatable or
+    /// comma-separated: `--phase B,C,A'`), with the oracle sweeps they
+    /// need; for quick iteration. By default every phase.
+    #[arg(long = "phase", value_name = "NAME", value_delimiter = ',')]
+    pub phases: Vec<String>,
+    /// Run only the systems whose name contains this text, any case
+    /// (repeatable), e.g. `--system adaptive`; by default every one.
+    #[arg(long = "system", value_name = "TEXT")]
+    pub systems: Vec<String>,
 }
 
 /// `gearshift-bench soak`.
@@ -377,6 +386,8 @@ async fn run_tuner(args: TunerArgs) -> anyhow::Result<String> {
         phase,
         oracle,
         seeds: (1..=args.seeds).collect(),
+        phases: args.phases,
+        systems: args.systems,
         ..Default::default()
     };
     let rows = crate::tuner_bench::tuner_bench(&opts).await?;

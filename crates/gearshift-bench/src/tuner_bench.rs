@@ -56,6 +56,12 @@ pub struct TunerOptions {
     pub cores: usize,
     /// Fixed concurrency settings the oracle sweeps.
     pub grid: Vec<usize>,
+    /// Run only these phases, in the run's order (empty: all). For quick
+    /// iteration; `all` then covers only them.
+    pub phases: Vec<String>,
+    /// Run only the systems whose name contains one of these, any case
+    /// (empty: all).
+    pub systems: Vec<String>,
 }
 
 impl Default for TunerOptions {
@@ -66,6 +72,8 @@ impl Default for TunerOptions {
             seeds: vec![1],
             cores: num_cpus::get().max(1),
             grid: vec![2, 4, 8, 16, 20, 24, 32, 48, 64, 96, 128, 200],
+            phases: Vec::new(),
+            systems: Vec::new(),
         }
     }
 }
@@ -193,13 +201,26 @@ impl Sys {
 pub async fn tuner_bench(opts: &TunerOptions) -> anyhow::Result<Vec<TunerRow>> {
     let mut per_seed: Vec<Vec<TunerRow>> = Vec::new();
     for &seed in &opts.seeds {
-        let defs = phases(seed);
-        // Oracle per distinct phase config.
+        let all_defs = phases(seed);
+        let defs: Vec<PhaseDef> = all_defs
+            .iter()
+            .filter(|d| opts.phases.is_empty() || opts.phases.iter().any(|p| p == d.name))
+            .cloned()
+            .collect();
+        if defs.is_empty() {
+            let names: Vec<&str> = all_defs.iter().map(|d| d.name).collect();
+            anyhow::bail!(
+                "no phase matches {:?}; phases: {}",
+                opts.phases,
+                names.join(", ")
+            );
+        }
+        // Oracle per distinct phase config (A' is A's).
         let mut sweep: BTreeMap<&str, Vec<(usize, f64)>> = BTreeMap::new();
-        for def in &defs {
-            if def.name == "A'" {
-                continue;
-            }
+        for def in all_defs
+            .iter()
+            .filter(|d| defs.iter().any(|x| oracle_key(x.name) == d.name))
+        {
             let mut points = Vec::new();
             for &n in &opts.grid {
                 let rate = steady_rate(def, n, opts).await?;
@@ -213,9 +234,8 @@ pub async fn tuner_bench(opts: &TunerOptions) -> anyhow::Result<Vec<TunerRow>> {
             }
             sweep.insert(def.name, points);
         }
-        sweep.insert("A'", sweep["A"].clone());
         let oracle = |name: &str| -> (f64, usize) {
-            let pts = &sweep[name];
+            let pts = &sweep[oracle_key(name)];
             let best = pts.iter().map(|p| p.1).fold(0.0, f64::max);
             let n = pts.iter().find(|p| p.1 >= 0.99 * best).map_or(1, |p| p.0);
             (best, n)
@@ -227,7 +247,12 @@ pub async fn tuner_bench(opts: &TunerOptions) -> anyhow::Result<Vec<TunerRow>> {
             .max_by(|&x, &y| {
                 let mean = |n: usize| -> f64 {
                     defs.iter()
-                        .map(|d| sweep[d.name].iter().find(|p| p.0 == n).map_or(0.0, |p| p.1))
+                        .map(|d| {
+                            sweep[oracle_key(d.name)]
+                                .iter()
+                                .find(|p| p.0 == n)
+                                .map_or(0.0, |p| p.1)
+                        })
                         .sum()
                 };
                 mean(x).total_cmp(&mean(y))
@@ -236,6 +261,17 @@ pub async fn tuner_bench(opts: &TunerOptions) -> anyhow::Result<Vec<TunerRow>> {
         let mut systems = vec![Sys::Adaptive, Sys::SeedRule];
         systems.extend(Preset::ALL.into_iter().map(Sys::Preset));
         systems.push(Sys::Fixed(best_fixed));
+        systems.retain(|s| {
+            let name = s.name().to_lowercase();
+            opts.systems.is_empty()
+                || opts
+                    .systems
+                    .iter()
+                    .any(|w| name.contains(&w.to_lowercase()))
+        });
+        if systems.is_empty() {
+            anyhow::bail!("no system matches {:?}", opts.systems);
+        }
         let mut rows = Vec::new();
         for sys in &systems {
             let measured = run_phases(&defs, sys, opts).await?;
@@ -285,6 +321,11 @@ pub async fn tuner_bench(opts: &TunerOptions) -> anyhow::Result<Vec<TunerRow>> {
         per_seed.push(rows);
     }
     Ok(medians(per_seed))
+}
+
+/// The phase whose oracle sweep a phase uses: A' is A again.
+fn oracle_key(name: &str) -> &str {
+    if name == "A'" { "A" } else { name }
 }
 
 /// The table of the rows, as text.

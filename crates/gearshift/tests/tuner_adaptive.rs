@@ -26,6 +26,10 @@ struct Model {
     rate_noise: f64,
     /// Lognormal noise on the median latency: `exp(sigma * N(0, 1))`.
     p50_sigma: f64,
+    /// Fraction of calls that stall until they time out after `hold` s,
+    /// holding their agent (not counted by the API's latency model).
+    stall: f64,
+    hold: f64,
 }
 
 impl Model {
@@ -39,7 +43,20 @@ impl Model {
             hard_limit: None,
             rate_noise: 0.02,
             p50_sigma: 0.02,
+            stall: 0.0,
+            hold: 1.0,
         }
+    }
+
+    /// Calls actually at the API when `n` agents run and stalled calls
+    /// hold some of them (Little's law: held = stall x attempts/s x hold).
+    fn active(&self, n: usize) -> usize {
+        let mut a = n as f64;
+        for _ in 0..50 {
+            let attempts = a / self.latency(a.round().max(1.0) as usize);
+            a = n as f64 / (1.0 + self.stall * self.hold * attempts / a.max(1e-9));
+        }
+        (a.round() as usize).clamp(1, n.max(1))
     }
 
     fn latency(&self, n: usize) -> f64 {
@@ -55,18 +72,21 @@ impl Model {
     /// `n` with `workers` workers.
     fn window(&self, n: usize, workers: usize, elapsed: Duration, rng: &mut StdRng) -> Window {
         let secs = elapsed.as_secs_f64();
-        let api = self.api_rate(n);
+        let full = n;
+        let n = self.active(n);
+        let api = self.api_rate(n) * (1.0 - self.stall);
         let cpu = self.per_worker * workers as f64;
         let cpu_bound = api > cpu;
         let io = api.min(cpu) * (1.0 + self.rate_noise * (rng.random::<f64>() * 2.0 - 1.0));
         let p50 = self.latency(n) * (self.p50_sigma * normal(rng)).exp();
         let throttled = self.hard_limit.is_some_and(|h| n > h);
         let completions = (io * secs).round() as u64;
+        let timeouts = (self.api_rate(n) * self.stall * secs).round() as u64;
         Window {
             elapsed,
             cores: 2,
-            agents: n,
-            api_permits: n,
+            agents: full,
+            api_permits: full,
             workers,
             max_workers: 4,
             io_completions: if throttled {
@@ -77,8 +97,8 @@ impl Model {
             latency_p50: Some(Duration::from_secs_f64(p50)),
             latency_p90: Some(Duration::from_secs_f64(p50 * 1.5)),
             latency_min: Some(Duration::from_secs_f64(self.base * 0.8)),
-            mean_in_flight: n as f64,
-            peak_in_flight: n,
+            mean_in_flight: full as f64,
+            peak_in_flight: full,
             cpu_items: (io.min(cpu) * secs).round() as u64,
             queue_min: if cpu_bound { self.queue } else { 0 },
             queue_capacity: self.queue,
@@ -86,7 +106,7 @@ impl Model {
             agents_idle: 0.0,
             workers_idle: if cpu_bound { 0.0 } else { 1.0 - io / cpu },
             throttled: if throttled { completions / 2 } else { 0 },
-            timeouts: 0,
+            timeouts,
             errors: 0,
             retry_after: throttled.then(|| Duration::from_secs(1)),
         }
@@ -687,6 +707,24 @@ fn thin_windows_are_pooled_before_judging() {
         ..w.clone()
     });
     assert_eq!(d.agents, Some(8), "12 completions pooled are enough: {d:?}");
+    // The very first window needs only a round trip per agent.
+    let d = Adaptive::new(2).decide(&Window {
+        io_completions: 4,
+        ..w.clone()
+    });
+    assert_eq!(d.agents, Some(8), "4 agents, 4 completions: {d:?}");
+    // Later, the same window is pooled.
+    let mut tuner = Adaptive::new(2);
+    tuner.decide(&Window {
+        io_completions: 12,
+        ..w.clone()
+    });
+    let d = tuner.decide(&Window {
+        agents: 8,
+        io_completions: 8,
+        ..w.clone()
+    });
+    assert!(d.reason.contains("pooling"), "{d:?}");
 }
 
 #[test]
@@ -793,4 +831,107 @@ proptest! {
             prop_assert!(win >= Duration::from_millis(100) && win <= Duration::from_secs(1));
         }
     }
+}
+
+#[test]
+fn an_api_that_got_faster_past_its_knee_is_probed_down_by_half_first() {
+    // B -> A' of the tuner bench: B's CPU stage is the bottleneck, so the
+    // concurrency is sized by Little's law for it, far past A's knee. When
+    // A' starts, the median falls and the rate rises at that concurrency
+    // (the API changed speed, faster), yet the only latency of the new API
+    // is measured there and is mostly queue, so the knee rule is blind.
+    let mut a = Model::api(20.0, 20.0);
+    a.retrograde = 0.02;
+    let mut b = Model::api(200.0, 200.0);
+    b.per_worker = 40.0;
+    let mut tuner = Adaptive::new(2);
+    let first = run(&mut tuner, &a, 4, 2, 60, 11);
+    let second = run(&mut tuner, &b, *first.n.last().unwrap(), 2, 60, 12);
+    let (n, k) = (*second.n.last().unwrap(), *second.workers.last().unwrap());
+    assert_eq!(tuner.mode(), Mode::CpuBound);
+    assert!(n >= 40, "B sized far past A's knee: {n}");
+    let third = run(&mut tuner, &a, n, k, 30, 13);
+    let halved = third
+        .decisions
+        .iter()
+        .position(|d| d.reason.contains("got faster"))
+        .expect("probes down by half");
+    let before = if halved == 0 { n } else { third.n[halved - 1] };
+    assert_eq!(third.n[halved], before / 2);
+    // Within ten windows of the change it is near A's knee, and stays.
+    let near = &third.n[halved + 10..];
+    assert!(
+        near.iter().all(|&c| (17..=25).contains(&c)),
+        "after the change: {:?}\n{:#?}",
+        third.n,
+        third
+            .decisions
+            .iter()
+            .map(|d| &d.reason)
+            .collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn stalled_calls_hold_agents_so_growth_is_free_while_latency_is_flat() {
+    // The bench's `timeouts` phase: A's API with 2% of calls stalling for
+    // a 1 s timeout. Half the agents are held by stalls, the successful
+    // calls show no queue, and a step up near the top gains less than the
+    // dead band under heavy rate noise: only latency can say to grow.
+    let mut model = Model::api(20.0, 20.0);
+    model.retrograde = 0.02;
+    model.stall = 0.02;
+    model.p50_sigma = 0.005;
+    model.rate_noise = 0.15;
+    let best = (20..=80)
+        .max_by_key(|&n| model.api_rate(model.active(n)) as u64)
+        .unwrap();
+    let mut a = Model::api(20.0, 20.0);
+    a.retrograde = 0.02;
+    for seed in 30..36 {
+        // From phase A's knee, in the hill climber, as in the bench.
+        let mut tuner = Adaptive::new(2);
+        let first = run(&mut tuner, &a, 4, 2, 60, seed);
+        assert_eq!(tuner.mode(), Mode::IoBound);
+        let t = run(&mut tuner, &model, *first.n.last().unwrap(), 2, 120, seed);
+        let tail = &t.n[60..];
+        assert!(
+            (0.8 * best as f64..=1.15 * best as f64).contains(&mean(tail)),
+            "seed {seed}: best {best}, mean {} {:?}\n{:#?}",
+            mean(tail),
+            t.n,
+            t.decisions.iter().map(|d| &d.reason).collect::<Vec<_>>()
+        );
+        assert!(cv(tail) < 0.10, "seed {seed}: cv {:.3} {:?}", cv(tail), t.n);
+    }
+    // Without stalls the same flat latency is no licence to grow: phase A
+    // stays at its knee.
+    let t = run(&mut Adaptive::new(2), &a, 22, 2, 120, 36);
+    assert!((17.0..=24.0).contains(&mean(&t.n[60..])), "{:?}", t.n);
+}
+
+#[test]
+fn a_long_step_down_past_a_retrograde_top_goes_halfway_back() {
+    // From far above, kept steps down double; the last one overshoots the
+    // top. It lost less than half its share of the rate, so the best level
+    // lies between: halfway back, not all the way (and then up).
+    let mut a = Model::api(20.0, 20.0);
+    a.retrograde = 0.02;
+    let t = run(&mut Adaptive::new(2), &a, 80, 2, 40, 6);
+    let i = t
+        .decisions
+        .iter()
+        .position(|d| d.reason.contains("halfway back"))
+        .expect("a long step overshot");
+    let (failed, mid) = (t.n[i - 1], t.n[i]);
+    assert!(
+        mid > failed && mid < 2 * failed,
+        "{failed} -> {mid}: {:?}",
+        t.n
+    );
+    assert!(
+        t.n[i..i + 4].iter().all(|&c| (16..=24).contains(&c)),
+        "near the top at once: {:?}",
+        t.n
+    );
 }

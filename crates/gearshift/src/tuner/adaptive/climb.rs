@@ -21,6 +21,10 @@ const LEVEL_WINDOWS: usize = 4;
 const BEST_DECAY: f64 = 0.99;
 /// Median latency over no-load latency past which the API is queueing.
 pub(super) const KNEE: f64 = 1.5;
+/// Median latency under this multiple of no-load shows no queue at all.
+const NO_QUEUE: f64 = 1.1;
+/// Calls timed out within this many judged windows: some agents are held.
+const STALL_MEMORY: u32 = 10;
 
 /// A direction to probe in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -121,6 +125,23 @@ impl Adaptive {
         }
         let mean = self.level_rate();
         self.best_rate = (self.best_rate * BEST_DECAY).max(mean);
+        if std::mem::take(&mut self.halve) && c > self.min {
+            // The latency seen of the faster API may be all queue (the
+            // no-load estimate too), so the knee rule cannot see it: halve,
+            // and let the knee verdict keep it or go back.
+            self.probe = Some(Probe {
+                from: c,
+                reference: mean,
+                dir: Dir::Down,
+                knee: true,
+            });
+            return self.set(
+                c / 2,
+                None,
+                f,
+                "the API got faster: probe down by half".into(),
+            );
+        }
         let inflation = self.latency.inflation(c);
         // Latency says the API is queueing: probe down. Whether that costs
         // throughput is what the probe's verdict checks.
@@ -136,7 +157,13 @@ impl Adaptive {
                 ),
             );
         }
-        let dir = if knee { Dir::Down } else { self.next };
+        let dir = if knee {
+            Dir::Down
+        } else if self.free(c) {
+            Dir::Up
+        } else {
+            self.next
+        };
         let step = self.step(c);
         if dir == Dir::Down && c <= self.min {
             self.next = Dir::Up;
@@ -188,8 +215,9 @@ impl Adaptive {
         let rate = w.io_rate();
         let db = self.dead_band;
         let r = p.reference;
+        let free = p.dir == Dir::Up && self.free(c);
         let paid = match p.dir {
-            Dir::Up => rate > r * (1.0 + db),
+            Dir::Up => rate > r * (1.0 + db) || free,
             Dir::Down => rate >= r * (1.0 - db) && rate >= self.best_rate * (1.0 - db),
         };
         let moved = format!("{} -> {c} ({r:.1} -> {rate:.1}/s)", p.from);
@@ -214,6 +242,22 @@ impl Adaptive {
                      no-load latency {:.1} ms was stale, relearned; back, probe up next",
                     stale.map_or(f64::NAN, |d| secs(d) * 1e3)
                 ),
+            );
+        }
+        // A step down larger than a probe's that lost less than half its
+        // share of the rate overshot a flat or retrograde top: the best
+        // level lies between, so go halfway back rather than all the way.
+        let big = p.from.saturating_sub(c) > self.step(p.from);
+        if !paid && p.dir == Dir::Down && big && rate > r * (1.0 - 0.5 * (1.0 - share)) {
+            let mid = c + (p.from - c).div_ceil(2);
+            self.trend = 0;
+            self.level = mid;
+            self.probe = Some(p);
+            return self.set(
+                mid,
+                None,
+                f,
+                format!("probe {moved} did not hold the rate but lost little: halfway back"),
             );
         }
         if !paid {
@@ -274,6 +318,11 @@ impl Adaptive {
             );
         }
         let step = self.step(c);
+        let paid = if rate > r * (1.0 + db) {
+            "paid"
+        } else {
+            "no queue while calls time out"
+        };
         // Near-linear gains twice in a row: the API has much more room.
         let linear = rate >= r * (1.0 + 0.75 * (c as f64 / p.from.max(1) as f64 - 1.0));
         self.linear_ups = if linear { self.linear_ups + 1 } else { 0 };
@@ -290,10 +339,10 @@ impl Adaptive {
             );
         }
         if let Some(why) = self.not_binding(w) {
-            return self.hold(f, format!("probe {moved} paid: kept; {why}"));
+            return self.hold(f, format!("probe {moved} {paid}: kept; {why}"));
         }
         if c >= self.cap() {
-            return self.hold(f, format!("probe {moved} paid: kept, at the cap"));
+            return self.hold(f, format!("probe {moved} {paid}: kept, at the cap"));
         }
         self.probe = Some(Probe {
             from: c,
@@ -305,8 +354,19 @@ impl Adaptive {
             c + step,
             None,
             f,
-            format!("probe {moved} paid: kept; up again +{step}"),
+            format!("probe {moved} {paid}: kept; up again +{step}"),
         )
+    }
+
+    /// Growth is free at `c`: calls time out, so stalled calls hold agents,
+    /// and the successful calls show no queue, so the API has room for the
+    /// agents it is not getting. The rate is no judge here: which agents
+    /// stall is random, and near the top a step buys less than the dead
+    /// band (Vegas' queue estimate ~0, not Gradient2's rate).
+    pub(super) fn free(&self, c: usize) -> bool {
+        self.since_timeout < STALL_MEMORY
+            && self.latency.samples_at(c) > 0
+            && self.latency.inflation(c) < NO_QUEUE
     }
 
     /// The smallest level startup tried whose rate is within the dead band

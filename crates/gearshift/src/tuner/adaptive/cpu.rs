@@ -39,6 +39,8 @@ impl Adaptive {
     /// CPU-bound: never grow; shrink to Little's law with headroom; give
     /// the CPU stage all the pool's threads when its workers are busy.
     pub(super) fn cpu_bound(&mut self, w: &Window, f: &Facts) -> Decision {
+        // Little's law sizes the IO stage here, whatever the API's knee.
+        self.halve = false;
         let rtt = self.latency.current(self.concurrency).or(w.latency_p50);
         let (Some(rtt), true) = (rtt, w.cpu_items > 0) else {
             return self.hold(

@@ -31,6 +31,7 @@ impl Adaptive {
     pub(super) fn on_throttle(&mut self, w: &Window, f: &Facts, was_cut: bool) -> Decision {
         let c = self.concurrency;
         self.mode = Mode::Throttled;
+        self.halve = false;
         self.cooldown = COOLDOWN;
         self.ceiling_ttl = CEILING_TTL;
         self.probe = None;

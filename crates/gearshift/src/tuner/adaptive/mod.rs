@@ -119,6 +119,11 @@ pub struct Adaptive {
     trend: u32,
     /// Windows disagreeing with the current IO/CPU regime, in a row.
     streak: u32,
+    /// The API got faster at this concurrency: the hill climber's first
+    /// move is a probe down by half.
+    halve: bool,
+    /// Judged windows since the last one with a timed-out call.
+    since_timeout: u32,
     /// Throttled: windows of no growth left; the ceiling and its lifetime.
     cooldown: u32,
     ceiling: Option<usize>,
@@ -182,6 +187,8 @@ impl Adaptive {
             linear_ups: 0,
             trend: 0,
             streak: 0,
+            halve: false,
+            since_timeout: u32::MAX,
             cooldown: 0,
             ceiling: None,
             ceiling_ttl: 0,
@@ -277,7 +284,8 @@ impl Tuner for Adaptive {
 
     fn decide(&mut self, raw: &Window) -> Decision {
         self.adopt(raw);
-        let Some(w) = self.pool.push(raw) else {
+        let first = self.latency.no_load().is_none();
+        let Some(w) = self.pool.push(raw, first) else {
             let f = Facts::of(raw, self);
             return self.hold(
                 &f,
@@ -290,13 +298,21 @@ impl Tuner for Adaptive {
         };
         let c = self.concurrency;
         let mut changed = false;
+        let mut faster = false;
         if let Some(p50) = w.latency_p50 {
+            let before = self.latency.no_load();
             changed = self.latency.observe(c, p50, w.io_rate());
+            faster = before.is_some_and(|b| p50 < b);
             self.set_window(&w);
         }
+        self.since_timeout = if w.timeouts > 0 {
+            0
+        } else {
+            self.since_timeout.saturating_add(1)
+        };
         let f = Facts::of(&w, self);
         if changed {
-            self.forget_regime();
+            self.forget_regime(faster);
         }
         self.tick_ceiling();
         let was_cut = std::mem::take(&mut self.just_cut);
@@ -377,7 +393,11 @@ impl Adaptive {
 
     /// The API changed speed at constant concurrency: what was learned
     /// about it is stale. Start over (a phase shift, not our own queueing).
-    fn forget_regime(&mut self) {
+    /// Slower: from startup. Faster: the concurrency may now sit far past
+    /// the new knee, and the only latency seen of the new API was measured
+    /// there (it may be all queue, so the knee rule is blind): probe down
+    /// by half first (in CpuBound, once the channel is no longer full).
+    fn forget_regime(&mut self, faster: bool) {
         self.best_rate = 0.0;
         self.tried.clear();
         self.prev = None;
@@ -386,8 +406,11 @@ impl Adaptive {
         self.wait = 0;
         self.backoff = 1;
         self.linear_ups = 0;
-        if self.mode == Mode::IoBound {
-            self.mode = Mode::Startup;
+        self.halve = faster;
+        match self.mode {
+            Mode::IoBound | Mode::Throttled if faster => self.enter_io_bound(self.concurrency),
+            Mode::IoBound => self.mode = Mode::Startup,
+            _ => {}
         }
     }
 

@@ -27,14 +27,19 @@ pub(super) struct Pool {
 impl Pool {
     /// Adds `w` to what is pending; returns the pooled window once it holds
     /// [`MIN_ATTEMPTS`] attempts, a throttle, or [`MAX_POOLED`] of time.
-    pub(super) fn push(&mut self, w: &Window) -> Option<Window> {
+    /// The very first window (`first`) needs only a completion per agent:
+    /// with nothing to compare it with, it only has to show that every
+    /// agent got a round trip, and pooling it would cost a whole window
+    /// of a short run's startup.
+    pub(super) fn push(&mut self, w: &Window, first: bool) -> Option<Window> {
         let merged = match self.pending.take() {
             Some(p) => merge(p, w),
             None => w.clone(),
         };
         let attempts = merged.io_completions.saturating_add(merged.timeouts);
         let urgent = merged.throttled > 0 || merged.retry_after.is_some();
-        if attempts >= MIN_ATTEMPTS || urgent || merged.elapsed >= MAX_POOLED {
+        let round = first && merged.agents > 0 && merged.io_completions >= merged.agents as u64;
+        if attempts >= MIN_ATTEMPTS || round || urgent || merged.elapsed >= MAX_POOLED {
             Some(merged)
         } else {
             self.pending = Some(merged);
