@@ -4,9 +4,10 @@
 //! timeout, retries with backoff and the stage-wide `Retry-After` pause, and
 //! pass results on. Results bound for a stage that takes them in bulk wait
 //! in the agent's outbox until it holds `items_per_batch`, the agent is about
-//! to wait (for an item, or for a call that is not done at once), or it
-//! stops: one channel operation per batch when calls are instant, and no
-//! result held back behind a call that takes time.
+//! to wait (for an item, or for a call that is not done at once), the next
+//! stage has no room for them (then the agent waits before its next call, as
+//! backpressure), or it stops: one channel operation per batch when calls are
+//! instant, and no result held back behind a call that takes time.
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
@@ -288,6 +289,14 @@ where
             // only registered (which takes a lock) when the agent must wait.
             if self.abort.is_set() {
                 return Err(CallError::Cancelled);
+            }
+            // Backpressure: no new call while the next stage has no room
+            // for what the outbox holds.
+            if let Outlet::Batches(tx) = &self.output
+                && !held.outbox.is_empty()
+                && !tx.has_room(held.outbox.len())
+            {
+                self.flush(held, agent).await;
             }
             let permit = match held.permit.take() {
                 Some(kept) if kept.still_ours() => CallPermit::Kept(kept),

@@ -85,6 +85,11 @@ impl<T> BatchSender<T> {
         self.push(batch).map_err(TrySendError::into_inner)
     }
 
+    /// Whether a batch of `len` items would be sent without waiting now.
+    pub(crate) fn has_room(&self, len: usize) -> bool {
+        self.room.available_permits() >= weight(len, self.capacity) as usize
+    }
+
     fn push(&self, batch: Vec<Item<T>>) -> Result<(), TrySendError<Vec<Item<T>>>> {
         let w = weight(batch.len(), self.capacity);
         self.tx.try_send(batch).inspect_err(|_| {
