@@ -2,13 +2,20 @@
 //! latency and capacity, CPU per item, possibly in two phases), the systems
 //! compared on it, and its theoretical limit.
 //!
-//! | name            | base latency     | capacity  | CPU per item    | items | what it shows |
-//! |-----------------|------------------|-----------|-----------------|-------|---------------|
-//! | io_bound        | 20 ms            | 16        | 0.05 ms         | 800   | concurrency is everything |
-//! | cpu_bound       | 1 ms             | 64        | 4 ms            | 800   | cores are everything |
-//! | mixed           | 40 ms            | 32        | 1.5 ms          | 400   | both matter; the ratio matters |
-//! | seed_example    | 10 ms            | unlimited | 0               | 1000  | the design note's example, 8 agents |
-//! | morning_evening | 100 ms, then 5 ms| 64        | 0.5, then 5 ms  | 300   | a live preset switch halfway |
+//! | name            | base latency     | capacity  | CPU per item    | size (per system) | what it shows |
+//! |-----------------|------------------|-----------|-----------------|-------------------|---------------|
+//! | io_bound        | 20 ms            | 16        | 0.05 ms         | 1.4 s at its limit | concurrency is everything |
+//! | cpu_bound       | 1 ms             | 64        | 4 ms            | 1.4 s at its limit | cores are everything |
+//! | mixed           | 40 ms            | 32        | 1.5 ms          | 1.4 s at its limit | both matter; the ratio matters |
+//! | seed_example    | 10 ms            | unlimited | 0               | 1000 items        | the design note's example, 8 agents |
+//! | morning_evening | 100 ms, then 5 ms| 64        | 0.5, then 5 ms  | 300 items         | a live preset switch halfway |
+//!
+//! "At its limit": a system runs as many items as it would process in that
+//! time at the limit for its own concurrency (`min(C, capacity) / base`,
+//! capped by the cores; the tuner and sequential rows: the scenario's limit
+//! and `1 / (base + CPU)`). Every row then runs about as long and loses the
+//! same share of its run to the ramp-up and the tail; with one item count
+//! for all, a row of high concurrency runs shortest and loses the most.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -60,13 +67,33 @@ pub struct Scenario {
     pub shows: &'static str,
     /// One phase, or two (the second starts when half the items are done).
     pub phases: Vec<Phase>,
-    /// Items per system at default size.
-    pub items: u64,
-    /// Items for the sequential baseline (slow by design), at most `items`.
-    pub sequential_items: u64,
+    /// How many items each system runs at default size.
+    pub size: Size,
     /// A fixed agent count the scenario is about (seed_example: 8).
     pub fixed_agents: Option<usize>,
 }
+
+/// How many items each system of a scenario runs at default size.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Size {
+    /// The same count for every system.
+    Items {
+        /// Items per system.
+        items: u64,
+        /// At most this many for the sequential baseline (slow by design).
+        sequential: u64,
+    },
+    /// What each system would process in this many seconds at the limit for
+    /// its own concurrency (see the module docs).
+    Seconds(f64),
+}
+
+/// Seconds per system in the scenarios sized by time: as long as 12 rows
+/// allow in a scenario's 20 s.
+pub const ROW_SECONDS: f64 = 1.4;
+
+/// The fewest items a row runs.
+const MIN_ROW_ITEMS: f64 = 20.0;
 
 /// How to run scenarios.
 #[derive(Debug, Clone)]
@@ -128,32 +155,31 @@ impl Scenario {
                 name: "io_bound",
                 shows: "concurrency is everything",
                 phases: one(ms(20), Some(16), 0.05),
-                items: 800,
-                sequential_items: 100,
+                size: Size::Seconds(ROW_SECONDS),
                 fixed_agents: None,
             },
             Scenario {
                 name: "cpu_bound",
                 shows: "cores are everything; the async side must not starve them",
                 phases: one(ms(1), Some(64), 4.0),
-                items: 800,
-                sequential_items: 200,
+                size: Size::Seconds(ROW_SECONDS),
                 fixed_agents: None,
             },
             Scenario {
                 name: "mixed",
                 shows: "both matter; the ratio matters",
                 phases: one(ms(40), Some(32), 1.5),
-                items: 400,
-                sequential_items: 50,
+                size: Size::Seconds(ROW_SECONDS),
                 fixed_agents: None,
             },
             Scenario {
                 name: "seed_example",
                 shows: "the design note's example: sequential ~N x L, 8 agents ~N x L / 8",
                 phases: one(ms(10), None, 0.0),
-                items: 1000,
-                sequential_items: 200,
+                size: Size::Items {
+                    items: 1000,
+                    sequential: 200,
+                },
                 fixed_agents: Some(8),
             },
             Scenario {
@@ -171,8 +197,10 @@ impl Scenario {
                         cpu_ms: 5.0,
                     },
                 ],
-                items: 300,
-                sequential_items: 0,
+                size: Size::Items {
+                    items: 300,
+                    sequential: 0,
+                },
                 fixed_agents: None,
             },
         ]
@@ -187,6 +215,50 @@ impl Scenario {
     /// The names of every scenario.
     pub fn names() -> Vec<&'static str> {
         Self::all().iter().map(|s| s.name).collect()
+    }
+
+    /// Items `system` runs: `items` if given (the sequential baseline at
+    /// most its own default), else the scenario's default size.
+    pub fn items_for(&self, system: &System, items: Option<u64>, cores: usize) -> u64 {
+        let sequential = matches!(system, System::Sequential);
+        let n = match self.size {
+            Size::Items {
+                items: default,
+                sequential: most,
+            } => {
+                let n = items.unwrap_or(default);
+                if sequential { most.min(n) } else { n }
+            }
+            Size::Seconds(t) => {
+                let natural = self.seconds_items(t, system, cores);
+                match items {
+                    Some(n) if sequential => n.min(natural),
+                    Some(n) => n,
+                    None => natural,
+                }
+            }
+        };
+        n.max(1)
+    }
+
+    /// What `system` would process in `t` seconds at the limit for its
+    /// concurrency.
+    fn seconds_items(&self, t: f64, system: &System, cores: usize) -> u64 {
+        let p = &self.phases[0];
+        let rate = match system {
+            System::Sequential => 1.0 / (p.base.as_secs_f64() + p.cpu_ms / 1e3),
+            // The tuner sets its own concurrency: it is after the limit.
+            System::Gearshift { tuned: true, .. } => p.limit_per_s(cores),
+            s => {
+                let c = s.concurrency();
+                Phase {
+                    capacity: Some(p.capacity.map_or(c, |cap| cap.min(c))),
+                    ..*p
+                }
+                .limit_per_s(cores)
+            }
+        };
+        (t * rate).ceil().max(MIN_ROW_ITEMS) as u64
     }
 
     /// The theoretical limit, items/s: `min(capacity / base, cores / cpu)`;
@@ -353,13 +425,9 @@ pub async fn run_systems(
             .collect(),
     );
     let fetcher = HttpFetcher::builder().timeout(opts.timeout).build()?;
-    let items = opts.items.unwrap_or(scenario.items).max(1);
     let mut rows = Vec::new();
     for system in systems {
-        let n = match system {
-            System::Sequential => scenario.sequential_items.clamp(1, items),
-            _ => items,
-        };
+        let n = scenario.items_for(&system, opts.items, opts.cores);
         api.reset_stats();
         api.set_config(mock_config(&scenario.phases[0]))?;
         let phase_now = Arc::new(AtomicUsize::new(0));

@@ -77,6 +77,43 @@ fn limits_follow_the_formula() {
     assert!(Scenario::by_name("nope").is_none());
 }
 
+#[test]
+fn rows_are_sized_to_run_equally_long_at_their_own_limit() {
+    let mixed = Scenario::by_name("mixed").unwrap();
+    let (systems, _) = mixed.systems(2);
+    let items = |name: &str| {
+        let system = systems
+            .iter()
+            .find(|s| s.name().contains(name))
+            .unwrap_or_else(|| panic!("no system named {name}"));
+        (
+            mixed.items_for(system, None, 2),
+            mixed.items_for(system, Some(12), 2),
+        )
+    };
+    // 1.4 s at min(C, 32) / 40 ms; sequential at 1 / 41.5 ms.
+    assert_eq!(items("agents = capacity"), (1120, 12));
+    assert_eq!(items("tokio+rayon (C=8)"), (280, 12));
+    assert_eq!(items("seed rule"), (140, 12));
+    assert_eq!(items("adaptive tuner"), (1120, 12), "the tuner: the limit");
+    assert_eq!(items("sequential"), (34, 12));
+    // cpu_bound: every concurrency runs at the cores' 500/s.
+    let cpu = Scenario::by_name("cpu_bound").unwrap();
+    let (systems, _) = cpu.systems(2);
+    assert!(
+        systems
+            .iter()
+            .filter(|s| s.concurrency() >= 4)
+            .all(|s| cpu.items_for(s, None, 2) == 700)
+    );
+    // seed_example: a fixed count, the sequential baseline at most 200.
+    let seed = Scenario::by_name("seed_example").unwrap();
+    let (systems, _) = seed.systems(2);
+    assert_eq!(seed.items_for(&systems[0], None, 2), 200);
+    assert_eq!(seed.items_for(&systems[1], None, 2), 1000);
+    assert_eq!(seed.items_for(&systems[0], Some(12), 2), 12);
+}
+
 /// Under faults, failures are outcomes too, and the kinds match the server's.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn faults_are_failed_outcomes_not_losses() {
