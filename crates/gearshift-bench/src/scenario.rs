@@ -427,7 +427,7 @@ pub async fn run_systems(
     let fetcher = HttpFetcher::builder().timeout(opts.timeout).build()?;
     let mut rows = Vec::new();
     for system in systems {
-        let n = scenario.items_for(&system, opts.items, opts.cores);
+        let n = scenario.items_for(system, opts.items, opts.cores);
         api.reset_stats();
         api.set_config(mock_config(&scenario.phases[0]))?;
         let phase_now = Arc::new(AtomicUsize::new(0));
