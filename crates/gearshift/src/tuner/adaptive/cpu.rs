@@ -1,9 +1,11 @@
 //! The CPU-bound regime: when the channel into the CPU stage stays full,
 //! the IO stage is sized by Little's law and the cores go to workers.
 
+use std::time::Duration;
+
 use super::super::Window;
 use super::facts::Facts;
-use super::signals::secs;
+use super::signals::{median, secs};
 use super::{Adaptive, Decision, Dir, Mode};
 
 /// Channel occupancy (of capacity) that counts as full.
@@ -12,6 +14,11 @@ const FULL: f64 = 0.8;
 const BLOCKED: f64 = 0.2;
 /// Worker idle time below which the CPU stage counts as saturated.
 const WORKERS_BUSY: f64 = 0.1;
+/// Full windows whose medians are kept as the CPU-bound round trip.
+const FULL_RTTS: usize = 5;
+/// Once the channel is no longer full, a median under this fraction of
+/// the CPU-bound round trip says the API itself got faster.
+const FASTER: f64 = 0.75;
 
 impl Adaptive {
     /// Counts windows disagreeing with the current regime and switches
@@ -36,11 +43,58 @@ impl Adaptive {
         self.backoff = 1;
     }
 
+    /// Remembers the medians of windows with a full channel (the round trip
+    /// Little's law sized the IO stage for); once the channel is no longer
+    /// full and the tuner has left CpuBound, compares the median with them.
+    /// Well below: the API itself got faster, and the concurrency sized for
+    /// the old API by Little's law may sit far past the new one's knee,
+    /// where the only latency seen of it may be all queue (so the knee rule
+    /// is blind). The hill climber's first move is then a probe down by
+    /// half, whether or not the change of speed was detected (that needs
+    /// 2x with the rate, which a concurrency past the knee can hide).
+    pub(super) fn after_full(&mut self, w: &Window, full: bool) {
+        if full {
+            if let Some(p50) = w.latency_p50 {
+                self.full_rtts.push_back(p50);
+                if self.full_rtts.len() > FULL_RTTS {
+                    self.full_rtts.pop_front();
+                }
+            }
+            return;
+        }
+        if self.mode == Mode::CpuBound {
+            // Not full, but not yet out of the regime (hysteresis).
+            return;
+        }
+        let seen: Vec<Duration> = self.full_rtts.drain(..).collect();
+        if seen.len() < 2 {
+            return;
+        }
+        let cpu_rtt = median(&seen);
+        let Some(now) = self.latency.current(self.concurrency).or(w.latency_p50) else {
+            return;
+        };
+        if secs(now) < FASTER * secs(cpu_rtt) {
+            self.halve = Some(format!(
+                "the channel is no longer full and the median fell to {:.2}x the CPU-bound \
+                 round trip ({:.1} -> {:.1} ms): the API got faster",
+                secs(now) / secs(cpu_rtt),
+                secs(cpu_rtt) * 1e3,
+                secs(now) * 1e3
+            ));
+            if matches!(self.mode, Mode::Throttled | Mode::Startup) {
+                // Regrowing (or doubling) toward a level sized for the old
+                // API would walk into the new one's knee: climb from here.
+                self.enter_io_bound(self.concurrency);
+            }
+        }
+    }
+
     /// CPU-bound: never grow; shrink to Little's law with headroom; give
     /// the CPU stage all the pool's threads when its workers are busy.
     pub(super) fn cpu_bound(&mut self, w: &Window, f: &Facts) -> Decision {
         // Little's law sizes the IO stage here, whatever the API's knee.
-        self.halve = false;
+        self.halve = None;
         let rtt = self.latency.current(self.concurrency).or(w.latency_p50);
         let (Some(rtt), true) = (rtt, w.cpu_items > 0) else {
             return self.hold(

@@ -178,7 +178,7 @@ pub(super) fn scale(d: Duration, k: f64) -> Duration {
 
 /// The median of a few durations (the mean of the middle two for an even
 /// count); zero for none.
-fn median(xs: &[Duration]) -> Duration {
+pub(super) fn median(xs: &[Duration]) -> Duration {
     let mut v = xs.to_vec();
     v.sort_unstable();
     match v.len() {
