@@ -961,7 +961,7 @@ fn win(agents: usize, io: u64, p50_ms: f64, full: bool) -> Window {
 }
 
 #[test]
-fn leaving_the_cpu_bound_regime_on_a_faster_api_probes_down_by_half() {
+fn a_faster_api_after_little_s_law_or_a_throttle_sized_the_concurrency_is_probed_down_by_half() {
     // B -> A' of the tuner bench. B's CPU stage sized the IO stage by
     // Little's law at 60 (200/s x 200 ms x 1.5). A' is A's API (capacity
     // 20): at 60 agents its median is 112 ms, 0.56x B's, with the rate up
@@ -991,7 +991,9 @@ fn leaving_the_cpu_bound_regime_on_a_faster_api_probes_down_by_half() {
 
     // C -> A': a throttle (C's hard limit) while the channel was full left
     // the tuner throttled, regrowing under the ceiling. Regrowth would walk
-    // into A's knee: climb from here, by half first.
+    // into A's knee: climb from here, by half first. The medians before
+    // the cut count scaled to the cut (x42/60): 140 ms, so A's 60 ms is
+    // 0.43x of it.
     let mut tuner = Adaptive::new(2);
     through(&mut tuner, &b);
     let d = tuner.decide(&Window {
@@ -1002,10 +1004,45 @@ fn leaving_the_cpu_bound_regime_on_a_faster_api_probes_down_by_half() {
     assert_eq!(d.agents, Some(42), "{}", d.reason);
     tuner.decide(&win(42, 100, 200.0, true));
     assert_eq!(tuner.mode(), Mode::Throttled);
+    // The first window at A' still smooths with C's median.
+    let d = tuner.decide(&win(42, 350, 60.0, false));
+    assert_eq!(d.agents, None, "{}", d.reason);
     let d = tuner.decide(&win(42, 350, 60.0, false));
     assert_eq!(d.agents, Some(21), "{}", d.reason);
     assert!(d.reason.contains("probe down by half"), "{}", d.reason);
     assert_eq!(tuner.mode(), Mode::IoBound);
+
+    // Not when a throttle's cut shrank a queueing API's median only in
+    // proportion (Little's law at a held rate), nor while regrowing on an
+    // API of constant speed (C itself, IO-bound under its hard limit).
+    for (cut_p50, regrown_p50) in [(140.0, 145.0), (200.0, 200.0)] {
+        let mut tuner = Adaptive::new(2);
+        for _ in 0..3 {
+            tuner.decide(&Window {
+                agents_idle: 0.5, // the source is the limit: no doubling
+                ..win(60, 150, 200.0, false)
+            });
+        }
+        let d = tuner.decide(&Window {
+            throttled: 5,
+            retry_after: Some(Duration::from_secs(1)),
+            ..win(60, 150, 200.0, false)
+        });
+        assert_eq!(d.agents, Some(42), "{}", d.reason);
+        let mut n = 42;
+        let mut reasons = vec![];
+        for i in 0..8 {
+            let p50 = if i < 2 { cut_p50 } else { regrown_p50 };
+            let d = tuner.decide(&win(n, 150, p50, false));
+            n = d.agents.unwrap_or(n);
+            reasons.push(d.reason);
+        }
+        assert!(n >= 42, "{reasons:#?}");
+        assert!(
+            reasons.iter().all(|r| !r.contains("by half")),
+            "{reasons:#?}"
+        );
+    }
 
     // The CPU stage got cheaper on the same API: the channel empties, and
     // latency rises (more calls reach the API), never falls. No halving.

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use super::super::Window;
 use super::facts::Facts;
-use super::signals::{median, secs};
+use super::signals::{median, scale, secs};
 use super::{Adaptive, Decision, Dir, Mode};
 
 /// Channel occupancy (of capacity) that counts as full.
@@ -14,10 +14,11 @@ const FULL: f64 = 0.8;
 const BLOCKED: f64 = 0.2;
 /// Worker idle time below which the CPU stage counts as saturated.
 const WORKERS_BUSY: f64 = 0.1;
-/// Full windows whose medians are kept as the CPU-bound round trip.
-const FULL_RTTS: usize = 5;
-/// Once the channel is no longer full, a median under this fraction of
-/// the CPU-bound round trip says the API itself got faster.
+/// Windows whose medians are kept as the round trip a concurrency was sized
+/// for (by Little's law or a throttle).
+const SIZED_RTTS: usize = 5;
+/// A median under this fraction of that round trip (scaled to the
+/// concurrency) says the API itself got faster.
 const FASTER: f64 = 0.75;
 
 impl Adaptive {
@@ -43,49 +44,65 @@ impl Adaptive {
         self.backoff = 1;
     }
 
-    /// Remembers the medians of windows with a full channel (the round trip
-    /// Little's law sized the IO stage for); once the channel is no longer
-    /// full and the tuner has left CpuBound, compares the median with them.
-    /// Well below: the API itself got faster, and the concurrency sized for
-    /// the old API by Little's law may sit far past the new one's knee,
-    /// where the only latency seen of it may be all queue (so the knee rule
-    /// is blind). The hill climber's first move is then a probe down by
-    /// half, whether or not the change of speed was detected (that needs
-    /// 2x with the rate, which a concurrency past the knee can hide).
-    pub(super) fn after_full(&mut self, w: &Window, full: bool) {
-        if full {
-            if let Some(p50) = w.latency_p50 {
-                self.full_rtts.push_back(p50);
-                if self.full_rtts.len() > FULL_RTTS {
-                    self.full_rtts.pop_front();
+    /// Remembers the medians of the windows whose concurrency was set for
+    /// the API's old speed by something other than its latency: a full
+    /// channel (Little's law sized the IO stage for the CPU stage) or a
+    /// throttle (cut, then regrowth toward the ceiling). Once the channel
+    /// is no longer full and the tuner has left CpuBound, or while it is
+    /// throttled, compares the smoothed median with them. Well below: the
+    /// API itself got faster, and the concurrency may sit far past the new
+    /// knee, where the only latency seen of the new API may be all queue
+    /// (so the knee rule is blind). The hill climber's first move is then
+    /// a probe down by half, whether or not the change of speed was
+    /// detected (that needs 5 windows at one level and 2x with the rate,
+    /// which a concurrency past the knee, or regrowth, can hide).
+    ///
+    /// Each remembered median is scaled by `min(1, c / its level)`: by
+    /// Little's law a cut (or Little's-law shrink) to `c` lowers a queueing
+    /// API's median at most in proportion unless the rate rises, so only a
+    /// faster API falls below that.
+    pub(super) fn faster_api(&mut self, w: &Window, full: bool) {
+        let c = self.concurrency;
+        if !full && self.mode != Mode::CpuBound && self.sized_rtts.len() >= 2 {
+            let scaled: Vec<Duration> = self
+                .sized_rtts
+                .iter()
+                .map(|&(level, d)| scale(d, (c as f64 / level.max(1) as f64).min(1.0)))
+                .collect();
+            let sized = median(&scaled);
+            let now = self.latency.current(c).or(w.latency_p50);
+            if let Some(now) = now.filter(|&n| secs(n) < FASTER * secs(sized)) {
+                self.sized_rtts.clear();
+                self.halve = Some(format!(
+                    "the median fell to {:.2}x the one the concurrency was sized for \
+                     ({:.1} -> {:.1} ms at {c}): the API got faster",
+                    secs(now) / secs(sized),
+                    secs(sized) * 1e3,
+                    secs(now) * 1e3
+                ));
+                if matches!(self.mode, Mode::Throttled | Mode::Startup) {
+                    // Regrowing (or doubling) toward a level sized for the
+                    // old API would walk into the new one's knee.
+                    self.enter_io_bound(c);
                 }
+                return;
             }
-            return;
         }
-        if self.mode == Mode::CpuBound {
-            // Not full, but not yet out of the regime (hysteresis).
-            return;
+        if full || matches!(self.mode, Mode::CpuBound | Mode::Throttled) {
+            self.remember_sized(w);
+        } else {
+            // The hill climber sets the concurrency now: nothing to compare.
+            self.sized_rtts.clear();
         }
-        let seen: Vec<Duration> = self.full_rtts.drain(..).collect();
-        if seen.len() < 2 {
-            return;
-        }
-        let cpu_rtt = median(&seen);
-        let Some(now) = self.latency.current(self.concurrency).or(w.latency_p50) else {
-            return;
-        };
-        if secs(now) < FASTER * secs(cpu_rtt) {
-            self.halve = Some(format!(
-                "the channel is no longer full and the median fell to {:.2}x the CPU-bound \
-                 round trip ({:.1} -> {:.1} ms): the API got faster",
-                secs(now) / secs(cpu_rtt),
-                secs(cpu_rtt) * 1e3,
-                secs(now) * 1e3
-            ));
-            if matches!(self.mode, Mode::Throttled | Mode::Startup) {
-                // Regrowing (or doubling) toward a level sized for the old
-                // API would walk into the new one's knee: climb from here.
-                self.enter_io_bound(self.concurrency);
+    }
+
+    /// Keeps this window's median as one measured at a concurrency sized
+    /// for the API's current speed by Little's law or a throttle.
+    pub(super) fn remember_sized(&mut self, w: &Window) {
+        if let Some(p50) = w.latency_p50 {
+            self.sized_rtts.push_back((self.concurrency, p50));
+            if self.sized_rtts.len() > SIZED_RTTS {
+                self.sized_rtts.pop_front();
             }
         }
     }

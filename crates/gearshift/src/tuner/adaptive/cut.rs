@@ -36,6 +36,7 @@ impl Adaptive {
         let c = self.concurrency;
         self.mode = Mode::Throttled;
         self.halve = None;
+        self.remember_sized(w);
         self.cooldown = COOLDOWN;
         self.ceiling_ttl = CEILING_TTL;
         self.probe = None;

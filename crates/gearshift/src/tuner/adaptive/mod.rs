@@ -134,9 +134,10 @@ pub struct Adaptive {
     /// The last overload cut: the level it cut to and the smoothed median
     /// before it, to see whether latency dropped with the cut.
     overload_cut: Option<(usize, Duration)>,
-    /// Raw medians of the last windows with a full channel into the CPU
-    /// stage: the latency the concurrency was sized for by Little's law.
-    full_rtts: VecDeque<Duration>,
+    /// Raw medians (and levels) of the last windows whose concurrency was
+    /// sized by Little's law (a full channel) or a throttle, not by the
+    /// API's latency: what a faster API is compared with.
+    sized_rtts: VecDeque<(usize, Duration)>,
     /// Windows in a row whose agents differ from the chosen concurrency.
     mismatch: u32,
 }
@@ -201,7 +202,7 @@ impl Adaptive {
             ceiling_ttl: 0,
             just_cut: false,
             overload_cut: None,
-            full_rtts: VecDeque::new(),
+            sized_rtts: VecDeque::new(),
             mismatch: 0,
         }
     }
@@ -333,7 +334,7 @@ impl Tuner for Adaptive {
         }
         let full = is_full(&w);
         self.track_regime(full);
-        self.after_full(&w, full);
+        self.faster_api(&w, full);
         match self.mode {
             Mode::CpuBound => self.cpu_bound(&w, &f),
             _ if full => {
