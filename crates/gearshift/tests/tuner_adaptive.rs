@@ -1109,3 +1109,34 @@ fn an_overload_cut_that_did_not_lower_latency_relearns_no_load_instead_of_cuttin
     let d = tuner.decide(&stalls(28, 50.0));
     assert_eq!(d.agents, Some(19), "{}", d.reason);
 }
+
+#[test]
+fn a_stale_no_load_is_relearned_from_the_latest_medians_only() {
+    // tail -> timeouts: the knee probe's verdict shows the no-load latency
+    // (12 ms, the tail phase's median) was stale. Relearned from all the
+    // medians at the level in the history, it mixed both phases (16 ms
+    // here); from the latest ones only, it is the new API's 20.6 ms.
+    let idle = |agents: usize, io: u64, p50: f64| Window {
+        agents_idle: 0.5,
+        ..win(agents, io, p50, false)
+    };
+    let mut tuner = Adaptive::new(2);
+    for _ in 0..4 {
+        tuner.decide(&idle(22, 700, 12.0)); // startup holds: the source limits
+    }
+    assert_eq!(tuner.decide(&win(22, 700, 13.0, false)).agents, Some(44));
+    let d = tuner.decide(&win(44, 700, 14.0, false));
+    assert_eq!(d.agents, Some(22), "startup ends at 22: {}", d.reason);
+    assert_eq!(tuner.mode(), Mode::IoBound);
+    tuner.decide(&idle(22, 700, 12.0));
+    tuner.decide(&idle(22, 700, 12.0));
+    // The API is now slower (20.6 ms, constant), by less than 2x.
+    tuner.decide(&idle(22, 534, 20.6));
+    let d = tuner.decide(&win(22, 534, 20.6, false));
+    assert_eq!(d.agents, Some(19), "the knee: {}", d.reason);
+    let d = tuner.decide(&win(19, 461, 20.6, false));
+    assert!(d.reason.contains("relearned"), "{}", d.reason);
+    assert_eq!(d.agents, Some(22), "{}", d.reason);
+    let no_load = tuner.no_load_latency().unwrap().as_secs_f64() * 1e3;
+    assert!((20.0..=21.0).contains(&no_load), "no-load {no_load} ms");
+}
