@@ -935,3 +935,208 @@ fn a_long_step_down_past_a_retrograde_top_goes_halfway_back() {
         t.n
     );
 }
+
+/// A window of `agents` agents over 500 ms: `io` completions at median
+/// `p50_ms`, all calls in flight, a channel of 64 slots that is `full` or
+/// empty. CPU items follow the completions (at most 100 when full: B's CPU
+/// stage, 200/s), two workers of two.
+fn win(agents: usize, io: u64, p50_ms: f64, full: bool) -> Window {
+    Window {
+        elapsed: Duration::from_millis(500),
+        agents,
+        api_permits: agents,
+        workers: 2,
+        max_workers: 2,
+        io_completions: io,
+        latency_p50: Some(Duration::from_secs_f64(p50_ms / 1e3)),
+        mean_in_flight: agents as f64,
+        peak_in_flight: agents,
+        cpu_items: if full { io.min(100) } else { io },
+        queue_min: if full { 64 } else { 0 },
+        queue_capacity: 64,
+        agents_blocked: if full { 0.5 } else { 0.0 },
+        workers_idle: if full { 0.0 } else { 0.5 },
+        ..Window::default()
+    }
+}
+
+#[test]
+fn a_faster_api_after_little_s_law_or_a_throttle_sized_the_concurrency_is_probed_down_by_half() {
+    // B -> A' of the tuner bench. B's CPU stage sized the IO stage by
+    // Little's law at 60 (200/s x 200 ms x 1.5). A' is A's API (capacity
+    // 20): at 60 agents its median is 112 ms, 0.56x B's, with the rate up
+    // 1.8x: not the 0.5x and 1.5x of a detected change of speed. Whether or
+    // not the change is detected, once the channel is no longer full the
+    // first move is a probe down by half (not a probe up from 60).
+    let through = |tuner: &mut Adaptive, windows: &[Window]| -> Vec<Decision> {
+        windows.iter().map(|w| tuner.decide(w)).collect()
+    };
+    let b = vec![win(60, 100, 200.0, true); 4];
+    // Not detected (0.56x, 1.8x), and detected (0.4x, 2.5x).
+    for (a_p50, a_io) in [(112.0, 268), (80.0, 375)] {
+        let mut tuner = Adaptive::new(2);
+        through(&mut tuner, &b);
+        assert_eq!(tuner.mode(), Mode::CpuBound);
+        assert_eq!(tuner.concurrency(), 60);
+        let d = through(&mut tuner, &vec![win(60, a_io, a_p50, false); 2]);
+        assert_eq!(tuner.mode(), Mode::IoBound, "{:#?}", d);
+        let last = d.last().unwrap();
+        assert_eq!(last.agents, Some(30), "{}: {}", a_p50, last.reason);
+        assert!(
+            last.reason.contains("probe down by half"),
+            "{}",
+            last.reason
+        );
+    }
+
+    // C -> A': a throttle (C's hard limit) while the channel was full left
+    // the tuner throttled, regrowing under the ceiling. Regrowth would walk
+    // into A's knee: climb from here, by half first. The medians before
+    // the cut count scaled to the cut (x42/60): 140 ms, so A's 60 ms is
+    // 0.43x of it.
+    let mut tuner = Adaptive::new(2);
+    through(&mut tuner, &b);
+    let d = tuner.decide(&Window {
+        throttled: 5,
+        retry_after: Some(Duration::from_secs(1)),
+        ..win(60, 100, 200.0, true)
+    });
+    assert_eq!(d.agents, Some(42), "{}", d.reason);
+    tuner.decide(&win(42, 100, 200.0, true));
+    assert_eq!(tuner.mode(), Mode::Throttled);
+    // The first window at A' still smooths with C's median.
+    let d = tuner.decide(&win(42, 350, 60.0, false));
+    assert_eq!(d.agents, None, "{}", d.reason);
+    let d = tuner.decide(&win(42, 350, 60.0, false));
+    assert_eq!(d.agents, Some(21), "{}", d.reason);
+    assert!(d.reason.contains("probe down by half"), "{}", d.reason);
+    assert_eq!(tuner.mode(), Mode::IoBound);
+
+    // Not when a throttle's cut shrank a queueing API's median only in
+    // proportion (Little's law at a held rate), nor while regrowing on an
+    // API of constant speed (C itself, IO-bound under its hard limit).
+    for (cut_p50, regrown_p50) in [(140.0, 145.0), (200.0, 200.0)] {
+        let mut tuner = Adaptive::new(2);
+        for _ in 0..3 {
+            tuner.decide(&Window {
+                agents_idle: 0.5, // the source is the limit: no doubling
+                ..win(60, 150, 200.0, false)
+            });
+        }
+        let d = tuner.decide(&Window {
+            throttled: 5,
+            retry_after: Some(Duration::from_secs(1)),
+            ..win(60, 150, 200.0, false)
+        });
+        assert_eq!(d.agents, Some(42), "{}", d.reason);
+        let mut n = 42;
+        let mut reasons = vec![];
+        for i in 0..8 {
+            let p50 = if i < 2 { cut_p50 } else { regrown_p50 };
+            let d = tuner.decide(&win(n, 150, p50, false));
+            n = d.agents.unwrap_or(n);
+            reasons.push(d.reason);
+        }
+        assert!(n >= 42, "{reasons:#?}");
+        assert!(
+            reasons.iter().all(|r| !r.contains("by half")),
+            "{reasons:#?}"
+        );
+    }
+
+    // The CPU stage got cheaper on the same API: the channel empties, and
+    // latency rises (more calls reach the API), never falls. No halving.
+    let mut tuner = Adaptive::new(2);
+    through(&mut tuner, &b);
+    let d = through(&mut tuner, &vec![win(60, 280, 210.0, false); 3]);
+    assert!(
+        d.iter().all(|d| !d.reason.contains("by half")),
+        "{:#?}",
+        d.iter().map(|d| &d.reason).collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn an_overload_cut_that_did_not_lower_latency_relearns_no_load_instead_of_cutting_again() {
+    // tail -> timeouts of the tuner bench: the no-load latency (12 ms) is
+    // the tail phase's lognormal median, 0.6x the timeouts phase's constant
+    // 20 ms. Its 1.7x "inflation" and 7% timed-out attempts look like
+    // overload: one cut, then the median at the lower level did not drop,
+    // so the latency is no queue of ours. Relearn, no second cut.
+    let quiet = |agents: usize, p50: f64| Window {
+        agents_idle: 0.5, // the source is the limit: startup holds
+        ..win(agents, 700, p50, false)
+    };
+    let stalls = |agents: usize, p50: f64| Window {
+        timeouts: 7,
+        ..win(agents, 93, p50, false)
+    };
+    let mut tuner = Adaptive::new(2);
+    for _ in 0..5 {
+        tuner.decide(&quiet(18, 12.0));
+    }
+    tuner.decide(&quiet(18, 20.0)); // the phase changes
+    let d = tuner.decide(&stalls(18, 20.0));
+    assert_eq!(d.agents, Some(12), "a first cut: {}", d.reason);
+    assert!(d.reason.contains("overload"), "{}", d.reason);
+    let mut n = 12;
+    let mut reasons = vec![];
+    for _ in 0..6 {
+        let d = tuner.decide(&stalls(n, 20.0));
+        n = d.agents.unwrap_or(n);
+        reasons.push(d.reason);
+    }
+    assert!(
+        n >= 12,
+        "cut again although latency did not drop: {reasons:#?}"
+    );
+    assert!(
+        reasons.iter().any(|r| r.contains("relearned")),
+        "{reasons:#?}"
+    );
+    let no_load = tuner.no_load_latency().unwrap().as_secs_f64() * 1e3;
+    assert!((18.0..=22.0).contains(&no_load), "no-load {no_load} ms");
+
+    // Real overload: the median drops with the cut but stays inflated, and
+    // calls still time out: cut again.
+    let mut tuner = Adaptive::new(2);
+    for _ in 0..5 {
+        tuner.decide(&quiet(40, 20.0));
+    }
+    tuner.decide(&quiet(40, 90.0));
+    let d = tuner.decide(&stalls(40, 90.0));
+    assert_eq!(d.agents, Some(28), "{}", d.reason);
+    let d = tuner.decide(&stalls(28, 50.0));
+    assert_eq!(d.agents, Some(19), "{}", d.reason);
+}
+
+#[test]
+fn a_stale_no_load_is_relearned_from_the_latest_medians_only() {
+    // tail -> timeouts: the knee probe's verdict shows the no-load latency
+    // (12 ms, the tail phase's median) was stale. Relearned from all the
+    // medians at the level in the history, it mixed both phases (16 ms
+    // here); from the latest ones only, it is the new API's 20.6 ms.
+    let idle = |agents: usize, io: u64, p50: f64| Window {
+        agents_idle: 0.5,
+        ..win(agents, io, p50, false)
+    };
+    let mut tuner = Adaptive::new(2);
+    for _ in 0..4 {
+        tuner.decide(&idle(22, 700, 12.0)); // startup holds: the source limits
+    }
+    assert_eq!(tuner.decide(&win(22, 700, 13.0, false)).agents, Some(44));
+    let d = tuner.decide(&win(44, 700, 14.0, false));
+    assert_eq!(d.agents, Some(22), "startup ends at 22: {}", d.reason);
+    assert_eq!(tuner.mode(), Mode::IoBound);
+    tuner.decide(&idle(22, 700, 12.0));
+    tuner.decide(&idle(22, 700, 12.0));
+    // The API is now slower (20.6 ms, constant), by less than 2x.
+    tuner.decide(&idle(22, 534, 20.6));
+    let d = tuner.decide(&win(22, 534, 20.6, false));
+    assert_eq!(d.agents, Some(19), "the knee: {}", d.reason);
+    let d = tuner.decide(&win(19, 461, 20.6, false));
+    assert!(d.reason.contains("relearned"), "{}", d.reason);
+    assert_eq!(d.agents, Some(22), "{}", d.reason);
+    let no_load = tuner.no_load_latency().unwrap().as_secs_f64() * 1e3;
+    assert!((20.0..=21.0).contains(&no_load), "no-load {no_load} ms");
+}

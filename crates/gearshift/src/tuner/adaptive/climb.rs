@@ -125,7 +125,7 @@ impl Adaptive {
         }
         let mean = self.level_rate();
         self.best_rate = (self.best_rate * BEST_DECAY).max(mean);
-        if std::mem::take(&mut self.halve) && c > self.min {
+        if let Some(why) = self.halve.take().filter(|_| c > self.min) {
             // The latency seen of the faster API may be all queue (the
             // no-load estimate too), so the knee rule cannot see it: halve,
             // and let the knee verdict keep it or go back.
@@ -135,12 +135,7 @@ impl Adaptive {
                 dir: Dir::Down,
                 knee: true,
             });
-            return self.set(
-                c / 2,
-                None,
-                f,
-                "the API got faster: probe down by half".into(),
-            );
+            return self.set(c / 2, None, f, format!("{why}: probe down by half"));
         }
         let inflation = self.latency.inflation(c);
         // Latency says the API is queueing: probe down. Whether that costs

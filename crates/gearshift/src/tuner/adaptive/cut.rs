@@ -5,6 +5,7 @@
 use super::super::Window;
 use super::climb::KNEE;
 use super::facts::Facts;
+use super::signals::secs;
 use super::{Adaptive, Decision, Dir, Mode};
 
 /// Fraction of attempts timing out (with inflated latency) that is overload.
@@ -13,6 +14,9 @@ const OVERLOAD_TIMEOUTS: f64 = 0.05;
 const COOLDOWN: u32 = 2;
 /// Windows a throttle ceiling is remembered after the last throttle.
 const CEILING_TTL: u32 = 40;
+/// After an overload cut, a median at the lower level above this fraction
+/// of the median before the cut did not drop: the latency is not our queue.
+const CUT_RELIEF: f64 = 0.9;
 
 impl Adaptive {
     /// Counts down the ceiling's lifetime, one judged window at a time, and
@@ -31,7 +35,8 @@ impl Adaptive {
     pub(super) fn on_throttle(&mut self, w: &Window, f: &Facts, was_cut: bool) -> Decision {
         let c = self.concurrency;
         self.mode = Mode::Throttled;
-        self.halve = false;
+        self.halve = None;
+        self.remember_sized(w);
         self.cooldown = COOLDOWN;
         self.ceiling_ttl = CEILING_TTL;
         self.probe = None;
@@ -80,6 +85,50 @@ impl Adaptive {
             w.timeouts,
             share * 100.0
         );
+        // The last overload cut brought us here, yet the median did not
+        // drop with it: the "inflation" is not a queue of ours but a stale
+        // no-load latency (the API got slower, by less than the 2x that
+        // counts as a change of speed). Another cut would only idle the
+        // API; relearn the no-load latency here instead, as the knee
+        // probe's verdict does, and let the ordinary rules run.
+        if let Some((level, before)) = self.overload_cut {
+            let now = self.latency.current(c).filter(|_| level == c);
+            match now {
+                Some(now) if secs(now) >= CUT_RELIEF * secs(before) => {
+                    let msg = format!(
+                        "{why}, but the median did not drop after the cut to {c} ({:.1} -> {:.1} ms)",
+                        secs(before) * 1e3,
+                        secs(now) * 1e3
+                    );
+                    if was_cut {
+                        // Calls sent before the cut ended in this window:
+                        // judge the cut on the next one.
+                        return Some(self.hold(f, format!("{msg}: judged on the next window")));
+                    }
+                    let stale = self.latency.no_load();
+                    self.latency.rebase(c);
+                    self.overload_cut = None;
+                    self.probe = None;
+                    self.prev = None;
+                    if self.mode == Mode::Startup {
+                        self.mode = Mode::IoBound;
+                    }
+                    self.next = Dir::Up;
+                    self.wait = 0;
+                    return Some(self.hold(
+                        f,
+                        format!(
+                            "{msg}: no queue of ours, no-load latency {:.1} ms was stale, \
+                             relearned; no cut",
+                            stale.map_or(f64::NAN, |d| secs(d) * 1e3)
+                        ),
+                    ));
+                }
+                Some(_) => {}
+                None if level == c => {}
+                None => self.overload_cut = None,
+            }
+        }
         self.probe = None;
         self.prev = None;
         self.rates.clear();
@@ -93,12 +142,15 @@ impl Adaptive {
         self.next = Dir::Up;
         self.wait = self.backoff;
         let want = (c as f64 * self.decrease).floor() as usize;
-        Some(self.set(
+        let before = self.latency.current(c).or(w.latency_p50);
+        let d = self.set(
             want,
             None,
             f,
             format!("overload, {why}: x{} ({c} -> {want})", self.decrease),
-        ))
+        );
+        self.overload_cut = before.map(|b| (self.concurrency, b));
+        Some(d)
     }
 
     /// Throttled, no throttle this window: cool down, then grow by a

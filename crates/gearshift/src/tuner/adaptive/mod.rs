@@ -17,6 +17,7 @@ mod cut;
 mod facts;
 mod signals;
 
+use std::collections::VecDeque;
 use std::fmt;
 use std::time::Duration;
 
@@ -121,7 +122,7 @@ pub struct Adaptive {
     streak: u32,
     /// The API got faster at this concurrency: the hill climber's first
     /// move is a probe down by half.
-    halve: bool,
+    halve: Option<String>,
     /// Judged windows since the last one with a timed-out call.
     since_timeout: u32,
     /// Throttled: windows of no growth left; the ceiling and its lifetime.
@@ -130,6 +131,13 @@ pub struct Adaptive {
     ceiling_ttl: u32,
     /// The previous judged window ended in a multiplicative cut.
     just_cut: bool,
+    /// The last overload cut: the level it cut to and the smoothed median
+    /// before it, to see whether latency dropped with the cut.
+    overload_cut: Option<(usize, Duration)>,
+    /// Raw medians (and levels) of the last windows whose concurrency was
+    /// sized by Little's law (a full channel) or a throttle, not by the
+    /// API's latency: what a faster API is compared with.
+    sized_rtts: VecDeque<(usize, Duration)>,
     /// Windows in a row whose agents differ from the chosen concurrency.
     mismatch: u32,
 }
@@ -187,12 +195,14 @@ impl Adaptive {
             linear_ups: 0,
             trend: 0,
             streak: 0,
-            halve: false,
+            halve: None,
             since_timeout: u32::MAX,
             cooldown: 0,
             ceiling: None,
             ceiling_ttl: 0,
             just_cut: false,
+            overload_cut: None,
+            sized_rtts: VecDeque::new(),
             mismatch: 0,
         }
     }
@@ -324,6 +334,7 @@ impl Tuner for Adaptive {
         }
         let full = is_full(&w);
         self.track_regime(full);
+        self.faster_api(&w, full);
         match self.mode {
             Mode::CpuBound => self.cpu_bound(&w, &f),
             _ if full => {
@@ -406,7 +417,7 @@ impl Adaptive {
         self.wait = 0;
         self.backoff = 1;
         self.linear_ups = 0;
-        self.halve = faster;
+        self.halve = faster.then(|| "the API got faster".to_string());
         match self.mode {
             Mode::IoBound | Mode::Throttled if faster => self.enter_io_bound(self.concurrency),
             Mode::IoBound => self.mode = Mode::Startup,

@@ -103,13 +103,20 @@ impl Latency {
         jumped
     }
 
-    /// Forgets the no-load latency and starts it again from the smoothed
-    /// median at `level`: that median was shown to carry no queue.
+    /// Forgets the no-load latency and starts it again from the median of
+    /// the last (up to [`SMOOTH`]) medians measured at `level` or below:
+    /// `level` was shown to carry no queue, so neither do the levels under
+    /// it. The latest ones only: older medians at `level` may be the old
+    /// API's (the bench's `timeouts` phase relearned 18.5 ms from a mix of
+    /// the `tail` phase's 13-17 ms and its own 20.6 ms, and free growth,
+    /// which needs the median under 1.1x no-load, stayed shut at 1.11x).
     pub(super) fn rebase(&mut self, level: usize) {
         let at: Vec<Duration> = self
             .recent
             .iter()
-            .filter(|s| s.0 == level)
+            .rev()
+            .filter(|s| s.0 <= level)
+            .take(SMOOTH)
             .map(|s| s.1)
             .collect();
         self.floor.clear();
@@ -178,7 +185,7 @@ pub(super) fn scale(d: Duration, k: f64) -> Duration {
 
 /// The median of a few durations (the mean of the middle two for an even
 /// count); zero for none.
-fn median(xs: &[Duration]) -> Duration {
+pub(super) fn median(xs: &[Duration]) -> Duration {
     let mut v = xs.to_vec();
     v.sort_unstable();
     match v.len() {
