@@ -47,8 +47,12 @@ impl Adaptive {
     /// Startup: double while a doubling gains at least 25% and latency
     /// stays under 2x no-load; then settle at the best level seen.
     pub(super) fn startup(&mut self, w: &Window, f: &Facts, changed: bool) -> Decision {
+        // The previous level's rate is kept: once the limit binds again,
+        // this level is judged against it. Forgetting it made the next
+        // window a blind "first window" doubling (64 -> 128 on a 32-call
+        // API, after a short window right after a doubling, whose calls
+        // had not finished yet, looked not binding).
         if let Some(why) = self.not_binding(w) {
-            self.prev = None;
             return self.hold(f, format!("{why}: no doubling"));
         }
         let c = self.concurrency;

@@ -102,7 +102,11 @@ pub struct Adaptive {
     started: bool,
     pool: Pool,
     latency: Latency,
-    window: Duration,
+    /// What sizes the next window, from the last judged one: its median
+    /// round trip, and its IO rate per unit of concurrency (to size the
+    /// window for [`signals::MIN_ATTEMPTS`] at whatever concurrency comes
+    /// next). `None` before the first judged window.
+    pace: Option<(Duration, f64)>,
     /// Startup: the previous level and its rate; the best level so far.
     prev: Option<(usize, f64)>,
     tried: Vec<(usize, f64)>,
@@ -151,6 +155,11 @@ const BINDING: f64 = 0.5;
 const ADOPT_AFTER: u32 = 3;
 /// Control window bounds.
 const WINDOW_MIN: Duration = Duration::from_millis(100);
+/// The tick before the first judged window, which ends as soon as every
+/// agent has had a round trip (see [`Pool::push`]): with nothing to compare
+/// it with, it only decides startup's first doubling, and a whole 100 ms at
+/// the starting concurrency was a good part of a short job's startup loss.
+const FIRST_TICK: Duration = Duration::from_millis(20);
 const WINDOW_MAX: Duration = Duration::from_secs(1);
 
 impl Default for Adaptive {
@@ -180,9 +189,7 @@ impl Adaptive {
             started: false,
             pool: Pool::default(),
             latency: Latency::default(),
-            // Nothing is known yet: the shortest window. A window with too
-            // few completions is pooled with the next, never judged alone.
-            window: WINDOW_MIN,
+            pace: None,
             prev: None,
             tried: Vec::new(),
             level: 0,
@@ -288,8 +295,22 @@ impl Tuner for Adaptive {
         "adaptive"
     }
 
+    /// About two round trips, and long enough for
+    /// [`signals::MIN_ATTEMPTS`] completions at the current concurrency,
+    /// within 100 ms ..= 1 s; a short tick until the first judged window.
     fn window(&self) -> Duration {
-        self.window
+        let Some((rtt, per_call)) = self.pace else {
+            return FIRST_TICK;
+        };
+        let rate = per_call * self.concurrency as f64;
+        let fill = if rate > 0.0 {
+            Duration::try_from_secs_f64(signals::MIN_ATTEMPTS as f64 / rate).unwrap_or(WINDOW_MAX)
+        } else {
+            WINDOW_MAX
+        };
+        signals::scale(rtt, 2.0)
+            .max(fill)
+            .clamp(WINDOW_MIN, WINDOW_MAX)
     }
 
     fn decide(&mut self, raw: &Window) -> Decision {
@@ -311,9 +332,11 @@ impl Tuner for Adaptive {
         let mut faster = false;
         if let Some(p50) = w.latency_p50 {
             let before = self.latency.no_load();
-            changed = self.latency.observe(c, p50, w.io_rate());
+            changed = self
+                .latency
+                .observe(c, p50, w.io_rate(), w.peak_in_flight > c);
             faster = before.is_some_and(|b| p50 < b);
-            self.set_window(&w);
+            self.set_pace(&w);
         }
         self.since_timeout = if w.timeouts > 0 {
             0
@@ -383,23 +406,19 @@ impl Adaptive {
         }
     }
 
-    /// About two median round trips, and long enough for
-    /// [`signals::MIN_ATTEMPTS`] completions, within 100 ms ..= 1 s.
-    fn set_window(&mut self, w: &Window) {
+    /// Learns what sizes the next window (see [`Tuner::window`]): the
+    /// round trip, and the rate per call, so the window holds
+    /// [`signals::MIN_ATTEMPTS`] completions at the concurrency the decision
+    /// sets, not the one just measured (after a doubling from 4 agents the
+    /// window sized for 4 lasted 150 ms where 100 ms held 18 completions).
+    fn set_pace(&mut self, w: &Window) {
         let rtt = self
             .latency
             .current(self.concurrency)
             .or(w.latency_p50)
             .unwrap_or_default();
-        let rate = w.io_rate();
-        let fill = if rate > 0.0 {
-            signals::MIN_ATTEMPTS as f64 / rate
-        } else {
-            0.0
-        };
-        let want =
-            signals::scale(rtt, 2.0).max(Duration::try_from_secs_f64(fill).unwrap_or(WINDOW_MAX));
-        self.window = want.clamp(WINDOW_MIN, WINDOW_MAX);
+        let per_call = w.io_rate() / self.concurrency.max(1) as f64;
+        self.pace = Some((rtt, per_call));
     }
 
     /// The API changed speed at constant concurrency: what was learned
@@ -434,8 +453,12 @@ impl Adaptive {
                 w.agents_idle * 100.0
             ));
         }
+        // The mean counts a call in the window it ends in, so a short window
+        // right after a growth reads low; calls in flight at the limit at
+        // some point show it binds.
         let c = self.concurrency as f64;
-        if w.mean_in_flight > 0.0 && w.mean_in_flight < BINDING * c {
+        let reached = w.peak_in_flight >= self.concurrency;
+        if !reached && w.mean_in_flight > 0.0 && w.mean_in_flight < BINDING * c {
             return Some(format!(
                 "{:.1} calls in flight on average of {c} (the limit is not binding)",
                 w.mean_in_flight

@@ -48,27 +48,56 @@ impl Pool {
     }
 }
 
+/// One judged window's median, with what it was measured at.
+#[derive(Debug, Clone, Copy)]
+struct Sample {
+    level: usize,
+    p50: Duration,
+    rate: f64,
+    /// Calls sent under a higher concurrency were still in flight: the
+    /// median is partly the old level's queue draining.
+    draining: bool,
+}
+
 /// Latency history: raw medians (with the concurrency and the IO rate they
 /// were measured at) and the smoothed medians the no-load estimate is the minimum of.
 #[derive(Debug, Clone, Default)]
 pub(super) struct Latency {
-    recent: VecDeque<(usize, Duration, f64)>,
+    recent: VecDeque<Sample>,
     floor: VecDeque<Duration>,
 }
 
 impl Latency {
     /// Records a window's median latency and IO rate measured at
-    /// concurrency `level`. Returns true when the API itself changed speed:
+    /// concurrency `level` (`draining`: with calls of a higher level still
+    /// in flight). Returns true when the API itself changed speed:
     /// the last five windows were all at `level`, and in the last two the
     /// median is 2x above (below) the median of the three before them while
     /// the rate fell (rose) by a third, as Little's law says it must at a
     /// fixed concurrency. Noise in the median alone leaves the rate be.
-    pub(super) fn observe(&mut self, level: usize, p50: Duration, rate: f64) -> bool {
-        self.recent.push_back((level, p50, rate));
+    pub(super) fn observe(
+        &mut self,
+        level: usize,
+        p50: Duration,
+        rate: f64,
+        draining: bool,
+    ) -> bool {
+        self.recent.push_back(Sample {
+            level,
+            p50,
+            rate,
+            draining,
+        });
         if self.recent.len() > RECENT {
             self.recent.pop_front();
         }
-        let last: Vec<Duration> = self.recent.iter().rev().take(SMOOTH).map(|s| s.1).collect();
+        let last: Vec<Duration> = self
+            .recent
+            .iter()
+            .rev()
+            .take(SMOOTH)
+            .map(|s| s.p50)
+            .collect();
         self.floor.push_back(median(&last));
         if self.floor.len() > FLOOR_WINDOWS {
             self.floor.pop_front();
@@ -76,15 +105,20 @@ impl Latency {
         if self.samples_at(level) < RECENT {
             return false;
         }
-        let before: Vec<Duration> = self.recent.iter().take(RECENT - 2).map(|s| s.1).collect();
+        let before: Vec<Duration> = self.recent.iter().take(RECENT - 2).map(|s| s.p50).collect();
         let before = secs(median(&before)).max(1e-9);
-        let mut rates: Vec<f64> = self.recent.iter().take(RECENT - 2).map(|s| s.2).collect();
+        let mut rates: Vec<f64> = self
+            .recent
+            .iter()
+            .take(RECENT - 2)
+            .map(|s| s.rate)
+            .collect();
         rates.sort_by(f64::total_cmp);
         let rate_before = rates[rates.len() / 2].max(1e-9);
         let moved = |i: usize, sign: f64| {
-            let (_, d, r) = self.recent[i];
-            let l = secs(d) / before;
-            let r = r / rate_before;
+            let s = self.recent[i];
+            let l = secs(s.p50) / before;
+            let r = s.rate / rate_before;
             if sign > 0.0 {
                 l >= 2.0 && r <= 0.67
             } else {
@@ -97,7 +131,7 @@ impl Latency {
             // Relearn from the new regime only.
             self.recent.drain(..RECENT - 2);
             self.floor.clear();
-            let now: Vec<Duration> = self.recent.iter().map(|s| s.1).collect();
+            let now: Vec<Duration> = self.recent.iter().map(|s| s.p50).collect();
             self.floor.push_back(median(&now));
         }
         jumped
@@ -115,9 +149,9 @@ impl Latency {
             .recent
             .iter()
             .rev()
-            .filter(|s| s.0 <= level)
+            .filter(|s| s.level <= level)
             .take(SMOOTH)
-            .map(|s| s.1)
+            .map(|s| s.p50)
             .collect();
         self.floor.clear();
         if !at.is_empty() {
@@ -126,17 +160,24 @@ impl Latency {
     }
 
     /// The median latency at concurrency `level`: the median of the trailing
-    /// raw medians measured there (up to [`SMOOTH`]).
+    /// raw medians measured there (up to [`SMOOTH`]), leaving out those
+    /// measured while a higher level's calls drained unless there are no
+    /// others (after startup's 32 -> 64 -> 33 on a 32-call API, two
+    /// draining medians of 57 ms outvoted the level's own 39 ms and the
+    /// knee rule cut a level with no queue).
     pub(super) fn current(&self, level: usize) -> Option<Duration> {
-        let at: Vec<Duration> = self
+        let at: Vec<Sample> = self
             .recent
             .iter()
             .rev()
             .take(SMOOTH)
-            .take_while(|s| s.0 == level)
-            .map(|s| s.1)
+            .take_while(|s| s.level == level)
+            .copied()
             .collect();
-        (!at.is_empty()).then(|| median(&at))
+        let settled: Vec<Duration> = at.iter().filter(|s| !s.draining).map(|s| s.p50).collect();
+        let all: Vec<Duration> = at.iter().map(|s| s.p50).collect();
+        let pick = if settled.is_empty() { all } else { settled };
+        (!pick.is_empty()).then(|| median(&pick))
     }
 
     /// How many trailing windows were measured at `level`.
@@ -144,7 +185,7 @@ impl Latency {
         self.recent
             .iter()
             .rev()
-            .take_while(|s| s.0 == level)
+            .take_while(|s| s.level == level)
             .count()
     }
 
