@@ -12,6 +12,8 @@ use gearshift::{Agents, Config, Pipeline, StageError, StageKind};
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        // A closed stderr (`| head`) must not make every event panic.
+        .log_internal_errors(false)
         .init();
     let mut args = std::env::args().skip(1);
     let items: u64 = args.next().map_or(Ok(1_000_000), |s| s.parse())?;

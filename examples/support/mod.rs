@@ -82,5 +82,7 @@ pub fn init_tracing() {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        // A closed stderr (`| head`) must not make every event panic.
+        .log_internal_errors(false)
         .init();
 }

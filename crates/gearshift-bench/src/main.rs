@@ -10,6 +10,11 @@ fn main() -> anyhow::Result<()> {
             EnvFilter::new("info,gearshift::pipeline=warn,gearshift::control=warn")
         }))
         .with_writer(std::io::stderr)
+        // A closed stderr (`gearshift-bench run 2>&1 | head`) must not turn
+        // every later event into a panic (the default reports a failed
+        // write with `eprintln!`, which panics on a closed stderr) inside
+        // the pipeline's tasks, which then stop without their items.
+        .log_internal_errors(false)
         .init();
     let cli = Cli::parse();
     let rt = tokio::runtime::Builder::new_multi_thread()

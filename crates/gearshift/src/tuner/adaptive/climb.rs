@@ -50,8 +50,8 @@ impl Adaptive {
         // The previous level's rate is kept: once the limit binds again,
         // this level is judged against it. Forgetting it made the next
         // window a blind "first window" doubling (64 -> 128 on a 32-call
-        // API, after a short window right after a doubling, whose calls
-        // had not finished yet, looked not binding).
+        // API, after the window right after a doubling, whose new calls had
+        // not finished yet, looked not binding).
         if let Some(why) = self.not_binding(w) {
             return self.hold(f, format!("{why}: no doubling"));
         }
