@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use gearshift::{Agents, Config, Pipeline, StageError};
 
+mod support;
+
 /// A payload that counts how many of its kind are alive.
 struct Tracked {
     live: Arc<AtomicUsize>,
@@ -71,22 +73,11 @@ async fn a_slow_sink_bounds_the_items_held_in_memory() {
     assert_eq!(report.ok, n);
     assert_eq!(sunk.load(Ordering::SeqCst) as u64, n);
     assert_eq!(live.load(Ordering::SeqCst), 0, "every payload was dropped");
-    // Where an item can be: the source's channel, an agent's call and
-    // outbox, the IO -> CPU channel, the batch being formed (with the batch
-    // that arrived beyond it), the 2 x `workers` batches holding permits,
-    // the CPU -> collector channel, the batch in the collector's hands, the
-    // sink's channel, the sink's hands, and the one the source just made.
-    let (cap, batch) = (config.channel_capacity, config.items_per_batch);
-    let bound = cap
-        + config.total_agents() * (1 + batch)
-        + cap
-        + 2 * batch
-        + 2 * config.workers * batch
-        + cap
-        + batch
-        + cap
-        + 1
-        + 1;
+    // Where an item can be: the source's channel, from an IO call up to the
+    // collector, the sink's channel, the sink's hands, and the one the
+    // source just made.
+    let cap = config.channel_capacity;
+    let bound = cap + support::held_from_io_to_collector(&config) + cap + 1 + 1;
     let peak = peak.load(Ordering::SeqCst);
     assert!(peak <= bound, "peak {peak} payloads alive, bound {bound}");
     assert!(

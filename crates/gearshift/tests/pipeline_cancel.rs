@@ -136,21 +136,9 @@ async fn a_hundred_thousand_items_through_channels_of_eight() {
     }
     let report = handle.join().await;
     assert_eq!((count, report.ok), (n, n));
-    // Items between the IO call and the consumer, place by place: agents'
-    // calls and outboxes, the IO -> CPU channel, the batch being formed
-    // (with the batch that arrived beyond it), the batches holding batch
-    // slots (2 per worker), the CPU -> collector channel, the batch in the
-    // collector's hands, the outcome stream's buffer, the one being read.
-    let cap = config.channel_capacity;
-    let batch = config.items_per_batch;
-    let bound = config.total_agents() * (1 + batch)
-        + cap
-        + 2 * batch
-        + 2 * config.workers * batch
-        + cap
-        + batch
-        + cap
-        + 1;
+    // Items between the IO call and the consumer: up to the collector, then
+    // the outcome stream's buffer and the one being read.
+    let bound = support::held_from_io_to_collector(&config) + config.channel_capacity + 1;
     let peak = peak.load(Ordering::SeqCst);
     assert!(peak <= bound, "peak {peak} items held, bound {bound}");
 }

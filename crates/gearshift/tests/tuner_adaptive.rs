@@ -1171,29 +1171,41 @@ fn a_stale_no_load_is_relearned_from_the_latest_medians_only() {
     assert!((20.0..=21.0).contains(&no_load), "no-load {no_load} ms");
 }
 
+/// A 100 ms window at `agents` on a 32-call API with 40 ms calls unless
+/// `p50_ms` says otherwise: `rate` completions per second, `mean` and
+/// `peak` calls in flight.
+fn flat(agents: usize, mean: f64, peak: usize, rate: f64, p50_ms: u64) -> Window {
+    Window {
+        elapsed: Duration::from_millis(100),
+        agents,
+        api_permits: agents,
+        io_completions: (rate / 10.0) as u64,
+        latency_p50: Some(Duration::from_millis(p50_ms)),
+        mean_in_flight: mean,
+        peak_in_flight: peak,
+        queue_capacity: 64,
+        ..Window::default()
+    }
+}
+
+/// Startup from 4 to 64 on that API, each doubling scaling linearly.
+fn started_to_64() -> Adaptive {
+    let mut tuner = Adaptive::new(2);
+    for (c, rate) in [(4, 100.0), (8, 200.0), (16, 400.0), (32, 800.0)] {
+        let d = tuner.decide(&flat(c, c as f64, c, rate, 40));
+        assert_eq!(d.agents, Some(2 * c), "{}", d.reason);
+    }
+    tuner
+}
+
 #[test]
 fn latency_measured_while_a_higher_level_drains_is_not_the_knee() {
     // Startup's 32 -> 64 -> 32 on a 32-call API: the first window at 32
     // still sees calls sent at 64 finish (peak in flight 64, median 90 ms).
     // It must not outvote the level's own 40 ms: with it, the knee rule
     // read 1.6x no-load and cut a level with no queue.
-    let win = |agents: usize, peak: usize, rate: f64, p50_ms: u64| Window {
-        elapsed: Duration::from_millis(100),
-        agents,
-        api_permits: agents,
-        io_completions: (rate / 10.0) as u64,
-        latency_p50: Some(Duration::from_millis(p50_ms)),
-        mean_in_flight: agents as f64,
-        peak_in_flight: peak,
-        queue_capacity: 64,
-        ..Window::default()
-    };
-    let mut tuner = Adaptive::new(2);
-    for (c, rate) in [(4, 100.0), (8, 200.0), (16, 400.0), (32, 800.0)] {
-        let d = tuner.decide(&win(c, c, rate, 40));
-        assert_eq!(d.agents, Some(2 * c), "{}", d.reason);
-    }
-    let d = tuner.decide(&win(64, 64, 820.0, 60));
+    let mut tuner = started_to_64();
+    let d = tuner.decide(&flat(64, 64.0, 64, 820.0, 60));
     assert_eq!(
         d.agents,
         Some(32),
@@ -1201,9 +1213,9 @@ fn latency_measured_while_a_higher_level_drains_is_not_the_knee() {
         d.reason
     );
     assert_eq!(tuner.mode(), Mode::IoBound);
-    let d = tuner.decide(&win(32, 64, 800.0, 90));
+    let d = tuner.decide(&flat(32, 32.0, 64, 800.0, 90));
     assert_eq!(d.agents, None, "{}", d.reason);
-    let d = tuner.decide(&win(32, 32, 800.0, 40));
+    let d = tuner.decide(&flat(32, 32.0, 32, 800.0, 40));
     assert!(
         !d.reason.contains("knee") && d.agents.is_none_or(|a| a >= 32),
         "{}",
@@ -1216,25 +1228,10 @@ fn startup_judges_a_level_against_the_one_below_after_a_window_that_did_not_bind
     // A window where the limit did not bind (few calls in flight) holds
     // startup; the next one at the same level is still judged against the
     // level below. Forgetting it made that window a blind first doubling.
-    let win = |agents: usize, mean: f64, rate: f64| Window {
-        elapsed: Duration::from_millis(100),
-        agents,
-        api_permits: agents,
-        io_completions: (rate / 10.0) as u64,
-        latency_p50: Some(Duration::from_millis(40)),
-        mean_in_flight: mean,
-        peak_in_flight: mean as usize,
-        queue_capacity: 64,
-        ..Window::default()
-    };
-    let mut tuner = Adaptive::new(2);
-    for (c, rate) in [(4, 100.0), (8, 200.0), (16, 400.0), (32, 800.0)] {
-        let d = tuner.decide(&win(c, c as f64, rate));
-        assert_eq!(d.agents, Some(2 * c), "{}", d.reason);
-    }
-    let d = tuner.decide(&win(64, 20.0, 700.0));
+    let mut tuner = started_to_64();
+    let d = tuner.decide(&flat(64, 20.0, 20, 700.0, 40));
     assert_eq!(d.agents, None, "not binding: holds: {}", d.reason);
-    let d = tuner.decide(&win(64, 64.0, 820.0));
+    let d = tuner.decide(&flat(64, 64.0, 64, 820.0, 40));
     assert!(
         d.agents.is_some_and(|a| a < 64) && tuner.mode() == Mode::IoBound,
         "64 gained too little over 32: startup ends below it: {}",
@@ -1247,23 +1244,8 @@ fn calls_in_flight_at_the_limit_show_it_binds_whatever_the_mean() {
     // The mean counts a call in the window it ends in: right after a
     // doubling, the new calls have not ended and the mean reads half the
     // limit. The peak at the limit shows it binds, so 64 is judged.
-    let win = |agents: usize, mean: f64, peak: usize, rate: f64| Window {
-        elapsed: Duration::from_millis(100),
-        agents,
-        api_permits: agents,
-        io_completions: (rate / 10.0) as u64,
-        latency_p50: Some(Duration::from_millis(40)),
-        mean_in_flight: mean,
-        peak_in_flight: peak,
-        queue_capacity: 64,
-        ..Window::default()
-    };
-    let mut tuner = Adaptive::new(2);
-    for (c, rate) in [(4, 100.0), (8, 200.0), (16, 400.0), (32, 800.0)] {
-        let d = tuner.decide(&win(c, c as f64, c, rate));
-        assert_eq!(d.agents, Some(2 * c), "{}", d.reason);
-    }
-    let d = tuner.decide(&win(64, 31.0, 64, 820.0));
+    let mut tuner = started_to_64();
+    let d = tuner.decide(&flat(64, 31.0, 64, 820.0, 40));
     assert!(
         !d.reason.contains("not binding") && tuner.mode() == Mode::IoBound,
         "{}",

@@ -108,3 +108,13 @@ pub fn check_ledger<T>(n: u64, outcomes: &[Outcome<T>], report: &Report) -> (u64
     );
     (ok, failed, cancelled)
 }
+
+/// The most items a pipeline with `config` holds from an IO call to the
+/// collector, place by place: agents' calls and outboxes, the IO -> CPU
+/// channel, the batch being formed (with the batch that arrived beyond it),
+/// the 2 x `workers` batches holding batch slots, the CPU -> collector
+/// channel, and the batch in the collector's hands.
+pub fn held_from_io_to_collector(config: &gearshift::Config) -> usize {
+    let (cap, batch) = (config.channel_capacity, config.items_per_batch);
+    config.total_agents() * (1 + batch) + cap + 2 * batch + 2 * config.workers * batch + cap + batch
+}
