@@ -318,6 +318,18 @@ pub async fn tuner_bench(opts: &TunerOptions) -> anyhow::Result<Vec<TunerRow>> {
                 requests_in_retry_after: measured.iter().map(|m| m.inside).sum(),
                 concurrency_cv: 0.0,
             });
+            // Per seed, so a median's outliers can be traced to their seed.
+            for r in rows.iter().filter(|r| r.system == sys.name()) {
+                tracing::info!(
+                    seed,
+                    phase = %r.phase,
+                    system = %r.system,
+                    fraction = r.fraction_of_oracle,
+                    settle_s = ?r.settle_s,
+                    peak = r.peak_in_flight,
+                    "tuner bench: phase measured"
+                );
+            }
             tracing::info!(system = %sys.name(), items_per_s = rate, "tuner bench: system done");
         }
         per_seed.push(rows);
