@@ -22,9 +22,12 @@
 //! The oracle is an offline sweep of fixed concurrency per distinct phase
 //! (`oracle_s` per setting, or 15 base latencies if longer; throughput over
 //! its second half) that picks the smallest setting within 1% of the best
-//! rate; that setting is then run alone for a phase, and its rate over the
-//! second half is the oracle's rate (the sweep's best is the largest of
-//! noisy measurements, biased high where settings tie). The settling time is
+//! rate. The oracle then runs like the systems, its setting switched at each
+//! phase change, and its rate in a phase is that of the phase's second half
+//! (the sweep's best is the largest of noisy measurements, biased high where
+//! settings tie). Its own row is the control for the settling time: what
+//! the measure gives a setting that is right from the phase's first moment.
+//! The settling time is
 //! scaled with the phases: a moving average over a sixth of the phase (1 s
 //! at the default 6 s; issue 5: 5 s, so `--phase-s 30` is the issue's own
 //! measure) that stays at or above 95% of the oracle.
@@ -183,11 +186,14 @@ enum Sys {
     SeedRule,
     Preset(Preset),
     Fixed(usize),
+    /// The oracle: each phase's setting, switched at the phase change.
+    Oracle(Vec<usize>),
 }
 
 impl Sys {
     fn name(&self) -> String {
         match self {
+            Sys::Oracle(_) => "oracle (per phase)".into(),
             Sys::Adaptive => "adaptive tuner".into(),
             Sys::SeedRule => "seed rule tuner".into(),
             Sys::Preset(p) => format!("preset {p}"),
@@ -219,17 +225,15 @@ pub async fn tuner_bench(opts: &TunerOptions) -> anyhow::Result<Vec<TunerRow>> {
                 names.join(", ")
             );
         }
-        // Oracle per distinct phase config (A' is A's): the sweep picks the
-        // setting, a phase-long run of it gives the rate.
+        // A sweep per distinct phase config (A' is A's).
         let mut sweep: BTreeMap<&str, Vec<(usize, f64)>> = BTreeMap::new();
-        let mut oracles: BTreeMap<&str, (f64, usize)> = BTreeMap::new();
         for def in all_defs
             .iter()
             .filter(|d| defs.iter().any(|x| oracle_key(x.name) == d.name))
         {
             let mut points = Vec::new();
             for &n in &opts.grid {
-                let rate = steady_rate(def, n, opts.oracle, opts).await?;
+                let rate = steady_rate(def, n, opts).await?;
                 tracing::info!(
                     phase = def.name,
                     concurrency = n,
@@ -238,23 +242,35 @@ pub async fn tuner_bench(opts: &TunerOptions) -> anyhow::Result<Vec<TunerRow>> {
                 );
                 points.push((n, rate));
             }
-            let n = oracle_setting(&points);
-            // The sweep's best rate is the largest of noisy measurements,
-            // biased high wherever settings tie (every setting past Little's
-            // law in the CPU-bound B and C): measured again, alone, over a
-            // phase, the chosen setting's rate is not.
-            let rate = steady_rate(def, n, opts.phase, opts).await?;
+            sweep.insert(def.name, points);
+        }
+        // The oracle runs like the systems, its setting switched at each
+        // phase change; its rate in a phase is that of the phase's second
+        // half. The sweep's best rate would not do: it is the largest of a
+        // dozen short, noisy measurements, biased high wherever settings
+        // tie (every setting past Little's law in the CPU-bound B and C).
+        let settings: Vec<usize> = defs
+            .iter()
+            .map(|d| oracle_setting(&sweep[oracle_key(d.name)]))
+            .collect();
+        let oracle_run = run_phases(&defs, &Sys::Oracle(settings.clone()), opts).await?;
+        let oracle_rates: Vec<f64> = oracle_run
+            .iter()
+            .map(|m| second_half_rate(&m.ok_times, opts.phase))
+            .collect();
+        for ((def, n), rate) in defs.iter().zip(&settings).zip(&oracle_rates) {
             tracing::info!(
+                seed,
                 phase = def.name,
                 concurrency = n,
                 items_per_s = rate,
-                sweep_best_per_s = points.iter().map(|p| p.1).fold(0.0, f64::max),
-                "oracle: its setting measured over a phase"
+                sweep_best_per_s = sweep[oracle_key(def.name)]
+                    .iter()
+                    .map(|p| p.1)
+                    .fold(0.0, f64::max),
+                "oracle: its setting's rate over the phase's second half"
             );
-            oracles.insert(def.name, (rate, n));
-            sweep.insert(def.name, points);
         }
-        let oracle = |name: &str| -> (f64, usize) { oracles[oracle_key(name)] };
         let best_fixed = opts
             .grid
             .iter()
@@ -273,12 +289,13 @@ pub async fn tuner_bench(opts: &TunerOptions) -> anyhow::Result<Vec<TunerRow>> {
                 mean(x).total_cmp(&mean(y))
             })
             .unwrap_or(1);
-        let mut systems = vec![Sys::Adaptive, Sys::SeedRule];
+        let mut systems = vec![Sys::Oracle(settings.clone()), Sys::Adaptive, Sys::SeedRule];
         systems.extend(Preset::ALL.into_iter().map(Sys::Preset));
         systems.push(Sys::Fixed(best_fixed));
         systems.retain(|s| {
             let name = s.name().to_lowercase();
-            opts.systems.is_empty()
+            matches!(s, Sys::Oracle(_))
+                || opts.systems.is_empty()
                 || opts
                     .systems
                     .iter()
@@ -289,10 +306,13 @@ pub async fn tuner_bench(opts: &TunerOptions) -> anyhow::Result<Vec<TunerRow>> {
         }
         let mut rows = Vec::new();
         for sys in &systems {
-            let measured = run_phases(&defs, sys, opts).await?;
+            let measured = match sys {
+                Sys::Oracle(_) => oracle_run.clone(),
+                _ => run_phases(&defs, sys, opts).await?,
+            };
             let mut total_ok = 0usize;
-            for (def, m) in defs.iter().zip(&measured) {
-                let (oracle_rate, oracle_n) = oracle(def.name);
+            for (i, (def, m)) in defs.iter().zip(&measured).enumerate() {
+                let (oracle_rate, oracle_n) = (oracle_rates[i], settings[i]);
                 let secs = opts.phase.as_secs_f64();
                 let rate = m.ok_times.len() as f64 / secs;
                 total_ok += m.ok_times.len();
@@ -316,7 +336,7 @@ pub async fn tuner_bench(opts: &TunerOptions) -> anyhow::Result<Vec<TunerRow>> {
             let all_secs = opts.phase.as_secs_f64() * defs.len() as f64;
             // Phases are equal in time, so the oracle's run-wide rate is the
             // mean of its per-phase rates.
-            let all_oracle = defs.iter().map(|d| oracle(d.name).0).sum::<f64>() / defs.len() as f64;
+            let all_oracle = oracle_rates.iter().sum::<f64>() / defs.len() as f64;
             let rate = total_ok as f64 / all_secs;
             rows.push(TunerRow {
                 phase: "all".into(),
@@ -392,16 +412,11 @@ pub fn tuner_table(rows: &[TunerRow]) -> String {
 }
 
 /// Ok items/s with `n` agents fixed, over the second half of a run of
-/// `length`, or of 15 base latencies if longer (so a 200 ms phase is
+/// `opts.oracle`, or of 15 base latencies if longer (so a 200 ms phase is
 /// measured over several round trips, not one or two), or of 3 call
 /// timeouts where calls stall (so stalled calls have started timing out).
-async fn steady_rate(
-    def: &PhaseDef,
-    n: usize,
-    length: Duration,
-    opts: &TunerOptions,
-) -> anyhow::Result<f64> {
-    let mut length = length.max(def.mock.latency.base * 15);
+async fn steady_rate(def: &PhaseDef, n: usize, opts: &TunerOptions) -> anyhow::Result<f64> {
+    let mut length = opts.oracle.max(def.mock.latency.base * 15);
     if def.mock.faults.stall > 0.0 {
         length = length.max(CALL_TIMEOUT * 3);
     }
@@ -414,9 +429,13 @@ async fn steady_rate(
         },
     )
     .await?;
+    Ok(second_half_rate(&m[0].ok_times, length))
+}
+
+/// Completions per second over the second half of a phase of `length`.
+fn second_half_rate(ok_times: &[f64], length: Duration) -> f64 {
     let half = length.as_secs_f64() / 2.0;
-    let late = m[0].ok_times.iter().filter(|&&t| t >= half).count();
-    Ok(late as f64 / half)
+    ok_times.iter().filter(|&&t| t >= half).count() as f64 / half
 }
 
 /// Runs `sys` over `defs`, `opts.phase` each, and measures each phase.
@@ -441,6 +460,10 @@ async fn run_phases(
         Sys::Fixed(n) => {
             config.agents = Agents::Total(*n);
             config.api_permits = Some(*n);
+        }
+        Sys::Oracle(settings) => {
+            config.agents = Agents::Total(settings[0]);
+            config.api_permits = Some(settings[0]);
         }
         Sys::Adaptive | Sys::SeedRule => {
             config.agents = Agents::Total(start_agents);
@@ -490,6 +513,10 @@ async fn run_phases(
                     if p < defs.len() {
                         api.set_config(defs[p].mock.clone())?;
                         now.store(p, Ordering::Relaxed);
+                        if let Sys::Oracle(settings) = sys {
+                            handle.set_agents(settings[p])?;
+                            handle.set_api_permits(settings[p])?;
+                        }
                     }
                     current = p;
                 }
