@@ -1252,3 +1252,46 @@ fn calls_in_flight_at_the_limit_show_it_binds_whatever_the_mean() {
         d.reason
     );
 }
+
+#[test]
+fn a_probe_kept_on_one_lucky_window_is_undone_when_its_level_trails() {
+    // The 32-call API of `flat`: 25 calls per second per agent up to 32,
+    // then flat with latency growing. Failed probes first grow the backoff
+    // (the tuner bench's tail phase: 16 windows); then one probe down is
+    // judged on a lucky window (the rate of 32 at 28) and kept, so the
+    // next step down fails back to 28, not 32. Once 28 has four windows of
+    // its own, their mean trails 32's by more than the dead band: back to
+    // 32 at once, not after the backoff.
+    let api = |c: usize| {
+        let rate = 25.0 * c.min(32) as f64;
+        let p50 = 40 * c.max(32) as u64 / 32;
+        flat(c, c as f64, c, rate, p50)
+    };
+    let mut tuner = started_to_64();
+    let mut c = 64;
+    let mut lucky = None;
+    for i in 0..400 {
+        let w = if lucky.is_none() && i > 120 && c < 32 {
+            lucky = Some(i);
+            flat(c, c as f64, c, 800.0, 40)
+        } else {
+            api(c)
+        };
+        let d = tuner.decide(&w);
+        if let Some(a) = d.agents {
+            c = a;
+        }
+        if let Some(at) = lucky
+            && i > at + 1
+        {
+            // From the probe that failed back to the kept level, four
+            // windows there (the lucky one among them) and the undo.
+            if i <= at + 5 && d.reason.contains("kept on one window") {
+                assert_eq!(c, 32, "{}", d.reason);
+                return;
+            }
+            assert!(i <= at + 5, "still at {c} after {} windows", i - at);
+        }
+    }
+    panic!("no probe down after 120 windows (lucky at {lucky:?})");
+}

@@ -129,6 +129,9 @@ impl Adaptive {
         }
         let mean = self.level_rate();
         self.best_rate = (self.best_rate * BEST_DECAY).max(mean);
+        if let Some(d) = self.undo_a_probe_kept_on_noise(mean, f) {
+            return d;
+        }
         if let Some(why) = self.halve.take().filter(|_| c > self.min) {
             // The latency seen of the faster API may be all queue (the
             // no-load estimate too), so the knee rule cannot see it: halve,
@@ -205,6 +208,43 @@ impl Adaptive {
                 self.set(c + step, None, f, format!("probe up: +{step}"))
             }
         }
+    }
+
+    /// A probe is judged on one window: on a noisy API (heavy-tailed
+    /// latency, stalls) one lucky window can keep a level that is worse.
+    /// Once the kept level has a full set of windows of its own, a mean
+    /// under the rate of the level it left by more than the dead band
+    /// undoes it, without waiting out the backoff there.
+    fn undo_a_probe_kept_on_noise(&mut self, mean: f64, f: &Facts) -> Option<Decision> {
+        let c = self.concurrency;
+        let (from, before, kept) = self.kept_from?;
+        if kept != c {
+            // Another rule moved the concurrency since: the check is stale.
+            self.kept_from = None;
+            return None;
+        }
+        if self.rates.len() < LEVEL_WINDOWS {
+            return None;
+        }
+        self.kept_from = None;
+        if mean >= before * (1.0 - self.dead_band) {
+            return None;
+        }
+        self.level = from;
+        self.rates.clear();
+        self.trend = 0;
+        self.next = if from > c { Dir::Up } else { Dir::Down };
+        self.wait = self.backoff;
+        Some(self.set(
+            from,
+            None,
+            f,
+            format!(
+                "level {c}, kept on one window, trails {from} over {LEVEL_WINDOWS} \
+                 ({mean:.1} vs {before:.1}/s): back to {from}, wait {} windows",
+                self.wait
+            ),
+        ))
     }
 
     /// Keeps a probe that paid (and takes the next step in its direction at
@@ -287,6 +327,7 @@ impl Adaptive {
         self.level = c;
         self.rates = vec![rate];
         self.best_rate = self.best_rate.max(rate);
+        self.kept_from = Some((p.from, r, c));
         self.next = p.dir;
         self.wait = 0;
         // One kept probe may be noise on a flat top; two in a row are a
@@ -388,6 +429,7 @@ impl Adaptive {
         self.level = level;
         self.rates.clear();
         self.probe = None;
+        self.kept_from = None;
         self.next = Dir::Up;
         self.wait = 0;
         self.backoff = 1;

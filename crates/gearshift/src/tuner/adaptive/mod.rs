@@ -122,6 +122,9 @@ pub struct Adaptive {
     linear_ups: u32,
     /// Probes kept in a row in one direction.
     trend: u32,
+    /// A kept probe: the level it left, that level's rate, and the level
+    /// kept; checked once the kept level has four windows of its own.
+    kept_from: Option<(usize, f64, usize)>,
     /// Windows disagreeing with the current IO/CPU regime, in a row.
     streak: u32,
     /// The API got faster at this concurrency: the hill climber's first
@@ -201,6 +204,7 @@ impl Adaptive {
             backoff: 1,
             linear_ups: 0,
             trend: 0,
+            kept_from: None,
             streak: 0,
             halve: None,
             since_timeout: u32::MAX,
@@ -432,6 +436,7 @@ impl Adaptive {
         self.tried.clear();
         self.prev = None;
         self.probe = None;
+        self.kept_from = None;
         self.rates.clear();
         self.wait = 0;
         self.backoff = 1;
