@@ -1295,3 +1295,39 @@ fn a_probe_kept_on_one_lucky_window_is_undone_when_its_level_trails() {
     }
     panic!("no probe down after 120 windows (lucky at {lucky:?})");
 }
+
+#[test]
+fn kept_steps_down_do_not_double_while_calls_time_out() {
+    // The timeouts phase under the bench's window noise (a quarter): a
+    // window's rate swings with which agents stall, so a step down is kept
+    // on a flattering window now and then. Doubling the next step on it ran
+    // the bench's 53 calls down to 16; while calls time out, steps down
+    // stay probe-sized.
+    let mut model = Model::api(20.0, 20.0);
+    model.retrograde = 0.02;
+    model.stall = 0.02;
+    model.p50_sigma = 0.005;
+    model.rate_noise = 0.25;
+    let mut a = Model::api(20.0, 20.0);
+    a.retrograde = 0.02;
+    // A probe's step at the default dead band of 5%.
+    let probe_step = |c: usize| ((c as f64 * 2.0 * 0.05).ceil() as usize).max(1);
+    for seed in 30..40 {
+        let mut tuner = Adaptive::new(2);
+        let first = run(&mut tuner, &a, 4, 2, 60, seed);
+        let t = run(&mut tuner, &model, *first.n.last().unwrap(), 2, 300, seed);
+        for (i, d) in t.decisions.iter().enumerate().skip(1) {
+            let before = t.n[i - 1];
+            if d.reason.contains("down again")
+                && let Some(after) = d.agents
+            {
+                assert!(
+                    before - after <= probe_step(before),
+                    "seed {seed}: {before} -> {after}: {}",
+                    d.reason
+                );
+            }
+        }
+        assert!(cv(&t.n[60..]) < 0.10, "seed {seed}: {:?}", t.n);
+    }
+}
