@@ -892,22 +892,29 @@ fn an_api_that_got_faster_past_its_knee_is_probed_down_by_half_first() {
     );
 }
 
+/// The tuner bench's phase A (capacity 20, retrograde 0.02) and its
+/// `timeouts` phase: A's API with 2% of calls stalling for a 1 s timeout,
+/// a steady median, and `rate_noise` on each window's rate.
+fn phase_a_and_timeouts(rate_noise: f64) -> (Model, Model) {
+    let mut a = Model::api(20.0, 20.0);
+    a.retrograde = 0.02;
+    let mut timeouts = a.clone();
+    timeouts.stall = 0.02;
+    timeouts.p50_sigma = 0.005;
+    timeouts.rate_noise = rate_noise;
+    (a, timeouts)
+}
+
 #[test]
 fn stalled_calls_hold_agents_so_growth_is_free_while_latency_is_flat() {
     // The bench's `timeouts` phase: A's API with 2% of calls stalling for
     // a 1 s timeout. Half the agents are held by stalls, the successful
     // calls show no queue, and a step up near the top gains less than the
     // dead band under heavy rate noise: only latency can say to grow.
-    let mut model = Model::api(20.0, 20.0);
-    model.retrograde = 0.02;
-    model.stall = 0.02;
-    model.p50_sigma = 0.005;
-    model.rate_noise = 0.15;
+    let (a, model) = phase_a_and_timeouts(0.15);
     let best = (20..=80)
         .max_by_key(|&n| model.api_rate(model.active(n)) as u64)
         .unwrap();
-    let mut a = Model::api(20.0, 20.0);
-    a.retrograde = 0.02;
     for seed in 30..36 {
         // From phase A's knee, in the hill climber, as in the bench.
         let mut tuner = Adaptive::new(2);
@@ -1303,13 +1310,7 @@ fn kept_steps_down_do_not_double_while_calls_time_out() {
     // on a flattering window now and then. Doubling the next step on it ran
     // the bench's 53 calls down to 16; while calls time out, steps down
     // stay probe-sized.
-    let mut model = Model::api(20.0, 20.0);
-    model.retrograde = 0.02;
-    model.stall = 0.02;
-    model.p50_sigma = 0.005;
-    model.rate_noise = 0.25;
-    let mut a = Model::api(20.0, 20.0);
-    a.retrograde = 0.02;
+    let (a, model) = phase_a_and_timeouts(0.25);
     // A probe's step at the default dead band of 5%.
     let probe_step = |c: usize| ((c as f64 * 2.0 * 0.05).ceil() as usize).max(1);
     for seed in 30..40 {
