@@ -264,10 +264,7 @@ pub async fn tuner_bench(opts: &TunerOptions) -> anyhow::Result<Vec<TunerRow>> {
                 phase = def.name,
                 concurrency = n,
                 items_per_s = rate,
-                sweep_best_per_s = sweep[oracle_key(def.name)]
-                    .iter()
-                    .map(|p| p.1)
-                    .fold(0.0, f64::max),
+                sweep_best_per_s = best_rate(&sweep[oracle_key(def.name)]),
                 "oracle: its setting's rate over the phase's second half"
             );
         }
@@ -378,13 +375,18 @@ fn oracle_key(name: &str) -> &str {
 /// The oracle's setting from a sweep: the smallest within 1% of the best
 /// rate (issue 5).
 fn oracle_setting(points: &[(usize, f64)]) -> usize {
-    let best = points.iter().map(|p| p.1).fold(0.0, f64::max);
+    let best = best_rate(points);
     points
         .iter()
         .filter(|p| p.1 >= 0.99 * best)
         .map(|p| p.0)
         .min()
         .unwrap_or(1)
+}
+
+/// The highest rate of a sweep's (setting, rate) points.
+fn best_rate(points: &[(usize, f64)]) -> f64 {
+    points.iter().map(|p| p.1).fold(0.0, f64::max)
 }
 
 /// The table of the rows, as text.

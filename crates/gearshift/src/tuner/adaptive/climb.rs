@@ -1,7 +1,9 @@
 //! Startup and the IO-bound hill climber: double while throughput grows,
 //! then small probes up and down, kept only when they pay.
 
-use super::super::Window;
+use std::time::Duration;
+
+use super::super::{Tuner, Window};
 use super::facts::Facts;
 use super::signals::secs;
 use super::{Adaptive, Decision, Mode};
@@ -25,6 +27,12 @@ pub(super) const KNEE: f64 = 1.5;
 const NO_QUEUE: f64 = 1.1;
 /// Calls timed out within this many judged windows: some agents are held.
 const STALL_MEMORY: u32 = 10;
+/// The most windows a probe's verdict waits for, however noisy the rate.
+const MAX_PROBE_WINDOWS: usize = 4;
+/// The most time a probe's verdict waits for.
+const VERDICT_TIME: Duration = Duration::from_millis(400);
+/// The weight of each new measure of the rate's spread in its average.
+const NOISE_WEIGHT: f64 = 0.1;
 
 /// A direction to probe in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,7 +41,7 @@ pub(super) enum Dir {
     Down,
 }
 
-/// A probe waiting for its window's verdict.
+/// A probe waiting for its verdict.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Probe {
     from: usize,
@@ -41,6 +49,34 @@ pub(super) struct Probe {
     dir: Dir,
     /// Sent by the knee rule: latency said the API was queueing.
     knee: bool,
+    /// Windows the verdict waits for (see [`Adaptive::windows_needed`]),
+    /// and the rates of those seen at the probed level.
+    need: usize,
+    seen: usize,
+    rates: [f64; MAX_PROBE_WINDOWS],
+}
+
+/// A kept probe, checked once more when the level it kept has
+/// [`LEVEL_WINDOWS`] windows of its own.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Kept {
+    /// The level the probe left, and that level's rate.
+    from: usize,
+    from_rate: f64,
+    /// The level it kept.
+    level: usize,
+}
+
+impl Probe {
+    /// The rates of the windows seen at the probed level.
+    fn seen(&self) -> &[f64] {
+        &self.rates[..self.seen]
+    }
+
+    /// Their mean.
+    fn rate(&self) -> f64 {
+        mean(self.seen())
+    }
 }
 
 impl Adaptive {
@@ -127,6 +163,15 @@ impl Adaptive {
         if self.rates.len() > LEVEL_WINDOWS {
             self.rates.remove(0);
         }
+        if self.rates.len() >= 3 {
+            // A few windows' spread is itself noisy (4 windows of a 14%
+            // spread read 7%): average its square over many.
+            let spread = relative_spread(&self.rates).powi(2);
+            self.noise = match self.noise {
+                Some(v) => Some(v + NOISE_WEIGHT * (spread - v)),
+                None => Some(spread),
+            };
+        }
         let mean = self.level_rate();
         self.best_rate = (self.best_rate * BEST_DECAY).max(mean);
         if let Some(d) = self.undo_a_probe_kept_on_noise(mean, f) {
@@ -136,12 +181,7 @@ impl Adaptive {
             // The latency seen of the faster API may be all queue (the
             // no-load estimate too), so the knee rule cannot see it: halve,
             // and let the knee verdict keep it or go back.
-            self.probe = Some(Probe {
-                from: c,
-                reference: mean,
-                dir: Dir::Down,
-                knee: true,
-            });
+            self.send(c, mean, Dir::Down, true);
             return self.set(c / 2, None, f, format!("{why}: probe down by half"));
         }
         let inflation = self.latency.inflation(c);
@@ -178,12 +218,7 @@ impl Adaptive {
         }
         match dir {
             Dir::Down if c > self.min => {
-                self.probe = Some(Probe {
-                    from: c,
-                    reference: mean,
-                    dir,
-                    knee,
-                });
+                self.send(c, mean, dir, knee);
                 let why = if knee {
                     format!("the knee: latency {inflation:.2}x no-load")
                 } else {
@@ -199,26 +234,26 @@ impl Adaptive {
                     self.next = Dir::Down;
                     return self.hold(f, format!("at the cap {}: no probe up", self.cap()));
                 }
-                self.probe = Some(Probe {
-                    from: c,
-                    reference: mean,
-                    dir: Dir::Up,
-                    knee: false,
-                });
+                self.send(c, mean, Dir::Up, false);
                 self.set(c + step, None, f, format!("probe up: +{step}"))
             }
         }
     }
 
-    /// A probe is judged on one window: on a noisy API (heavy-tailed
-    /// latency, stalls) one lucky window can keep a level that is worse.
+    /// A probe is judged on few windows (one where the rate looked steady):
+    /// on a noisy API (heavy-tailed latency, stalls) lucky windows can keep
+    /// a level that is worse.
     /// Once the kept level has a full set of windows of its own, a mean
     /// under the rate of the level it left by more than the dead band
     /// undoes it, without waiting out the backoff there.
     fn undo_a_probe_kept_on_noise(&mut self, mean: f64, f: &Facts) -> Option<Decision> {
         let c = self.concurrency;
-        let (from, before, kept) = self.kept_from?;
-        if kept != c {
+        let Kept {
+            from,
+            from_rate: before,
+            level,
+        } = self.kept_from?;
+        if level != c {
             // Another rule moved the concurrency since: the check is stale.
             self.kept_from = None;
             return None;
@@ -240,7 +275,7 @@ impl Adaptive {
             None,
             f,
             format!(
-                "level {c}, kept on one window, trails {from} over {LEVEL_WINDOWS} \
+                "level {c}, kept on its probe's windows, trails {from} over {LEVEL_WINDOWS} \
                  ({mean:.1} vs {before:.1}/s): back to {from}, wait {} windows",
                 self.wait
             ),
@@ -248,13 +283,33 @@ impl Adaptive {
     }
 
     /// Keeps a probe that paid (and takes the next step in its direction at
-    /// once), or reverts one that did not and backs off.
-    pub(super) fn judge(&mut self, p: Probe, w: &Window, f: &Facts) -> Decision {
+    /// once), or reverts one that did not and backs off. It waits for as
+    /// many windows as the rate's noise needs, and judges their mean.
+    pub(super) fn judge(&mut self, mut p: Probe, w: &Window, f: &Facts) -> Decision {
         let c = self.concurrency;
-        let rate = w.io_rate();
         let db = self.dead_band;
         let r = p.reference;
         let free = p.dir == Dir::Up && self.free(c);
+        p.rates[p.seen] = w.io_rate();
+        p.seen += 1;
+        // A verdict is clear before its windows are in when the mean so
+        // far is off the reference by the dead band plus twice its own
+        // noise (a phase change losing 87% of the rate in its first window).
+        let off = (p.rate() - r).abs() / r.max(f64::MIN_POSITIVE);
+        let clear = off > db + 2.0 * self.noise() / (p.seen as f64).sqrt();
+        if p.seen < p.need && !free && !clear {
+            let (from, seen, need) = (p.from, p.seen, p.need);
+            self.probe = Some(p);
+            return self.hold(
+                f,
+                format!(
+                    "probe {from} -> {c}: window {seen} of {need} (the rate varies {:.0}% \
+                     per window)",
+                    self.noise() * 100.0
+                ),
+            );
+        }
+        let rate = p.rate();
         let paid = match p.dir {
             Dir::Up => rate > r * (1.0 + db) || free,
             Dir::Down => rate >= r * (1.0 - db) && rate >= self.best_rate * (1.0 - db),
@@ -267,6 +322,8 @@ impl Adaptive {
         if p.knee && p.dir == Dir::Down && rate <= r * (1.0 - 0.75 * (1.0 - share)) {
             let stale = self.latency.no_load();
             self.latency.rebase(p.from);
+            // The API itself changed: its rates so far are another API's.
+            self.forget_rates();
             self.next = Dir::Up;
             self.wait = 1;
             self.backoff = 1;
@@ -291,6 +348,7 @@ impl Adaptive {
             let mid = c + (p.from - c).div_ceil(2);
             self.trend = 0;
             self.level = mid;
+            p.seen = 0;
             self.probe = Some(p);
             return self.set(
                 mid,
@@ -324,10 +382,16 @@ impl Adaptive {
                 ),
             );
         }
+        // The level's rates start from the probe's windows. The best rate
+        // is raised only from a level's mean, in `io_bound`: raised from a
+        // lucky window it made every later probe down look like a loss.
         self.level = c;
-        self.rates = vec![rate];
-        self.best_rate = self.best_rate.max(rate);
-        self.kept_from = Some((p.from, r, c));
+        self.rates = p.seen().to_vec();
+        self.kept_from = Some(Kept {
+            from: p.from,
+            from_rate: r,
+            level: c,
+        });
         self.next = p.dir;
         self.wait = 0;
         // One kept probe may be noise on a flat top; two in a row are a
@@ -353,12 +417,7 @@ impl Adaptive {
                     format!("probe {moved} held the rate: kept, at the minimum"),
                 );
             }
-            self.probe = Some(Probe {
-                from: c,
-                reference: rate,
-                dir: Dir::Down,
-                knee: false,
-            });
+            self.send(c, rate, Dir::Down, false);
             return self.set(
                 c.saturating_sub(step),
                 None,
@@ -396,12 +455,7 @@ impl Adaptive {
         if c >= self.cap() {
             return self.hold(f, format!("probe {moved} {paid}: kept, at the cap"));
         }
-        self.probe = Some(Probe {
-            from: c,
-            reference: rate,
-            dir: Dir::Up,
-            knee: false,
-        });
+        self.send(c, rate, Dir::Up, false);
         self.set(
             c + step,
             None,
@@ -446,16 +500,103 @@ impl Adaptive {
         self.trend = 0;
     }
 
+    /// Forgets the rates learned of the API: its level's windows, the best
+    /// rate and their noise. For when the API changed speed.
+    pub(super) fn forget_rates(&mut self) {
+        self.rates.clear();
+        self.best_rate = 0.0;
+        self.noise = None;
+    }
+
+    /// Sends a probe from `from`, whose rate is `reference`; the caller
+    /// moves the concurrency.
+    fn send(&mut self, from: usize, reference: f64, dir: Dir, knee: bool) {
+        self.probe = Some(Probe {
+            from,
+            reference,
+            dir,
+            knee,
+            need: self.windows_needed(),
+            seen: 0,
+            rates: [0.0; MAX_PROBE_WINDOWS],
+        });
+    }
+
+    /// Windows a probe's verdict needs: enough that the noise of their
+    /// mean (the rate's spread per window over the square root of their
+    /// number) is within the dead band, as many as fit in [`VERDICT_TIME`].
+    /// One where a window's rate is steady (phase A's 4%), up to
+    /// [`MAX_PROBE_WINDOWS`] where it swings with heavy-tailed latency or
+    /// stalled calls.
+    fn windows_needed(&self) -> usize {
+        // Within a time budget: where windows are long (phase B's 0.4 s)
+        // four of them took a climb to B's Little's-law level at +3 per
+        // 1.6 s, far past the 3 s the tuner has to settle.
+        let window = self.window().as_secs_f64();
+        let fit = (VERDICT_TIME.as_secs_f64() / window).floor().max(1.0);
+        let n = (self.noise() / self.dead_band).powi(2).ceil();
+        if n.is_finite() {
+            (n.min(fit) as usize).clamp(1, MAX_PROBE_WINDOWS)
+        } else {
+            (fit as usize).clamp(1, MAX_PROBE_WINDOWS)
+        }
+    }
+
+    /// The rate's relative spread per window (0 until measured).
+    fn noise(&self) -> f64 {
+        self.noise.map_or(0.0, f64::sqrt)
+    }
+
     /// A probe step: twice the dead band of the concurrency, at least one.
     pub(super) fn step(&self, c: usize) -> usize {
         ((c as f64 * 2.0 * self.dead_band).ceil() as usize).max(1)
     }
 
     pub(super) fn level_rate(&self) -> f64 {
-        if self.rates.is_empty() {
-            0.0
-        } else {
-            self.rates.iter().sum::<f64>() / self.rates.len() as f64
-        }
+        mean(&self.rates)
+    }
+}
+
+fn mean(xs: &[f64]) -> f64 {
+    if xs.is_empty() {
+        0.0
+    } else {
+        xs.iter().sum::<f64>() / xs.len() as f64
+    }
+}
+
+/// The sample standard deviation over the mean (0 when the mean is 0).
+fn relative_spread(xs: &[f64]) -> f64 {
+    let m = mean(xs);
+    if xs.len() < 2 || m <= 0.0 {
+        return 0.0;
+    }
+    let var = xs.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (xs.len() - 1) as f64;
+    var.sqrt() / m
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_verdict_waits_for_the_windows_its_noise_needs_within_its_time() {
+        let mut tuner = Adaptive::new(2);
+        // 100 ms windows (20 ms round trips; completions per call high
+        // enough that the window is sized by the round trip alone).
+        tuner.pace = Some((Duration::from_millis(20), 1000.0));
+        assert_eq!(tuner.windows_needed(), 1, "noise not measured yet");
+        tuner.noise = Some(0.04f64.powi(2));
+        assert_eq!(tuner.windows_needed(), 1, "phase A's 4%");
+        tuner.noise = Some(0.08f64.powi(2));
+        assert_eq!(tuner.windows_needed(), 3, "(8% / 5%)^2 = 2.56");
+        tuner.noise = Some(0.2f64.powi(2));
+        assert_eq!(tuner.windows_needed(), 4, "at most four");
+        // 400 ms windows (200 ms round trips): one fits the budget.
+        tuner.pace = Some((Duration::from_millis(200), 1000.0));
+        assert_eq!(tuner.windows_needed(), 1);
+        // 200 ms windows: two.
+        tuner.pace = Some((Duration::from_millis(100), 1000.0));
+        assert_eq!(tuner.windows_needed(), 2);
     }
 }

@@ -22,7 +22,7 @@ use std::fmt;
 use std::time::Duration;
 
 use super::{Decision, Tuner, Window};
-use climb::{Dir, Probe};
+use climb::{Dir, Kept, Probe};
 use cpu::is_full;
 use facts::Facts;
 use signals::{Latency, Pool};
@@ -120,11 +120,15 @@ pub struct Adaptive {
     wait: u32,
     backoff: u32,
     linear_ups: u32,
+    /// The IO rate's relative spread per window at a steady level, squared
+    /// (a moving average of the sample variance over the squared mean of
+    /// the level's last windows): how many windows a probe's verdict needs.
+    /// `None` until a level has had three windows.
+    noise: Option<f64>,
     /// Probes kept in a row in one direction.
     trend: u32,
-    /// A kept probe: the level it left, that level's rate, and the level
-    /// kept; checked once the kept level has four windows of its own.
-    kept_from: Option<(usize, f64, usize)>,
+    /// The last kept probe, until it is checked once more.
+    kept_from: Option<Kept>,
     /// Windows disagreeing with the current IO/CPU regime, in a row.
     streak: u32,
     /// The API got faster at this concurrency: the hill climber's first
@@ -203,6 +207,7 @@ impl Adaptive {
             wait: 0,
             backoff: 1,
             linear_ups: 0,
+            noise: None,
             trend: 0,
             kept_from: None,
             streak: 0,
@@ -432,12 +437,11 @@ impl Adaptive {
     /// there (it may be all queue, so the knee rule is blind): probe down
     /// by half first (in CpuBound, once the channel is no longer full).
     fn forget_regime(&mut self, faster: bool) {
-        self.best_rate = 0.0;
+        self.forget_rates();
         self.tried.clear();
         self.prev = None;
         self.probe = None;
         self.kept_from = None;
-        self.rates.clear();
         self.wait = 0;
         self.backoff = 1;
         self.linear_ups = 0;
