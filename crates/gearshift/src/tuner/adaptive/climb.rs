@@ -27,7 +27,8 @@ pub(super) const KNEE: f64 = 1.5;
 const NO_QUEUE: f64 = 1.1;
 /// Calls timed out within this many judged windows: some agents are held.
 const STALL_MEMORY: u32 = 10;
-/// The most windows a probe's verdict waits for, however noisy the rate.
+/// The most windows a probe's verdict waits for, however noisy the rate:
+/// as many of the shortest (100 ms) windows as fit in [`VERDICT_TIME`].
 const MAX_PROBE_WINDOWS: usize = 4;
 /// The most time a probe's verdict waits for.
 const VERDICT_TIME: Duration = Duration::from_millis(400);
@@ -529,17 +530,13 @@ impl Adaptive {
     /// [`MAX_PROBE_WINDOWS`] where it swings with heavy-tailed latency or
     /// stalled calls.
     fn windows_needed(&self) -> usize {
-        // Within a time budget: where windows are long (phase B's 0.4 s)
-        // four of them took a climb to B's Little's-law level at +3 per
-        // 1.6 s, far past the 3 s the tuner has to settle.
-        let window = self.window().as_secs_f64();
-        let fit = (VERDICT_TIME.as_secs_f64() / window).floor().max(1.0);
+        // The time budget: where windows are long (phase B's 0.4 s) four
+        // of them took a climb to B's Little's-law level at +3 per 1.6 s,
+        // far past the 3 s the tuner has to settle.
+        let fit = (VERDICT_TIME.as_secs_f64() / self.window().as_secs_f64()).floor();
         let n = (self.noise() / self.dead_band).powi(2).ceil();
-        if n.is_finite() {
-            (n.min(fit) as usize).clamp(1, MAX_PROBE_WINDOWS)
-        } else {
-            (fit as usize).clamp(1, MAX_PROBE_WINDOWS)
-        }
+        // `min` takes `fit` when `n` is NaN (a window of NaN rates).
+        (n.min(fit) as usize).clamp(1, MAX_PROBE_WINDOWS)
     }
 
     /// The rate's relative spread per window (0 until measured).
