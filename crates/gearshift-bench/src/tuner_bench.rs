@@ -21,8 +21,9 @@
 //!
 //! The oracle is an offline sweep of fixed concurrency per distinct phase
 //! (`oracle_s` per setting, or 15 base latencies if longer; throughput over
-//! its second half) that picks the smallest setting within 1% of the best
-//! rate. The oracle then runs like the systems, its setting switched at each
+//! its second half) over a coarse grid, then three settings between the
+//! coarse pick and each of its neighbours, that picks the smallest setting
+//! within 1% of the best rate. The oracle then runs like the systems, its setting switched at each
 //! phase change, and its rate in a phase is that of the phase's second half
 //! (the sweep's best is the largest of noisy measurements, biased high where
 //! settings tie). Its own row is the control for the settling time: what
@@ -233,15 +234,15 @@ pub async fn tuner_bench(opts: &TunerOptions) -> anyhow::Result<Vec<TunerRow>> {
         {
             let mut points = Vec::new();
             for &n in &opts.grid {
-                let rate = steady_rate(def, n, opts).await?;
-                tracing::info!(
-                    phase = def.name,
-                    concurrency = n,
-                    items_per_s = rate,
-                    "oracle sweep"
-                );
-                points.push((n, rate));
+                points.push((n, sweep_point(def, n, opts).await?));
             }
+            // The grid is coarse where a phase's best may lie between two of
+            // its settings (the timeouts phase peaks between 32 and 48):
+            // sweep closer around the coarse pick.
+            for n in refinement(&opts.grid, oracle_setting(&points)) {
+                points.push((n, sweep_point(def, n, opts).await?));
+            }
+            points.sort_by_key(|p| p.0);
             sweep.insert(def.name, points);
         }
         // The oracle runs like the systems, its setting switched at each
@@ -434,6 +435,40 @@ async fn steady_rate(def: &PhaseDef, n: usize, opts: &TunerOptions) -> anyhow::R
     Ok(second_half_rate(&m[0].ok_times, length))
 }
 
+/// One oracle sweep point: the steady rate of `n` fixed agents, logged.
+async fn sweep_point(def: &PhaseDef, n: usize, opts: &TunerOptions) -> anyhow::Result<f64> {
+    let rate = steady_rate(def, n, opts).await?;
+    tracing::info!(
+        phase = def.name,
+        concurrency = n,
+        items_per_s = rate,
+        "oracle sweep"
+    );
+    Ok(rate)
+}
+
+/// Settings to sweep around the coarse pick `n` of `grid`: three evenly
+/// spaced between it and each neighbour, those not on the grid already.
+fn refinement(grid: &[usize], n: usize) -> Vec<usize> {
+    let Some(i) = grid.iter().position(|&g| g == n) else {
+        return Vec::new();
+    };
+    let neighbours = [i.checked_sub(1), Some(i + 1)];
+    let mut out: Vec<usize> = neighbours
+        .into_iter()
+        .flatten()
+        .filter_map(|j| grid.get(j))
+        .flat_map(|&m| {
+            let (lo, hi) = (n.min(m), n.max(m));
+            (1..4).map(move |k| lo + (hi - lo) * k / 4)
+        })
+        .filter(|s| !grid.contains(s))
+        .collect();
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
 /// Completions per second over the second half of a phase of `length`.
 fn second_half_rate(ok_times: &[f64], length: Duration) -> f64 {
     let half = length.as_secs_f64() / 2.0;
@@ -615,7 +650,19 @@ fn medians(per_seed: Vec<Vec<TunerRow>>) -> Vec<TunerRow> {
 
 #[cfg(test)]
 mod tests {
-    use super::{oracle_setting, settle};
+    use super::{oracle_setting, refinement, settle};
+
+    #[test]
+    fn the_sweep_refines_between_the_coarse_pick_and_its_neighbours() {
+        let grid = [2, 4, 8, 16, 20, 24, 32, 48, 64];
+        assert_eq!(refinement(&grid, 48), [36, 40, 44, 52, 56, 60]);
+        assert_eq!(refinement(&grid, 20), [17, 18, 19, 21, 22, 23]);
+        // At the grid's ends there is one neighbour; adjacent settings
+        // leave nothing between them.
+        assert_eq!(refinement(&grid, 64), [52, 56, 60]);
+        assert_eq!(refinement(&[1, 2, 3], 2), Vec::<usize>::new());
+        assert_eq!(refinement(&grid, 5), Vec::<usize>::new());
+    }
 
     #[test]
     fn the_oracle_is_the_smallest_setting_within_one_percent_of_the_best() {

@@ -313,7 +313,13 @@ impl Adaptive {
         let rate = p.rate();
         let paid = match p.dir {
             Dir::Up => rate > r * (1.0 + db) || free,
-            Dir::Down => rate >= r * (1.0 - db) && rate >= self.best_rate * (1.0 - db),
+            // The best rate guards a walk down a flat top, step by step
+            // within the dead band; it is no judge when latency says the
+            // API is queueing: the rate fell there because the tuner is
+            // past the knee, and the level below must only hold the rate.
+            Dir::Down => {
+                rate >= r * (1.0 - db) && (p.knee || rate >= self.best_rate * (1.0 - db))
+            }
         };
         let moved = format!("{} -> {c} ({r:.1} -> {rate:.1}/s)", p.from);
         // The knee said queueing, yet the rate fell with the concurrency

@@ -14,6 +14,12 @@ const OVERLOAD_TIMEOUTS: f64 = 0.05;
 const COOLDOWN: u32 = 2;
 /// Windows a throttle ceiling is remembered after the last throttle.
 const CEILING_TTL: u32 = 40;
+/// Weight of a window in the moving average of the stall share.
+const STALL_WEIGHT: f64 = 0.05;
+/// Timeouts within this many standard deviations (Poisson) over what the
+/// stall share predicts are no overload: at 2% stalls and 95 attempts a
+/// window, 5 to 8 timeouts come every few seconds by chance alone.
+const STALL_SIGMAS: f64 = 4.0;
 /// After an overload cut, a median at the lower level above this fraction
 /// of the median before the cut did not drop: the latency is not our queue.
 const CUT_RELIEF: f64 = 0.9;
@@ -73,7 +79,7 @@ impl Adaptive {
         let share = w.timeouts as f64 / attempts.max(1) as f64;
         let inflation = self.latency.inflation(self.concurrency);
         let queueing = w.latency_p50.is_none() || inflation > KNEE;
-        if share < OVERLOAD_TIMEOUTS || !queueing {
+        if share < OVERLOAD_TIMEOUTS || !queueing || w.timeouts as f64 <= self.stalls(attempts) {
             return None;
         }
         if self.mode == Mode::CpuBound {
@@ -151,6 +157,31 @@ impl Adaptive {
         );
         self.overload_cut = before.map(|b| (self.concurrency, b));
         Some(d)
+    }
+
+    /// Timeouts the usual stall share explains among `attempts`, with
+    /// [`STALL_SIGMAS`] of chance over the expected count (and one more,
+    /// so a rare stall is not overload either).
+    fn stalls(&self, attempts: u64) -> f64 {
+        let expected = self.stall_share.unwrap_or(0.0) * attempts as f64;
+        if expected > 0.0 {
+            expected + STALL_SIGMAS * expected.sqrt() + 1.0
+        } else {
+            0.0
+        }
+    }
+
+    /// Learns the stall share from a window that no overload rule acted on.
+    pub(super) fn learn_stall_share(&mut self, w: &Window) {
+        let attempts = w.io_completions.saturating_add(w.timeouts);
+        if attempts == 0 {
+            return;
+        }
+        let share = w.timeouts as f64 / attempts as f64;
+        self.stall_share = Some(match self.stall_share {
+            Some(old) => old + STALL_WEIGHT * (share - old),
+            None => share,
+        });
     }
 
     /// Throttled, no throttle this window: cool down, then grow by a

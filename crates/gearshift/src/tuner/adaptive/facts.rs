@@ -27,6 +27,8 @@ pub(super) struct Facts {
     workers_idle: f64,
     throttled: u64,
     timeouts: u64,
+    /// The usual share of attempts timing out (stalls, not overload).
+    stall_share: Option<f64>,
 }
 
 impl Facts {
@@ -46,6 +48,7 @@ impl Facts {
             workers_idle: w.workers_idle,
             throttled: w.throttled,
             timeouts: w.timeouts,
+            stall_share: tuner.stall_share,
         }
     }
 }
@@ -63,7 +66,7 @@ impl fmt::Display for Facts {
         write!(
             f,
             "concurrency {} workers {} io {:.1}/s cpu {:.1}/s p50 {:.1} ms (smoothed {:.1}, no-load {:.1}) \
-             queue_min {}/{} blocked {:.0}% idle {:.0}% workers idle {:.0}% throttled {} timeouts {}",
+             queue_min {}/{} blocked {:.0}% idle {:.0}% workers idle {:.0}% throttled {} timeouts {}{}",
             self.concurrency,
             self.workers,
             self.io_rate,
@@ -78,6 +81,10 @@ impl fmt::Display for Facts {
             self.workers_idle * 100.0,
             self.throttled,
             self.timeouts,
+            match self.stall_share {
+                Some(s) if s > 0.0 => format!(" (usually {:.1}%)", s * 100.0),
+                _ => String::new(),
+            },
         )
     }
 }

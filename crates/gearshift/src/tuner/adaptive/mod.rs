@@ -136,6 +136,10 @@ pub struct Adaptive {
     halve: Option<String>,
     /// Judged windows since the last one with a timed-out call.
     since_timeout: u32,
+    /// The share of attempts that time out when nothing is cut for it (a
+    /// moving average): calls that stall whatever the concurrency, which
+    /// are no overload. `None` until a window is judged.
+    stall_share: Option<f64>,
     /// Throttled: windows of no growth left; the ceiling and its lifetime.
     cooldown: u32,
     ceiling: Option<usize>,
@@ -213,6 +217,7 @@ impl Adaptive {
             streak: 0,
             halve: None,
             since_timeout: u32::MAX,
+            stall_share: None,
             cooldown: 0,
             ceiling: None,
             ceiling_ttl: 0,
@@ -364,6 +369,7 @@ impl Tuner for Adaptive {
         if let Some(d) = self.on_overload(&w, &f, was_cut) {
             return d;
         }
+        self.learn_stall_share(&w);
         let full = is_full(&w);
         self.track_regime(full);
         self.faster_api(&w, full);
@@ -438,6 +444,7 @@ impl Adaptive {
     /// by half first (in CpuBound, once the channel is no longer full).
     fn forget_regime(&mut self, faster: bool) {
         self.forget_rates();
+        self.stall_share = None;
         self.tried.clear();
         self.prev = None;
         self.probe = None;
