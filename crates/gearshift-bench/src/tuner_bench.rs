@@ -23,15 +23,15 @@
 //! (`oracle_s` per setting, or 15 base latencies if longer; throughput over
 //! its second half) over a coarse grid, then three settings between the
 //! coarse pick and each of its neighbours, that picks the smallest setting
-//! within 1% of the best rate. The oracle then runs like the systems, its setting switched at each
-//! phase change, and its rate in a phase is that of the phase's second half
-//! (the sweep's best is the largest of noisy measurements, biased high where
-//! settings tie). Its own row is the control for the settling time: what
-//! the measure gives a setting that is right from the phase's first moment.
-//! The settling time is
-//! scaled with the phases: a moving average over a sixth of the phase (1 s
-//! at the default 6 s; issue 5: 5 s, so `--phase-s 30` is the issue's own
-//! measure) that stays at or above 95% of the oracle.
+//! within 1% of the best rate. The oracle then runs like the systems, its
+//! setting switched at each phase change, and its rate in a phase is that
+//! of the phase's second half (the sweep's best is the largest of noisy
+//! measurements, biased high where settings tie). Its own row is the
+//! control for the settling time: what the measure gives a setting that is
+//! right from the phase's first moment. The settling time is scaled with
+//! the phases: a moving average over a sixth of the phase (1 s at the
+//! default 6 s; issue 5: 5 s, so `--phase-s 30` is the issue's own measure)
+//! that stays at or above 95% of the oracle.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -1151,9 +1151,9 @@ fn an_overload_cut_that_did_not_lower_latency_relearns_no_load_instead_of_cuttin
 fn timeouts_at_the_usual_stall_share_are_no_overload() {
     // The tuner bench's timeouts phase: 2% of calls stall past the timeout
     // whatever the concurrency, and at the best concurrency the median is
-    // over 1.5x no-load. At 100 attempts a window, 7 timeouts come by
-    // chance every few seconds; cutting by 0.3 for them only idles the
-    // API. A jump to 30 is overload.
+    // over 1.5x no-load. At 100 attempts a window, 5 or more timeouts come
+    // by chance every few seconds, 7 now and then; cutting by 0.3 for them
+    // only idles the API. A jump to 30 is overload.
     let stalls = |timeouts: u64, p50: f64| Window {
         timeouts,
         agents_idle: 0.5, // the source is the limit: startup holds
@@ -1183,8 +1183,8 @@ fn a_knee_step_down_that_holds_the_rate_is_kept_under_a_better_past_rate() {
     // by a quarter. Each knee step down held the rate of the level it left
     // but not the best rate, learned before the rate fell, and went back:
     // three times, until the no-load estimate itself inflated and the tuner
-    // grew on (87% of the oracle). Here: 1,400/s at 12 ms, then 1,000/s at
-    // 20 ms (1.7x) at the same concurrency.
+    // grew on (87% of the oracle). Here: 1,400/s at 12 ms (the tuner walks
+    // down that flat top), then 1,000/s at 20 ms, 1.7x no-load.
     let mut tuner = Adaptive::new(2);
     for _ in 0..4 {
         tuner.decide(&Window {

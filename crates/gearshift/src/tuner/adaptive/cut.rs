@@ -18,7 +18,7 @@ const CEILING_TTL: u32 = 40;
 const STALL_WEIGHT: f64 = 0.05;
 /// Timeouts within this many standard deviations (Poisson) over what the
 /// stall share predicts are no overload: at 2% stalls and 95 attempts a
-/// window, 5 to 8 timeouts come every few seconds by chance alone.
+/// window, 5 to 7 timeouts come by chance alone now and then.
 const STALL_SIGMAS: f64 = 4.0;
 /// After an overload cut, a median at the lower level above this fraction
 /// of the median before the cut did not drop: the latency is not our queue.
