@@ -1174,6 +1174,41 @@ fn timeouts_at_the_usual_stall_share_are_no_overload() {
     let d = tuner.decide(&stalls(30, 31.0));
     assert!(d.reason.contains("overload"), "{}", d.reason);
     assert_eq!(d.agents, Some(30), "{}", d.reason);
+
+    // tail -> timeouts, traced: tail's rare stalls leave a share near 0;
+    // after the first cut (to 12), one timeout of 17 attempts is still
+    // more than that share explains, so the cut is checked (the median
+    // did not drop: relearn) rather than held until the backoff ends.
+    let quiet = |timeouts: u64, p50: f64| Window {
+        timeouts,
+        agents_idle: 0.5,
+        ..win(18, 700 - timeouts, p50, false)
+    };
+    let mut tuner = Adaptive::new(2);
+    for t in [0, 1, 0, 0, 0] {
+        tuner.decide(&quiet(t, 12.0));
+    }
+    tuner.decide(&quiet(0, 20.0)); // the phase changes
+    let d = tuner.decide(&Window {
+        timeouts: 7,
+        ..win(18, 93, 20.0, false)
+    });
+    assert_eq!(d.agents, Some(12), "a first cut: {}", d.reason);
+    let mut reasons = vec![];
+    for _ in 0..3 {
+        reasons.push(
+            tuner
+                .decide(&Window {
+                    timeouts: 1,
+                    ..win(12, 16, 20.0, false)
+                })
+                .reason,
+        );
+    }
+    assert!(
+        reasons.iter().any(|r| r.contains("relearned")),
+        "{reasons:#?}"
+    );
 }
 
 #[test]
