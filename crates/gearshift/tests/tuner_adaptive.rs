@@ -1170,7 +1170,11 @@ fn timeouts_at_the_usual_stall_share_are_no_overload() {
     let d = tuner.decide(&stalls(7, 31.0));
     assert!(!d.reason.contains("overload"), "{}", d.reason);
     assert_eq!(d.agents, None, "{}", d.reason);
-    assert!(d.reason.contains("timeouts 7 (usually 2.0%)"), "{}", d.reason);
+    assert!(
+        d.reason.contains("timeouts 7 (usually 2.0%)"),
+        "{}",
+        d.reason
+    );
     let d = tuner.decide(&stalls(30, 31.0));
     assert!(d.reason.contains("overload"), "{}", d.reason);
     assert_eq!(d.agents, Some(30), "{}", d.reason);

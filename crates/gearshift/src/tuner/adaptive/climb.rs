@@ -317,9 +317,7 @@ impl Adaptive {
             // within the dead band; it is no judge when latency says the
             // API is queueing: the rate fell there because the tuner is
             // past the knee, and the level below must only hold the rate.
-            Dir::Down => {
-                rate >= r * (1.0 - db) && (p.knee || rate >= self.best_rate * (1.0 - db))
-            }
+            Dir::Down => rate >= r * (1.0 - db) && (p.knee || rate >= self.best_rate * (1.0 - db)),
         };
         let moved = format!("{} -> {c} ({r:.1} -> {rate:.1}/s)", p.from);
         // The knee said queueing, yet the rate fell with the concurrency
