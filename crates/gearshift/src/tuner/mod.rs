@@ -87,6 +87,11 @@ pub struct Window {
 }
 
 impl Window {
+    /// Calls that ended in the window: completions and timeouts.
+    pub fn attempts(&self) -> u64 {
+        self.io_completions.saturating_add(self.timeouts)
+    }
+
     /// IO completions per second.
     pub fn io_rate(&self) -> f64 {
         per_second(self.io_completions, self.elapsed)

@@ -75,7 +75,7 @@ impl Adaptive {
 
     /// Timeouts on a queueing API: the same cut as a throttle, no ceiling.
     pub(super) fn on_overload(&mut self, w: &Window, f: &Facts, was_cut: bool) -> Option<Decision> {
-        let attempts = w.io_completions.saturating_add(w.timeouts);
+        let attempts = w.attempts();
         let share = w.timeouts as f64 / attempts.max(1) as f64;
         let inflation = self.latency.inflation(self.concurrency);
         let queueing = w.latency_p50.is_none() || inflation > KNEE;
@@ -171,7 +171,7 @@ impl Adaptive {
 
     /// Learns the stall share from a window that no overload rule acted on.
     pub(super) fn learn_stall_share(&mut self, w: &Window) {
-        let attempts = w.io_completions.saturating_add(w.timeouts);
+        let attempts = w.attempts();
         if attempts == 0 {
             return;
         }

@@ -336,7 +336,7 @@ impl Tuner for Adaptive {
                 &f,
                 format!(
                     "{} attempts so far: pooling until {}",
-                    raw.io_completions.saturating_add(raw.timeouts),
+                    raw.attempts(),
                     signals::MIN_ATTEMPTS
                 ),
             );

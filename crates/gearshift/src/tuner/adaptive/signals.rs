@@ -36,7 +36,7 @@ impl Pool {
             Some(p) => merge(p, w),
             None => w.clone(),
         };
-        let attempts = merged.io_completions.saturating_add(merged.timeouts);
+        let attempts = merged.attempts();
         let urgent = merged.throttled > 0 || merged.retry_after.is_some();
         let round = first && merged.agents > 0 && merged.io_completions >= merged.agents as u64;
         if attempts >= MIN_ATTEMPTS || round || urgent || merged.elapsed >= MAX_POOLED {
