@@ -358,6 +358,7 @@ pub async fn tuner_bench(opts: &TunerOptions) -> anyhow::Result<Vec<TunerRow>> {
                     fraction = r.fraction_of_oracle,
                     settle_s = ?r.settle_s,
                     peak = r.peak_in_flight,
+                    cv = r.concurrency_cv,
                     "tuner bench: phase measured"
                 );
             }

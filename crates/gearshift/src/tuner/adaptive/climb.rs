@@ -27,6 +27,11 @@ pub(super) const KNEE: f64 = 1.5;
 const NO_QUEUE: f64 = 1.1;
 /// Calls timed out within this many judged windows: some agents are held.
 const STALL_MEMORY: u32 = 10;
+/// Windows at a level whose latency moves the climber while calls stall,
+/// once the climb that found the level is over: which agents stalls hold
+/// drifts over a timeout (a second in the bench, ten windows), and one
+/// window's latency followed it, the concurrency with it.
+const STALL_WINDOWS: usize = 3;
 /// The most windows a probe's verdict waits for, however noisy the rate:
 /// as many of the shortest (100 ms) windows as fit in [`VERDICT_TIME`].
 const MAX_PROBE_WINDOWS: usize = 4;
@@ -186,9 +191,11 @@ impl Adaptive {
             return self.set(c / 2, None, f, format!("{why}: probe down by half"));
         }
         let inflation = self.latency.inflation(c);
+        let samples = self.latency.samples_at(c);
+        let steady = self.stall_steady;
         // Latency says the API is queueing: probe down. Whether that costs
         // throughput is what the probe's verdict checks.
-        let knee = inflation > KNEE && self.latency.samples_at(c) >= 2;
+        let knee = inflation > KNEE && samples >= if steady { STALL_WINDOWS } else { 2 };
         let strong = knee && inflation > 2.0 * KNEE;
         if self.wait > 0 && !strong {
             self.wait -= 1;
@@ -202,8 +209,25 @@ impl Adaptive {
         }
         let dir = if knee {
             Dir::Down
-        } else if self.free(c) {
+        } else if self.free(c) && (!steady || samples >= STALL_WINDOWS) {
             Dir::Up
+        } else if self.free(c) {
+            return self.hold(
+                f,
+                format!("calls time out, no queue at {c} for {samples} of {STALL_WINDOWS} windows"),
+            );
+        } else if self.stalling() {
+            // Vegas: with calls stalling, which agents are held drifts over
+            // a timeout, so a probe's windows and its reference's differ
+            // by that drift more than by the step. Between no queue and
+            // the knee, latency alone says hold.
+            return self.hold(
+                f,
+                format!(
+                    "calls time out, latency {inflation:.2}x no-load: between no queue and \
+                     the knee, holding at {c}"
+                ),
+            );
         } else {
             self.next
         };
@@ -363,6 +387,9 @@ impl Adaptive {
             );
         }
         if !paid {
+            if p.dir == Dir::Up && self.stalling() {
+                self.stall_steady = true;
+            }
             self.next = match p.dir {
                 Dir::Up => Dir::Down,
                 Dir::Down => Dir::Up,
@@ -392,30 +419,38 @@ impl Adaptive {
         // lucky window it made every later probe down look like a loss.
         self.level = c;
         self.rates = p.seen().to_vec();
-        self.kept_from = Some(Kept {
+        // A free step was kept on latency, not on its windows' rate: the
+        // rate has nothing to undo.
+        self.kept_from = (!free).then_some(Kept {
             from: p.from,
             from_rate: r,
             level: c,
         });
         self.next = p.dir;
-        self.wait = 0;
+        // Once calls have stalled past the climb, every step waits out the
+        // backoff: a step a window followed the drift of the stalls.
+        self.wait = if self.stall_steady { self.backoff } else { 0 };
         // One kept probe may be noise on a flat top; two in a row are a
-        // trend, and only a trend resets the backoff.
-        self.trend += 1;
-        if self.trend >= 2 {
-            self.backoff = 1;
+        // trend, and only a trend resets the backoff. A free step is no
+        // evidence: its verdict did not read the rate.
+        if !free {
+            self.trend += 1;
+            if self.trend >= 2 {
+                self.backoff = 1;
+            }
         }
         if p.dir == Dir::Down {
-            // Not while calls time out: then a window's rate swings with
-            // which agents stall (by a quarter at 100 ms), and doubled steps
-            // kept on flattering windows ran the timeouts phase's 53 calls
-            // down to 16 and back, its concurrency's CV at 0.10.
-            let doublings = if self.since_timeout < STALL_MEMORY {
-                0
-            } else {
-                (self.trend - 1).min(MAX_DESCENT)
-            };
-            let step = self.step(c) << doublings;
+            if self.stalling() {
+                // Not while calls time out: a window's rate swings with
+                // which agents stall, and steps down kept on flattering
+                // windows walked the timeouts phase from 49 calls to 31.
+                // The latency at this level says whether to go on.
+                return self.hold(
+                    f,
+                    format!("probe {moved} held the rate: kept; calls time out, so no step on"),
+                );
+            }
+            let step = self.step(c) << (self.trend - 1).min(MAX_DESCENT);
             if c <= self.min {
                 return self.hold(
                     f,
@@ -454,6 +489,12 @@ impl Adaptive {
                 format!("probe {moved} scaled near-linearly twice: startup again, double {c}"),
             );
         }
+        if self.stall_steady {
+            return self.hold(
+                f,
+                format!("probe {moved} {paid}: kept; calls time out, so the latency here decides"),
+            );
+        }
         if let Some(why) = self.not_binding(w) {
             return self.hold(f, format!("probe {moved} {paid}: kept; {why}"));
         }
@@ -475,9 +516,13 @@ impl Adaptive {
     /// stall is random, and near the top a step buys less than the dead
     /// band (Vegas' queue estimate ~0, not Gradient2's rate).
     pub(super) fn free(&self, c: usize) -> bool {
+        self.stalling() && self.latency.samples_at(c) > 0 && self.latency.inflation(c) < NO_QUEUE
+    }
+
+    /// A call timed out within the last [`STALL_MEMORY`] judged windows:
+    /// some agents are held by stalled calls.
+    pub(super) fn stalling(&self) -> bool {
         self.since_timeout < STALL_MEMORY
-            && self.latency.samples_at(c) > 0
-            && self.latency.inflation(c) < NO_QUEUE
     }
 
     /// The smallest level startup tried whose rate is within the dead band
@@ -503,6 +548,7 @@ impl Adaptive {
         self.backoff = 1;
         self.linear_ups = 0;
         self.trend = 0;
+        self.stall_steady = false;
     }
 
     /// Forgets the rates learned of the API: its level's windows, the best

@@ -147,6 +147,7 @@ impl Adaptive {
         self.just_cut = true;
         self.next = Dir::Up;
         self.wait = self.backoff;
+        self.stall_steady = false;
         let want = (c as f64 * self.decrease).floor() as usize;
         let before = self.latency.current(c).or(w.latency_p50);
         let d = self.set(

@@ -136,6 +136,10 @@ pub struct Adaptive {
     halve: Option<String>,
     /// Judged windows since the last one with a timed-out call.
     since_timeout: u32,
+    /// Calls have stalled since a probe up did not gain: the climb that
+    /// found the level is over, and each step waits for the latency of
+    /// several windows, then the backoff.
+    stall_steady: bool,
     /// The share of attempts that time out when nothing is cut for it (a
     /// moving average): calls that stall whatever the concurrency, which
     /// are no overload. `None` until a window is judged.
@@ -217,6 +221,7 @@ impl Adaptive {
             streak: 0,
             halve: None,
             since_timeout: u32::MAX,
+            stall_steady: false,
             stall_share: None,
             cooldown: 0,
             ceiling: None,
@@ -357,6 +362,7 @@ impl Tuner for Adaptive {
         } else {
             self.since_timeout.saturating_add(1)
         };
+        self.stall_steady &= self.stalling();
         let f = Facts::of(&w, self);
         if changed {
             self.forget_regime(faster);
@@ -452,6 +458,7 @@ impl Adaptive {
         self.wait = 0;
         self.backoff = 1;
         self.linear_ups = 0;
+        self.stall_steady = false;
         self.halve = faster.then(|| "the API got faster".to_string());
         match self.mode {
             Mode::IoBound | Mode::Throttled if faster => self.enter_io_bound(self.concurrency),
