@@ -1354,6 +1354,38 @@ fn started_to_64() -> Adaptive {
 }
 
 #[test]
+fn gains_that_look_near_linear_while_calls_time_out_start_no_doubling() {
+    // The bench's timeouts phase: past no queue (1.15x no-load, so not
+    // free growth), probes up read near-linear gains on the stalls' drift
+    // (42 -> 47: 802 -> 997/s), and a doubling to 94 on two of them cost
+    // the phase 8%. While calls time out, no startup again: here every
+    // level's rate is linear in the concurrency, yet the climber steps.
+    let mut tuner = started_to_64();
+    let d = tuner.decide(&flat(64, 64.0, 64, 800.0, 80));
+    let start = d.agents.expect("startup ends");
+    let mut c = start;
+    let mut reasons = vec![];
+    for _ in 0..30 {
+        let p50 = if c > start { 46 } else { 40 };
+        let w = Window {
+            timeouts: 1,
+            ..flat(c, c as f64, c, 25.0 * c as f64, p50)
+        };
+        let d = tuner.decide(&w);
+        if let Some(a) = d.agents {
+            assert!(a < 2 * c, "{c} -> {a}: {}", d.reason);
+            c = a;
+        }
+        reasons.push(d.reason);
+    }
+    assert!(c > start, "it climbs: {reasons:#?}");
+    assert!(
+        !reasons.iter().any(|r| r.contains("startup again")),
+        "{reasons:#?}"
+    );
+}
+
+#[test]
 fn latency_measured_while_a_higher_level_drains_is_not_the_knee() {
     // Startup's 32 -> 64 -> 32 on a 32-call API: the first window at 32
     // still sees calls sent at 64 finish (peak in flight 64, median 90 ms).
