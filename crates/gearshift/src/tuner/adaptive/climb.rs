@@ -207,11 +207,12 @@ impl Adaptive {
                 ),
             );
         }
+        let free = self.free(c);
         let dir = if knee {
             Dir::Down
-        } else if self.free(c) && (!steady || samples >= STALL_WINDOWS) {
+        } else if free && (!steady || samples >= STALL_WINDOWS) {
             Dir::Up
-        } else if self.free(c) {
+        } else if free {
             return self.hold(
                 f,
                 format!("calls time out, no queue at {c} for {samples} of {STALL_WINDOWS} windows"),
