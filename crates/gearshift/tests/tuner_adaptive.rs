@@ -382,15 +382,30 @@ fn shrinks_after_overload() {
         peak_in_flight: 50,
         ..Window::default()
     };
-    tuner.decide(&base); // startup: 50 -> 100
+    tuner.decide(&base); // startup's first window: 50 -> 100
     let d = tuner.decide(&Window {
         agents: 100,
+        io_completions: 400,
+        mean_in_flight: 100.0,
+        peak_in_flight: 100,
+        ..base.clone()
+    });
+    assert_eq!(
+        d.agents,
+        Some(200),
+        "the no-load latency is 20 ms: {}",
+        d.reason
+    );
+    let d = tuner.decide(&Window {
+        agents: 200,
         io_completions: 100,
         timeouts: 40,
         latency_p50: Some(Duration::from_millis(90)),
+        mean_in_flight: 200.0,
+        peak_in_flight: 200,
         ..base.clone()
     });
-    assert_eq!(d.agents, Some(70), "{}", d.reason);
+    assert_eq!(d.agents, Some(140), "{}", d.reason);
     assert!(d.reason.contains("overload"), "{}", d.reason);
     assert_eq!(tuner.mode(), Mode::IoBound);
 }
@@ -634,6 +649,52 @@ fn heavy_tailed_latency_noise_does_not_make_it_drift_down() {
             t.decisions.iter().map(|d| &d.reason).collect::<Vec<_>>()
         );
     }
+}
+
+#[test]
+fn the_first_window_s_fast_calls_are_not_the_no_load_latency() {
+    // A cold start on a heavy-tailed API (a 12 ms median, capacity 32):
+    // the first window ends once four calls are back, the four fastest,
+    // whose median reads 6.4 ms. As the no-load latency it made the API's
+    // own 12 ms read 1.9x, past the knee: the tuner bench sat at 3 to 5
+    // agents for 5-14 s.
+    let mut tuner = Adaptive::new(2);
+    let d = tuner.decide(&Window {
+        elapsed: Duration::from_millis(30),
+        agents: 4,
+        api_permits: 4,
+        io_completions: 4,
+        latency_p50: Some(Duration::from_secs_f64(6.4e-3)),
+        mean_in_flight: 4.0,
+        peak_in_flight: 4,
+        queue_capacity: 64,
+        ..Window::default()
+    });
+    assert_eq!(d.agents, Some(8), "{}", d.reason);
+    // Then 500 ms windows of the API itself: 50 calls/s per agent up to
+    // its capacity, the median (with a little noise) growing with the
+    // queue past it. Against 6.4 ms, 13 ms at 32 agents read 2.03x and
+    // ended startup there, sized for 6.4 ms: 16.
+    let mut reached = false;
+    for i in 0..12 {
+        let n = tuner.concurrency();
+        reached |= n >= 32;
+        let rate = 50.0 * n.min(32) as f64;
+        let p50 = 12.0 * [1.0, 1.04, 1.08][i % 3] * (n as f64 / 32.0).max(1.0);
+        let d = tuner.decide(&win(n, (rate / 2.0) as u64, p50, false));
+        // No queue below 32 calls: neither startup's end nor the knee rule
+        // may take one for a queue.
+        assert!(
+            !d.reason.contains("knee") && !d.reason.contains("stale"),
+            "{}",
+            d.reason
+        );
+        assert!(!reached || tuner.concurrency() >= 28, "{}", d.reason);
+    }
+    let no_load = tuner.no_load_latency().unwrap().as_secs_f64() * 1e3;
+    assert!(no_load >= 11.9, "no-load {no_load:.1} ms");
+    let n = tuner.concurrency();
+    assert!((30..=40).contains(&n), "concurrency {n}");
 }
 
 #[test]
@@ -1595,6 +1656,65 @@ fn a_probe_is_judged_on_as_many_windows_as_the_rate_s_noise_needs() {
             d.reason.contains("did not gain") && d.agents == Some(32),
             "{}",
             d.reason
+        );
+    }
+}
+
+#[test]
+fn probes_that_keep_failing_on_a_sharp_top_wait_up_to_five_seconds() {
+    // The tuner bench's `tail` phase: A's sharp top (capacity 20,
+    // retrograde 0.02) under heavy rate noise. Each probe off the top costs
+    // (21 -> 18 loses 14%, 21 -> 24 6%), and with waits of at most 16
+    // windows (1.6 s) a probe every 2 s cost 2-3% of the rate: 14 probes in
+    // 30 s here. Failures in a row stretch the wait to 5 s.
+    let mut model = Model::api(20.0, 20.0);
+    model.retrograde = 0.02;
+    model.rate_noise = 0.25;
+    model.p50_sigma = 0.1;
+    let best = (1..=60).map(|n| model.api_rate(n)).fold(0.0, f64::max);
+    for seed in 40..46 {
+        let mut tuner = Adaptive::new(2);
+        let t = run(&mut tuner, &model, 4, 2, 400, seed);
+        let probes = t.decisions[100..]
+            .iter()
+            .filter(|d| {
+                ["probe up:", "probe down:", "knee:"]
+                    .iter()
+                    .any(|p| d.reason.contains(p))
+            })
+            .count();
+        assert!(probes <= 9, "seed {seed}: {probes} probes in 300 windows");
+        let tail = &t.n[100..];
+        let rate = tail.iter().map(|&n| model.api_rate(n)).sum::<f64>() / tail.len() as f64;
+        assert!(
+            rate >= 0.93 * best,
+            "seed {seed}: {:.3} of the best rate",
+            rate / best
+        );
+    }
+}
+
+#[test]
+fn growth_while_calls_time_out_waits_out_no_backoff() {
+    // After a long stay on phase A's sharp top under heavy noise (probes
+    // failed, the backoff grew), the `timeouts` phase: stalls hold half the
+    // agents and latency shows no queue. The latency rules wait for no
+    // backoff (that paces probes judged on the rate): waiting it out sat
+    // at A's level for up to 22 windows.
+    let (mut a, model) = phase_a_and_timeouts(0.15);
+    a.rate_noise = 0.25;
+    let best = (20..=80)
+        .max_by_key(|&n| model.api_rate(model.active(n)) as u64)
+        .unwrap();
+    for seed in 30..42 {
+        let mut tuner = Adaptive::new(2);
+        let first = run(&mut tuner, &a, 4, 2, 200, seed);
+        let t = run(&mut tuner, &model, *first.n.last().unwrap(), 2, 30, seed);
+        let at = t.n.iter().position(|&n| n as f64 >= 0.9 * best as f64);
+        assert!(
+            at.is_some_and(|i| i < 8),
+            "seed {seed}: best {best}, {:?}",
+            t.n
         );
     }
 }

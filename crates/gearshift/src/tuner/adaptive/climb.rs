@@ -12,8 +12,13 @@ use super::{Adaptive, Decision, Mode};
 const STARTUP_GAIN: f64 = 0.25;
 /// Startup stops when the median latency passes this multiple of no-load.
 const STARTUP_INFLATION: f64 = 2.0;
-/// Windows of wait after a failed probe: doubles per failure up to this.
+/// Windows of wait after a failed probe: doubles per failure up to this,
+/// or up to [`MAX_WAIT`] where windows are short.
 const MAX_BACKOFF: u32 = 16;
+/// The longest wait between probes that keep failing, where 16 windows are
+/// less: on a sharp top every probe costs (the heavy-tailed `tail` phase:
+/// 21 -> 18 loses 14%, 21 -> 24 6%), and a probe each 2 s cost 2-3%.
+const MAX_WAIT: Duration = Duration::from_secs(5);
 /// Each probe down kept in a row (after the first) doubles the next step,
 /// at most this many times.
 const MAX_DESCENT: u32 = 3;
@@ -197,7 +202,13 @@ impl Adaptive {
         // throughput is what the probe's verdict checks.
         let knee = inflation > KNEE && samples >= if steady { STALL_WINDOWS } else { 2 };
         let strong = knee && inflation > 2.0 * KNEE;
-        if self.wait > 0 && !strong {
+        let free = self.free(c);
+        let grow = free && (!steady || samples >= STALL_WINDOWS);
+        // While calls time out, latency moves the climber (Vegas), and its
+        // steps wait for no backoff: that paces probes judged on the rate.
+        // Growth still waits after a probe up from here did not gain.
+        let vegas = self.stalling() && (knee || (grow && self.next == Dir::Up));
+        if self.wait > 0 && !strong && !vegas {
             self.wait -= 1;
             return self.hold(
                 f,
@@ -207,10 +218,9 @@ impl Adaptive {
                 ),
             );
         }
-        let free = self.free(c);
         let dir = if knee {
             Dir::Down
-        } else if free && (!steady || samples >= STALL_WINDOWS) {
+        } else if grow {
             Dir::Up
         } else if free {
             return self.hold(
@@ -396,7 +406,7 @@ impl Adaptive {
                 Dir::Down => Dir::Up,
             };
             self.wait = self.backoff;
-            self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+            self.backoff = (self.backoff * 2).min(self.max_backoff());
             self.linear_ups = 0;
             self.trend = 0;
             self.level = p.from;
@@ -428,9 +438,7 @@ impl Adaptive {
             level: c,
         });
         self.next = p.dir;
-        // Once calls have stalled past the climb, every step waits out the
-        // backoff: a step a window followed the drift of the stalls.
-        self.wait = if self.stall_steady { self.backoff } else { 0 };
+        self.wait = 0;
         // One kept probe may be noise on a flat top; two in a row are a
         // trend, and only a trend resets the backoff. A free step is no
         // evidence: its verdict did not read the rate.
@@ -590,6 +598,13 @@ impl Adaptive {
         let n = (self.noise() / self.dead_band).powi(2).ceil();
         // `min` takes `fit` when `n` is NaN (a window of NaN rates).
         (n.min(fit) as usize).clamp(1, MAX_PROBE_WINDOWS)
+    }
+
+    /// The most windows of wait after failed probes: [`MAX_BACKOFF`], or as
+    /// many as fit in [`MAX_WAIT`].
+    fn max_backoff(&self) -> u32 {
+        let fit = (MAX_WAIT.as_secs_f64() / self.window().as_secs_f64()).floor() as u32;
+        fit.max(MAX_BACKOFF)
     }
 
     /// The rate's relative spread per window (0 until measured).
