@@ -1718,3 +1718,38 @@ fn growth_while_calls_time_out_waits_out_no_backoff() {
         );
     }
 }
+
+#[test]
+fn a_knee_step_that_shows_a_slower_api_starts_over() {
+    // A -> B of the tuner bench, IO alone: the API goes from 20 ms calls
+    // and room for 20 to 200 ms calls and room for 200, right after a
+    // probe moved the concurrency. The knee rule fires at 10x before the
+    // change detector has five windows at one level; the step down loses
+    // the rate in proportion, at a tenth of the best rate: a slower API.
+    // Startup again, as a detected change does. Probing up from there
+    // reached 150 in 9 windows here, where two near-linear gains in a row
+    // start the doubling; in the bench, where the CPU stage caps B's rate
+    // and 0.4 s windows are noisy, +10% steps took 24 s.
+    let mut a = Model::api(20.0, 20.0);
+    a.retrograde = 0.02;
+    let b = Model::api(200.0, 200.0);
+    for seed in 50..54 {
+        let mut tuner = Adaptive::new(2);
+        let mut n = *run(&mut tuner, &a, 4, 2, 60, seed).n.last().unwrap();
+        // On until a probe moves the concurrency.
+        for i in 0..200 {
+            let moved = run(&mut tuner, &a, n, 2, 1, seed + i).n[0];
+            if moved != n {
+                n = moved;
+                break;
+            }
+        }
+        let t = run(&mut tuner, &b, n, 2, 40, seed);
+        assert!(
+            t.decisions.iter().any(|d| d.reason.contains("stale")),
+            "seed {seed}: the knee path"
+        );
+        let at = t.n.iter().position(|&n| n >= 150);
+        assert!(at.is_some_and(|i| i < 8), "seed {seed}: {:?}", t.n);
+    }
+}

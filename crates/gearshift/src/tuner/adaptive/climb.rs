@@ -26,6 +26,8 @@ const MAX_DESCENT: u32 = 3;
 const LEVEL_WINDOWS: usize = 4;
 /// The best rate decays by this factor per window, so it cannot go stale.
 const BEST_DECAY: f64 = 0.99;
+/// A rate at or under this share of the best one: the API got slower.
+const SLOWER: f64 = 0.67;
 /// Median latency over no-load latency past which the API is queueing.
 pub(super) const KNEE: f64 = 1.5;
 /// Median latency under this multiple of no-load shows no queue at all.
@@ -361,24 +363,36 @@ impl Adaptive {
         let share = c as f64 / p.from.max(1) as f64;
         if p.knee && p.dir == Dir::Down && rate <= r * (1.0 - 0.75 * (1.0 - share)) {
             let stale = self.latency.no_load();
+            // The rate itself fell by a third since the best (as a detected
+            // change of speed needs): the API got slower, and no median's
+            // noise fired the knee rule at the top.
+            let slower = r <= SLOWER * self.best_rate;
             self.latency.rebase(p.from);
             // The API itself changed: its rates so far are another API's.
             self.forget_rates();
+            self.trend = 0;
+            self.level = p.from;
+            let why = format!(
+                "probe {moved} lost the rate in proportion: no queue after all, no-load \
+                 latency {:.1} ms was stale, relearned",
+                stale.map_or(f64::NAN, |d| secs(d) * 1e3)
+            );
+            if slower && !self.stalling() {
+                // A slower API, as a detected change of speed is: start
+                // over as then. Probing up from here climbed phase B's
+                // slow, linear API in +10% steps on 0.4 s windows against
+                // the dead band (B at 79% of the oracle, settling in 24 s).
+                // Not while calls time out: a doubling on the stalls'
+                // noise overshoots the knee.
+                self.mode = Mode::Startup;
+                self.prev = None;
+                self.tried.clear();
+                return self.set(p.from, None, f, format!("{why}; back, startup again"));
+            }
             self.next = Dir::Up;
             self.wait = 1;
             self.backoff = 1;
-            self.trend = 0;
-            self.level = p.from;
-            return self.set(
-                p.from,
-                None,
-                f,
-                format!(
-                    "probe {moved} lost the rate in proportion: no queue after all, \
-                     no-load latency {:.1} ms was stale, relearned; back, probe up next",
-                    stale.map_or(f64::NAN, |d| secs(d) * 1e3)
-                ),
-            );
+            return self.set(p.from, None, f, format!("{why}; back, probe up next"));
         }
         // A step down larger than a probe's that lost less than half its
         // share of the rate overshot a flat or retrograde top: the best
