@@ -22,8 +22,17 @@ const MAX_WAIT: Duration = Duration::from_secs(5);
 /// Each probe down kept in a row (after the first) doubles the next step,
 /// at most this many times.
 const MAX_DESCENT: u32 = 3;
-/// Rates kept per level for the probe reference.
+/// Rates kept per level for the probe reference: at least this many, and
+/// as many as fit in [`LEVEL_TIME`]. The last this many measure the rate's
+/// spread, and a kept probe is checked once its level has this many.
 const LEVEL_WINDOWS: usize = 4;
+/// A level's rate, the reference its probes are judged against, is the
+/// mean of its windows over this long: after a long wait the reference is
+/// precise, and only the probe's own windows are noisy. The mean of its
+/// last four windows, on a heavy-tailed API whose rate swings by 14% a
+/// window, read 881/s for a level that ran at about 1,030/s, and a probe
+/// down that lost 10% was kept against it.
+const LEVEL_TIME: Duration = Duration::from_secs(3);
 /// The best rate decays by this factor per window, so it cannot go stale.
 const BEST_DECAY: f64 = 0.99;
 /// A rate at or under this share of the best one: the API got slower.
@@ -173,13 +182,15 @@ impl Adaptive {
             self.rates.clear();
         }
         self.rates.push(rate);
-        if self.rates.len() > LEVEL_WINDOWS {
-            self.rates.remove(0);
+        let keep = self.level_windows();
+        if self.rates.len() > keep {
+            self.rates.drain(..self.rates.len() - keep);
         }
         if self.rates.len() >= 3 {
             // A few windows' spread is itself noisy (4 windows of a 14%
             // spread read 7%): average its square over many.
-            let spread = relative_spread(&self.rates).powi(2);
+            let last = &self.rates[self.rates.len().saturating_sub(LEVEL_WINDOWS)..];
+            let spread = relative_spread(last).powi(2);
             self.noise = match self.noise {
                 Some(v) => Some(v + NOISE_WEIGHT * (spread - v)),
                 None => Some(spread),
@@ -296,13 +307,20 @@ impl Adaptive {
             self.kept_from = None;
             return None;
         }
-        if self.rates.len() < LEVEL_WINDOWS {
+        // Checked at 4, 8, 16 ... windows, and once the level's mean is
+        // as long as it gets: each check's mean is more precise.
+        let n = self.rates.len();
+        let last = n >= self.level_windows();
+        if n < LEVEL_WINDOWS || !(n.is_power_of_two() || last) {
             return None;
         }
-        self.kept_from = None;
+        if last {
+            self.kept_from = None;
+        }
         if mean >= before * (1.0 - self.dead_band) {
             return None;
         }
+        self.kept_from = None;
         self.level = from;
         self.rates.clear();
         self.trend = 0;
@@ -313,7 +331,7 @@ impl Adaptive {
             None,
             f,
             format!(
-                "level {c}, kept on its probe's windows, trails {from} over {LEVEL_WINDOWS} \
+                "level {c}, kept on its probe's windows, trails {from} over {n} windows \
                  ({mean:.1} vs {before:.1}/s): back to {from}, wait {} windows",
                 self.wait
             ),
@@ -363,10 +381,10 @@ impl Adaptive {
         let share = c as f64 / p.from.max(1) as f64;
         if p.knee && p.dir == Dir::Down && rate <= r * (1.0 - 0.75 * (1.0 - share)) {
             let stale = self.latency.no_load();
-            // The rate itself fell by a third since the best (as a detected
-            // change of speed needs): the API got slower, and no median's
-            // noise fired the knee rule at the top.
-            let slower = r <= SLOWER * self.best_rate;
+            // The rate fell by a third more than the step explains, against
+            // the best rate (as a detected change of speed needs): the API
+            // got slower, and no median's noise fired the knee at the top.
+            let slower = rate <= SLOWER * share * self.best_rate;
             self.latency.rebase(p.from);
             // The API itself changed: its rates so far are another API's.
             self.forget_rates();
@@ -612,6 +630,19 @@ impl Adaptive {
         let n = (self.noise() / self.dead_band).powi(2).ceil();
         // `min` takes `fit` when `n` is NaN (a window of NaN rates).
         (n.min(fit) as usize).clamp(1, MAX_PROBE_WINDOWS)
+    }
+
+    /// Windows a level's rate is the mean of: [`LEVEL_WINDOWS`], or as
+    /// many as fit in [`LEVEL_TIME`]. While calls time out, the last
+    /// [`LEVEL_WINDOWS`]: the agents stalls hold drift over a timeout, so
+    /// older windows measured another split (in the test model, 3 s of
+    /// them held the climber a step under the best for seconds).
+    fn level_windows(&self) -> usize {
+        if self.stalling() {
+            return LEVEL_WINDOWS;
+        }
+        let fit = (LEVEL_TIME.as_secs_f64() / self.window().as_secs_f64()).floor() as usize;
+        fit.max(LEVEL_WINDOWS)
     }
 
     /// The most windows of wait after failed probes: [`MAX_BACKOFF`], or as

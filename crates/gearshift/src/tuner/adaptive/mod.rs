@@ -138,7 +138,7 @@ pub struct Adaptive {
     since_timeout: u32,
     /// Calls have stalled since a probe up did not gain: the climb that
     /// found the level is over, and each step waits for the latency of
-    /// several windows, then the backoff.
+    /// several windows.
     stall_steady: bool,
     /// The share of attempts that time out when nothing is cut for it (a
     /// moving average): calls that stall whatever the concurrency, which
@@ -297,7 +297,8 @@ impl Adaptive {
     }
 
     /// The no-load latency estimate: the smallest smoothed median latency
-    /// of the last 20 judged windows; `None` before the first completion.
+    /// of the last 20 judged windows; `None` until a window after the first
+    /// (whose median is only its fastest calls) has a completion.
     pub fn no_load_latency(&self) -> Option<Duration> {
         self.latency.no_load()
     }
@@ -349,10 +350,11 @@ impl Tuner for Adaptive {
         let c = self.concurrency;
         let mut changed = false;
         let mut faster = false;
-        // The first window ends at a round trip's worth of completions: the
-        // fastest calls of a heavy-tailed API (a median of 6.4 ms against
-        // its 12 ms). As the no-load latency that fired the knee rule at 3
-        // to 5 agents; it only sizes the next window.
+        // The first window ends once as many calls are back as agents run:
+        // the fastest calls, on a heavy-tailed API a median of 6.4 ms
+        // against its 12 ms. As the no-load latency it fired the knee rule
+        // at 3 to 5 agents (a cold start in the bench's `tail` phase); it
+        // only sizes the next window.
         if let Some(p50) = w.latency_p50.filter(|_| !first) {
             let before = self.latency.no_load();
             changed = self
