@@ -411,6 +411,61 @@ fn shrinks_after_overload() {
 }
 
 #[test]
+fn the_climb_back_from_an_overload_cut_starts_with_short_waits() {
+    // A long stay on a sharp top under heavy noise grows the wait between
+    // failing probes to 5 s. An overload cut starts a new climb: its first
+    // failed probe waits a window or two, not the 5 s of the top before
+    // (which held the bench's `timeouts` phase at 33 of 44 for 5 s).
+    let mut model = Model::api(20.0, 20.0);
+    model.retrograde = 0.02;
+    model.rate_noise = 0.25;
+    let mut tuner = Adaptive::new(2);
+    let before = run(&mut tuner, &model, 4, 2, 200, 7);
+    let waits = |t: &Trace| -> Vec<u32> {
+        t.decisions
+            .iter()
+            .filter(|d| d.reason.contains("did not"))
+            .filter_map(|d| {
+                d.reason
+                    .split("wait ")
+                    .nth(1)?
+                    .split(' ')
+                    .next()?
+                    .parse()
+                    .ok()
+            })
+            .collect()
+    };
+    assert!(
+        waits(&before).iter().any(|&w| w >= 32),
+        "{:?}",
+        waits(&before)
+    );
+    // Calls time out and the median triples: an overload, cut once the
+    // smoothed median shows it.
+    let mut rng = StdRng::seed_from_u64(1);
+    let mut cut = false;
+    for _ in 0..3 {
+        let n = tuner.concurrency();
+        let d = tuner.decide(&Window {
+            timeouts: 60,
+            io_completions: 60,
+            latency_p50: Some(Duration::from_millis(60)),
+            ..model.window(n, 2, tuner.window(), &mut rng)
+        });
+        if d.reason.contains("overload") {
+            cut = true;
+            break;
+        }
+    }
+    assert!(cut, "no overload cut");
+    let cut = tuner.concurrency();
+    let after = run(&mut tuner, &model, cut, 2, 60, 8);
+    let first = waits(&after).first().copied();
+    assert!(first.is_some_and(|w| w <= 2), "{:?}", waits(&after));
+}
+
+#[test]
 fn throttle_cuts_then_holds_then_regrows_slowly_under_the_ceiling() {
     let model = Model::api(20.0, 1000.0);
     let mut rng = StdRng::seed_from_u64(6);

@@ -35,7 +35,8 @@ const LEVEL_WINDOWS: usize = 4;
 const LEVEL_TIME: Duration = Duration::from_secs(3);
 /// The best rate decays by this factor per window, so it cannot go stale.
 const BEST_DECAY: f64 = 0.99;
-/// A rate at or under this share of the best one: the API got slower.
+/// A knee step's rate at or under this share of the best rate (times the
+/// share of the concurrency the step kept): the API got slower.
 const SLOWER: f64 = 0.67;
 /// Median latency over no-load latency past which the API is queueing.
 pub(super) const KNEE: f64 = 1.5;

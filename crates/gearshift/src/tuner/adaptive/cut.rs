@@ -147,6 +147,10 @@ impl Adaptive {
         self.just_cut = true;
         self.next = Dir::Up;
         self.wait = self.backoff;
+        // The climb back from the cut is a new one: its failed probes wait
+        // from one window again (the backoff of a noisy top before, 5 s,
+        // held the `timeouts` phase 25% under its best for that long).
+        self.backoff = 1;
         self.stall_steady = false;
         let want = (c as f64 * self.decrease).floor() as usize;
         let before = self.latency.current(c).or(w.latency_p50);
