@@ -1815,7 +1815,7 @@ fn levels_kept_on_noise_are_undone_against_a_long_reference() {
     // swings by 14% a window, over 40 seeds. A level's rate is the mean of
     // its last 3 s, and a kept probe is checked at 4, 8, 16 and 30 windows
     // of its level: with a reference of 4 windows and one check at 4, the
-    // mean rate over seeds was 96.7% of the best and 25 of the 40 seeds
+    // mean rate over seeds was 96.6% of the best and 25 of the 40 seeds
     // spent 5 s under 95% (a probe down kept on lucky windows, then a wait
     // of 5 s there); now 97.3% and 17.
     let mut model = Model::api(20.0, 20.0);
