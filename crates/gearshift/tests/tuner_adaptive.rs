@@ -1715,6 +1715,16 @@ fn a_probe_is_judged_on_as_many_windows_as_the_rate_s_noise_needs() {
     }
 }
 
+/// The tuner bench's phase A (capacity 20, retrograde 0.02) with the
+/// `tail` phase's noise: a rate that swings by 14% a window.
+fn noisy_sharp_top() -> Model {
+    let mut model = Model::api(20.0, 20.0);
+    model.retrograde = 0.02;
+    model.rate_noise = 0.25;
+    model.p50_sigma = 0.1;
+    model
+}
+
 #[test]
 fn probes_that_keep_failing_on_a_sharp_top_wait_up_to_five_seconds() {
     // The tuner bench's `tail` phase: A's sharp top (capacity 20,
@@ -1722,10 +1732,7 @@ fn probes_that_keep_failing_on_a_sharp_top_wait_up_to_five_seconds() {
     // (21 -> 18 loses 14%, 21 -> 24 6%), and with waits of at most 16
     // windows (1.6 s) a probe every 2 s cost 2-3% of the rate: 14 probes in
     // 30 s here. Failures in a row stretch the wait to 5 s.
-    let mut model = Model::api(20.0, 20.0);
-    model.retrograde = 0.02;
-    model.rate_noise = 0.25;
-    model.p50_sigma = 0.1;
+    let model = noisy_sharp_top();
     let best = (1..=60).map(|n| model.api_rate(n)).fold(0.0, f64::max);
     for seed in 40..46 {
         let mut tuner = Adaptive::new(2);
@@ -1818,10 +1825,7 @@ fn levels_kept_on_noise_are_undone_against_a_long_reference() {
     // mean rate over seeds was 96.6% of the best and 25 of the 40 seeds
     // spent 5 s under 95% (a probe down kept on lucky windows, then a wait
     // of 5 s there); now 97.3% and 17.
-    let mut model = Model::api(20.0, 20.0);
-    model.retrograde = 0.02;
-    model.rate_noise = 0.25;
-    model.p50_sigma = 0.1;
+    let model = noisy_sharp_top();
     let best = (1..=60).map(|n| model.api_rate(n)).fold(0.0, f64::max);
     let (mut sum, mut low) = (0.0, 0);
     for seed in 40..80 {
