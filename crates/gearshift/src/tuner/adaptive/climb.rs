@@ -627,7 +627,7 @@ impl Adaptive {
         // The time budget: where windows are long (phase B's 0.4 s) four
         // of them took a climb to B's Little's-law level at +3 per 1.6 s,
         // far past the 3 s the tuner has to settle.
-        let fit = (VERDICT_TIME.as_secs_f64() / self.window().as_secs_f64()).floor();
+        let fit = self.windows_in(VERDICT_TIME) as f64;
         let n = (self.noise() / self.dead_band).powi(2).ceil();
         // `min` takes `fit` when `n` is NaN (a window of NaN rates).
         (n.min(fit) as usize).clamp(1, MAX_PROBE_WINDOWS)
@@ -642,15 +642,18 @@ impl Adaptive {
         if self.stalling() {
             return LEVEL_WINDOWS;
         }
-        let fit = (LEVEL_TIME.as_secs_f64() / self.window().as_secs_f64()).floor() as usize;
-        fit.max(LEVEL_WINDOWS)
+        self.windows_in(LEVEL_TIME).max(LEVEL_WINDOWS)
     }
 
     /// The most windows of wait after failed probes: [`MAX_BACKOFF`], or as
     /// many as fit in [`MAX_WAIT`].
     fn max_backoff(&self) -> u32 {
-        let fit = (MAX_WAIT.as_secs_f64() / self.window().as_secs_f64()).floor() as u32;
-        fit.max(MAX_BACKOFF)
+        (self.windows_in(MAX_WAIT) as u32).max(MAX_BACKOFF)
+    }
+
+    /// Whole windows of the current length that fit in `d`.
+    fn windows_in(&self, d: Duration) -> usize {
+        (d.as_secs_f64() / self.window().as_secs_f64()).floor() as usize
     }
 
     /// The rate's relative spread per window (0 until measured).
