@@ -85,6 +85,14 @@ impl Model {
         n as f64 / self.latency(n)
     }
 
+    /// The concurrency (20 to 80) whose active calls, once stalls hold
+    /// their share of the agents, give the API its best rate.
+    fn best_with_stalls(&self) -> usize {
+        (20..=80)
+            .max_by_key(|&n| self.api_rate(self.active(n)) as u64)
+            .unwrap()
+    }
+
     /// The window a pipeline would measure over `elapsed` at concurrency
     /// `n` with `workers` workers.
     fn window(&self, n: usize, workers: usize, elapsed: Duration, rng: &mut StdRng) -> Window {
@@ -1050,9 +1058,7 @@ fn stalled_calls_hold_agents_so_growth_is_free_while_latency_is_flat() {
     // calls show no queue, and a step up near the top gains less than the
     // dead band under heavy rate noise: only latency can say to grow.
     let (a, model) = phase_a_and_timeouts(0.15);
-    let best = (20..=80)
-        .max_by_key(|&n| model.api_rate(model.active(n)) as u64)
-        .unwrap();
+    let best = model.best_with_stalls();
     for seed in 30..36 {
         // From phase A's knee, in the hill climber, as in the bench.
         let mut tuner = Adaptive::new(2);
@@ -1613,9 +1619,7 @@ fn while_calls_time_out_latency_alone_moves_the_climber() {
     // one window's latency, the climber followed the drift.
     let (a, mut model) = phase_a_and_timeouts(0.1);
     model.stall_drift = 0.2;
-    let best = (20..=80)
-        .max_by_key(|&n| model.api_rate(model.active(n)) as u64)
-        .unwrap();
+    let best = model.best_with_stalls();
     for seed in 30..40 {
         let mut tuner = Adaptive::new(2);
         let first = run(&mut tuner, &a, 4, 2, 60, seed);
@@ -1765,9 +1769,7 @@ fn growth_while_calls_time_out_waits_out_no_backoff() {
     // at A's level for up to 22 windows.
     let (mut a, model) = phase_a_and_timeouts(0.15);
     a.rate_noise = 0.25;
-    let best = (20..=80)
-        .max_by_key(|&n| model.api_rate(model.active(n)) as u64)
-        .unwrap();
+    let best = model.best_with_stalls();
     for seed in 30..42 {
         let mut tuner = Adaptive::new(2);
         let first = run(&mut tuner, &a, 4, 2, 200, seed);
