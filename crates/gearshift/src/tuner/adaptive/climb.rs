@@ -356,7 +356,8 @@ impl Adaptive {
     fn undo_tolerance(&self, n: usize) -> f64 {
         let reference = self.level_windows() as f64;
         let error = self.noise() * (1.0 / n as f64 + 1.0 / reference).sqrt();
-        error.clamp(0.5 * self.dead_band, self.dead_band)
+        // `max` before `min`: a NaN spread reads as half the dead band.
+        error.max(0.5 * self.dead_band).min(self.dead_band)
     }
 
     /// Keeps a probe that paid (and takes the next step in its direction at
