@@ -418,6 +418,17 @@ fn shrinks_after_overload() {
     assert_eq!(tuner.mode(), Mode::IoBound);
 }
 
+/// The windows a probe that did not pay waits before the next, from its
+/// reason ("... did not gain: back, wait 50 windows"); `None` for any other
+/// decision.
+fn failed_probe_wait(reason: &str) -> Option<u32> {
+    if !reason.contains("did not") {
+        return None;
+    }
+    let (_, after) = reason.split_once("wait ")?;
+    after.split(' ').next()?.parse().ok()
+}
+
 #[test]
 fn the_climb_back_from_an_overload_cut_starts_with_short_waits() {
     // A long stay on a sharp top under heavy noise grows the wait between
@@ -432,16 +443,7 @@ fn the_climb_back_from_an_overload_cut_starts_with_short_waits() {
     let waits = |t: &Trace| -> Vec<u32> {
         t.decisions
             .iter()
-            .filter(|d| d.reason.contains("did not"))
-            .filter_map(|d| {
-                d.reason
-                    .split("wait ")
-                    .nth(1)?
-                    .split(' ')
-                    .next()?
-                    .parse()
-                    .ok()
-            })
+            .filter_map(|d| failed_probe_wait(&d.reason))
             .collect()
     };
     assert!(
@@ -1550,17 +1552,13 @@ fn while_calls_time_out_a_failed_probe_up_waits_one_stall_memory_at_most() {
     let (mut a, mut model) = phase_a_and_timeouts(0.1);
     a.rate_noise = 0.25;
     model.stall_drift = 0.2;
-    let wait = |r: &str| {
-        let (_, after) = r.split_once("back, wait ")?;
-        after.split(' ').next()?.parse::<u32>().ok()
-    };
     for seed in 30..36 {
         let mut tuner = Adaptive::new(2);
         let first = run(&mut tuner, &a, 4, 2, 300, seed);
         let longest = first
             .decisions
             .iter()
-            .filter_map(|d| wait(&d.reason))
+            .filter_map(|d| failed_probe_wait(&d.reason))
             .max()
             .unwrap_or(0);
         assert!(
@@ -1572,7 +1570,7 @@ fn while_calls_time_out_a_failed_probe_up_waits_one_stall_memory_at_most() {
             .decisions
             .iter()
             .filter(|d| d.reason.contains("did not gain"))
-            .filter_map(|d| wait(&d.reason))
+            .filter_map(|d| failed_probe_wait(&d.reason))
             .collect();
         assert!(!waits.is_empty(), "seed {seed}: no probe up failed");
         assert!(
