@@ -1949,7 +1949,8 @@ fn levels_kept_on_noise_are_undone_against_a_long_reference() {
     // of its level: with a reference of 4 windows and one check at 4, the
     // mean rate over seeds was 96.6% of the best and 25 of the 40 seeds
     // spent 5 s under 95% (a probe down kept on lucky windows, then a wait
-    // of 5 s there); now 97.3% and 17.
+    // of 5 s there); then 97.3% and 17. A probe down whose loss is within
+    // the noise of its windows' mean is no longer kept: 97.7% and 15.
     let model = noisy_sharp_top();
     let best = (1..=60).map(|n| model.api_rate(n)).fold(0.0, f64::max);
     let (mut sum, mut low) = (0.0, 0);
@@ -1969,6 +1970,6 @@ fn levels_kept_on_noise_are_undone_against_a_long_reference() {
         }
     }
     let mean = sum / 40.0;
-    assert!(mean >= 0.97, "mean {mean:.3} of the best rate");
-    assert!(low <= 20, "{low} of 40 seeds spent 5 s under 95%");
+    assert!(mean >= 0.975, "mean {mean:.4} of the best rate");
+    assert!(low <= 16, "{low} of 40 seeds spent 5 s under 95%");
 }
