@@ -757,11 +757,10 @@ mod tests {
     /// down to 28, whose four windows read `rate`, with the rate's spread
     /// per window measured at `noise`.
     fn verdict_down(noise: f64, rate: f64) -> String {
-        let to = 28;
         let mut tuner = Adaptive::new(2);
         tuner.pace = Some((Duration::from_millis(20), 1000.0));
         tuner.mode = Mode::IoBound;
-        tuner.concurrency = to;
+        tuner.concurrency = 28;
         tuner.level = 32;
         tuner.best_rate = 1000.0;
         tuner.noise = Some(noise * noise);
@@ -776,7 +775,7 @@ mod tests {
         });
         let w = Window {
             elapsed: Duration::from_millis(100),
-            agents: to,
+            agents: 28,
             io_completions: (rate / 10.0) as u64,
             latency_p50: Some(Duration::from_millis(40)),
             ..Window::default()
