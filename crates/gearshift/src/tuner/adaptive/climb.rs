@@ -370,11 +370,13 @@ impl Adaptive {
         let free = p.dir == Dir::Up && self.free(c);
         p.rates[p.seen] = w.io_rate();
         p.seen += 1;
-        // A verdict is clear before its windows are in when the mean so
-        // far is off the reference by the dead band plus twice its own
-        // noise (a phase change losing 87% of the rate in its first window).
+        // The noise of the mean of the probe's windows so far. A verdict
+        // is clear before its windows are in when that mean is off the
+        // reference by the dead band plus twice its noise (a phase change
+        // losing 87% of the rate in its first window).
+        let error = self.noise() / (p.seen as f64).sqrt();
         let off = (p.rate() - r).abs() / r.max(f64::MIN_POSITIVE);
-        let clear = off > db + 2.0 * self.noise() / (p.seen as f64).sqrt();
+        let clear = off > db + 2.0 * error;
         if p.seen < p.need && !free && !clear {
             let (from, seen, need) = (p.from, p.seen, p.need);
             self.probe = Some(p);
@@ -400,7 +402,7 @@ impl Adaptive {
             // phase's 14% a window, four windows are good to 7%, and probes
             // losing 4% kept on them walked 22 calls to 19 and 17.
             Dir::Down => {
-                let tolerance = (db - self.noise() / (p.seen as f64).sqrt()).max(0.0);
+                let tolerance = (db - error).max(0.0);
                 rate >= r * (1.0 - tolerance) && rate >= self.best_rate * (1.0 - db)
             }
         };
