@@ -1187,13 +1187,29 @@ fn a_faster_api_after_little_s_law_or_a_throttle_sized_the_concurrency_is_probed
     assert_eq!(d.agents, Some(42), "{}", d.reason);
     tuner.decide(&win(42, 100, 200.0, true));
     assert_eq!(tuner.mode(), Mode::Throttled);
-    // The first window at A' still smooths with C's median.
-    let d = tuner.decide(&win(42, 350, 60.0, false));
-    assert_eq!(d.agents, None, "{}", d.reason);
+    // The first window at A' smooths with C's median, its raw one is A's.
     let d = tuner.decide(&win(42, 350, 60.0, false));
     assert_eq!(d.agents, Some(21), "{}", d.reason);
     assert!(d.reason.contains("probe down by half"), "{}", d.reason);
     assert_eq!(tuner.mode(), Mode::IoBound);
+
+    // C -> A', traced at 6 s phases: the channel empties (the CPU stage
+    // got cheaper) a window or two before calls get faster, so the tuner
+    // is IO-bound and probes up (60 -> 66) on the old median; the next
+    // median is A's. The sized medians are still compared then.
+    let mut tuner = Adaptive::new(2);
+    through(&mut tuner, &b);
+    let mut reasons = vec![];
+    let mut n = 60;
+    for p50 in [200.0, 200.0, 82.0, 82.0, 82.0] {
+        let d = tuner.decide(&win(n, 350, p50, false));
+        n = d.agents.unwrap_or(n);
+        reasons.push(d.reason);
+    }
+    assert!(
+        reasons.iter().any(|r| r.contains("by half")),
+        "{reasons:#?}"
+    );
 
     // Not when a throttle's cut shrank a queueing API's median only in
     // proportion (Little's law at a held rate), nor while regrowing on an
@@ -1448,6 +1464,48 @@ fn a_stale_no_load_is_relearned_from_the_latest_medians_only() {
         "{}",
         d.reason
     );
+}
+
+#[test]
+fn timeouts_while_a_knee_step_awaits_its_verdict_are_left_to_the_verdict() {
+    // tail -> timeouts, traced in the bench at 6 s phases: the no-load
+    // latency is still tail's 12 ms, so the knee fires (22 -> 19). Then
+    // calls start to time out (6% of attempts, 1.7x the stale no-load):
+    // an overload cut x0.7 to 13 came before the knee step's verdict could
+    // relearn the no-load latency, and the climb back took 2 s. The knee
+    // step is a decrease already: its verdict judges.
+    let idle = |agents: usize, io: u64, p50: f64| Window {
+        agents_idle: 0.5,
+        ..win(agents, io, p50, false)
+    };
+    let stalls = |agents: usize, io: u64| Window {
+        timeouts: io * 6 / 94,
+        ..win(agents, io, 20.6, false)
+    };
+    let mut tuner = Adaptive::new(2);
+    for _ in 0..4 {
+        tuner.decide(&idle(22, 700, 12.0));
+    }
+    assert_eq!(tuner.decide(&win(22, 700, 13.0, false)).agents, Some(44));
+    assert_eq!(tuner.decide(&win(44, 700, 14.0, false)).agents, Some(22));
+    tuner.decide(&idle(22, 700, 12.0));
+    tuner.decide(&idle(22, 700, 12.0));
+    tuner.decide(&idle(22, 534, 20.6));
+    let d = tuner.decide(&win(22, 534, 20.6, false));
+    assert_eq!(d.agents, Some(19), "the knee: {}", d.reason);
+    let mut n = 19;
+    let mut reasons = vec![];
+    for _ in 0..6 {
+        let d = tuner.decide(&stalls(n, 400 * n as u64 / 22));
+        n = d.agents.unwrap_or(n);
+        assert!(n >= 19, "cut under the knee step: {}", d.reason);
+        reasons.push(d.reason);
+    }
+    assert!(
+        reasons.iter().any(|r| r.contains("relearned")),
+        "{reasons:#?}"
+    );
+    assert!(n >= 22, "{reasons:#?}");
 }
 
 /// A 100 ms window at `agents` on a 32-call API with 40 ms calls unless

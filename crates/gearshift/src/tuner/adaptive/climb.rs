@@ -604,6 +604,13 @@ impl Adaptive {
         self.stalling() && self.latency.samples_at(c) > 0 && self.latency.inflation(c) < NO_QUEUE
     }
 
+    /// A knee step down awaits its verdict.
+    pub(super) fn knee_step_out(&self) -> bool {
+        self.probe
+            .as_ref()
+            .is_some_and(|p| p.knee && p.dir == Dir::Down)
+    }
+
     /// A call timed out within the last [`STALL_MEMORY`] judged windows:
     /// some agents are held by stalled calls.
     pub(super) fn stalling(&self) -> bool {

@@ -70,7 +70,14 @@ impl Adaptive {
                 .map(|&(level, d)| scale(d, (c as f64 / level.max(1) as f64).min(1.0)))
                 .collect();
             let sized = median(&scaled);
-            let now = self.latency.current(c).or(w.latency_p50);
+            // The raw median too: the smoothed one still holds the old
+            // API's for a window or two, and at the bench's C -> A' the
+            // channel empties (cheaper CPU) a window before calls get
+            // faster, so the climber had already probed up (52 -> 58).
+            let now = [self.latency.current(c), w.latency_p50]
+                .into_iter()
+                .flatten()
+                .min();
             if let Some(now) = now.filter(|&n| secs(n) < FASTER * secs(sized)) {
                 self.sized_rtts.clear();
                 self.halve = Some(format!(
@@ -91,8 +98,10 @@ impl Adaptive {
         if full || matches!(self.mode, Mode::CpuBound | Mode::Throttled) {
             self.remember_sized(w);
         } else {
-            // The hill climber sets the concurrency now: nothing to compare.
-            self.sized_rtts.clear();
+            // The hill climber sets the concurrency now: the sized medians
+            // age out one a window, so a median that falls a window late
+            // (calls of the old API still ending) is still compared.
+            self.sized_rtts.pop_front();
         }
     }
 

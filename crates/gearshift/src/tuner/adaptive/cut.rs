@@ -91,6 +91,18 @@ impl Adaptive {
             w.timeouts,
             share * 100.0
         );
+        // A knee step is out: a decrease already, and its verdict tells a
+        // queue of ours from a stale no-load latency (an API that got
+        // slower inflates the latency just the same). At the bench's
+        // `tail` -> `timeouts`, a cut here on tail's 12 ms sent 19 calls to
+        // 13 before the verdict could relearn it: 2 s of a 6 s phase lost.
+        if self.knee_step_out() {
+            tracing::debug!(
+                concurrency = c,
+                "overload? {why}: left to the knee step's verdict"
+            );
+            return None;
+        }
         // The last overload cut brought us here, yet the median did not
         // drop with it: the "inflation" is not a queue of ours but a stale
         // no-load latency (the API got slower, by less than the 2x that
