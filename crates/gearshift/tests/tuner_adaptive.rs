@@ -1419,11 +1419,11 @@ fn a_knee_step_down_that_holds_the_rate_is_kept_under_a_better_past_rate() {
 }
 
 #[test]
-fn a_stale_no_load_is_relearned_from_the_latest_medians_only() {
+fn a_knee_step_that_loses_the_rate_in_proportion_relearns_no_load_and_rates() {
     // tail -> timeouts: the knee probe's verdict shows the no-load latency
-    // (12 ms, the tail phase's median) was stale. Relearned from all the
-    // medians at the level in the history, it mixed both phases (16 ms
-    // here); from the latest ones only, it is the new API's 20.6 ms.
+    // (12 ms, the tail phase's median) was stale: relearned, it is the new
+    // API's 20.6 ms (from the latest medians only: see the unit test in
+    // `signals.rs`), and the level's rates are the new API's alone.
     let idle = |agents: usize, io: u64, p50: f64| Window {
         agents_idle: 0.5,
         ..win(agents, io, p50, false)
@@ -1436,9 +1436,9 @@ fn a_stale_no_load_is_relearned_from_the_latest_medians_only() {
     let d = tuner.decide(&win(44, 700, 14.0, false));
     assert_eq!(d.agents, Some(22), "startup ends at 22: {}", d.reason);
     assert_eq!(tuner.mode(), Mode::IoBound);
-    tuner.decide(&idle(22, 700, 12.0));
-    tuner.decide(&idle(22, 700, 12.0));
-    // The API is now slower (20.6 ms, constant), by less than 2x.
+    // The API is now slower (20.6 ms, constant), by less than 2x, right
+    // as the level changed: no median of the level from before to show
+    // the rise at a held level.
     tuner.decide(&idle(22, 534, 20.6));
     let d = tuner.decide(&win(22, 534, 20.6, false));
     assert_eq!(d.agents, Some(19), "the knee: {}", d.reason);
@@ -1488,8 +1488,8 @@ fn timeouts_while_a_knee_step_awaits_its_verdict_are_left_to_the_verdict() {
     }
     assert_eq!(tuner.decide(&win(22, 700, 13.0, false)).agents, Some(44));
     assert_eq!(tuner.decide(&win(44, 700, 14.0, false)).agents, Some(22));
-    tuner.decide(&idle(22, 700, 12.0));
-    tuner.decide(&idle(22, 700, 12.0));
+    // Right as the level changed (else the rise at a held level relearns
+    // the no-load latency before any step).
     tuner.decide(&idle(22, 534, 20.6));
     let d = tuner.decide(&win(22, 534, 20.6, false));
     assert_eq!(d.agents, Some(19), "the knee: {}", d.reason);
@@ -1506,6 +1506,78 @@ fn timeouts_while_a_knee_step_awaits_its_verdict_are_left_to_the_verdict() {
         "{reasons:#?}"
     );
     assert!(n >= 22, "{reasons:#?}");
+}
+
+/// IO-bound, holding 20 calls with a median of 12 ms (startup ended at
+/// 20, then windows that do not bind): `tail` before `timeouts`.
+fn held_at_20_on_12_ms() -> Adaptive {
+    let mut tuner = Adaptive::new(2);
+    for _ in 0..4 {
+        tuner.decide(&idle_win(20, 700, 12.0));
+    }
+    assert_eq!(tuner.decide(&win(20, 700, 13.0, false)).agents, Some(40));
+    assert_eq!(tuner.decide(&win(40, 700, 14.0, false)).agents, Some(20));
+    for _ in 0..6 {
+        tuner.decide(&idle_win(20, 700, 12.0));
+    }
+    assert_eq!(tuner.mode(), Mode::IoBound);
+    tuner
+}
+
+/// [`win`] with agents idle half the time: the limit does not bind.
+fn idle_win(agents: usize, io: u64, p50: f64) -> Window {
+    Window {
+        agents_idle: 0.5,
+        ..win(agents, io, p50, false)
+    }
+}
+
+#[test]
+fn a_slower_api_at_a_held_level_relearns_no_load_before_calls_time_out() {
+    // tail -> timeouts, traced at 6 s phases: the tuner holds 20 calls
+    // (its backoff after tail's failed probes) when the median goes from
+    // tail's 12 ms to 20.6 ms, 1.7x, under the 2x of a detected change of
+    // speed. At a held level our calls cannot have made that queue: the
+    // no-load latency is relearned at once. A second later calls time out
+    // (stalls hold agents, the rate halves): free growth, not the overload
+    // cut to 14 that the stale 12 ms made of them.
+    let mut tuner = held_at_20_on_12_ms();
+    let mut reasons = vec![];
+    for io in [600, 560, 520, 480, 440] {
+        let d = tuner.decide(&idle_win(20, io, 20.6));
+        assert_eq!(d.agents, None, "{}", d.reason);
+        reasons.push(d.reason);
+    }
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.contains("rose from 12.0") && r.contains("relearned")),
+        "{reasons:#?}"
+    );
+    let no_load = tuner.no_load_latency().unwrap().as_secs_f64() * 1e3;
+    assert!((20.0..=21.0).contains(&no_load), "no-load {no_load} ms");
+    let mut n = 20;
+    for _ in 0..4 {
+        let d = tuner.decide(&Window {
+            timeouts: 16,
+            ..win(n, 220 * n as u64 / 20, 20.6, false)
+        });
+        n = d.agents.unwrap_or(n);
+        assert!(n >= 20, "{}", d.reason);
+        reasons.push(d.reason);
+    }
+    assert!(n > 20, "no free growth: {reasons:#?}");
+
+    // Not while calls time out: then the calls the API serves drift with
+    // those that stall, and so does their queue.
+    let mut tuner = held_at_20_on_12_ms();
+    for io in [600, 560, 520, 480, 440] {
+        let d = tuner.decide(&Window {
+            timeouts: 2,
+            ..idle_win(20, io, 20.6)
+        });
+        assert!(!d.reason.contains("rose from"), "{}", d.reason);
+    }
 }
 
 /// A 100 ms window at `agents` on a 32-call API with 40 ms calls unless

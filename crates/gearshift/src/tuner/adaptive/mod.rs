@@ -380,6 +380,9 @@ impl Tuner for Adaptive {
         if w.throttled > 0 || w.retry_after.is_some() {
             return self.on_throttle(&w, &f, was_cut);
         }
+        if let Some(d) = self.slower_at_a_held_level(&w, &f, changed) {
+            return d;
+        }
         if let Some(d) = self.on_overload(&w, &f, was_cut) {
             return d;
         }
@@ -473,6 +476,39 @@ impl Adaptive {
             Mode::IoBound => self.mode = Mode::Startup,
             _ => {}
         }
+    }
+
+    /// IO-bound, holding a level, no call timing out: when its median rose
+    /// past the knee and by a quarter over its median on arrival, the API
+    /// itself got slower (by less than the 2x a detected change of speed
+    /// needs), as the same calls of ours cannot make a longer queue.
+    /// Relearn the no-load latency here and forget the old API's rates.
+    /// Else the knee rule and the overload cut read the stale no-load
+    /// latency as a queue of ours: at the bench's `tail` -> `timeouts`
+    /// (12 ms -> 20 ms) they cut 20 calls to 14 once calls began to time
+    /// out, and the climb to the best 44 took another 1.5 s. Not while
+    /// calls time out: then the calls the API serves drift with those that
+    /// stall, and their queue with them.
+    fn slower_at_a_held_level(&mut self, w: &Window, f: &Facts, changed: bool) -> Option<Decision> {
+        let c = self.concurrency;
+        let moving = self.mode != Mode::IoBound || self.probe.is_some() || changed;
+        if moving || is_full(w) || self.stalling() || self.latency.inflation(c) <= climb::KNEE {
+            return None;
+        }
+        let (then, now) = self.latency.rose_at(c)?;
+        let stale = self.latency.no_load();
+        self.latency.rebase(c);
+        self.forget_rates();
+        Some(self.hold(
+            f,
+            format!(
+                "the median at {c} rose from {:.1} to {:.1} ms while held: the API got slower, \
+                 no-load latency {:.1} ms was stale, relearned",
+                signals::ms(Some(then)),
+                signals::ms(Some(now)),
+                signals::ms(stale)
+            ),
+        ))
     }
 
     /// Why more concurrency would not help, if it would not: agents wait

@@ -17,6 +17,10 @@ const RECENT: usize = 5;
 const SMOOTH: usize = 3;
 /// Smoothed medians whose minimum is the no-load latency.
 const FLOOR_WINDOWS: usize = 20;
+/// A median at a held level this much above the level's median on arrival
+/// says the API itself got slower (see [`Latency::rose_at`]). The smoothed
+/// median of a heavy-tailed API (lognormal, sigma 1) swings by about 8%.
+const HELD_RISE: f64 = 1.25;
 
 /// Pools windows with too few attempts into the next ones.
 #[derive(Debug, Clone, Default)]
@@ -65,6 +69,9 @@ struct Sample {
 pub(super) struct Latency {
     recent: VecDeque<Sample>,
     floor: VecDeque<Duration>,
+    /// The level held now and its smoothed median once it had [`SMOOTH`]
+    /// windows: that level's latency on arrival.
+    arrival: Option<(usize, Duration)>,
 }
 
 impl Latency {
@@ -101,6 +108,11 @@ impl Latency {
         self.floor.push_back(median(&last));
         if self.floor.len() > FLOOR_WINDOWS {
             self.floor.pop_front();
+        }
+        match self.samples_at(level) {
+            n if n < SMOOTH => self.arrival = None,
+            SMOOTH => self.arrival = self.current(level).map(|d| (level, d)),
+            _ => {}
         }
         if self.samples_at(level) < RECENT {
             return false;
@@ -157,6 +169,17 @@ impl Latency {
         if !at.is_empty() {
             self.floor.push_back(median(&at));
         }
+        self.arrival = self.current(level).map(|d| (level, d));
+    }
+
+    /// The median at `level`, held since it had [`SMOOTH`] windows, rose by
+    /// [`HELD_RISE`] or more since: the API itself got slower, as the same
+    /// number of calls of ours cannot make a longer queue. Returns the
+    /// median on arrival and now.
+    pub(super) fn rose_at(&self, level: usize) -> Option<(Duration, Duration)> {
+        let (held, then) = self.arrival?;
+        let now = self.current(level)?;
+        (held == level && secs(now) >= HELD_RISE * secs(then)).then_some((then, now))
     }
 
     /// The median latency at concurrency `level`: the median of the trailing
@@ -277,5 +300,42 @@ fn merge(old: Window, new: &Window) -> Window {
         errors: old.errors.saturating_add(new.errors),
         retry_after: old.retry_after.max(new.retry_after),
         ..new.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(x: f64) -> Duration {
+        Duration::from_secs_f64(x / 1e3)
+    }
+
+    #[test]
+    fn a_stale_no_load_is_relearned_from_the_latest_medians_only() {
+        // tail -> timeouts at one level: 12 ms medians, then 20.6 ms. From
+        // all five medians kept, the no-load latency would be the old
+        // API's 12 ms again; from the latest three, it is the new one's.
+        let mut latency = Latency::default();
+        for p50 in [12.0, 12.0, 12.0, 20.6, 20.6] {
+            latency.observe(22, ms(p50), 1000.0, false);
+        }
+        latency.rebase(22);
+        assert_eq!(latency.no_load(), Some(ms(20.6)));
+    }
+
+    #[test]
+    fn a_rise_is_measured_against_the_level_s_median_on_arrival() {
+        let mut latency = Latency::default();
+        for p50 in [12.0, 12.0, 12.0, 14.0, 14.0] {
+            latency.observe(22, ms(p50), 1000.0, false);
+        }
+        assert_eq!(latency.rose_at(22), None, "1.17x is noise");
+        latency.observe(22, ms(16.0), 1000.0, false);
+        latency.observe(22, ms(16.0), 1000.0, false);
+        assert_eq!(latency.rose_at(22), Some((ms(12.0), ms(16.0))));
+        // A new level starts over: no rise until it has its own median.
+        latency.observe(25, ms(30.0), 1000.0, false);
+        assert_eq!(latency.rose_at(25), None);
     }
 }
