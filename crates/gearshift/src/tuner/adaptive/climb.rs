@@ -412,20 +412,17 @@ impl Adaptive {
         // so the no-load latency is stale (the API itself got slower).
         let share = c as f64 / p.from.max(1) as f64;
         if p.knee && p.dir == Dir::Down && rate <= r * (1.0 - 0.75 * (1.0 - share)) {
-            let stale = self.latency.no_load();
             // The rate fell by a third more than the step explains, against
             // the best rate (as a detected change of speed needs): the API
             // got slower, and no median's noise fired the knee at the top.
             let slower = rate <= SLOWER * share * self.best_rate;
-            self.latency.rebase(p.from);
+            let relearned = self.relearn_no_load(p.from);
             // The API itself changed: its rates so far are another API's.
             self.forget_rates();
             self.trend = 0;
             self.level = p.from;
             let why = format!(
-                "probe {moved} lost the rate in proportion: no queue after all, no-load \
-                 latency {:.1} ms was stale, relearned",
-                stale.map_or(f64::NAN, |d| secs(d) * 1e3)
+                "probe {moved} lost the rate in proportion: no queue after all, {relearned}"
             );
             if slower && !self.stalling() {
                 // A slower API, as a detected change of speed is: start

@@ -123,8 +123,7 @@ impl Adaptive {
                         // judge the cut on the next one.
                         return Some(self.hold(f, format!("{msg}: judged on the next window")));
                     }
-                    let stale = self.latency.no_load();
-                    self.latency.rebase(c);
+                    let relearned = self.relearn_no_load(c);
                     self.overload_cut = None;
                     self.probe = None;
                     self.prev = None;
@@ -133,14 +132,9 @@ impl Adaptive {
                     }
                     self.next = Dir::Up;
                     self.wait = 0;
-                    return Some(self.hold(
-                        f,
-                        format!(
-                            "{msg}: no queue of ours, no-load latency {:.1} ms was stale, \
-                             relearned; no cut",
-                            stale.map_or(f64::NAN, |d| secs(d) * 1e3)
-                        ),
-                    ));
+                    return Some(
+                        self.hold(f, format!("{msg}: no queue of ours, {relearned}; no cut")),
+                    );
                 }
                 Some(_) => {}
                 None if level == c => {}

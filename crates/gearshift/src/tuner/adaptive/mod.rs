@@ -496,19 +496,28 @@ impl Adaptive {
             return None;
         }
         let (then, now) = self.latency.rose_at(c)?;
-        let stale = self.latency.no_load();
-        self.latency.rebase(c);
+        let relearned = self.relearn_no_load(c);
         self.forget_rates();
         Some(self.hold(
             f,
             format!(
                 "the median at {c} rose from {:.1} to {:.1} ms while held: the API got slower, \
-                 no-load latency {:.1} ms was stale, relearned",
+                 {relearned}",
                 signals::ms(Some(then)),
                 signals::ms(Some(now)),
-                signals::ms(stale)
             ),
         ))
+    }
+
+    /// Relearns the no-load latency at `level`, shown to carry no queue;
+    /// says which stale estimate it replaced, for the reason.
+    fn relearn_no_load(&mut self, level: usize) -> String {
+        let stale = self.latency.no_load();
+        self.latency.rebase(level);
+        format!(
+            "no-load latency {:.1} ms was stale, relearned",
+            signals::ms(stale)
+        )
     }
 
     /// Why more concurrency would not help, if it would not: agents wait

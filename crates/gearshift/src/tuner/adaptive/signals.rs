@@ -109,12 +109,13 @@ impl Latency {
         if self.floor.len() > FLOOR_WINDOWS {
             self.floor.pop_front();
         }
-        match self.samples_at(level) {
+        let held = self.samples_at(level);
+        match held {
             n if n < SMOOTH => self.arrival = None,
             SMOOTH => self.arrival = self.current(level).map(|d| (level, d)),
             _ => {}
         }
-        if self.samples_at(level) < RECENT {
+        if held < RECENT {
             return false;
         }
         let before: Vec<Duration> = self.recent.iter().take(RECENT - 2).map(|s| s.p50).collect();
