@@ -1742,6 +1742,58 @@ fn gains_that_look_near_linear_while_calls_time_out_start_no_doubling() {
     );
 }
 
+/// Climbs from the end of [`started_to_64`] on an API whose every level's
+/// rate is linear in the concurrency, with the CPU workers `workers_idle`
+/// of each window; the largest ratio of a new concurrency to the old, and
+/// the reasons.
+fn climb_on_linear_gains(workers_idle: f64) -> (f64, Vec<String>) {
+    let mut tuner = started_to_64();
+    let d = tuner.decide(&flat(64, 64.0, 64, 800.0, 80));
+    let mut c = d.agents.expect("startup ends");
+    let mut most: f64 = 1.0;
+    let mut reasons = vec![];
+    for _ in 0..30 {
+        let w = Window {
+            workers: 2,
+            max_workers: 2,
+            workers_idle,
+            ..flat(c, c as f64, c, 25.0 * c as f64, 40)
+        };
+        let d = tuner.decide(&w);
+        if let Some(a) = d.agents {
+            most = most.max(a as f64 / c as f64);
+            c = a;
+        }
+        reasons.push(d.reason);
+    }
+    (most, reasons)
+}
+
+#[test]
+fn gains_that_look_near_linear_while_the_workers_are_saturated_start_no_doubling() {
+    // C of the tuner bench at 30 s phases: a dip in the CPU rate shrank
+    // the IO stage by Little's law, the channel drained, and probes up
+    // read near-linear gains while the IO stage refilled it (37 -> 41 ->
+    // 46, workers 1% idle). The doubling to 92 ran into the API's limit
+    // of 60: 36 429s. With the workers saturated, more calls cannot make
+    // more output, so no startup again; with them idle, the same gains
+    // are room at the API and start it.
+    let (most, reasons) = climb_on_linear_gains(0.01);
+    assert!(
+        !reasons.iter().any(|r| r.contains("startup again")),
+        "{reasons:#?}"
+    );
+    assert!(
+        most > 1.0 && most < 1.5,
+        "it climbs, in steps: x{most}: {reasons:#?}"
+    );
+    let (_, reasons) = climb_on_linear_gains(0.5);
+    assert!(
+        reasons.iter().any(|r| r.contains("startup again")),
+        "idle workers: {reasons:#?}"
+    );
+}
+
 #[test]
 fn latency_measured_while_a_higher_level_drains_is_not_the_knee() {
     // Startup's 32 -> 64 -> 32 on a 32-call API: the first window at 32

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use super::super::{Tuner, Window};
+use super::cpu::workers_saturated;
 use super::facts::Facts;
 use super::signals::secs;
 use super::{Adaptive, Decision, Mode};
@@ -555,9 +556,15 @@ impl Adaptive {
         // while calls time out: then the rate swings with which agents
         // stall, and a doubling on its noise overshoots the knee (not only
         // while growth is free: at 1.14x no-load, 42 -> 47 read 802 ->
-        // 997/s, and a doubling to 94 cost the timeouts phase 8%).
-        let linear =
-            !self.stalling() && rate >= r * (1.0 + 0.75 * (c as f64 / p.from.max(1) as f64 - 1.0));
+        // 997/s, and a doubling to 94 cost the timeouts phase 8%). Nor
+        // while the CPU workers are saturated: then the gain is the IO
+        // stage refilling the channel, not room at the API (C at 30 s
+        // phases: a dip in the CPU rate shrank the IO stage 52 -> 37, the
+        // refill read 37 -> 41 -> 46 as linear at 1% worker idle, and the
+        // doubling to 92 ran into the API's limit of 60 with 36 429s).
+        let linear = !self.stalling()
+            && !workers_saturated(w)
+            && rate >= r * (1.0 + 0.75 * (c as f64 / p.from.max(1) as f64 - 1.0));
         self.linear_ups = if linear { self.linear_ups + 1 } else { 0 };
         if self.linear_ups >= 2 {
             self.linear_ups = 0;

@@ -164,6 +164,12 @@ impl Adaptive {
     }
 }
 
+/// The CPU workers ran nearly all the window: more items from the IO stage
+/// cannot leave the pipeline any faster.
+pub(super) fn workers_saturated(w: &Window) -> bool {
+    w.workers > 0 && w.workers_idle < WORKERS_BUSY
+}
+
 /// The channel into the CPU stage stayed nearly full, or agents spent a
 /// fifth of their time blocked on it.
 pub(super) fn is_full(w: &Window) -> bool {
