@@ -1580,6 +1580,57 @@ fn a_slower_api_at_a_held_level_relearns_no_load_before_calls_time_out() {
     }
 }
 
+/// [`held_at_20_on_12_ms`], then a sharp top at 20 (no gain above it, a
+/// proportional loss below) probed until the backoff holds the level for
+/// many windows: `tail` before `timeouts` at 30 s phases.
+fn held_at_20_in_a_long_backoff() -> Adaptive {
+    let mut tuner = held_at_20_on_12_ms();
+    let mut c = 20;
+    for _ in 0..80 {
+        let io = if c >= 20 { 350 } else { 17 * c as u64 };
+        c = tuner.decide(&win(c, io, 12.0, false)).agents.unwrap_or(c);
+    }
+    let d = tuner.decide(&win(20, 350, 12.0, false));
+    let wait: u32 = d
+        .reason
+        .split("next probe in ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next()?.parse().ok())
+        .unwrap_or(0);
+    assert!(c == 20 && wait >= 20, "{}", d.reason);
+    tuner
+}
+
+#[test]
+fn a_slower_api_at_a_held_level_ends_the_backoff_of_the_old_api() {
+    // tail -> timeouts at 30 s phases, in every seed: the held-level rule
+    // relearned the no-load latency, but the wait of 20-39 windows earned
+    // on tail's sharp top ran on, and the tuner held 21 calls for 2-4 s
+    // after calls began to stall (one seed at 89% of the oracle). The
+    // backoff was earned on the old API's rates: it goes with them.
+    let mut tuner = held_at_20_in_a_long_backoff();
+    let mut reasons = vec![];
+    let mut n = 20;
+    for io in [330, 310] {
+        let d = tuner.decide(&win(n, io, 20.6, false));
+        n = d.agents.unwrap_or(n);
+        reasons.push(d.reason);
+    }
+    assert!(
+        reasons.iter().any(|r| r.contains("relearned")),
+        "{reasons:#?}"
+    );
+    for _ in 0..4 {
+        let d = tuner.decide(&Window {
+            timeouts: 16,
+            ..win(n, 110 * n as u64 / 10, 20.6, false)
+        });
+        n = d.agents.unwrap_or(n);
+        reasons.push(d.reason);
+    }
+    assert!(n > 20, "no growth while calls stall: {reasons:#?}");
+}
+
 /// A 100 ms window at `agents` on a 32-call API with 40 ms calls unless
 /// `p50_ms` says otherwise: `rate` completions per second, `mean` and
 /// `peak` calls in flight.

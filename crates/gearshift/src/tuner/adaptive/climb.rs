@@ -437,9 +437,7 @@ impl Adaptive {
                 self.tried.clear();
                 return self.set(p.from, None, f, format!("{why}; back, startup again"));
             }
-            self.next = Dir::Up;
             self.wait = 1;
-            self.backoff = 1;
             return self.set(p.from, None, f, format!("{why}; back, probe up next"));
         }
         // A step down larger than a probe's that lost less than half its
@@ -648,11 +646,18 @@ impl Adaptive {
     }
 
     /// Forgets the rates learned of the API: its level's windows, the best
-    /// rate and their noise. For when the API changed speed.
+    /// rate and their noise, and the backoff earned probing its top (the
+    /// next probe goes up, at once). For when the API changed speed: a
+    /// wait of 20-39 windows left from `tail`'s sharp top held the
+    /// `timeouts` phase at 21 calls for 2-4 s after calls began to stall
+    /// (30 s phases, every seed; one at 89% of the oracle).
     pub(super) fn forget_rates(&mut self) {
         self.rates.clear();
         self.best_rate = 0.0;
         self.noise = None;
+        self.next = Dir::Up;
+        self.wait = 0;
+        self.backoff = 1;
     }
 
     /// Sends a probe from `from`, whose rate is `reference`; the caller

@@ -466,8 +466,6 @@ impl Adaptive {
         self.prev = None;
         self.probe = None;
         self.kept_from = None;
-        self.wait = 0;
-        self.backoff = 1;
         self.linear_ups = 0;
         self.stall_steady = false;
         self.halve = faster.then(|| "the API got faster".to_string());
@@ -482,7 +480,8 @@ impl Adaptive {
     /// past the knee and by a quarter over its median on arrival, the API
     /// itself got slower (by less than the 2x a detected change of speed
     /// needs), as the same calls of ours cannot make a longer queue.
-    /// Relearn the no-load latency here and forget the old API's rates.
+    /// Relearn the no-load latency here and forget the old API's rates and
+    /// the backoff earned on them.
     /// Else the knee rule and the overload cut read the stale no-load
     /// latency as a queue of ours: at the bench's `tail` -> `timeouts`
     /// (12 ms -> 20 ms) they cut 20 calls to 14 once calls began to time
