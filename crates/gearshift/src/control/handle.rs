@@ -150,6 +150,12 @@ impl PipelineHandle {
 
     /// Waits until every item has its outcome and returns the final report.
     /// Any clone may join; all get the same report.
+    ///
+    /// # Panics
+    ///
+    /// In debug builds only, if the report's items taken and outcomes
+    /// differ ([`Report::difference`]): that is a bug in gearshift, and
+    /// release builds log it as an error instead.
     pub async fn join(self) -> Report {
         let mut rx = self.shared.report.subscribe();
         let report = rx
@@ -158,10 +164,21 @@ impl PipelineHandle {
             .map(|r| r.clone())
             .ok()
             .flatten();
-        match report {
+        let report = match report {
             Some(r) => (*r).clone(),
             // The sender lives in `shared`, which we hold: unreachable.
             None => Report::build(&self.shared, false),
-        }
+        };
+        // Every item taken has exactly one outcome. A difference is a bug in
+        // gearshift: logged as an error in every build, and fatal in debug
+        // builds so that every test that runs a pipeline checks it.
+        debug_assert_eq!(
+            report.difference(),
+            0,
+            "items taken and outcomes differ: {} taken, {} outcomes",
+            report.taken,
+            report.outcomes()
+        );
+        report
     }
 }

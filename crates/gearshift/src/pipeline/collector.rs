@@ -198,6 +198,13 @@ impl<T: Send + 'static> Collector<T> {
         })
         .await;
         let report = Report::build(&shared, true);
+        if report.difference() != 0 {
+            tracing::error!(
+                taken = report.taken,
+                outcomes = report.outcomes(),
+                "items taken and outcomes recorded differ: a bug in gearshift"
+            );
+        }
         tracing::info!(
             ok = report.ok,
             failed = report.failed,

@@ -23,7 +23,7 @@ use self::collector::{Collector, Outputs};
 use self::controller::Controller;
 use self::cpu_stage::CpuCore;
 use self::io_stage::{Batched, IoCore, Single, Unit};
-use self::item::{Ended, EndedTx};
+use self::item::{EndedTx, ended_channel};
 use self::link::{BatchReceiver, Outlet, batch_channel};
 use self::shared::Shared;
 use self::source::{Source, SourceTask};
@@ -166,6 +166,7 @@ impl<T: Send + 'static> Pipeline<T> {
                     stop: ctx.shared.shutdown.stop.clone(),
                     window: ctx.window.clone(),
                     in_flight: ctx.shared.in_flight.clone(),
+                    taken: Arc::clone(&ctx.shared.ledger.taken),
                 };
                 tokio::spawn(tracing::Instrument::instrument(
                     task.run(),
@@ -309,6 +310,7 @@ impl<T: Send + 'static> Pipeline<T> {
                 shrink: tokio::sync::Notify::new(),
                 abort: ctx.shared.shutdown.abort.clone(),
                 retry: c.retry.clone(),
+                max_pause: std::time::Duration::from_secs(300), // MERGE: c.max_pause
                 api_timeout: c.api_timeout,
                 item_deadline: c.item_deadline,
                 first: index == 0,
@@ -362,11 +364,13 @@ impl<T: Send + 'static> Pipeline<T> {
                 c.cores,
             ));
             ctx.register(&stats);
-            let results =
-                cpu_stage::spawn_forwarder(&name, Arc::clone(&output), Arc::clone(&stats))
-                    .map_err(|e| {
-                        BuildError::Pool(format!("could not start a forwarder thread: {e}"))
-                    })?;
+            let results = cpu_stage::spawn_forwarder(
+                &name,
+                Arc::clone(&output),
+                ctx.ended.clone(),
+                Arc::clone(&stats),
+            )
+            .map_err(|e| BuildError::Pool(format!("could not start a forwarder thread: {e}")))?;
             let core = Arc::new(CpuCore {
                 name: Arc::clone(&name),
                 f: Box::new(move |x| f(x).map_err(Into::into)),
@@ -480,7 +484,7 @@ impl<T: Send + 'static> Pipeline<T> {
         self.config.validate()?;
         let rt = tokio::runtime::Handle::try_current().map_err(|_| BuildError::NoRuntime)?;
         let shared = Shared::new(self.config.clone(), rt);
-        let (ended_tx, ended_rx) = async_channel::unbounded::<Ended>();
+        let (ended_tx, ended_rx) = ended_channel();
         let window = match self.config.order {
             Order::Ordered { window } => Some(Arc::new(Semaphore::new(window))),
             Order::Unordered => None,

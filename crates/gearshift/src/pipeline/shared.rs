@@ -17,9 +17,12 @@ use crate::stats::report::{Report, TunerDecision};
 /// Decisions kept for snapshots.
 const DECISIONS_KEPT: usize = 64;
 
-/// Outcome counts, kept by the collector.
+/// Items taken from the source (counted by the source task) and outcome
+/// counts (kept by the collector): at the end, every item taken has exactly
+/// one outcome.
 #[derive(Debug, Default)]
 pub(crate) struct Ledger {
+    pub(crate) taken: Arc<Counter>,
     pub(crate) ok: Counter,
     pub(crate) failed: Counter,
     pub(crate) cancelled: Counter,
