@@ -25,7 +25,7 @@ use crate::control::shutdown::Signal;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use super::item::{Ended, EndedTx, Item, panic_message};
+use super::item::{Ended, EndedTx, Item, discard_after_panic, panic_message};
 use super::link::{BatchReceiver, Outlet, Unsent};
 use crate::config::Config;
 use crate::control::gate::{Gate, GatePermit};
@@ -329,7 +329,11 @@ where
         }));
         if let Err(panic) = run {
             let panic = panic_message(&*panic);
-            let ids: Vec<_> = running.into_iter().chain(rest.map(|i| i.id)).collect();
+            let rest = rest.map(|item| {
+                discard_after_panic(item.value);
+                item.id
+            });
+            let ids: Vec<_> = running.into_iter().chain(rest).collect();
             tracing::error!(stage = %self.name, error = %panic, items = ids.len(), "worker panicked outside the stage function; its items end as failed");
             let error = StageError::msg(ErrorKind::Panic, format!("worker {panic}"));
             for id in ids {

@@ -30,7 +30,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use super::item::{Ended, EndedTx, Item, panic_message};
+use super::item::{Ended, EndedTx, Item, discard_after_panic, panic_message};
 use super::link::Outlet;
 use crate::config::{Config, RetryPolicy};
 use crate::control::gate::{Gate, GateRef, Kept};
@@ -247,11 +247,11 @@ where
     tracing::error!(stage = %core.name, agent = id, error = %panic, items = held_items, "agent panicked; its items end as failed and a new agent replaces it");
     held.permit = None;
     let error = StageError::msg(ErrorKind::Panic, format!("agent {panic}"));
-    let ids: Vec<ItemId> = held
-        .in_hand
-        .drain(..)
-        .chain(held.outbox.drain(..).map(|i| i.id))
-        .collect();
+    let outbox = held.outbox.drain(..).map(|item| {
+        discard_after_panic(item.value);
+        item.id
+    });
+    let ids: Vec<ItemId> = held.in_hand.drain(..).chain(outbox).collect();
     for id in ids {
         core.end(id, CallError::Failed(error.clone(), 1)).await;
     }

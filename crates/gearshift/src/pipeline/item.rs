@@ -82,6 +82,15 @@ impl Ended {
     }
 }
 
+/// Drops a user's value after a panic, catching a second panic from its
+/// `Drop`: the clean-up that ends a panicked agent's or worker's items must
+/// not panic itself.
+pub(crate) fn discard_after_panic<T>(value: T) {
+    if std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(value))).is_err() {
+        tracing::error!("an item's value panicked when dropped after a panic");
+    }
+}
+
 /// Turns a caught panic payload into a message.
 pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     if let Some(s) = payload.downcast_ref::<&str>() {

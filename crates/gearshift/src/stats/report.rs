@@ -337,3 +337,27 @@ impl fmt::Display for Report {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    #[tokio::test]
+    async fn a_finished_report_states_items_without_an_outcome() {
+        let shared = Shared::new(Config::default(), tokio::runtime::Handle::current());
+        shared.ledger.taken.add(20);
+        shared.ledger.ok.add(12);
+        shared.ledger.cancelled.add(3);
+        let report = Report::build(&shared, true);
+        assert_eq!((report.taken, report.outcomes()), (20, 15));
+        assert_eq!(report.difference(), -5);
+        let text = report.to_string();
+        assert!(
+            text.contains("ERROR: 20 items taken but 15 outcomes recorded"),
+            "{text}"
+        );
+        // While items flow, the difference is what is still inside.
+        assert!(!Report::build(&shared, false).to_string().contains("ERROR"));
+    }
+}
