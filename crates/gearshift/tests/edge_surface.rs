@@ -261,15 +261,21 @@ async fn the_types_and_limits_a_user_names_are_exported() {
     assert_eq!(handle.join().await.ok, 10);
 
     // The limits quoted in error messages are the exported constants.
-    let mut c = Config::default();
-    c.agents = Agents::PerCore(MAX_CONCURRENCY as f64 * 2.0);
+    let c = Config {
+        agents: Agents::PerCore(MAX_CONCURRENCY as f64 * 2.0),
+        ..Config::default()
+    };
     let e = c.validate().unwrap_err();
     assert!(e.to_string().contains(&MAX_CONCURRENCY.to_string()), "{e}");
-    let mut c = Config::default();
-    c.items_per_batch = MAX_CAPACITY + 1;
+    let c = Config {
+        items_per_batch: MAX_CAPACITY + 1,
+        ..Config::default()
+    };
     assert_eq!(c.validate().unwrap_err().field, "items_per_batch");
-    let mut c = Config::default();
-    c.api_timeout = MAX_DURATION + Duration::from_secs(1);
+    let c = Config {
+        api_timeout: MAX_DURATION + Duration::from_secs(1),
+        ..Config::default()
+    };
     assert_eq!(c.validate().unwrap_err().field, "api_timeout");
 }
 
@@ -381,6 +387,10 @@ async fn a_manual_change_holds_against_the_schedule_until_resumed() {
     })
     .await;
     let logs = captured.text();
+    assert!(
+        logs.contains("the schedule may change the ratio again"),
+        "{logs}"
+    );
     assert!(
         logs.contains("schedule overrides the ratio set by the manual change"),
         "{logs}"

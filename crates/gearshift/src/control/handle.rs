@@ -74,8 +74,8 @@ impl PipelineHandle {
     /// next check (within 250 ms), the tuner decides again from its next
     /// window. Does nothing if they were not paused.
     pub fn resume_automatic(&self) {
-        if self.shared.resume_automatic() {
-            tracing::info!("schedule and tuner resumed: they may change the ratio again");
+        if let Some(resumed) = self.shared.resume_automatic() {
+            tracing::info!(resumed, "{resumed} may change the ratio again");
         }
     }
 

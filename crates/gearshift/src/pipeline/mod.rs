@@ -344,8 +344,9 @@ impl<T: Send + 'static, O> Pipeline<T, O> {
     /// # Errors
     ///
     /// As for [`spawn`](Self::spawn); [`BuildError::InsideRuntime`] when
-    /// called inside a tokio runtime (await [`run`](Self::run) there
-    /// instead), and [`BuildError::Pool`] if the runtime cannot start.
+    /// called inside a tokio runtime, from a task or one of its blocking
+    /// threads (await [`run`](Self::run) there instead), and
+    /// [`BuildError::Pool`] if the runtime cannot start.
     pub fn run_blocking(self) -> Result<Report, BuildError> {
         // Starting a runtime inside another panics in tokio: refuse first.
         if tokio::runtime::Handle::try_current().is_ok() {

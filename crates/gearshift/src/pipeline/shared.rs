@@ -160,9 +160,10 @@ impl Shared {
     }
 
     /// Lets the schedule and the tuner change the ratio again; returns
-    /// whether they were held off.
-    pub(crate) fn resume_automatic(&self) -> bool {
-        std::mem::take(&mut self.authority().held)
+    /// which were held off, for the log.
+    pub(crate) fn resume_automatic(&self) -> Option<&'static str> {
+        let mut a = self.authority();
+        std::mem::take(&mut a.held).then(|| a.automatic()).flatten()
     }
 
     fn authority(&self) -> std::sync::MutexGuard<'_, Authority> {
