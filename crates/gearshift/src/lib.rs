@@ -79,11 +79,17 @@ mod preset;
 pub mod stats;
 pub mod tuner;
 
-pub use config::{Agents, Config, OnError, Order, RetryPolicy, duration_from_secs};
-pub use control::{PipelineHandle, Schedule};
+/// The channel [`Pipeline::from_channel`] reads from, re-exported so that
+/// its version always matches: `gearshift::async_channel::bounded(n)`.
+pub use async_channel;
+pub use config::{
+    Agents, Config, MAX_CAPACITY, MAX_CONCURRENCY, MAX_DURATION, OnError, Order, RetryPolicy,
+    duration_from_secs,
+};
+pub use control::{PipelineHandle, Schedule, ScheduleError};
 pub use error::{BuildError, ConfigError, ErrorKind, StageError};
 pub use outcome::{Failure, ItemId, Outcome};
-pub use pipeline::{Outcomes, Pipeline};
+pub use pipeline::{Outcomes, Pipeline, ToCaller, ToSink};
 pub use preset::{Preset, UnknownPreset};
 pub use stats::{Percentiles, Report, StageKind};
 pub use tuner::{Adaptive, Decision, Tuner, Window};

@@ -12,4 +12,4 @@ mod schedule;
 pub(crate) mod shutdown;
 
 pub use handle::PipelineHandle;
-pub use schedule::Schedule;
+pub use schedule::{Schedule, ScheduleError};

@@ -10,6 +10,7 @@ use crate::config::Config;
 use crate::control::gate::Gate;
 use crate::control::shutdown::Shutdown;
 use crate::error::{ConfigError, ErrorKind};
+use crate::preset::ratio;
 use crate::stats::counters::{Counter, StageStats};
 use crate::stats::latency::LatencyRecorder;
 use crate::stats::report::{Report, TunerDecision};
@@ -45,6 +46,90 @@ pub(crate) struct Shared {
     /// collector gives it back at the item's outcome.
     pub(crate) in_flight: Option<Arc<Gate>>,
     pub(crate) report: watch::Sender<Option<Arc<Report>>>,
+    /// Who changes the ratio now. Its lock is also the one lock around
+    /// every change's read, validate and publish (see [`Shared::update`]).
+    authority: Mutex<Authority>,
+}
+
+/// Who asks for a change to the live configuration: the precedence rule in
+/// [`PipelineHandle`](crate::PipelineHandle)'s docs decides between them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Source {
+    /// The handle's ratio setters and `apply`: they pause the schedule and
+    /// the tuner.
+    Manual,
+    /// The handle's other setters (rate limit, batch wait, max_in_flight):
+    /// no automatic source sets these, so they override nothing.
+    Setting,
+    /// A schedule's preset switch.
+    Schedule,
+    /// A tuner's decision.
+    Tuner,
+}
+
+impl Source {
+    fn as_str(self) -> &'static str {
+        match self {
+            Source::Manual | Source::Setting => "manual change",
+            Source::Schedule => "schedule",
+            Source::Tuner => "tuner",
+        }
+    }
+}
+
+/// Which sources may change the ratio, which changed it last, and whether a
+/// manual change holds the automatic ones off.
+#[derive(Debug, Default)]
+struct Authority {
+    schedule: bool,
+    tuner: bool,
+    held: bool,
+    last: Option<Source>,
+}
+
+impl Authority {
+    /// The automatic sources this pipeline has, for log messages.
+    fn automatic(&self) -> Option<&'static str> {
+        match (self.schedule, self.tuner) {
+            (true, true) => Some("the schedule and the tuner"),
+            (true, false) => Some("the schedule"),
+            (false, true) => Some("the tuner"),
+            (false, false) => None,
+        }
+    }
+
+    /// Records that `source` changed the ratio, and says so at info when it
+    /// overrides another source's change.
+    fn note(&mut self, source: Source, ratio_changed: bool) {
+        if source == Source::Manual {
+            if !self.held
+                && let Some(paused) = self.automatic()
+            {
+                self.held = true;
+                tracing::info!(
+                    paused,
+                    "manual change overrides {paused}: paused until resume_automatic()"
+                );
+            }
+            self.last = Some(source);
+            return;
+        }
+        if !ratio_changed {
+            return;
+        }
+        if let Some(prev) = self.last
+            && prev != source
+        {
+            tracing::info!(
+                by = source.as_str(),
+                over = prev.as_str(),
+                "{} overrides the ratio set by the {}",
+                source.as_str(),
+                prev.as_str()
+            );
+        }
+        self.last = Some(source);
+    }
 }
 
 impl Shared {
@@ -61,12 +146,51 @@ impl Shared {
             latency: LatencyRecorder::new(),
             decisions: Mutex::new(VecDeque::new()),
             report: watch::Sender::new(None),
+            authority: Mutex::new(Authority::default()),
         })
     }
 
-    /// Applies a change to the live configuration, if it validates.
-    pub(crate) fn update(&self, change: impl FnOnce(&mut Config)) -> Result<(), ConfigError> {
-        let mut next = self.config.borrow().clone();
+    /// Records which automatic sources (schedule, tuner) this pipeline has,
+    /// before any change can arrive.
+    pub(crate) fn set_automatic(&self, schedule: bool, tuner: bool) {
+        let mut a = self.authority();
+        (a.schedule, a.tuner) = (schedule, tuner);
+    }
+
+    /// Whether a manual change holds the schedule and the tuner off.
+    pub(crate) fn automatic_held(&self) -> bool {
+        self.authority().held
+    }
+
+    /// Lets the schedule and the tuner change the ratio again; returns
+    /// which were held off, for the log.
+    pub(crate) fn resume_automatic(&self) -> Option<&'static str> {
+        let mut a = self.authority();
+        std::mem::take(&mut a.held).then(|| a.automatic()).flatten()
+    }
+
+    fn authority(&self) -> std::sync::MutexGuard<'_, Authority> {
+        self.authority.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Applies a change by `source` to the live configuration, if it
+    /// validates; `Ok(false)` when a manual change holds `source` off.
+    ///
+    /// Reading, changing, validating and publishing happen under one lock,
+    /// so each change applies to the latest configuration: two concurrent
+    /// changes to different fields both hold, and the `max_in_flight` gate
+    /// is resized in the same order as the configurations are published.
+    pub(crate) fn update(
+        &self,
+        source: Source,
+        change: impl FnOnce(&mut Config),
+    ) -> Result<bool, ConfigError> {
+        let mut authority = self.authority();
+        if authority.held && matches!(source, Source::Schedule | Source::Tuner) {
+            return Ok(false);
+        }
+        let before = self.config.borrow().clone();
+        let mut next = before.clone();
         change(&mut next);
         next.validate()?;
         if next.workers > self.pool_threads {
@@ -87,8 +211,9 @@ impl Shared {
                 ));
             }
         }
+        authority.note(source, ratio(&before) != ratio(&next));
         self.config.send_replace(next);
-        Ok(())
+        Ok(true)
     }
 
     pub(crate) fn cancel(&self) {
