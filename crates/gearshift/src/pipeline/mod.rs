@@ -276,13 +276,13 @@ impl<T: Send + 'static> Pipeline<T> {
     {
         let index = self.names.len();
         self.then(format!("io-{index}"), move |ctx, upstream, output| {
-            let (tx, input) = async_channel::bounded(ctx.config.channel_capacity);
+            let (tx, input) = link::bounded(ctx.config.channel_capacity);
             upstream(ctx, Outlet::Items(tx))?;
             let c = &ctx.config;
             let name = Arc::clone(&ctx.names[index]);
             let roster = Arc::new(Roster::new(c.total_agents()));
             let permits = Gate::new(c.total_api_permits());
-            let queue = input.clone();
+            let queue = input.watcher();
             let stats = Arc::new(StageStats::new(
                 Arc::clone(&name),
                 StageKind::Io,
@@ -504,18 +504,18 @@ impl<T: Send + 'static> Pipeline<T> {
         };
         let mut stream_rx = None;
         if let Some(sink) = self.sink {
-            let (tx, rx) = async_channel::bounded::<Outcome<T>>(capacity);
+            let (tx, rx) = link::bounded::<Outcome<T>>(capacity);
             outputs.outcomes = Some(tx);
             outputs
                 .threads
                 .push(spawn_sink("gearshift-sink", rx, sink)?);
         } else if stream {
-            let (tx, rx) = async_channel::bounded(capacity);
+            let (tx, rx) = link::bounded(capacity);
             outputs.outcomes = Some(tx);
             stream_rx = Some(Outcomes::new(rx));
         }
         if let Some(dead) = self.dead_letter {
-            let (tx, rx) = async_channel::bounded::<Failure>(capacity);
+            let (tx, rx) = link::bounded::<Failure>(capacity);
             outputs.dead_letter = Some(tx);
             outputs
                 .threads
@@ -551,7 +551,7 @@ impl<T: Send + 'static> Pipeline<T> {
 
 fn spawn_sink<X: Send + 'static>(
     name: &str,
-    rx: async_channel::Receiver<X>,
+    rx: link::Receiver<X>,
     mut f: impl FnMut(X) + Send + 'static,
 ) -> Result<std::thread::JoinHandle<()>, BuildError> {
     std::thread::Builder::new()

@@ -106,6 +106,7 @@ impl<T: Send + 'static> SourceTask<T> {
             }
             if let Err(unsent) = batches.send(batch).await {
                 unsent
+                    .0
                     .iter()
                     .for_each(|item| send_cancelled(&self.ended, item.id));
             }
