@@ -173,7 +173,10 @@ mod tests {
     /// clock gives an answer, never an overflow.
     #[test]
     fn an_unchecked_time_of_day_never_overflows() {
-        let far = UNIX_EPOCH + Duration::from_secs(i64::MAX as u64 / 2);
+        // The latest time the clock holds (`i64::MAX` seconds on Unix).
+        let far = UNIX_EPOCH
+            .checked_add(Duration::from_secs(i64::MAX as u64))
+            .unwrap_or(UNIX_EPOCH + Duration::from_secs(1 << 40));
         for offset in [i32::MIN, i32::MAX, 0] {
             let s = Schedule::TimeOfDay {
                 utc_offset_minutes: offset,
