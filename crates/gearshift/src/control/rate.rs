@@ -7,7 +7,7 @@
 //! limit releases the waiters at once, and raising it shortens their wait.
 
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::sync::Notify;
@@ -21,6 +21,9 @@ pub(crate) struct RateLimit {
     state: Mutex<Pacing>,
     /// Whether a limit is set: read without the lock on every call.
     limited: AtomicBool,
+    /// Bumped (under the lock) by each change of rate: a turn booked under
+    /// an older one is cancelled.
+    generation: AtomicU64,
     /// Wakes the waiters when the rate changes.
     changed: Notify,
 }
@@ -32,9 +35,6 @@ struct Pacing {
     next: Instant,
     /// The latest turn a call was let through at.
     last: Option<Instant>,
-    /// Bumped by each change of rate: a turn booked under an older one is
-    /// cancelled.
-    generation: u64,
 }
 
 /// A booked turn.
@@ -51,8 +51,8 @@ impl RateLimit {
                 interval: per_second.map(interval),
                 next: Instant::now(),
                 last: None,
-                generation: 0,
             }),
+            generation: AtomicU64::new(0),
             changed: Notify::new(),
         }
     }
@@ -67,7 +67,7 @@ impl RateLimit {
                 return;
             }
             s.interval = interval;
-            s.generation = s.generation.wrapping_add(1);
+            self.generation.fetch_add(1, Ordering::AcqRel);
             let now = Instant::now();
             s.next = match (s.last, interval) {
                 (Some(last), Some(interval)) => after(last, interval).max(now),
@@ -89,16 +89,18 @@ impl RateLimit {
             if !self.is_limited() {
                 return;
             }
-            // Listen before booking, so a change made after the booking
-            // wakes this waiter.
+            let Some(turn) = self.book() else { return };
+            // Listen, then check that no change came since the booking: a
+            // change after this check wakes the waiter.
             let changed = self.changed.notified();
             tokio::pin!(changed);
             changed.as_mut().enable();
-            let Some(turn) = self.book() else { return };
-            tokio::select! {
-                biased;
-                () = tokio::time::sleep_until(turn.at) => {}
-                () = &mut changed => {}
+            if self.generation.load(Ordering::Acquire) == turn.generation {
+                tokio::select! {
+                    biased;
+                    () = tokio::time::sleep_until(turn.at) => {}
+                    () = &mut changed => {}
+                }
             }
             if self.reached(&turn) {
                 return;
@@ -120,14 +122,14 @@ impl RateLimit {
         }
         Some(Turn {
             at,
-            generation: s.generation,
+            generation: self.generation.load(Ordering::Acquire),
         })
     }
 
     /// Whether a waiter woke to its turn, not to a change that cancelled it.
     fn reached(&self, turn: &Turn) -> bool {
         let mut s = self.lock();
-        if s.generation != turn.generation {
+        if self.generation.load(Ordering::Acquire) != turn.generation {
             return false;
         }
         s.last = Some(s.last.map_or(turn.at, |last| last.max(turn.at)));
@@ -244,6 +246,32 @@ mod tests {
         // And the next call is spaced from it at the new rate.
         limit.ready().await;
         assert_eq!(Instant::now() - start, Duration::from_millis(200));
+    }
+
+    /// Many waiters re-book one turn each, evenly spaced at the new rate.
+    #[tokio::test(start_paused = true)]
+    async fn every_waiter_gets_its_own_turn_at_the_new_rate() {
+        let limit = Arc::new(RateLimit::new(Some(1e-6)));
+        let start = Instant::now();
+        limit.ready().await;
+        let waiters: Vec<_> = (0..5)
+            .map(|_| {
+                let limit = Arc::clone(&limit);
+                tokio::spawn(async move {
+                    limit.ready().await;
+                    Instant::now() - start
+                })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        limit.set(Some(10.0));
+        let mut released = Vec::new();
+        for w in waiters {
+            released.push(w.await.unwrap());
+        }
+        released.sort();
+        let expected: Vec<_> = (1..=5).map(|k| Duration::from_millis(100 * k)).collect();
+        assert_eq!(released, expected);
     }
 
     /// Lowering the rate holds the waiters to the new, longer spacing.
