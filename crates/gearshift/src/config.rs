@@ -1,11 +1,9 @@
 //! [`Config`]: the seed's `AgentConfig`, every knob of a pipeline with its
 //! default, and the checks that refuse impossible values with a typed error.
 
-use std::fmt;
-use std::sync::Arc;
 use std::time::Duration;
 
-use crate::error::{ConfigError, StageError};
+use crate::error::ConfigError;
 
 /// The `expected` text of a [`ConfigError`], formatted once from the
 /// constants it quotes (so a message never drifts from its limit).
@@ -22,6 +20,12 @@ macro_rules! check_count {
         check_count($field, $n, $max, expected!("between 1 and {}", $max))
     };
 }
+
+mod retry;
+#[cfg(test)]
+mod tests;
+
+pub use retry::RetryPolicy;
 
 /// Upper bound on CPU workers, rayon pool threads and `cores`. Each worker
 /// is an OS thread with its own stack, and a CPU stage gains nothing from
@@ -109,108 +113,6 @@ pub enum OnError {
     Continue,
     /// Record the failure and cancel the pipeline.
     Cancel,
-}
-
-/// A user's choice of which errors to retry.
-type RetryPredicate = Arc<dyn Fn(&StageError) -> bool + Send + Sync>;
-
-/// Which errors an IO stage retries, and how long it waits between attempts.
-#[derive(Clone)]
-pub struct RetryPolicy {
-    /// Attempts per item and stage, including the first. By default, 3.
-    pub max_attempts: u32,
-    /// The first backoff; each next one doubles. By default, 50 ms.
-    pub initial_backoff: Duration,
-    /// The longest backoff. By default, 5 s.
-    pub max_backoff: Duration,
-    /// Randomise each backoff (full jitter). By default, on.
-    pub jitter: bool,
-    retry_if: Option<RetryPredicate>,
-}
-
-impl RetryPolicy {
-    /// Up to `max_attempts` attempts per item (including the first), with
-    /// the default backoff.
-    pub fn attempts(max_attempts: u32) -> Self {
-        RetryPolicy {
-            max_attempts,
-            ..Self::default()
-        }
-    }
-
-    /// Sets the first and the longest backoff.
-    pub fn with_backoff(mut self, initial: Duration, max: Duration) -> Self {
-        self.initial_backoff = initial;
-        self.max_backoff = max;
-        self
-    }
-
-    /// No retries: one attempt per item.
-    pub fn never() -> Self {
-        RetryPolicy {
-            max_attempts: 1,
-            ..Self::default()
-        }
-    }
-
-    /// Retry only errors for which `pred` is true. By default, every error
-    /// whose kind [is transient](crate::ErrorKind::is_transient).
-    pub fn retry_if(mut self, pred: impl Fn(&StageError) -> bool + Send + Sync + 'static) -> Self {
-        self.retry_if = Some(Arc::new(pred));
-        self
-    }
-
-    /// Whether `err` should be retried (attempts permitting).
-    pub fn should_retry(&self, err: &StageError) -> bool {
-        match &self.retry_if {
-            Some(pred) => pred(err),
-            None => err.kind().is_transient(),
-        }
-    }
-
-    fn validate(&self) -> Result<(), ConfigError> {
-        if self.max_attempts == 0 || self.max_attempts > MAX_ATTEMPTS {
-            return Err(ConfigError::new(
-                "retry.max_attempts",
-                expected!("between 1 and {MAX_ATTEMPTS}"),
-                self.max_attempts,
-            ));
-        }
-        check_duration("retry.initial_backoff", self.initial_backoff, false)?;
-        check_duration("retry.max_backoff", self.max_backoff, false)?;
-        if self.max_backoff < self.initial_backoff {
-            return Err(ConfigError::new(
-                "retry.max_backoff",
-                ">= retry.initial_backoff",
-                self.max_backoff,
-            ));
-        }
-        Ok(())
-    }
-}
-
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        RetryPolicy {
-            max_attempts: 3,
-            initial_backoff: Duration::from_millis(50),
-            max_backoff: Duration::from_secs(5),
-            jitter: true,
-            retry_if: None,
-        }
-    }
-}
-
-impl fmt::Debug for RetryPolicy {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RetryPolicy")
-            .field("max_attempts", &self.max_attempts)
-            .field("initial_backoff", &self.initial_backoff)
-            .field("max_backoff", &self.max_backoff)
-            .field("jitter", &self.jitter)
-            .field("retry_if", &self.retry_if.as_ref().map(|_| "custom"))
-            .finish()
-    }
 }
 
 /// Every setting of a pipeline: the seed's `AgentConfig`, and more.
@@ -438,121 +340,4 @@ fn check_duration(field: &'static str, d: Duration, zero_ok: bool) -> Result<(),
         return Err(ConfigError::new(field, expected, d));
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn refused(change: impl FnOnce(&mut Config)) -> String {
-        let mut c = Config::default().with_cores(2);
-        change(&mut c);
-        c.validate().unwrap_err().to_string()
-    }
-
-    /// Defect 2 of issue 20: `f64::MIN_POSITIVE` validated, then panicked
-    /// in the limiter.
-    #[test]
-    fn rate_limits_the_limiter_cannot_honour_are_refused() {
-        let range = format!("between {MIN_RATE_LIMIT:e} and {MAX_RATE_LIMIT:e}");
-        for r in [f64::MIN_POSITIVE, 1e-300, MIN_RATE_LIMIT / 2.0, 2e9, 0.0] {
-            let msg = refused(|c| c.rate_limit = Some(r));
-            assert!(msg.starts_with("rate_limit must be "), "{msg}");
-            assert!(
-                msg.contains(&range) && msg.ends_with(&format!("got {r:?}")),
-                "{msg}"
-            );
-        }
-        for r in [MIN_RATE_LIMIT, 1.0, MAX_RATE_LIMIT] {
-            let c = Config {
-                rate_limit: Some(r),
-                ..Config::default()
-            };
-            assert!(c.validate().is_ok(), "{r}");
-        }
-    }
-
-    /// Defect 12 of issue 20: a million workers validated, then `spawn`
-    /// tried to start a million threads.
-    #[test]
-    fn counts_a_machine_cannot_honour_are_refused_with_their_limit() {
-        let n = 1usize << 20;
-        assert_eq!(
-            refused(|c| c.workers = n),
-            format!("workers must be between 1 and {MAX_WORKERS}, got {n}")
-        );
-        assert_eq!(
-            refused(|c| c.max_workers = Some(MAX_WORKERS + 1)),
-            format!(
-                "max_workers must be between 1 and {MAX_WORKERS}, got {}",
-                MAX_WORKERS + 1
-            )
-        );
-        // Without max_workers, the pool is sized by the cores: bounded too.
-        assert!(refused(|c| c.cores = n).starts_with("cores must be between 1 and "));
-        assert_eq!(
-            refused(|c| c.agents = Agents::Total(MAX_AGENTS + 1)),
-            format!(
-                "agents must be between 1 and {MAX_AGENTS}, got {}",
-                MAX_AGENTS + 1
-            )
-        );
-        assert!(
-            refused(|c| c.agents = Agents::PerCore(MAX_AGENTS as f64))
-                .starts_with(&format!("agents must be between 1 and {MAX_AGENTS}"))
-        );
-        assert_eq!(
-            refused(|c| c.agents = Agents::PerCore(f64::NAN)),
-            format!("agents_per_core must be a finite number > 0 and <= {MAX_AGENTS}, got NaN")
-        );
-        assert!(
-            refused(|c| c.api_permits = Some(MAX_CONCURRENCY + 1))
-                .contains(&format!("between 1 and {MAX_CONCURRENCY}"))
-        );
-        assert!(
-            refused(|c| c.channel_capacity = MAX_CAPACITY + 1)
-                .contains(&format!("between 1 and {MAX_CAPACITY}"))
-        );
-        assert!(
-            refused(|c| c.retry.max_attempts = MAX_ATTEMPTS + 1)
-                .contains(&format!("between 1 and {MAX_ATTEMPTS}"))
-        );
-        let most = Config {
-            workers: MAX_WORKERS,
-            max_workers: Some(MAX_WORKERS),
-            agents: Agents::Total(MAX_AGENTS),
-            ..Config::default().with_cores(MAX_WORKERS)
-        };
-        assert!(most.validate().is_ok());
-        assert_eq!(most.pool_threads(), MAX_WORKERS);
-    }
-
-    #[test]
-    fn max_pause_is_positive_and_at_most_the_duration_cap() {
-        assert_eq!(Config::default().max_pause, DEFAULT_MAX_PAUSE);
-        assert!(refused(|c| c.max_pause = Duration::ZERO).starts_with("max_pause "));
-        assert!(refused(|c| c.max_pause = Duration::MAX).starts_with("max_pause "));
-        let c = Config {
-            max_pause: MAX_DURATION,
-            ..Config::default()
-        };
-        assert!(c.validate().is_ok());
-    }
-
-    #[test]
-    fn durations_from_seconds_are_checked() {
-        for bad in [
-            f64::NAN,
-            -1.0,
-            f64::INFINITY,
-            1e300,
-            MAX_DURATION.as_secs_f64() * 2.0,
-        ] {
-            assert!(duration_from_secs("batch_wait", bad).is_err(), "{bad}");
-        }
-        assert_eq!(
-            duration_from_secs("batch_wait", 0.25),
-            Ok(Duration::from_millis(250))
-        );
-    }
 }
