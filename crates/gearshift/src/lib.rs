@@ -83,10 +83,11 @@ pub mod tuner;
 /// its version always matches: `gearshift::async_channel::bounded(n)`.
 pub use async_channel;
 pub use config::{
-    Agents, Config, MAX_CAPACITY, MAX_CONCURRENCY, MAX_DURATION, OnError, Order, RetryPolicy,
+    Agents, Config, DEFAULT_MAX_PAUSE, MAX_AGENTS, MAX_ATTEMPTS, MAX_CAPACITY, MAX_CONCURRENCY,
+    MAX_DURATION, MAX_RATE_LIMIT, MAX_WORKERS, MIN_RATE_LIMIT, OnError, Order, RetryPolicy,
     duration_from_secs,
 };
-pub use control::{PipelineHandle, Schedule, ScheduleError};
+pub use control::{MAX_UTC_OFFSET_MINUTES, PipelineHandle, Schedule, ScheduleError};
 pub use error::{BuildError, ConfigError, ErrorKind, StageError};
 pub use outcome::{Failure, ItemId, Outcome};
 pub use pipeline::{Outcomes, Pipeline, ToCaller, ToSink};

@@ -12,9 +12,9 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use gearshift::{
-    Agents, BuildError, Config, Decision, ErrorKind, MAX_CAPACITY, MAX_CONCURRENCY, MAX_DURATION,
-    Outcome, Pipeline, PipelineHandle, Preset, Schedule, ScheduleError, StageError, ToCaller,
-    ToSink, Tuner, Window, async_channel,
+    Agents, BuildError, Config, Decision, ErrorKind, MAX_AGENTS, MAX_CAPACITY, MAX_CONCURRENCY,
+    MAX_DURATION, Outcome, Pipeline, PipelineHandle, Preset, Schedule, ScheduleError, StageError,
+    ToCaller, ToSink, Tuner, Window, async_channel,
 };
 
 use common::Captured;
@@ -262,11 +262,11 @@ async fn the_types_and_limits_a_user_names_are_exported() {
 
     // The limits quoted in error messages are the exported constants.
     let c = Config {
-        agents: Agents::PerCore(MAX_CONCURRENCY as f64 * 2.0),
+        agents: Agents::PerCore(MAX_AGENTS as f64 * 2.0),
         ..Config::default()
     };
     let e = c.validate().unwrap_err();
-    assert!(e.to_string().contains(&MAX_CONCURRENCY.to_string()), "{e}");
+    assert!(e.to_string().contains(&MAX_AGENTS.to_string()), "{e}");
     let c = Config {
         items_per_batch: MAX_CAPACITY + 1,
         ..Config::default()

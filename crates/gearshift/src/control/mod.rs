@@ -12,4 +12,4 @@ mod schedule;
 pub(crate) mod shutdown;
 
 pub use handle::PipelineHandle;
-pub use schedule::{Schedule, ScheduleError};
+pub use schedule::{MAX_UTC_OFFSET_MINUTES, Schedule, ScheduleError};

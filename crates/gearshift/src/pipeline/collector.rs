@@ -10,7 +10,7 @@ use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
 use super::item::{Ended, Item};
-use super::link::BatchReceiver;
+use super::link::{self, BatchReceiver};
 use super::shared::Shared;
 use crate::config::OnError;
 use crate::outcome::{Failure, ItemId, Outcome};
@@ -18,8 +18,8 @@ use crate::stats::report::Report;
 
 /// Where outcomes go.
 pub(crate) struct Outputs<T> {
-    pub(crate) outcomes: Option<async_channel::Sender<Outcome<T>>>,
-    pub(crate) dead_letter: Option<async_channel::Sender<Failure>>,
+    pub(crate) outcomes: Option<link::Sender<Outcome<T>>>,
+    pub(crate) dead_letter: Option<link::Sender<Failure>>,
     /// Threads running the user's sinks; joined before the report is final.
     pub(crate) threads: Vec<std::thread::JoinHandle<()>>,
 }

@@ -31,7 +31,7 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 use super::item::{Ended, EndedTx, Item, discard_after_panic, panic_message};
-use super::link::Outlet;
+use super::link::{self, Outlet};
 use crate::config::{Config, RetryPolicy};
 use crate::control::gate::{Gate, GateRef, Kept};
 use crate::control::pause::Pause;
@@ -126,7 +126,7 @@ enum Interrupted {
 /// Everything an IO stage's agents share.
 pub(crate) struct IoCore<T, U> {
     pub(crate) name: Arc<str>,
-    pub(crate) input: async_channel::Receiver<Item<T>>,
+    pub(crate) input: link::Receiver<Item<T>>,
     pub(crate) output: Outlet<U>,
     /// Results an agent keeps before passing them on in one batch (when the
     /// next stage takes batches): `items_per_batch`, live.
@@ -596,8 +596,9 @@ where
         if held.outbox.is_empty() {
             return;
         }
-        let room = self.out_batch.load(Ordering::Relaxed);
-        let batch = std::mem::replace(&mut held.outbox, Vec::with_capacity(room));
+        // Sized by use, not by `items_per_batch` (which may be 2^24).
+        let used = held.outbox.len();
+        let batch = std::mem::replace(&mut held.outbox, Vec::with_capacity(used));
         let n = batch.len() as u64;
         let batch = match tx.try_send(batch) {
             Ok(()) => return agent.passed.add(n),
@@ -632,7 +633,7 @@ where
     /// Passes an item on, waiting (and counting the wait) if the channel is full.
     async fn forward(
         &self,
-        tx: &async_channel::Sender<Item<U>>,
+        tx: &link::Sender<Item<U>>,
         item: Item<U>,
         agent: &AgentStats,
         held: &mut Held<U>,

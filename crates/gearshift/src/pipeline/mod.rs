@@ -440,13 +440,13 @@ impl<T: Send + 'static> Pipeline<T> {
     {
         let index = self.names.len();
         self.then(format!("io-{index}"), move |ctx, upstream, output| {
-            let (tx, input) = async_channel::bounded(ctx.config.channel_capacity);
+            let (tx, input) = link::bounded(ctx.config.channel_capacity);
             upstream(ctx, Outlet::Items(tx))?;
             let c = &ctx.config;
             let name = Arc::clone(&ctx.names[index]);
             let roster = Arc::new(Roster::new(c.total_agents()));
             let permits = Gate::new(c.total_api_permits());
-            let queue = input.clone();
+            let queue = input.watcher();
             let stats = Arc::new(StageStats::new(
                 Arc::clone(&name),
                 StageKind::Io,
@@ -473,7 +473,7 @@ impl<T: Send + 'static> Pipeline<T> {
                 shrink: tokio::sync::Notify::new(),
                 abort: ctx.shared.shutdown.abort.clone(),
                 retry: c.retry.clone(),
-                max_pause: std::time::Duration::from_secs(300), // MERGE: c.max_pause
+                max_pause: c.max_pause,
                 api_timeout: c.api_timeout,
                 item_deadline: c.item_deadline,
                 first: index == 0,
@@ -597,7 +597,7 @@ impl<T: Send + 'static> Pipeline<T> {
     pub fn spawn_stream(self) -> Result<(PipelineHandle, Outcomes<T>), BuildError> {
         // The stream's capacity comes from the configuration: check it first.
         self.config.validate()?;
-        let (tx, rx) = async_channel::bounded(self.config.channel_capacity);
+        let (tx, rx) = link::bounded(self.config.channel_capacity);
         let handle = self.start(Some(tx))?;
         Ok((handle, Outcomes::new(rx)))
     }
@@ -619,7 +619,7 @@ impl<T: Send + 'static, O> Pipeline<T, O> {
     /// `outcomes` if given, else they are counted and dropped.
     fn start(
         self,
-        outcomes: Option<async_channel::Sender<Outcome<T>>>,
+        outcomes: Option<link::Sender<Outcome<T>>>,
     ) -> Result<PipelineHandle, BuildError> {
         self.config.validate()?;
         let rt = tokio::runtime::Handle::try_current().map_err(|_| BuildError::NoRuntime)?;
@@ -647,14 +647,14 @@ impl<T: Send + 'static, O> Pipeline<T, O> {
             threads: Vec::new(),
         };
         if let Some(sink) = self.sink {
-            let (tx, rx) = async_channel::bounded::<Outcome<T>>(capacity);
+            let (tx, rx) = link::bounded::<Outcome<T>>(capacity);
             outputs.outcomes = Some(tx);
             outputs
                 .threads
                 .push(spawn_sink("gearshift-sink", rx, sink)?);
         }
         if let Some(dead) = self.dead_letter {
-            let (tx, rx) = async_channel::bounded::<Failure>(capacity);
+            let (tx, rx) = link::bounded::<Failure>(capacity);
             outputs.dead_letter = Some(tx);
             outputs
                 .threads
@@ -691,7 +691,7 @@ impl<T: Send + 'static, O> Pipeline<T, O> {
 
 fn spawn_sink<X: Send + 'static>(
     name: &str,
-    rx: async_channel::Receiver<X>,
+    rx: link::Receiver<X>,
     mut f: impl FnMut(X) + Send + 'static,
 ) -> Result<std::thread::JoinHandle<()>, BuildError> {
     std::thread::Builder::new()

@@ -113,7 +113,7 @@ impl<T: Send + 'static> SourceTask<T> {
                 }
             }
             if let Err(unsent) = batches.send(batch).await {
-                for item in unsent {
+                for item in unsent.0 {
                     Ended::cancelled(item.id).send(&self.ended).await;
                 }
             }
