@@ -144,20 +144,20 @@ fn is_tls_error(_: &reqwest::Error) -> bool {
 
 /// The first error of type `T` among `err` and its causes, looking inside
 /// `io::Error`s too: their `source()` skips the error they wrap, and TLS
-/// streams report rustls errors wrapped in one.
+/// streams report rustls errors wrapped in one (or two).
 fn find_cause<T: std::error::Error + 'static>(err: &reqwest::Error) -> Option<&T> {
     let mut next: Option<&(dyn std::error::Error + 'static)> = Some(err);
     while let Some(cause) = next {
         if let Some(found) = cause.downcast_ref::<T>() {
             return Some(found);
         }
-        let wrapped = cause
+        next = match cause
             .downcast_ref::<io::Error>()
-            .and_then(io::Error::get_ref);
-        if let Some(found) = wrapped.and_then(|inner| inner.downcast_ref::<T>()) {
-            return Some(found);
-        }
-        next = cause.source();
+            .and_then(io::Error::get_ref)
+        {
+            Some(wrapped) => Some(wrapped),
+            None => cause.source(),
+        };
     }
     None
 }
