@@ -123,7 +123,7 @@ impl HttpFetcherBuilder {
     }
 
     /// The largest response body accepted, in bytes. A larger one is refused
-    /// as [`ErrorKind::BadPayload`] when its `Content-Length` arrives, or as
+    /// as [`ErrorKind::BadPayload`](crate::ErrorKind::BadPayload) when its `Content-Length` arrives, or as
     /// soon as the streamed bytes pass the cap, so it is never held in
     /// memory. By default, 16 MiB.
     pub fn max_body_bytes(&mut self, bytes: usize) -> &mut Self {
