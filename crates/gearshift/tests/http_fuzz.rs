@@ -111,7 +111,9 @@ proptest! {
         if !trimmed.is_empty() && trimmed.bytes().all(|b| b.is_ascii_digit()) {
             prop_assert_eq!(got, Some(digits_pause(trimmed)), "{:?}", text);
         }
-        if trimmed.starts_with(['+', '-']) || trimmed.contains('.') {
+        // A signed or fractional number is no delta-seconds.
+        let number = trimmed.bytes().all(|b| b.is_ascii_digit() || b"+-.".contains(&b));
+        if number && trimmed.bytes().any(|b| b"+-.".contains(&b)) {
             prop_assert_eq!(got, None, "{:?}", text);
         }
     }
@@ -203,7 +205,9 @@ fn status_case() -> impl Strategy<Value = StatusCase> {
     (
         prop_oneof![
             100u16..=999,
-            prop::sample::select(vec![200u16, 204, 301, 400, 404, 408, 429, 500, 503]),
+            prop::sample::select(vec![
+                100u16, 101, 199, 200, 204, 301, 400, 404, 408, 429, 500, 503, 599, 600, 999,
+            ]),
         ],
         "[A-Za-z ]{0,12}",
         prop_oneof![
@@ -282,8 +286,11 @@ proptest! {
             return Ok(());
         }
         match status {
-            // Informational answers are skipped while waiting for the final
-            // one; the server then hangs up before sending it.
+            // 101 reaches the caller (nothing asked to switch): refused.
+            101 => prop_assert_eq!(kind, ErrorKind::Rejected, "{}", err),
+            // Other informational answers are skipped while waiting for the
+            // final one; the server then hangs up (Reset) or what follows
+            // does not parse (BadPayload).
             100..=199 => prop_assert!(
                 matches!(kind, ErrorKind::Reset | ErrorKind::BadPayload),
                 "{status}: {err}"
