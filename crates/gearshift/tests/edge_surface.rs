@@ -12,9 +12,9 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use gearshift::{
-    Agents, BuildError, Config, Decision, ErrorKind, MAX_AGENTS, MAX_CAPACITY, MAX_CONCURRENCY,
-    MAX_DURATION, Outcome, Pipeline, PipelineHandle, Preset, Schedule, ScheduleError, StageError,
-    ToCaller, ToSink, Tuner, Window, async_channel,
+    Agents, BuildError, Config, Decision, ErrorKind, MAX_AGENTS, MAX_CAPACITY, MAX_DURATION,
+    Outcome, Pipeline, PipelineHandle, Preset, Schedule, ScheduleError, StageError, ToCaller,
+    ToSink, Tuner, Window, async_channel,
 };
 
 use common::Captured;
