@@ -77,6 +77,7 @@ mod outcome;
 mod pipeline;
 mod preset;
 pub mod stats;
+pub(crate) mod sync;
 pub mod tuner;
 
 /// The channel [`Pipeline::from_channel`] reads from, re-exported so that

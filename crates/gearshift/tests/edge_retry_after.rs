@@ -57,7 +57,11 @@ async fn run(order: Order) {
         .unwrap_or_else(|_| panic!("{order:?}: the run hangs"));
     let report = handle.join().await;
     let ids: HashSet<u64> = outcomes.iter().map(|o| o.id()).collect();
-    assert_eq!(outcomes.len() as u64, items, "{order:?}: one outcome per item");
+    assert_eq!(
+        outcomes.len() as u64,
+        items,
+        "{order:?}: one outcome per item"
+    );
     assert_eq!(ids.len() as u64, items, "{order:?}");
     assert_eq!(report.difference(), 0, "{order:?}");
     // Each odd item is retried after a pause cut to 100 ms, and succeeds.

@@ -4,8 +4,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::{Agents, Config};
+use crate::control::shared::{Shared, Source};
 use crate::error::ConfigError;
-use crate::pipeline::shared::{Shared, Source};
 use crate::preset::Preset;
 use crate::stats::report::Report;
 

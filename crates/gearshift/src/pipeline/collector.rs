@@ -11,8 +11,8 @@ use tokio::time::Instant;
 
 use super::item::{Ended, Item};
 use super::link::{self, BatchReceiver};
-use super::shared::Shared;
 use crate::config::OnError;
+use crate::control::shared::Shared;
 use crate::outcome::{Failure, ItemId, Outcome};
 use crate::stats::report::Report;
 

@@ -21,16 +21,16 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use crate::control::shutdown::Signal;
+use crate::sync::shutdown::Signal;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::item::{Ended, EndedTx, Item, discard_after_panic, panic_message};
 use super::link::{BatchReceiver, Outlet, Unsent};
 use crate::config::Config;
-use crate::control::gate::{Gate, GatePermit};
 use crate::error::{ErrorKind, StageError};
 use crate::stats::counters::StageStats;
+use crate::sync::gate::{Gate, GatePermit};
 
 /// A batch's results on their way to the forwarder, with the batch's permit.
 pub(crate) struct Done<U> {

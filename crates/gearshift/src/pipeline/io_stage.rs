@@ -33,14 +33,14 @@ use tracing::Instrument;
 use super::item::{Ended, EndedTx, Item, discard_after_panic, panic_message};
 use super::link::{self, Outlet};
 use crate::config::{Config, RetryPolicy};
-use crate::control::gate::{Gate, GateRef, Kept};
-use crate::control::pause::Pause;
-use crate::control::rate::RateLimit;
-use crate::control::roster::Roster;
-use crate::control::shutdown::Signal;
 use crate::error::{ErrorKind, StageError};
 use crate::outcome::ItemId;
 use crate::stats::counters::{AgentStats, StageStats};
+use crate::sync::gate::{Gate, GateRef, Kept};
+use crate::sync::pause::Pause;
+use crate::sync::rate::RateLimit;
+use crate::sync::roster::Roster;
+use crate::sync::shutdown::Signal;
 
 /// How an IO stage turns what agents take from the channel into calls.
 pub(crate) trait Unit<T, U>: Send + Sync + 'static {

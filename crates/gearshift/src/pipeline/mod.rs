@@ -2,13 +2,11 @@
 //! spawn them as one run with bounded memory.
 
 mod collector;
-mod controller;
 mod cpu_stage;
 mod io_stage;
 pub(crate) mod item;
 mod link;
 mod outcomes;
-pub(crate) mod shared;
 mod source;
 
 use std::future::Future;
@@ -21,24 +19,24 @@ use futures::stream::Stream;
 use tokio::sync::Semaphore;
 
 use self::collector::{Collector, Outputs};
-use self::controller::Controller;
 use self::cpu_stage::CpuCore;
 use self::io_stage::{Batched, IoCore, Single, Unit};
 use self::item::{EndedTx, ended_channel};
 use self::link::{BatchReceiver, Outlet, batch_channel};
-use self::shared::Shared;
 use self::source::{Source, SourceTask};
 use crate::config::{Config, Order};
-use crate::control::gate::Gate;
-use crate::control::pause::Pause;
-use crate::control::rate::RateLimit;
-use crate::control::roster::Roster;
+use crate::control::controller::Controller;
+use crate::control::shared::Shared;
 use crate::control::{PipelineHandle, Schedule};
 use crate::error::{BuildError, StageError};
 use crate::outcome::{Failure, Outcome};
 use crate::preset::{Preset, ratio};
 use crate::stats::counters::{Capacity, QueueLen, StageKind, StageStats};
 use crate::stats::report::Report;
+use crate::sync::gate::Gate;
+use crate::sync::pause::Pause;
+use crate::sync::rate::RateLimit;
+use crate::sync::roster::Roster;
 use crate::tuner::Tuner;
 
 pub use outcomes::Outcomes;

@@ -9,8 +9,8 @@
 
 use std::sync::Arc;
 
-use crate::control::gate::Gate;
-use crate::control::shutdown::Signal;
+use crate::sync::gate::Gate;
+use crate::sync::shutdown::Signal;
 use futures::FutureExt;
 use futures::stream::{BoxStream, StreamExt};
 use tokio::sync::Semaphore;

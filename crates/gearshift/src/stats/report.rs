@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use super::counters::{AgentStats, Capacity, StageKind, StageStats};
 use super::latency::Percentiles;
+use crate::control::shared::Shared;
 use crate::error::ErrorKind;
-use crate::pipeline::shared::Shared;
 
 /// Everything measured about a run so far.
 #[derive(Debug, Clone, Default)]

@@ -7,13 +7,13 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::config::Config;
-use crate::control::gate::Gate;
-use crate::control::shutdown::Shutdown;
 use crate::error::{ConfigError, ErrorKind};
 use crate::preset::ratio;
 use crate::stats::counters::{Counter, StageStats};
 use crate::stats::latency::LatencyRecorder;
 use crate::stats::report::{Report, TunerDecision};
+use crate::sync::gate::Gate;
+use crate::sync::shutdown::Shutdown;
 
 /// Decisions kept for snapshots.
 const DECISIONS_KEPT: usize = 64;

@@ -9,9 +9,9 @@ use std::time::{Duration, SystemTime};
 use hdrhistogram::Histogram;
 use tokio::time::Instant;
 
-use super::shared::{Shared, Source};
 use crate::config::Agents;
 use crate::control::Schedule;
+use crate::control::shared::{Shared, Source};
 use crate::error::ErrorKind;
 use crate::preset::Preset;
 use crate::stats::counters::{Capacity, StageKind};
