@@ -17,9 +17,10 @@ macro_rules! expected {
 /// Checks that a count is between 1 and the limit `$max` (a constant).
 macro_rules! check_count {
     ($field:expr, $n:expr, $max:ident) => {
-        check_count($field, $n, $max, expected!("between 1 and {}", $max))
+        $crate::config::count_in_range($field, $n, $max, expected!("between 1 and {}", $max))
     };
 }
+pub(crate) use {check_count, expected};
 
 mod retry;
 #[cfg(test)]
@@ -53,7 +54,7 @@ pub const MIN_RATE_LIMIT: f64 = 1e-6;
 pub const MAX_RATE_LIMIT: f64 = 1e9;
 /// Upper bound on [`RetryPolicy::max_attempts`].
 pub const MAX_ATTEMPTS: u32 = 1000;
-/// The default [`Config::max_pause`].
+/// The default [`ApiSettings::max_pause`](crate::ApiSettings::max_pause).
 pub const DEFAULT_MAX_PAUSE: Duration = Duration::from_secs(5 * 60);
 
 /// How many agents (tokio tasks) an IO stage runs.
@@ -76,7 +77,7 @@ impl Agents {
         }
     }
 
-    fn validate(self) -> Result<(), ConfigError> {
+    pub(crate) fn validate(self) -> Result<(), ConfigError> {
         match self {
             Agents::PerCore(k) if !(k.is_finite() && k > 0.0 && k <= MAX_AGENTS as f64) => {
                 Err(ConfigError::new(
@@ -158,19 +159,8 @@ pub struct Config {
     pub batch_wait: Duration,
     /// Timeout of one attempt of an IO call. By default, 30 s.
     pub api_timeout: Duration,
-    /// API calls in flight per IO stage (the seed's `api_semaphore`).
-    /// By default, 2 x the stage's agents.
-    pub api_permits: Option<usize>,
-    /// Most API calls started per second per IO stage, between
-    /// [`MIN_RATE_LIMIT`] and [`MAX_RATE_LIMIT`]. A live change applies to
-    /// the agents already waiting for their turn too. By default, no limit.
-    pub rate_limit: Option<f64>,
     /// Deadline per item and IO stage, retries included. By default, none.
     pub item_deadline: Option<Duration>,
-    /// The longest pause a remote's `Retry-After` can impose on an IO stage:
-    /// a longer one (a hostile or broken header may ask for centuries) is
-    /// cut to it and logged. By default, 5 minutes.
-    pub max_pause: Duration,
     /// Capacity of each channel between stages, in items. Enough to keep the
     /// workers fed without letting the IO stage run far ahead (items waiting
     /// in a channel are latency): by default, `max(64, 2 x workers x
@@ -207,10 +197,7 @@ impl Default for Config {
             items_per_batch: 10,
             batch_wait: Duration::ZERO,
             api_timeout: Duration::from_secs(30),
-            api_permits: None,
-            rate_limit: None,
             item_deadline: None,
-            max_pause: DEFAULT_MAX_PAUSE,
             channel_capacity: (2 * cores * 10).max(64),
             max_in_flight: None,
             retry: RetryPolicy::default(),
@@ -234,12 +221,6 @@ impl Config {
     /// Agents per IO stage, from `agents` and `cores`.
     pub fn total_agents(&self) -> usize {
         self.agents.total(self.cores)
-    }
-
-    /// API calls in flight per IO stage: `api_permits`, or 2 x agents.
-    pub fn total_api_permits(&self) -> usize {
-        self.api_permits
-            .unwrap_or_else(|| self.total_agents().saturating_mul(2))
     }
 
     /// Threads in the rayon pool.
@@ -267,24 +248,9 @@ impl Config {
         check_count!("items_per_batch", self.items_per_batch, MAX_CAPACITY)?;
         check_duration("batch_wait", self.batch_wait, true)?;
         check_duration("api_timeout", self.api_timeout, false)?;
-        if let Some(p) = self.api_permits {
-            check_count!("api_permits", p, MAX_CONCURRENCY)?;
-        }
-        if let Some(r) = self.rate_limit
-            && !(r.is_finite() && (MIN_RATE_LIMIT..=MAX_RATE_LIMIT).contains(&r))
-        {
-            return Err(ConfigError::new(
-                "rate_limit",
-                expected!(
-                    "a finite number of calls per second between {MIN_RATE_LIMIT:e} and {MAX_RATE_LIMIT:e}"
-                ),
-                r,
-            ));
-        }
         if let Some(d) = self.item_deadline {
             check_duration("item_deadline", d, false)?;
         }
-        check_duration("max_pause", self.max_pause, false)?;
         check_count!("channel_capacity", self.channel_capacity, MAX_CAPACITY)?;
         if let Some(n) = self.max_in_flight {
             check_count!("max_in_flight", n, MAX_CAPACITY)?;
@@ -318,7 +284,7 @@ pub fn duration_from_secs(field: &'static str, secs: f64) -> Result<Duration, Co
     }
 }
 
-fn check_count(
+pub(crate) fn count_in_range(
     field: &'static str,
     n: usize,
     max: usize,
@@ -330,7 +296,11 @@ fn check_count(
     Ok(())
 }
 
-fn check_duration(field: &'static str, d: Duration, zero_ok: bool) -> Result<(), ConfigError> {
+pub(crate) fn check_duration(
+    field: &'static str,
+    d: Duration,
+    zero_ok: bool,
+) -> Result<(), ConfigError> {
     if (!zero_ok && d.is_zero()) || d > MAX_DURATION {
         let expected = if zero_ok {
             "at most a year"

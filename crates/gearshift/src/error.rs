@@ -158,8 +158,11 @@ impl fmt::Debug for StageError {
 /// The message names the field and the value, e.g.
 /// `agents_per_core must be a finite number > 0, got NaN`.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[error("{field} must be {expected}, got {got}")]
+#[error("{}{field} must be {expected}, got {got}", scope.as_ref().map(|s| format!("{s}: ")).unwrap_or_default())]
 pub struct ConfigError {
+    /// Where the field is, when it is not the pipeline's `Config`: a stage
+    /// (`"stage upload"`) or an API budget (`"api search"`).
+    pub scope: Option<String>,
     /// The field that was refused.
     pub field: &'static str,
     /// What the field accepts.
@@ -171,9 +174,38 @@ pub struct ConfigError {
 impl ConfigError {
     pub(crate) fn new(field: &'static str, expected: &'static str, got: impl fmt::Debug) -> Self {
         ConfigError {
+            scope: None,
             field,
             expected,
             got: format!("{got:?}"),
+        }
+    }
+
+    /// The same error, placed in a stage or an API budget.
+    pub(crate) fn within(mut self, scope: String) -> Self {
+        self.scope = Some(scope);
+        self
+    }
+}
+
+/// No stage or API budget has the name asked for.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("no {what} named {name:?} (the pipeline has: {})", known.join(", "))]
+pub struct LookupError {
+    /// `"stage"` or `"api"`.
+    pub what: &'static str,
+    /// The name asked for.
+    pub name: String,
+    /// The names there are.
+    pub known: Vec<String>,
+}
+
+impl LookupError {
+    pub(crate) fn new(what: &'static str, name: &str, known: &[std::sync::Arc<str>]) -> Self {
+        LookupError {
+            what,
+            name: name.to_owned(),
+            known: known.iter().map(|n| n.to_string()).collect(),
         }
     }
 }
@@ -201,4 +233,16 @@ pub enum BuildError {
     /// The pipeline has no stage.
     #[error("a pipeline needs at least one stage")]
     NoStages,
+    /// Two stages, or two different API budgets, have the same name.
+    #[error("two stages or two different APIs are named {0:?}: names must be unique")]
+    DuplicateName(String),
+    /// A per-stage setting was given where it does not apply (before any
+    /// stage, or to a stage of the other kind).
+    #[error("{setting}(..) {problem}")]
+    StageSetting {
+        /// The builder method.
+        setting: &'static str,
+        /// What was wrong.
+        problem: &'static str,
+    },
 }

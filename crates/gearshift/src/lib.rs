@@ -88,8 +88,11 @@ pub use config::{
     MAX_DURATION, MAX_RATE_LIMIT, MAX_WORKERS, MIN_RATE_LIMIT, OnError, Order, RetryPolicy,
     duration_from_secs,
 };
-pub use control::{MAX_UTC_OFFSET_MINUTES, PipelineHandle, Schedule, ScheduleError};
-pub use error::{BuildError, ConfigError, ErrorKind, StageError};
+pub use control::{
+    Api, ApiHandle, ApiSettings, MAX_UTC_OFFSET_MINUTES, PipelineHandle, Schedule, ScheduleError,
+    StageHandle, StageSettings,
+};
+pub use error::{BuildError, ConfigError, ErrorKind, LookupError, StageError};
 pub use outcome::{Failure, ItemId, Outcome};
 pub use pipeline::{Outcomes, Pipeline, ToCaller, ToSink};
 pub use preset::{Preset, UnknownPreset};

@@ -82,7 +82,6 @@ impl Preset {
     /// size) and leaves the rest (timeouts, retries, capacities) alone.
     pub fn apply_to(self, config: &mut Config) {
         config.agents = Agents::PerCore(self.agents_per_core());
-        config.api_permits = None;
         config.workers = self.workers(config.cores).min(config.pool_threads());
         config.items_per_batch = self.items_per_batch();
     }
@@ -110,18 +109,6 @@ impl fmt::Display for Preset {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }
-}
-
-/// The knobs a preset sets (agents, API permits, workers, batch size), as
-/// the numbers in force: what the schedule, a tuner and the handle contend
-/// for.
-pub(crate) fn ratio(c: &Config) -> [usize; 4] {
-    [
-        c.total_agents(),
-        c.total_api_permits(),
-        c.workers,
-        c.items_per_batch,
-    ]
 }
 
 /// The name was not one of the presets.

@@ -65,7 +65,7 @@ impl RetryPolicy {
         }
     }
 
-    pub(super) fn validate(&self) -> Result<(), ConfigError> {
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
         if self.max_attempts == 0 || self.max_attempts > MAX_ATTEMPTS {
             return Err(ConfigError::new(
                 "retry.max_attempts",

@@ -8,13 +8,23 @@ fn refused(change: impl FnOnce(&mut Config)) -> String {
     c.validate().unwrap_err().to_string()
 }
 
+/// An API budget's refusal, without its "api x: " scope.
+fn api_refused(change: impl FnOnce(&mut crate::ApiSettings)) -> String {
+    let mut s = crate::ApiSettings::default();
+    change(&mut s);
+    let msg = s.validate("x").unwrap_err().to_string();
+    msg.strip_prefix("api x: ")
+        .expect("the message names the api")
+        .to_owned()
+}
+
 /// Defect 2 of issue 20: `f64::MIN_POSITIVE` validated, then panicked
 /// in the limiter.
 #[test]
 fn rate_limits_the_limiter_cannot_honour_are_refused() {
     let range = format!("between {MIN_RATE_LIMIT:e} and {MAX_RATE_LIMIT:e}");
     for r in [f64::MIN_POSITIVE, 1e-300, MIN_RATE_LIMIT / 2.0, 2e9, 0.0] {
-        let msg = refused(|c| c.rate_limit = Some(r));
+        let msg = api_refused(|s| s.rate_limit = Some(r));
         assert!(msg.starts_with("rate_limit must be "), "{msg}");
         assert!(
             msg.contains(&range) && msg.ends_with(&format!("got {r:?}")),
@@ -22,11 +32,11 @@ fn rate_limits_the_limiter_cannot_honour_are_refused() {
         );
     }
     for r in [MIN_RATE_LIMIT, 1.0, MAX_RATE_LIMIT] {
-        let c = Config {
+        let s = crate::ApiSettings {
             rate_limit: Some(r),
-            ..Config::default()
+            ..crate::ApiSettings::default()
         };
-        assert!(c.validate().is_ok(), "{r}");
+        assert!(s.validate("x").is_ok(), "{r}");
     }
 }
 
@@ -64,7 +74,7 @@ fn counts_a_machine_cannot_honour_are_refused_with_their_limit() {
         format!("agents_per_core must be a finite number > 0 and <= {MAX_AGENTS}, got NaN")
     );
     assert!(
-        refused(|c| c.api_permits = Some(MAX_CONCURRENCY + 1))
+        api_refused(|s| s.max_in_flight = Some(MAX_CONCURRENCY + 1))
             .contains(&format!("between 1 and {MAX_CONCURRENCY}"))
     );
     assert!(
@@ -87,14 +97,14 @@ fn counts_a_machine_cannot_honour_are_refused_with_their_limit() {
 
 #[test]
 fn max_pause_is_positive_and_at_most_the_duration_cap() {
-    assert_eq!(Config::default().max_pause, DEFAULT_MAX_PAUSE);
-    assert!(refused(|c| c.max_pause = Duration::ZERO).starts_with("max_pause "));
-    assert!(refused(|c| c.max_pause = Duration::MAX).starts_with("max_pause "));
-    let c = Config {
+    assert_eq!(crate::ApiSettings::default().max_pause, DEFAULT_MAX_PAUSE);
+    assert!(api_refused(|s| s.max_pause = Duration::ZERO).starts_with("max_pause "));
+    assert!(api_refused(|s| s.max_pause = Duration::MAX).starts_with("max_pause "));
+    let s = crate::ApiSettings {
         max_pause: MAX_DURATION,
-        ..Config::default()
+        ..crate::ApiSettings::default()
     };
-    assert!(c.validate().is_ok());
+    assert!(s.validate("x").is_ok());
 }
 
 #[test]

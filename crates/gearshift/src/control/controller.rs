@@ -9,6 +9,7 @@ use std::time::{Duration, SystemTime};
 use hdrhistogram::Histogram;
 use tokio::time::Instant;
 
+use super::budget::Budget;
 use crate::config::Agents;
 use crate::control::Schedule;
 use crate::control::shared::{Shared, Source};
@@ -17,15 +18,28 @@ use crate::preset::Preset;
 use crate::stats::counters::{Capacity, StageKind};
 use crate::stats::latency::{Percentiles, new_histogram};
 use crate::stats::report::{Report, TunerDecision};
-use crate::tuner::{Tuner, Window};
+use crate::tuner::Window;
 
 /// How often the schedule is checked.
 const SCHEDULE_TICK: Duration = Duration::from_millis(250);
 
 pub(crate) struct Controller {
     pub(crate) shared: Arc<Shared>,
-    pub(crate) tuner: Option<Box<dyn Tuner>>,
     pub(crate) schedule: Option<Schedule>,
+}
+
+/// How often the controller looks for a budget that got a tuner.
+const TUNER_SCAN: Duration = Duration::from_millis(250);
+
+/// A budget this pipeline drives the tuner of.
+struct Tuned {
+    budget: Arc<Budget>,
+    /// The first stage drawing on the budget, and the CPU stage after it.
+    io: usize,
+    cpu: Option<usize>,
+    mark: Mark,
+    hist: Histogram<u64>,
+    next: Instant,
 }
 
 /// Counter values at the start of a window.
@@ -43,25 +57,23 @@ struct Mark {
 }
 
 impl Controller {
-    pub(crate) async fn run(mut self) {
+    pub(crate) async fn run(self) {
         let mut done = self.shared.report.subscribe();
-        let stats_every = self.shared.config.borrow().stats_interval;
+        let stats_every = self.shared.defaults().stats_interval;
         let mut next_stats = stats_every.map(|d| Instant::now() + d);
-        let mut next_tune = self.tuner.as_ref().map(|t| Instant::now() + t.window());
         let mut next_schedule = self.schedule.as_ref().map(|_| Instant::now());
+        let mut next_scan = Some(Instant::now());
         let mut scheduled: Option<Preset> = None;
-        let mut mark = Mark::default();
-        let mut window_hist = new_histogram();
+        let mut tuned: Vec<Tuned> = Vec::new();
         loop {
-            let Some(wake) = [next_stats, next_tune, next_schedule]
+            let wake = [next_stats, next_schedule, next_scan]
                 .into_iter()
+                .chain(tuned.iter().map(|t| Some(t.next)))
                 .flatten()
                 .min()
-            else {
-                return;
-            };
+                .expect("the scan is always due");
             tokio::select! {
-                _ = done.wait_for(|r| r.is_some()) => return,
+                _ = done.wait_for(|r| r.is_some()) => break,
                 _ = tokio::time::sleep_until(wake) => {}
             }
             let now = Instant::now();
@@ -69,16 +81,21 @@ impl Controller {
                 next_schedule = Some(now + SCHEDULE_TICK);
                 self.follow_schedule(&mut scheduled);
             }
-            if next_tune.is_some_and(|t| t <= now) {
-                let window = self.measure(&mut mark, &mut window_hist);
+            if next_scan.is_some_and(|t| t <= now) {
+                next_scan = Some(now + TUNER_SCAN);
+                self.scan(&mut tuned, now);
+            }
+            for t in tuned.iter_mut().filter(|t| t.next <= now) {
+                let window = self.measure(t);
                 // While a manual change holds, windows are measured (so the
                 // next decision sees a fresh one) but not decided on.
-                let next = if self.shared.automatic_held() {
-                    self.tuner_window()
-                } else {
-                    self.tune(window)
-                };
-                next_tune = Some(now + next);
+                let held = self.shared.automatic_held() || !t.budget.controller_free();
+                t.next = now
+                    + if held {
+                        tuner_window(&t.budget)
+                    } else {
+                        self.tune(t, window)
+                    };
             }
             if let (Some(t), Some(every)) = (next_stats, stats_every)
                 && t <= now
@@ -86,6 +103,37 @@ impl Controller {
                 next_stats = Some(now + every);
                 log_stats(&Report::build(&self.shared, false));
             }
+        }
+        for t in &tuned {
+            t.budget.release_driver(self.shared.id);
+        }
+    }
+
+    /// Starts driving the tuners attached since the last scan (at build
+    /// time or through `ApiHandle::tune`), one pipeline per budget.
+    fn scan(&self, tuned: &mut Vec<Tuned>, now: Instant) {
+        tuned.retain(|t| t.budget.tuner().is_some());
+        for (io, budget) in self.shared.stage_apis.iter().enumerate() {
+            let Some(budget) = budget else { continue };
+            if tuned.iter().any(|t| Arc::ptr_eq(&t.budget, budget))
+                || budget.tuner().is_none()
+                || !budget.claim_driver(self.shared.id)
+            {
+                continue;
+            }
+            let stages = self.shared.stages();
+            let cpu = (io..stages.len()).find(|&i| stages[i].kind == StageKind::Cpu);
+            tuned.push(Tuned {
+                budget: Arc::clone(budget),
+                io,
+                cpu,
+                mark: Mark {
+                    at: Some(now),
+                    ..Mark::default()
+                },
+                hist: new_histogram(),
+                next: now + tuner_window(budget),
+            });
         }
     }
 
@@ -102,7 +150,10 @@ impl Controller {
         if let Some(preset) = want
             && want != *current
         {
-            match self.shared.update(Source::Schedule, |c| preset.apply_to(c)) {
+            match self
+                .shared
+                .update_defaults(Source::Schedule, |c| preset.apply_to(c))
+            {
                 Ok(true) => {
                     *current = want;
                     tracing::info!(%preset, "schedule switched preset");
@@ -116,41 +167,54 @@ impl Controller {
         }
     }
 
-    /// Asks the tuner and applies its decision; returns the next window length.
-    fn tune(&mut self, window: Window) -> Duration {
-        let Some(tuner) = self.tuner.as_mut() else {
-            return Duration::from_secs(1);
+    /// Asks a budget's tuner and applies its decision: agents to every
+    /// stage drawing on the budget, calls in flight to the budget, workers
+    /// to the CPU stage after its first stage. Returns the next window.
+    fn tune(&self, t: &Tuned, window: Window) -> Duration {
+        let (decision, name) = {
+            let mut tuner = t.budget.tuner();
+            let Some(tuner) = tuner.as_mut() else {
+                return TUNER_SCAN;
+            };
+            (tuner.decide(&window), tuner.name().to_owned())
         };
-        let decision = tuner.decide(&window);
-        let name = tuner.name().to_owned();
-        let next = self.tuner_window();
+        let next = tuner_window(&t.budget);
         if !decision.changes_anything() {
-            tracing::trace!(tuner = %name, reason = %decision.reason, "tuner holds");
+            tracing::trace!(api = %t.budget.name, tuner = %name, reason = %decision.reason, "tuner holds");
             return next;
         }
         let pool = self.shared.pool_threads;
-        let applied = self.shared.update(Source::Tuner, |c| {
-            if let Some(a) = decision.agents {
-                c.agents = Agents::Total(a);
+        let applied = self.shared.update(Source::Tuner, |live| {
+            for (i, api) in self.shared.stage_apis.iter().enumerate() {
+                if let (Some(a), Some(api)) = (decision.agents, api)
+                    && Arc::ptr_eq(api, &t.budget)
+                {
+                    live.stages[i].agents = Some(Agents::Total(a));
+                }
             }
-            if let Some(p) = decision.api_permits {
-                c.api_permits = Some(p);
-            }
-            if let Some(w) = decision.workers {
-                c.workers = w.min(pool);
+            if let (Some(w), Some(cpu)) = (decision.workers, t.cpu) {
+                live.stages[cpu].workers = Some(w.min(pool));
             }
         });
-        let c = self.shared.config.borrow().clone();
+        let applied = applied.and_then(|done| match decision.api_permits {
+            Some(p) if done => t
+                .budget
+                .update(|s| s.max_in_flight = Some(p))
+                .map(|()| true),
+            _ => Ok(done),
+        });
+        let live = self.shared.settings.borrow().clone();
+        let agents = live.agents(t.io);
+        let api_permits = t.budget.permits.size();
+        let workers = t.cpu.map_or(0, |c| live.workers(c));
         match applied {
-            Ok(false) => {
-                tracing::debug!(tuner = %name, "tuner decision held off by a manual change")
-            }
             Ok(true) => {
                 tracing::info!(
+                    api = %t.budget.name,
                     tuner = %name,
-                    agents = c.total_agents(),
-                    api_permits = c.total_api_permits(),
-                    workers = c.workers,
+                    agents,
+                    api_permits,
+                    workers,
                     io_rate = window.io_rate(),
                     cpu_rate = window.cpu_rate(),
                     latency_p50_ms = window.latency_p50.map(|d| d.as_secs_f64() * 1e3),
@@ -160,43 +224,38 @@ impl Controller {
                 );
                 self.shared.record_decision(TunerDecision {
                     at: self.shared.started.elapsed(),
-                    tuner: name,
-                    agents: c.total_agents(),
-                    api_permits: c.total_api_permits(),
-                    workers: c.workers,
+                    tuner: format!("{name} ({})", t.budget.name),
+                    agents,
+                    api_permits,
+                    workers,
                     reason: decision.reason,
                 });
             }
-            Err(e) => tracing::warn!(tuner = %name, error = %e, "tuner decision refused"),
+            Ok(false) => {}
+            Err(e) => {
+                tracing::warn!(api = %t.budget.name, tuner = %name, error = %e, "tuner decision refused")
+            }
         }
         next
     }
 
-    /// The tuner's window, within sane bounds.
-    fn tuner_window(&self) -> Duration {
-        self.tuner.as_ref().map_or(Duration::from_secs(1), |t| {
-            t.window()
-                .clamp(Duration::from_millis(10), Duration::from_secs(60))
-        })
-    }
-
     /// Measures the window since the last call on the first IO stage and
     /// the CPU stage after it.
-    fn measure(&self, mark: &mut Mark, hist: &mut Histogram<u64>) -> Window {
+    fn measure(&self, t: &mut Tuned) -> Window {
+        let (mark, hist) = (&mut t.mark, &mut t.hist);
         let stages = self.shared.stages();
-        let io = stages.iter().position(|s| s.kind == StageKind::Io);
-        let cpu = io.and_then(|i| stages[i..].iter().find(|s| s.kind == StageKind::Cpu));
-        let io = io.map(|i| &stages[i]);
+        let io = stages.get(t.io);
+        let cpu = t.cpu.and_then(|c| stages.get(c));
         let now = Instant::now();
         let elapsed = now - mark.at.unwrap_or(self.shared.started);
         mark.at = Some(now);
-        let config = self.shared.config.borrow().clone();
+        let live = self.shared.settings.borrow().clone();
         let mut w = Window {
             elapsed,
-            cores: config.cores,
-            agents: config.total_agents(),
-            api_permits: config.total_api_permits(),
-            workers: config.workers,
+            cores: live.defaults.cores,
+            agents: live.agents(t.io),
+            api_permits: t.budget.permits.size(),
+            workers: t.cpu.map_or(live.defaults.workers, |c| live.workers(c)),
             max_workers: self.shared.pool_threads,
             ..Window::default()
         };
@@ -264,6 +323,14 @@ impl Controller {
         }
         w
     }
+}
+
+/// A budget's tuner's window, within sane bounds.
+fn tuner_window(budget: &Budget) -> Duration {
+    budget.tuner().as_ref().map_or(TUNER_SCAN, |t| {
+        t.window()
+            .clamp(Duration::from_millis(10), Duration::from_secs(60))
+    })
 }
 
 /// Nanoseconds spent, as a fraction (at most 1) of `secs` of capacity.

@@ -3,9 +3,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::config::{Agents, Config};
+use super::budget::ApiHandle;
+use super::settings::StageSettings;
+use crate::config::{Agents, Config, RetryPolicy};
 use crate::control::shared::{Shared, Source};
-use crate::error::ConfigError;
+use crate::error::{ConfigError, LookupError};
 use crate::preset::Preset;
 use crate::stats::report::Report;
 
@@ -64,7 +66,8 @@ impl PipelineHandle {
     /// [`ConfigError`] if the result does not validate (it always does for
     /// a valid configuration).
     pub fn apply(&self, preset: Preset) -> Result<(), ConfigError> {
-        self.shared.update(Source::Manual, |c| preset.apply_to(c))?;
+        self.shared
+            .update_defaults(Source::Manual, |c| preset.apply_to(c))?;
         tracing::info!(%preset, "preset applied");
         Ok(())
     }
@@ -79,20 +82,18 @@ impl PipelineHandle {
         }
     }
 
-    /// Sets agents per core (any positive number).
+    /// Sets the default agents per core of every IO stage (stages with
+    /// their own setting keep it).
     ///
     /// # Errors
     ///
     /// [`ConfigError`] for zero, negative, NaN, infinite or absurd values.
     pub fn set_agents_per_core(&self, per_core: f64) -> Result<(), ConfigError> {
-        self.manual(|c| {
-            c.agents = Agents::PerCore(per_core);
-            c.api_permits = None;
-        })
+        self.manual(|c| c.agents = Agents::PerCore(per_core))
     }
 
-    /// Sets an absolute number of agents per IO stage (API permits follow at
-    /// 2 per agent unless set with [`set_api_permits`](Self::set_api_permits)).
+    /// Sets the default number of agents of every IO stage (stages with
+    /// their own setting keep it; see [`stage`](Self::stage)).
     ///
     /// # Errors
     ///
@@ -101,16 +102,8 @@ impl PipelineHandle {
         self.manual(|c| c.agents = Agents::Total(agents))
     }
 
-    /// Sets the API calls in flight per IO stage.
-    ///
-    /// # Errors
-    ///
-    /// [`ConfigError`] for 0 or absurd values.
-    pub fn set_api_permits(&self, permits: usize) -> Result<(), ConfigError> {
-        self.manual(|c| c.api_permits = Some(permits))
-    }
-
-    /// Sets the CPU workers (batches running at once).
+    /// Sets the default CPU workers (batches running at once) of every CPU
+    /// stage.
     ///
     /// # Errors
     ///
@@ -119,7 +112,7 @@ impl PipelineHandle {
         self.manual(|c| c.workers = workers)
     }
 
-    /// Sets the items per CPU batch.
+    /// Sets the default items per batch.
     ///
     /// # Errors
     ///
@@ -128,13 +121,52 @@ impl PipelineHandle {
         self.manual(|c| c.items_per_batch = items)
     }
 
-    /// Sets how long a partial batch waits for more items.
+    /// Sets how long a partial batch waits for more items, by default.
     ///
     /// # Errors
     ///
     /// [`ConfigError`] for over a year.
     pub fn set_batch_wait(&self, wait: Duration) -> Result<(), ConfigError> {
         self.setting(|c| c.batch_wait = wait)
+    }
+
+    /// Sets the default timeout of one attempt (an API's or a stage's own
+    /// setting wins); applies to the next item an agent takes.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] for zero or over a year.
+    pub fn set_api_timeout(&self, timeout: Duration) -> Result<(), ConfigError> {
+        self.setting(|c| c.api_timeout = timeout)
+    }
+
+    /// Sets (or lifts, with `None`) the default deadline per item and IO
+    /// stage; applies to the next item an agent takes.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] for zero or over a year.
+    pub fn set_item_deadline(&self, deadline: Option<Duration>) -> Result<(), ConfigError> {
+        self.setting(|c| c.item_deadline = deadline)
+    }
+
+    /// Sets the default retry policy; applies to the next item an agent
+    /// takes.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] for a policy that does not validate.
+    pub fn set_retry(&self, retry: RetryPolicy) -> Result<(), ConfigError> {
+        self.setting(|c| c.retry = retry)
+    }
+
+    /// Sets how long [`cancel`](Self::cancel) lets items inside finish.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] for over a year.
+    pub fn set_drain_timeout(&self, timeout: Duration) -> Result<(), ConfigError> {
+        self.setting(|c| c.drain_timeout = timeout)
     }
 
     /// Sets the most items inside the pipeline at once (see
@@ -149,28 +181,56 @@ impl PipelineHandle {
         self.setting(|c| c.max_in_flight = Some(items))
     }
 
-    /// Sets (or lifts, with `None`) the limit on calls started per second.
+    /// One stage, by name, to change its own settings live.
     ///
     /// # Errors
     ///
-    /// [`ConfigError`] for zero, negative, NaN or infinite rates.
-    pub fn set_rate_limit(&self, per_second: Option<f64>) -> Result<(), ConfigError> {
-        self.setting(|c| c.rate_limit = per_second)
+    /// [`LookupError`] if no stage has that name.
+    pub fn stage(&self, name: &str) -> Result<StageHandle, LookupError> {
+        match self.shared.stage_index(name) {
+            Some(index) => Ok(StageHandle {
+                shared: Arc::clone(&self.shared),
+                index,
+            }),
+            None => Err(LookupError::new("stage", name, &self.shared.names)),
+        }
     }
 
-    /// A ratio change by hand: it pauses the schedule and the tuner.
+    /// One API budget, by name, to change its limits live or give it a
+    /// controller. A stage that named no API has a budget of its own,
+    /// named after the stage.
+    ///
+    /// # Errors
+    ///
+    /// [`LookupError`] if no stage of this pipeline draws on such a budget.
+    pub fn api(&self, name: &str) -> Result<ApiHandle, LookupError> {
+        let budgets = self.shared.budgets();
+        match budgets.iter().find(|b| &*b.name == name) {
+            Some(b) => Ok(ApiHandle::new(Arc::clone(b))),
+            None => {
+                let names: Vec<Arc<str>> = budgets.iter().map(|b| Arc::clone(&b.name)).collect();
+                Err(LookupError::new("api", name, &names))
+            }
+        }
+    }
+
+    /// A ratio change by hand: it pauses the schedule and the tuners.
     fn manual(&self, change: impl FnOnce(&mut Config)) -> Result<(), ConfigError> {
-        self.shared.update(Source::Manual, change).map(drop)
+        self.shared
+            .update_defaults(Source::Manual, change)
+            .map(drop)
     }
 
     /// A change to a setting only the handle sets.
     fn setting(&self, change: impl FnOnce(&mut Config)) -> Result<(), ConfigError> {
-        self.shared.update(Source::Setting, change).map(drop)
+        self.shared
+            .update_defaults(Source::Setting, change)
+            .map(drop)
     }
 
-    /// The configuration in force now.
+    /// The pipeline-wide defaults in force now.
     pub fn config(&self) -> Config {
-        self.shared.config.borrow().clone()
+        self.shared.defaults()
     }
 
     /// Live stats: counts so far, per stage and per agent, and the tuner's
@@ -232,5 +292,127 @@ impl PipelineHandle {
             report.outcomes()
         );
         report
+    }
+}
+
+/// Live control of one stage, from [`PipelineHandle::stage`]. Its settings
+/// override the pipeline's defaults (and, for call settings, its API's).
+///
+/// Changing a stage's agents or workers by hand holds off the controller of
+/// the budgets whose tuner would change them, until
+/// [`ApiHandle::resume_controller`]; the schedule changes only the
+/// defaults, so it never undoes a stage's own setting.
+#[derive(Debug, Clone)]
+pub struct StageHandle {
+    shared: Arc<Shared>,
+    index: usize,
+}
+
+impl StageHandle {
+    /// The stage's name.
+    pub fn name(&self) -> &str {
+        &self.shared.names[self.index]
+    }
+
+    /// The stage's own settings now (`None`: it follows the default).
+    pub fn settings(&self) -> StageSettings {
+        self.shared.settings.borrow().stages[self.index].clone()
+    }
+
+    /// Sets an IO stage's agents.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] for 0 or more than [`MAX_AGENTS`](crate::MAX_AGENTS).
+    pub fn set_agents(&self, agents: usize) -> Result<(), ConfigError> {
+        self.ratio(|s| s.agents = Some(Agents::Total(agents)))
+    }
+
+    /// Sets a CPU stage's workers.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] for 0 or more than the pool's threads.
+    pub fn set_workers(&self, workers: usize) -> Result<(), ConfigError> {
+        self.ratio(|s| s.workers = Some(workers))
+    }
+
+    /// Sets the stage's items per batch.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] for 0 or absurd values.
+    pub fn set_items_per_batch(&self, items: usize) -> Result<(), ConfigError> {
+        self.change(|s| s.items_per_batch = Some(items))
+    }
+
+    /// Sets how long a CPU stage's partial batch waits for more items.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] for over a year.
+    pub fn set_batch_wait(&self, wait: Duration) -> Result<(), ConfigError> {
+        self.change(|s| s.batch_wait = Some(wait))
+    }
+
+    /// Sets an IO stage's retry policy; applies to the next item an agent
+    /// takes.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] for a policy that does not validate.
+    pub fn set_retry(&self, retry: RetryPolicy) -> Result<(), ConfigError> {
+        self.change(|s| s.retry = Some(retry))
+    }
+
+    /// Sets an IO stage's timeout per attempt; applies to the next item an
+    /// agent takes.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] for zero or over a year.
+    pub fn set_api_timeout(&self, timeout: Duration) -> Result<(), ConfigError> {
+        self.change(|s| s.api_timeout = Some(timeout))
+    }
+
+    /// Sets an IO stage's deadline per item; applies to the next item an
+    /// agent takes.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] for zero or over a year.
+    pub fn set_item_deadline(&self, deadline: Duration) -> Result<(), ConfigError> {
+        self.change(|s| s.item_deadline = Some(deadline))
+    }
+
+    /// Drops the stage's own settings (the channel capacity, fixed at
+    /// spawn, stays): it follows the defaults again.
+    pub fn follow_defaults(&self) {
+        let _ = self.change(|s| {
+            *s = StageSettings {
+                channel_capacity: s.channel_capacity,
+                ..StageSettings::default()
+            }
+        });
+    }
+
+    fn change(&self, change: impl FnOnce(&mut StageSettings)) -> Result<(), ConfigError> {
+        self.shared
+            .update_stage(Source::Setting, self.index, change)
+            .map(drop)
+    }
+
+    /// Agents or workers by hand: the controllers that would change them
+    /// hold off.
+    fn ratio(&self, change: impl FnOnce(&mut StageSettings)) -> Result<(), ConfigError> {
+        self.change(change)?;
+        let held = match &self.shared.stage_apis[self.index] {
+            Some(budget) => vec![Arc::clone(budget)],
+            None => self.shared.budgets(),
+        };
+        for budget in held {
+            budget.hold_controller("manual change of a stage");
+        }
+        Ok(())
     }
 }

@@ -1,11 +1,15 @@
-//! Runtime control: the live settings, the handle that changes them, the
-//! schedule, and the controller task that follows the schedule and runs the
-//! tuner.
+//! Runtime control: API budgets, the live settings of every stage, the
+//! handles that change them, the schedule, and the controller task that
+//! follows the schedule and runs each budget's tuner.
 
+pub(crate) mod budget;
 pub(crate) mod controller;
 mod handle;
 mod schedule;
+pub(crate) mod settings;
 pub(crate) mod shared;
 
-pub use handle::PipelineHandle;
+pub use budget::{Api, ApiHandle, ApiSettings};
+pub use handle::{PipelineHandle, StageHandle};
 pub use schedule::{MAX_UTC_OFFSET_MINUTES, Schedule, ScheduleError};
+pub use settings::StageSettings;

@@ -6,9 +6,10 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use super::budget::Budget;
+use super::settings::{Live, StageSettings};
 use crate::config::Config;
 use crate::error::{ConfigError, ErrorKind};
-use crate::preset::ratio;
 use crate::stats::counters::{Counter, StageStats};
 use crate::stats::latency::LatencyRecorder;
 use crate::stats::report::{Report, TunerDecision};
@@ -32,7 +33,15 @@ pub(crate) struct Ledger {
 
 #[derive(Debug)]
 pub(crate) struct Shared {
-    pub(crate) config: watch::Sender<Config>,
+    /// A number for this pipeline, unique in the process: the driver of a
+    /// budget's controller.
+    pub(crate) id: u64,
+    /// The live settings: defaults and per-stage overrides.
+    pub(crate) settings: watch::Sender<Live>,
+    /// Stage names, by index.
+    pub(crate) names: Vec<Arc<str>>,
+    /// The API budget of each stage, by index (`None` for CPU stages).
+    pub(crate) stage_apis: Vec<Option<Arc<Budget>>>,
     pub(crate) pool_threads: usize,
     pub(crate) shutdown: Shutdown,
     pub(crate) rt: tokio::runtime::Handle,
@@ -133,11 +142,20 @@ impl Authority {
 }
 
 impl Shared {
-    pub(crate) fn new(config: Config, rt: tokio::runtime::Handle) -> Arc<Self> {
+    pub(crate) fn new(
+        live: Live,
+        names: Vec<Arc<str>>,
+        stage_apis: Vec<Option<Arc<Budget>>>,
+        rt: tokio::runtime::Handle,
+    ) -> Arc<Self> {
+        static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         Arc::new(Shared {
-            pool_threads: config.pool_threads(),
-            in_flight: config.max_in_flight.map(Gate::new),
-            config: watch::Sender::new(config),
+            id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            pool_threads: live.defaults.pool_threads(),
+            in_flight: live.defaults.max_in_flight.map(Gate::new),
+            settings: watch::Sender::new(live),
+            names,
+            stage_apis,
             shutdown: Shutdown::default(),
             rt,
             started: Instant::now(),
@@ -183,24 +201,25 @@ impl Shared {
     pub(crate) fn update(
         &self,
         source: Source,
-        change: impl FnOnce(&mut Config),
+        change: impl FnOnce(&mut Live),
     ) -> Result<bool, ConfigError> {
         let mut authority = self.authority();
         if authority.held && matches!(source, Source::Schedule | Source::Tuner) {
             return Ok(false);
         }
-        let before = self.config.borrow().clone();
+        let before = self.settings.borrow().clone();
         let mut next = before.clone();
         change(&mut next);
-        next.validate()?;
-        if next.workers > self.pool_threads {
+        next.validate(&self.names, self.pool_threads)?;
+        let workers = next.defaults.workers;
+        if workers > self.pool_threads {
             return Err(ConfigError::new(
                 "workers",
                 "at most the pool's threads (max_workers, fixed at spawn)",
-                next.workers,
+                workers,
             ));
         }
-        match (&self.in_flight, next.max_in_flight) {
+        match (&self.in_flight, next.defaults.max_in_flight) {
             (Some(gate), Some(n)) => gate.resize(n),
             (None, None) => {}
             (_, n) => {
@@ -212,12 +231,52 @@ impl Shared {
             }
         }
         authority.note(source, ratio(&before) != ratio(&next));
-        self.config.send_replace(next);
+        self.settings.send_replace(next);
         Ok(true)
     }
 
+    /// [`update`](Self::update) of the pipeline-wide defaults.
+    pub(crate) fn update_defaults(
+        &self,
+        source: Source,
+        change: impl FnOnce(&mut Config),
+    ) -> Result<bool, ConfigError> {
+        self.update(source, |live| change(&mut live.defaults))
+    }
+
+    /// [`update`](Self::update) of stage `index`'s overrides.
+    pub(crate) fn update_stage(
+        &self,
+        source: Source,
+        index: usize,
+        change: impl FnOnce(&mut StageSettings),
+    ) -> Result<bool, ConfigError> {
+        self.update(source, |live| change(&mut live.stages[index]))
+    }
+
+    /// The pipeline-wide defaults now.
+    pub(crate) fn defaults(&self) -> Config {
+        self.settings.borrow().defaults.clone()
+    }
+
+    /// The index of the stage named `name`.
+    pub(crate) fn stage_index(&self, name: &str) -> Option<usize> {
+        self.names.iter().position(|n| &**n == name)
+    }
+
+    /// The distinct budgets of this pipeline's IO stages, in stage order.
+    pub(crate) fn budgets(&self) -> Vec<Arc<Budget>> {
+        let mut seen: Vec<Arc<Budget>> = Vec::new();
+        for b in self.stage_apis.iter().flatten() {
+            if !seen.iter().any(|s| Arc::ptr_eq(s, b)) {
+                seen.push(Arc::clone(b));
+            }
+        }
+        seen
+    }
+
     pub(crate) fn cancel(&self) {
-        let drain = self.config.borrow().drain_timeout;
+        let drain = self.settings.borrow().defaults.drain_timeout;
         self.shutdown.cancel(drain, &self.rt);
     }
 
@@ -235,4 +294,12 @@ impl Shared {
         }
         d.push_back(decision);
     }
+}
+
+/// The knobs a preset, a tuner and the handle contend for (agents, workers,
+/// batch sizes of every stage), as the numbers in force.
+fn ratio(live: &Live) -> Vec<usize> {
+    (0..live.stages.len())
+        .flat_map(|i| [live.agents(i), live.workers(i), live.items_per_batch(i)])
+        .collect()
 }

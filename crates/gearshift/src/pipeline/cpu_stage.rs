@@ -27,7 +27,7 @@ use tokio::time::Instant;
 
 use super::item::{Ended, EndedTx, Item, discard_after_panic, panic_message};
 use super::link::{BatchReceiver, Outlet, Unsent};
-use crate::config::Config;
+use crate::control::settings::Live;
 use crate::error::{ErrorKind, StageError};
 use crate::stats::counters::StageStats;
 use crate::sync::gate::{Gate, GatePermit};
@@ -45,6 +45,8 @@ pub(crate) type CpuFn<T, U> = Box<dyn Fn(T) -> Result<U, StageError> + Send + Sy
 
 /// Everything the batcher and the batches share.
 pub(crate) struct CpuCore<T, U> {
+    /// The stage's index in the pipeline.
+    pub(crate) index: usize,
     pub(crate) name: Arc<str>,
     pub(crate) f: CpuFn<T, U>,
     pub(crate) input: BatchReceiver<T>,
@@ -130,16 +132,19 @@ where
     pub(crate) async fn run(
         self: Arc<Self>,
         results: crossbeam_channel::Sender<Done<U>>,
-        mut config: watch::Receiver<Config>,
+        mut config: watch::Receiver<Live>,
     ) {
-        self.set_workers(config.borrow_and_update().workers);
+        self.set_workers(config.borrow_and_update().workers(self.index));
         // Items taken from the input and not yet queued for the pool: the
         // next batch, and what arrived beyond its size.
         let mut carry: Vec<Item<T>> = Vec::new();
         loop {
             let (most, wait) = {
-                let c = config.borrow();
-                (c.items_per_batch, c.batch_wait)
+                let live = config.borrow();
+                (
+                    live.items_per_batch(self.index),
+                    live.batch_wait(self.index),
+                )
             };
             let size = self.batch_size(most);
             if carry.is_empty() {
@@ -161,7 +166,7 @@ where
                     permit = self.slots.acquire() => break Some(permit),
                     changed = config.changed() => {
                         if changed.is_ok() {
-                            self.set_workers(config.borrow_and_update().workers);
+                            self.set_workers(config.borrow_and_update().workers(self.index));
                         }
                     }
                     _ = self.abort.triggered() => break None,
@@ -197,7 +202,7 @@ where
                 batch.iter_mut().for_each(|item| item.born = now);
             }
             if config.has_changed().unwrap_or(false) {
-                self.set_workers(config.borrow_and_update().workers);
+                self.set_workers(config.borrow_and_update().workers(self.index));
             }
             // The permit bounds the queue: at most `BATCHES_PER_WORKER x
             // workers` batches are queued, running, or waiting to be

@@ -32,7 +32,9 @@ use tracing::Instrument;
 
 use super::item::{Ended, EndedTx, Item, discard_after_panic, panic_message};
 use super::link::{self, Outlet};
-use crate::config::{Config, RetryPolicy};
+use crate::config::RetryPolicy;
+use crate::control::budget::Budget;
+use crate::control::settings::{CachedCalls, CallCell, Live};
 use crate::error::{ErrorKind, StageError};
 use crate::outcome::ItemId;
 use crate::stats::counters::{AgentStats, StageStats};
@@ -61,6 +63,8 @@ pub(crate) trait Unit<T, U>: Send + Sync + 'static {
 /// call (while its next item is ready and permits are free), and its last
 /// clock read. Everything is given back before the agent waits.
 pub(crate) struct Held<U> {
+    /// The stage's call settings, as of the agent's last item.
+    calls: CachedCalls,
     /// Items taken and not yet passed on or ended: failed if the agent panics.
     in_hand: Vec<ItemId>,
     outbox: Vec<Item<U>>,
@@ -77,6 +81,7 @@ const LATENCIES_HELD: usize = 64;
 impl<U> Held<U> {
     fn new() -> Self {
         Held {
+            calls: CachedCalls::default(),
             in_hand: Vec::new(),
             outbox: Vec::new(),
             latencies: Vec::with_capacity(LATENCIES_HELD),
@@ -134,16 +139,19 @@ pub(crate) struct IoCore<T, U> {
     pub(crate) ended: EndedTx,
     pub(crate) stats: Arc<StageStats>,
     pub(crate) roster: Arc<Roster>,
+    /// The API budget the stage draws on, and its gate, pause and rate
+    /// limit (shared with every stage that names the same API).
+    pub(crate) budget: Arc<Budget>,
     pub(crate) permits: Arc<Gate>,
-    pub(crate) pause: Pause,
-    pub(crate) rate: RateLimit,
+    pub(crate) pause: Arc<Pause>,
+    pub(crate) rate: Arc<RateLimit>,
     pub(crate) shrink: Notify,
     pub(crate) abort: Signal,
-    pub(crate) retry: RetryPolicy,
-    /// The longest pause a remote's `Retry-After` may impose.
-    pub(crate) max_pause: Duration,
-    pub(crate) api_timeout: Duration,
-    pub(crate) item_deadline: Option<Duration>,
+    /// The stage's resolved call settings (retry, timeouts, deadline,
+    /// longest pause), live; each agent keeps a copy.
+    pub(crate) calls: CallCell,
+    /// The stage's index in the pipeline.
+    pub(crate) index: usize,
     /// Whether this is the first stage: it starts each item's clock when it
     /// takes the item, so time queued behind the source is not counted.
     pub(crate) first: bool,
@@ -157,41 +165,82 @@ enum Exit {
     Panicked,
 }
 
-/// Runs the stage until its input is closed and drained: applies
-/// configuration changes (agents, permits, rate) and spawns agents.
+impl<T, U> IoCore<T, U> {
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        index: usize,
+        name: Arc<str>,
+        input: link::Receiver<Item<T>>,
+        output: Outlet<U>,
+        ended: EndedTx,
+        stats: Arc<StageStats>,
+        roster: Arc<Roster>,
+        budget: Arc<Budget>,
+        abort: Signal,
+        live: &Live,
+    ) -> Self {
+        IoCore {
+            name,
+            input,
+            output,
+            out_batch: AtomicUsize::new(live.items_per_batch(index)),
+            ended,
+            stats,
+            roster,
+            permits: Arc::clone(&budget.permits),
+            pause: Arc::clone(&budget.pause),
+            rate: Arc::clone(&budget.rate),
+            calls: CallCell::new(live.calls(index, &budget.settings())),
+            budget,
+            shrink: Notify::new(),
+            abort,
+            index,
+            first: index == 0,
+        }
+    }
+}
+
+/// Runs the stage until its input is closed and drained: applies changes of
+/// its settings (agents, batch size, call settings, from the pipeline's
+/// settings and its API budget's) and spawns agents.
 pub(crate) async fn supervise<T, U, W>(
     core: Arc<IoCore<T, U>>,
     unit: Arc<W>,
-    mut config: watch::Receiver<Config>,
+    mut settings: watch::Receiver<Live>,
 ) where
     T: Clone + Send + 'static,
     U: Send + 'static,
     W: Unit<T, U>,
 {
+    let mut api = core.budget.subscribe();
     let mut agents = JoinSet::new();
     let mut next_id = 0;
     let mut input_done = false;
-    let mut watching = true;
+    let (mut watching, mut watching_api) = (true, true);
+    let mut changed = true;
     loop {
-        if watching {
-            let c = config.borrow_and_update();
-            let target = c.total_agents();
+        if changed {
+            let live = settings.borrow_and_update();
+            let api = api.borrow_and_update();
+            let target = live.agents(core.index);
             let shrinking = target < core.roster.target();
             core.roster.set_target(target);
-            core.permits.resize(c.total_api_permits());
-            core.rate.set(c.rate_limit);
-            core.out_batch.store(c.items_per_batch, Ordering::Relaxed);
+            core.out_batch
+                .store(live.items_per_batch(core.index), Ordering::Relaxed);
+            core.calls.publish(live.calls(core.index, &api));
             if shrinking {
                 core.shrink.notify_waiters();
             }
         }
+        changed = false;
         while !input_done && core.roster.try_enlist() {
             let span = tracing::debug_span!("agent", stage = %core.name, agent = next_id);
             agents.spawn(agent(Arc::clone(&core), Arc::clone(&unit), next_id).instrument(span));
             next_id += 1;
         }
         tokio::select! {
-            changed = config.changed(), if watching => watching = changed.is_ok(),
+            c = settings.changed(), if watching => { watching = c.is_ok(); changed = true; }
+            c = api.changed(), if watching_api => { watching_api = c.is_ok(); changed = true; }
             joined = agents.join_next() => match joined {
                 Some(Ok(Exit::InputClosed)) => input_done = true,
                 Some(Ok(Exit::Retired | Exit::Panicked)) => {}
@@ -342,7 +391,9 @@ where
         let mut input = Some(input);
         let mut backoff = None;
         // Validated at most a year, so this only fails on a clock near its end.
-        let deadline = self.item_deadline.and_then(|d| held.now.checked_add(d));
+        self.calls.refresh(&mut held.calls);
+        let item_deadline = held.calls.settings.item_deadline;
+        let deadline = item_deadline.and_then(|d| held.now.checked_add(d));
         let mut attempt = 0;
         let mut last_error: Option<StageError> = None;
         loop {
@@ -359,8 +410,15 @@ where
             {
                 self.flush(held, agent).await;
             }
-            let interrupted =
-                |why, waiting_for| self.interrupted(why, waiting_for, attempt, last_error.as_ref());
+            let cut_short = |why, waiting_for| {
+                interrupted(
+                    why,
+                    waiting_for,
+                    item_deadline,
+                    attempt,
+                    last_error.as_ref(),
+                )
+            };
             let permit = match held.permit.take() {
                 Some(kept) if kept.still_ours() => CallPermit::Kept(kept),
                 kept => {
@@ -372,7 +430,7 @@ where
                             let permit = self
                                 .wait(self.permits.acquire_ref(), deadline)
                                 .await
-                                .map_err(|why| interrupted(why, "an API permit"))?;
+                                .map_err(|why| cut_short(why, "an API permit"))?;
                             held.now = Instant::now();
                             CallPermit::Taken(permit)
                         }
@@ -385,7 +443,7 @@ where
                 if let (Some(until), Some(d)) = (self.pause.until(), deadline)
                     && until >= d
                 {
-                    return Err(interrupted(Interrupted::Deadline, "the remote's pause"));
+                    return Err(cut_short(Interrupted::Deadline, "the remote's pause"));
                 }
                 self.flush(held, agent).await;
                 let paced = async {
@@ -395,15 +453,17 @@ where
                 };
                 self.wait(paced, deadline)
                     .await
-                    .map_err(|why| interrupted(why, "the remote's pause or the rate limit"))?;
+                    .map_err(|why| cut_short(why, "the remote's pause or the rate limit"))?;
                 held.now = Instant::now();
             }
             attempt += 1;
-            let last = attempt >= self.retry.max_attempts;
+            let last = attempt >= held.calls.settings.retry.max_attempts;
             let started = held.now;
             let timeout = match deadline {
-                Some(d) => self.api_timeout.min(d.saturating_duration_since(started)),
-                None => self.api_timeout,
+                Some(d) => {
+                    (held.calls.settings.api_timeout).min(d.saturating_duration_since(started))
+                }
+                None => held.calls.settings.api_timeout,
             };
             let arg = if last { input.take() } else { input.clone() }
                 .expect("input is kept until the last attempt");
@@ -460,14 +520,15 @@ where
             agent.errors.add(1);
             self.stats.record_error(error.kind());
             if let Some(asked) = error.retry_after() {
-                self.pause_for(asked);
+                self.pause_for(asked, held.calls.settings.max_pause);
             }
-            if last || !self.retry.should_retry(&error) {
+            let retry = &held.calls.settings.retry;
+            if last || !retry.should_retry(&error) {
                 tracing::debug!(stage = %self.name, attempts = attempt, error = %error, "giving up on item");
                 return Err(CallError::Failed(error, attempt));
             }
-            let backoff = backoff.get_or_insert_with(|| self.backoff());
-            let delay = backoff.next().unwrap_or(self.retry.max_backoff);
+            let backoff = backoff.get_or_insert_with(|| backoff_of(retry));
+            let delay = backoff.next().unwrap_or(retry.max_backoff);
             // No retry that could not start before the deadline.
             let retry_at = Instant::now().checked_add(delay);
             if let Some(d) = deadline
@@ -485,8 +546,15 @@ where
                 Some(at) => self.wait(tokio::time::sleep_until(at), deadline).await,
                 None => self.wait(std::future::pending::<()>(), deadline).await,
             };
-            slept
-                .map_err(|why| self.interrupted(why, "a backoff", attempt, last_error.as_ref()))?;
+            slept.map_err(|why| {
+                interrupted(
+                    why,
+                    "a backoff",
+                    item_deadline,
+                    attempt,
+                    last_error.as_ref(),
+                )
+            })?;
             held.now = Instant::now();
         }
     }
@@ -512,33 +580,11 @@ where
         }
     }
 
-    /// The outcome of a call whose wait was cut short: cancelled on an
-    /// abort, failed as a timeout (naming the wait and the last error) when
-    /// the item's deadline passed.
-    fn interrupted(
-        &self,
-        why: Interrupted,
-        waiting_for: &str,
-        attempts: u32,
-        last_error: Option<&StageError>,
-    ) -> CallError {
-        if let Interrupted::Aborted = why {
-            return CallError::Cancelled;
-        }
-        let limit = self.item_deadline.unwrap_or_default();
-        let mut msg = format!("item deadline of {limit:?} passed while waiting for {waiting_for}");
-        if let Some(e) = last_error {
-            msg.push_str(&format!(" (last error: {e})"));
-        }
-        tracing::debug!(stage = %self.name, attempts, error = %msg, "giving up on item");
-        CallError::Failed(StageError::msg(ErrorKind::Timeout, msg), attempts)
-    }
-
     /// Pauses every agent of the stage for what the remote asked, cut to
     /// `max_pause`: a header is outside input, and an absurd one must not
     /// stall the stage for ever.
-    fn pause_for(&self, asked: Duration) {
-        let pause = asked.min(self.max_pause);
+    fn pause_for(&self, asked: Duration, max_pause: Duration) {
+        let pause = asked.min(max_pause);
         if pause < asked {
             tracing::info!(stage = %self.name, asked_s = asked.as_secs(), max_pause_s = pause.as_secs(), "remote asked for a pause longer than max_pause; cut to max_pause");
         }
@@ -555,19 +601,6 @@ where
             self.stats
                 .latency
                 .record_all(agent.id, held.latencies.drain(..));
-        }
-    }
-
-    /// The retry delays, built only once an attempt has failed.
-    fn backoff(&self) -> backon::ExponentialBackoff {
-        let backoff = backon::ExponentialBuilder::default()
-            .with_min_delay(self.retry.initial_backoff)
-            .with_max_delay(self.retry.max_backoff)
-            .with_max_times(self.retry.max_attempts as usize);
-        if self.retry.jitter {
-            backoff.with_jitter().build()
-        } else {
-            backoff.build()
         }
     }
 
@@ -772,4 +805,39 @@ where
             }
         }
     }
+}
+
+/// The retry delays of `retry`, built only once an attempt has failed.
+fn backoff_of(retry: &RetryPolicy) -> backon::ExponentialBackoff {
+    let backoff = backon::ExponentialBuilder::default()
+        .with_min_delay(retry.initial_backoff)
+        .with_max_delay(retry.max_backoff)
+        .with_max_times(retry.max_attempts as usize);
+    if retry.jitter {
+        backoff.with_jitter().build()
+    } else {
+        backoff.build()
+    }
+}
+
+/// The outcome of a call whose wait was cut short: cancelled on an
+/// abort, failed as a timeout (naming the wait and the last error) when
+/// the item's deadline passed.
+fn interrupted(
+    why: Interrupted,
+    waiting_for: &str,
+    item_deadline: Option<Duration>,
+    attempts: u32,
+    last_error: Option<&StageError>,
+) -> CallError {
+    if let Interrupted::Aborted = why {
+        return CallError::Cancelled;
+    }
+    let limit = item_deadline.unwrap_or_default();
+    let mut msg = format!("item deadline of {limit:?} passed while waiting for {waiting_for}");
+    if let Some(e) = last_error {
+        msg.push_str(&format!(" (last error: {e})"));
+    }
+    tracing::debug!(attempts, error = %msg, "giving up on item");
+    CallError::Failed(StageError::msg(ErrorKind::Timeout, msg), attempts)
 }

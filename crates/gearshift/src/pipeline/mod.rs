@@ -7,7 +7,9 @@ mod io_stage;
 pub(crate) mod item;
 mod link;
 mod outcomes;
+mod per_stage;
 mod source;
+mod start;
 
 use std::future::Future;
 use std::marker::PhantomData;
@@ -18,37 +20,33 @@ use futures::StreamExt;
 use futures::stream::Stream;
 use tokio::sync::Semaphore;
 
-use self::collector::{Collector, Outputs};
 use self::cpu_stage::CpuCore;
 use self::io_stage::{Batched, IoCore, Single, Unit};
-use self::item::{EndedTx, ended_channel};
-use self::link::{BatchReceiver, Outlet, batch_channel};
+use self::item::EndedTx;
+use self::link::{Outlet, batch_channel};
 use self::source::{Source, SourceTask};
-use crate::config::{Config, Order};
-use crate::control::controller::Controller;
+use crate::config::Config;
+use crate::control::Schedule;
+use crate::control::budget::Api;
+use crate::control::settings::{Live, StageSettings};
 use crate::control::shared::Shared;
-use crate::control::{PipelineHandle, Schedule};
 use crate::error::{BuildError, StageError};
 use crate::outcome::{Failure, Outcome};
-use crate::preset::{Preset, ratio};
+use crate::preset::Preset;
 use crate::stats::counters::{Capacity, QueueLen, StageKind, StageStats};
-use crate::stats::report::Report;
 use crate::sync::gate::Gate;
-use crate::sync::pause::Pause;
-use crate::sync::rate::RateLimit;
 use crate::sync::roster::Roster;
-use crate::tuner::Tuner;
 
 pub use outcomes::Outcomes;
 
 /// What is needed to start the stages, built at `spawn`.
 struct Ctx {
     shared: Arc<Shared>,
-    config: Config,
+    /// The settings at spawn (stages follow live changes through `shared`).
+    live: Live,
     ended: EndedTx,
     pool: Option<Arc<rayon::ThreadPool>>,
     window: Option<Arc<Semaphore>>,
-    names: Vec<Arc<str>>,
 }
 
 impl Ctx {
@@ -57,7 +55,7 @@ impl Ctx {
             return Ok(Arc::clone(pool));
         }
         let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(self.config.pool_threads())
+            .num_threads(self.live.defaults.pool_threads())
             .thread_name(|i| format!("gearshift-worker-{i}"))
             .build()
             .map_err(|e| BuildError::Pool(e.to_string()))?;
@@ -97,8 +95,11 @@ type Build<T> = Box<dyn FnOnce(&mut Ctx, Outlet<T>) -> Result<(), BuildError> + 
 /// keeps a [`preset`](Self::preset) given earlier, applied again on top
 /// (logged at info). [`configure`](Self::configure) changes made before a
 /// `config` are replaced with the rest of the old configuration (logged at
-/// info). Once running, [`PipelineHandle`] documents who wins between the
-/// handle, a [`Schedule`] and a [`Tuner`].
+/// info). Settings of one stage (set right after it: [`agents`](Self::agents),
+/// [`workers`](Self::workers), [`api`](Self::api) ...) win over the
+/// pipeline-wide defaults that `config` and `preset` set. Once running,
+/// [`PipelineHandle`](crate::PipelineHandle) documents who wins between the handle, a [`Schedule`]
+/// and a budget's [`Tuner`](crate::Tuner).
 ///
 /// # Examples
 ///
@@ -123,13 +124,23 @@ pub struct Pipeline<T, O = ToCaller> {
     /// Whether `configure` changed the configuration since it was last set.
     edited: bool,
     build: Build<T>,
-    names: Vec<String>,
-    tuner: Option<Box<dyn Tuner>>,
+    stages: Vec<StagePlan>,
+    /// The first misuse of a per-stage setting, reported by `spawn`.
+    misuse: Option<BuildError>,
     schedule: Option<Schedule>,
     /// Set only by `sink`, which makes the pipeline a `Pipeline<T, ToSink>`.
     sink: Option<Box<dyn FnMut(Outcome<T>) + Send>>,
     dead_letter: Option<Box<dyn FnMut(Failure) + Send>>,
     output: PhantomData<fn() -> O>,
+}
+
+/// A stage as the builder knows it: its name, its settings and its budget.
+#[derive(Debug)]
+struct StagePlan {
+    name: String,
+    kind: StageKind,
+    settings: StageSettings,
+    api: Option<Api>,
 }
 
 /// Where a [`Pipeline`]'s outcomes go: back to the caller, through
@@ -149,8 +160,7 @@ impl<T, O> std::fmt::Debug for Pipeline<T, O> {
         f.debug_struct("Pipeline")
             .field("config", &self.config)
             .field("preset", &self.preset)
-            .field("stages", &self.names)
-            .field("tuner", &self.tuner.as_ref().map(|t| t.name().to_owned()))
+            .field("stages", &self.stages)
             .field("schedule", &self.schedule)
             .field("sink", &self.sink.is_some())
             .finish_non_exhaustive()
@@ -219,7 +229,7 @@ impl<T: Send + 'static> Pipeline<T> {
                 let task = SourceTask {
                     source,
                     tx,
-                    batch: ctx.config.items_per_batch,
+                    batch: ctx.live.defaults.items_per_batch,
                     ended: ctx.ended.clone(),
                     stop: ctx.shared.shutdown.stop.clone(),
                     window: ctx.window.clone(),
@@ -232,8 +242,8 @@ impl<T: Send + 'static> Pipeline<T> {
                 ));
                 Ok(())
             }),
-            names: Vec::new(),
-            tuner: None,
+            stages: Vec::new(),
+            misuse: None,
             schedule: None,
             sink: None,
             dead_letter: None,
@@ -259,9 +269,9 @@ impl<T: Send + 'static, O> Pipeline<T, O> {
         self.config = config;
         self.edited = false;
         if let Some(preset) = self.preset {
-            let before = ratio(&self.config);
+            let before = preset_knobs(&self.config);
             preset.apply_to(&mut self.config);
-            if before != ratio(&self.config) {
+            if before != preset_knobs(&self.config) {
                 tracing::info!(
                     %preset,
                     "the preset given earlier overrides the ratio of the configuration given to config(..)"
@@ -288,21 +298,6 @@ impl<T: Send + 'static, O> Pipeline<T, O> {
         self
     }
 
-    /// Names the last stage added (in stats, logs and failures). By default,
-    /// stages are named `io-N` and `cpu-N` by position.
-    pub fn named(mut self, name: impl Into<String>) -> Self {
-        if let Some(last) = self.names.last_mut() {
-            *last = name.into();
-        }
-        self
-    }
-
-    /// Lets a tuner change the ratio while items flow. By default, none.
-    pub fn tuner(mut self, tuner: impl Tuner) -> Self {
-        self.tuner = Some(Box::new(tuner));
-        self
-    }
-
     /// Switches presets on a schedule. By default, none.
     pub fn schedule(mut self, schedule: Schedule) -> Self {
         self.schedule = Some(schedule);
@@ -313,51 +308,6 @@ impl<T: Send + 'static, O> Pipeline<T, O> {
     pub fn dead_letter(mut self, sink: impl FnMut(Failure) + Send + 'static) -> Self {
         self.dead_letter = Some(Box::new(sink));
         self
-    }
-
-    /// Starts the pipeline on the current tokio runtime. Outcomes go to the
-    /// sink if one was set, else they are counted and dropped.
-    ///
-    /// Dropping every handle does not stop the pipeline: it runs to the end
-    /// (use [`PipelineHandle::cancel`] to stop it).
-    ///
-    /// # Errors
-    ///
-    /// [`BuildError`] for a bad configuration, no runtime, or no rayon pool.
-    pub fn spawn(self) -> Result<PipelineHandle, BuildError> {
-        self.start(None)
-    }
-
-    /// Runs the pipeline to the end and returns its report.
-    ///
-    /// # Errors
-    ///
-    /// As for [`spawn`](Self::spawn).
-    pub async fn run(self) -> Result<Report, BuildError> {
-        Ok(self.spawn()?.join().await)
-    }
-
-    /// Runs the pipeline to the end on a runtime of its own, for code that
-    /// is not async.
-    ///
-    /// # Errors
-    ///
-    /// As for [`spawn`](Self::spawn); [`BuildError::InsideRuntime`] when
-    /// called inside a tokio runtime, from a task or one of its blocking
-    /// threads (await [`run`](Self::run) there instead), and
-    /// [`BuildError::Pool`] if the runtime cannot start.
-    pub fn run_blocking(self) -> Result<Report, BuildError> {
-        // Starting a runtime inside another panics in tokio: refuse first.
-        if tokio::runtime::Handle::try_current().is_ok() {
-            return Err(BuildError::InsideRuntime);
-        }
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(self.config.cores.clamp(1, 64))
-            .thread_name("gearshift-io")
-            .enable_all()
-            .build()
-            .map_err(|e| BuildError::Pool(format!("could not start a tokio runtime: {e}")))?;
-        rt.block_on(self.run())
     }
 }
 
@@ -388,8 +338,8 @@ impl<T: Send + 'static> Pipeline<T> {
             preset: self.preset,
             edited: self.edited,
             build: self.build,
-            names: self.names,
-            tuner: self.tuner,
+            stages: self.stages,
+            misuse: self.misuse,
             schedule: self.schedule,
             sink: Some(Box::new(sink)),
             dead_letter: self.dead_letter,
@@ -436,49 +386,46 @@ impl<T: Send + 'static> Pipeline<T> {
         U: Send + 'static,
         W: Unit<T, U>,
     {
-        let index = self.names.len();
-        self.then(format!("io-{index}"), move |ctx, upstream, output| {
-            let (tx, input) = link::bounded(ctx.config.channel_capacity);
+        let index = self.stages.len();
+        self.then(StageKind::Io, move |ctx, upstream, output| {
+            let live = &ctx.live;
+            let capacity = live.channel_capacity(index);
+            let (tx, input) = link::bounded(capacity);
             upstream(ctx, Outlet::Items(tx))?;
-            let c = &ctx.config;
-            let name = Arc::clone(&ctx.names[index]);
-            let roster = Arc::new(Roster::new(c.total_agents()));
-            let permits = Gate::new(c.total_api_permits());
+            let live = &ctx.live;
+            let name = Arc::clone(&ctx.shared.names[index]);
+            let budget = ctx.shared.stage_apis[index]
+                .clone()
+                .expect("an IO stage has a budget");
+            let roster = Arc::new(Roster::new(live.agents(index)));
             let queue = input.watcher();
             let stats = Arc::new(StageStats::new(
                 Arc::clone(&name),
                 StageKind::Io,
                 Capacity::Io {
                     roster: Arc::clone(&roster),
-                    permits: Arc::clone(&permits),
+                    permits: Arc::clone(&budget.permits),
                 },
                 QueueLen(Box::new(move || queue.len())),
-                c.channel_capacity,
-                c.cores,
+                capacity,
+                live.defaults.cores,
             ));
             ctx.register(&stats);
-            let core = Arc::new(IoCore {
-                name: Arc::clone(&name),
+            let core = Arc::new(IoCore::new(
+                index,
+                name,
                 input,
                 output,
-                out_batch: AtomicUsize::new(c.items_per_batch),
-                ended: ctx.ended.clone(),
+                ctx.ended.clone(),
                 stats,
                 roster,
-                permits,
-                pause: Pause::new(),
-                rate: RateLimit::new(c.rate_limit),
-                shrink: tokio::sync::Notify::new(),
-                abort: ctx.shared.shutdown.abort.clone(),
-                retry: c.retry.clone(),
-                max_pause: c.max_pause,
-                api_timeout: c.api_timeout,
-                item_deadline: c.item_deadline,
-                first: index == 0,
-            });
-            let span = tracing::info_span!("stage", stage = %name, kind = "io");
+                budget,
+                ctx.shared.shutdown.abort.clone(),
+                live,
+            ));
+            let span = tracing::info_span!("stage", stage = %core.name, kind = "io");
             let supervisor =
-                io_stage::supervise(core, Arc::new(unit), ctx.shared.config.subscribe());
+                io_stage::supervise(core, Arc::new(unit), ctx.shared.settings.subscribe());
             tokio::spawn(tracing::Instrument::instrument(supervisor, span));
             Ok(())
         })
@@ -502,16 +449,18 @@ impl<T: Send + 'static> Pipeline<T> {
         F: Fn(T) -> Result<U, E> + Send + Sync + 'static,
         E: Into<StageError>,
     {
-        let index = self.names.len();
-        self.then(format!("cpu-{index}"), move |ctx, upstream, output| {
-            let (tx, input) = batch_channel(ctx.config.channel_capacity);
+        let index = self.stages.len();
+        self.then(StageKind::Cpu, move |ctx, upstream, output| {
+            let capacity = ctx.live.channel_capacity(index);
+            let (tx, input) = batch_channel(capacity);
             upstream(ctx, Outlet::Batches(tx))?;
             let pool = ctx.pool()?;
-            let c = &ctx.config;
+            let live = &ctx.live;
             let output = Arc::new(output);
-            let name = Arc::clone(&ctx.names[index]);
-            let slots = Gate::new(c.workers * cpu_stage::BATCHES_PER_WORKER);
-            let workers = Arc::new(AtomicUsize::new(c.workers));
+            let name = Arc::clone(&ctx.shared.names[index]);
+            let workers = live.workers(index);
+            let slots = Gate::new(workers * cpu_stage::BATCHES_PER_WORKER);
+            let workers = Arc::new(AtomicUsize::new(workers));
             let queue = input.watcher();
             let stats = Arc::new(StageStats::new(
                 Arc::clone(&name),
@@ -521,8 +470,8 @@ impl<T: Send + 'static> Pipeline<T> {
                     workers: Arc::clone(&workers),
                 },
                 QueueLen(Box::new(move || queue.len())),
-                c.channel_capacity,
-                c.cores,
+                capacity,
+                live.defaults.cores,
             ));
             ctx.register(&stats);
             let results = cpu_stage::spawn_forwarder(
@@ -533,6 +482,7 @@ impl<T: Send + 'static> Pipeline<T> {
             )
             .map_err(|e| BuildError::Pool(format!("could not start a forwarder thread: {e}")))?;
             let core = Arc::new(CpuCore {
+                index,
                 name: Arc::clone(&name),
                 f: Box::new(move |x| f(x).map_err(Into::into)),
                 input,
@@ -549,7 +499,7 @@ impl<T: Send + 'static> Pipeline<T> {
                 first: index == 0,
             });
             let span = tracing::info_span!("stage", stage = %name, kind = "cpu");
-            let batcher = core.run(results, ctx.shared.config.subscribe());
+            let batcher = core.run(results, ctx.shared.settings.subscribe());
             tokio::spawn(tracing::Instrument::instrument(batcher, span));
             Ok(())
         })
@@ -557,7 +507,7 @@ impl<T: Send + 'static> Pipeline<T> {
 
     fn then<U: Send + 'static>(
         self,
-        name: String,
+        kind: StageKind,
         stage: impl FnOnce(&mut Ctx, Build<T>, Outlet<U>) -> Result<(), BuildError> + Send + 'static,
     ) -> Pipeline<U> {
         let Pipeline {
@@ -565,139 +515,39 @@ impl<T: Send + 'static> Pipeline<T> {
             preset,
             edited,
             build,
-            mut names,
-            tuner,
+            mut stages,
+            misuse,
             schedule,
             sink: _, // always `None` for a `Pipeline<T, ToCaller>`
             dead_letter,
             output: _,
         } = self;
-        names.push(name);
+        let prefix = match kind {
+            StageKind::Io => "io",
+            StageKind::Cpu => "cpu",
+        };
+        stages.push(StagePlan {
+            name: format!("{prefix}-{}", stages.len()),
+            kind,
+            settings: StageSettings::default(),
+            api: None,
+        });
         Pipeline {
             config,
             preset,
             edited,
             build: Box::new(move |ctx, output| stage(ctx, build, output)),
-            names,
-            tuner,
+            stages,
+            misuse,
             schedule,
             sink: None,
             dead_letter,
             output: PhantomData,
         }
     }
-
-    /// Starts the pipeline and returns its outcomes as a stream.
-    ///
-    /// # Errors
-    ///
-    /// As for [`spawn`](Pipeline::spawn).
-    pub fn spawn_stream(self) -> Result<(PipelineHandle, Outcomes<T>), BuildError> {
-        // The stream's capacity comes from the configuration: check it first.
-        self.config.validate()?;
-        let (tx, rx) = link::bounded(self.config.channel_capacity);
-        let handle = self.start(Some(tx))?;
-        Ok((handle, Outcomes::new(rx)))
-    }
-
-    /// Runs the pipeline to the end and returns every outcome and the report.
-    ///
-    /// # Errors
-    ///
-    /// As for [`spawn`](Pipeline::spawn).
-    pub async fn collect(self) -> Result<(Vec<Outcome<T>>, Report), BuildError> {
-        let (handle, outcomes) = self.spawn_stream()?;
-        let outcomes = outcomes.collect().await;
-        Ok((outcomes, handle.join().await))
-    }
 }
 
-impl<T: Send + 'static, O> Pipeline<T, O> {
-    /// Starts every stage; outcomes go to the sink if one was set, else to
-    /// `outcomes` if given, else they are counted and dropped.
-    fn start(
-        self,
-        outcomes: Option<link::Sender<Outcome<T>>>,
-    ) -> Result<PipelineHandle, BuildError> {
-        self.config.validate()?;
-        let rt = tokio::runtime::Handle::try_current().map_err(|_| BuildError::NoRuntime)?;
-        let shared = Shared::new(self.config.clone(), rt);
-        let (ended_tx, ended_rx) = ended_channel();
-        let window = match self.config.order {
-            Order::Ordered { window } => Some(Arc::new(Semaphore::new(window))),
-            Order::Unordered => None,
-        };
-        let mut ctx = Ctx {
-            shared: Arc::clone(&shared),
-            config: self.config.clone(),
-            ended: ended_tx,
-            pool: None,
-            window: window.clone(),
-            names: self.names.iter().map(|n| Arc::from(n.as_str())).collect(),
-        };
-        let (tx, main): (_, BatchReceiver<T>) = batch_channel(self.config.channel_capacity);
-        (self.build)(&mut ctx, Outlet::Batches(tx))?;
-        let Ctx { pool, .. } = ctx; // drops the last spare ended-items sender
-        let capacity = self.config.channel_capacity;
-        let mut outputs = Outputs {
-            outcomes,
-            dead_letter: None,
-            threads: Vec::new(),
-        };
-        if let Some(sink) = self.sink {
-            let (tx, rx) = link::bounded::<Outcome<T>>(capacity);
-            outputs.outcomes = Some(tx);
-            outputs
-                .threads
-                .push(spawn_sink("gearshift-sink", rx, sink)?);
-        }
-        if let Some(dead) = self.dead_letter {
-            let (tx, rx) = link::bounded::<Failure>(capacity);
-            outputs.dead_letter = Some(tx);
-            outputs
-                .threads
-                .push(spawn_sink("gearshift-dead-letter", rx, dead)?);
-        }
-        let collector = Collector {
-            shared: Arc::clone(&shared),
-            main,
-            ended: ended_rx,
-            outputs,
-            window,
-            on_error: self.config.on_error,
-            pool,
-        };
-        tokio::spawn(collector.run());
-        shared.set_automatic(self.schedule.is_some(), self.tuner.is_some());
-        let controller = Controller {
-            shared: Arc::clone(&shared),
-            tuner: self.tuner,
-            schedule: self.schedule,
-        };
-        tokio::spawn(controller.run());
-        tracing::info!(
-            stages = ?self.names,
-            agents = self.config.total_agents(),
-            api_permits = self.config.total_api_permits(),
-            workers = self.config.workers,
-            items_per_batch = self.config.items_per_batch,
-            "pipeline started"
-        );
-        Ok(PipelineHandle::new(shared))
-    }
-}
-
-fn spawn_sink<X: Send + 'static>(
-    name: &str,
-    rx: link::Receiver<X>,
-    mut f: impl FnMut(X) + Send + 'static,
-) -> Result<std::thread::JoinHandle<()>, BuildError> {
-    std::thread::Builder::new()
-        .name(name.to_owned())
-        .spawn(move || {
-            while let Ok(x) = rx.recv_blocking() {
-                f(x);
-            }
-        })
-        .map_err(|e| BuildError::Pool(format!("could not start a sink thread: {e}")))
+/// The knobs a preset sets, to tell whether applying one changed anything.
+fn preset_knobs(c: &Config) -> (usize, usize, usize) {
+    (c.total_agents(), c.workers, c.items_per_batch)
 }

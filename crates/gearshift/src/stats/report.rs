@@ -345,7 +345,16 @@ mod tests {
 
     #[tokio::test]
     async fn a_finished_report_states_items_without_an_outcome() {
-        let shared = Shared::new(Config::default(), tokio::runtime::Handle::current());
+        let live = crate::control::settings::Live {
+            defaults: Config::default(),
+            stages: Vec::new(),
+        };
+        let shared = Shared::new(
+            live,
+            Vec::new(),
+            Vec::new(),
+            tokio::runtime::Handle::current(),
+        );
         shared.ledger.taken.add(20);
         shared.ledger.ok.add(12);
         shared.ledger.cancelled.add(3);

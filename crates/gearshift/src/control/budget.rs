@@ -1,0 +1,462 @@
+//! [`Api`]: one budget per remote API, shared by every stage that calls it.
+//!
+//! A budget holds what belongs to the API rather than to a stage: the limit
+//! on calls in flight (a resizable gate), an optional rate limit, the
+//! `Retry-After` pause (a 429 seen by one stage pauses every stage that
+//! draws on the budget), the defaults of the call settings (timeout per
+//! attempt, retry policy, deadline per item), and a slot for its own
+//! controller (a [`Tuner`]). Stages of one pipeline or of several pipelines
+//! in one process share a budget by naming the same [`Api`].
+//!
+//! The budget is also the seam where a cluster-wide budget plugs in: a
+//! remote lease only has to resize the local limit with
+//! [`ApiHandle::set_max_in_flight`]; nothing else in gearshift changes.
+
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use crate::config::{
+    DEFAULT_MAX_PAUSE, MAX_CONCURRENCY, MAX_RATE_LIMIT, MIN_RATE_LIMIT, RetryPolicy, check_count,
+    check_duration, expected,
+};
+use crate::error::ConfigError;
+use crate::sync::gate::Gate;
+use crate::sync::pause::Pause;
+use crate::sync::rate::RateLimit;
+use crate::tuner::Tuner;
+
+/// A remote API's budget: limits, pause, call defaults and controller,
+/// shared by every stage that names it with
+/// [`Pipeline::api`](crate::Pipeline::api). Cheap to clone: clones are the
+/// same budget.
+///
+/// A stage that names no API gets a budget of its own, named after the
+/// stage, with no limit beyond the stage's agents.
+///
+/// # Examples
+///
+/// ```
+/// use gearshift::{Api, Pipeline, RetryPolicy, StageError};
+///
+/// # #[tokio::main] async fn main() -> Result<(), gearshift::BuildError> {
+/// let search = Api::new("search").max_in_flight(64).rate_limit(200.0);
+/// let store = Api::new("store").max_in_flight(8).retry(RetryPolicy::attempts(5));
+/// let report = Pipeline::from_iter(0..100u64)
+///     .io(|id| async move { Ok::<_, StageError>(id) }).named("fetch").api(&search)
+///     .cpu(|x| x * 2).named("parse")
+///     .io(|x| async move { Ok::<_, StageError>(x + 1) }).named("enrich").api(&search)
+///     .io(|x| async move { Ok::<_, StageError>(x) }).named("upload").api(&store)
+///     .run()
+///     .await?;
+/// assert_eq!(report.ok, 100);
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Api {
+    pub(crate) budget: Arc<Budget>,
+}
+
+/// An API budget's settings. `None` call settings fall back to the
+/// pipeline's defaults, and a stage's own override wins over both.
+#[derive(Debug, Clone)]
+pub struct ApiSettings {
+    /// Most calls in flight at once, over every stage drawing on the
+    /// budget, at most [`MAX_CONCURRENCY`]. Live. By default, no limit
+    /// beyond the stages' agents.
+    pub max_in_flight: Option<usize>,
+    /// Most calls started per second, between [`MIN_RATE_LIMIT`] and
+    /// [`MAX_RATE_LIMIT`]; a live change reaches calls already waiting for
+    /// their turn. By default, no limit.
+    pub rate_limit: Option<f64>,
+    /// The longest pause a `Retry-After` may impose on the budget; longer
+    /// ones are cut to it and logged. Live. By default, 5 minutes.
+    pub max_pause: Duration,
+    /// The retry policy of calls to this API. Live. By default, the
+    /// pipeline's.
+    pub retry: Option<RetryPolicy>,
+    /// The timeout of one attempt. Live. By default, the pipeline's
+    /// `api_timeout`.
+    pub timeout: Option<Duration>,
+    /// The deadline of an item at a stage, retries and waits included.
+    /// Live. By default, the pipeline's `item_deadline`.
+    pub item_deadline: Option<Duration>,
+}
+
+/// Live control of one API budget, from
+/// [`PipelineHandle::api`](crate::PipelineHandle::api) or [`Api::handle`].
+///
+/// A manual change of the limits pauses the budget's controller (if it has
+/// one) until [`resume_controller`](Self::resume_controller), so the
+/// controller does not undo it; the pause is logged at info.
+#[derive(Clone)]
+pub struct ApiHandle {
+    budget: Arc<Budget>,
+}
+
+/// The shared state behind an [`Api`].
+pub(crate) struct Budget {
+    pub(crate) name: Arc<str>,
+    settings: watch::Sender<ApiSettings>,
+    pub(crate) permits: Arc<Gate>,
+    pub(crate) pause: Arc<Pause>,
+    pub(crate) rate: Arc<RateLimit>,
+    /// The budget's controller; driven by one pipeline at a time.
+    tuner: Mutex<Option<Box<dyn Tuner>>>,
+    /// Whether a manual change holds the controller off.
+    held: AtomicBool,
+    /// The pipeline that drives the controller (0: none).
+    driver: AtomicU64,
+    /// Whether the budget was made for a stage that named no API.
+    pub(crate) implicit: bool,
+}
+
+impl Default for ApiSettings {
+    fn default() -> Self {
+        ApiSettings {
+            max_in_flight: None,
+            rate_limit: None,
+            max_pause: DEFAULT_MAX_PAUSE,
+            retry: None,
+            timeout: None,
+            item_deadline: None,
+        }
+    }
+}
+
+impl ApiSettings {
+    /// Checks every field; the error names the API and the field.
+    pub fn validate(&self, api: &str) -> Result<(), ConfigError> {
+        let check = || -> Result<(), ConfigError> {
+            if let Some(n) = self.max_in_flight {
+                check_count!("max_in_flight", n, MAX_CONCURRENCY)?;
+            }
+            if let Some(r) = self.rate_limit
+                && !(MIN_RATE_LIMIT..=MAX_RATE_LIMIT).contains(&r)
+            {
+                return Err(ConfigError::new(
+                    "rate_limit",
+                    expected!(
+                        "a finite number of calls per second between {MIN_RATE_LIMIT:e} and {MAX_RATE_LIMIT:e}"
+                    ),
+                    r,
+                ));
+            }
+            check_duration("max_pause", self.max_pause, false)?;
+            if let Some(r) = &self.retry {
+                r.validate()?;
+            }
+            if let Some(d) = self.timeout {
+                check_duration("timeout", d, false)?;
+            }
+            if let Some(d) = self.item_deadline {
+                check_duration("item_deadline", d, false)?;
+            }
+            Ok(())
+        };
+        check().map_err(|e| e.within(format!("api {api}")))
+    }
+
+    /// The size of the gate: the limit, or no limit beyond the agents.
+    fn gate_size(&self) -> usize {
+        self.max_in_flight.unwrap_or(MAX_CONCURRENCY)
+    }
+}
+
+impl Api {
+    /// A budget named `name` (in reports, logs and
+    /// [`PipelineHandle::api`](crate::PipelineHandle::api)), with no limit
+    /// and the pipeline's call settings.
+    pub fn new(name: impl Into<String>) -> Api {
+        Api {
+            budget: Budget::new(name.into(), false),
+        }
+    }
+
+    /// Sets the most calls in flight at once, over every stage drawing on
+    /// the budget. Checked when a pipeline using it spawns. By default, no
+    /// limit beyond the stages' agents.
+    pub fn max_in_flight(self, calls: usize) -> Self {
+        self.edit(|s| s.max_in_flight = Some(calls))
+    }
+
+    /// Sets the most calls started per second. By default, no limit.
+    pub fn rate_limit(self, per_second: f64) -> Self {
+        self.edit(|s| s.rate_limit = Some(per_second))
+    }
+
+    /// Sets the longest pause a `Retry-After` may impose. By default, 5
+    /// minutes.
+    pub fn max_pause(self, pause: Duration) -> Self {
+        self.edit(|s| s.max_pause = pause)
+    }
+
+    /// Sets the retry policy of calls to this API. By default, the
+    /// pipeline's.
+    pub fn retry(self, policy: RetryPolicy) -> Self {
+        self.edit(|s| s.retry = Some(policy))
+    }
+
+    /// Sets the timeout of one attempt. By default, the pipeline's.
+    pub fn timeout(self, timeout: Duration) -> Self {
+        self.edit(|s| s.timeout = Some(timeout))
+    }
+
+    /// Sets the deadline of an item at a stage drawing on this API. By
+    /// default, the pipeline's.
+    pub fn item_deadline(self, deadline: Duration) -> Self {
+        self.edit(|s| s.item_deadline = Some(deadline))
+    }
+
+    /// Lets `tuner` control this budget's limit (and the agents of the
+    /// stages that draw on it) while items flow. By default, none.
+    pub fn tuner(self, tuner: impl Tuner) -> Self {
+        *self.budget.tuner() = Some(Box::new(tuner));
+        self
+    }
+
+    /// The budget's name.
+    pub fn name(&self) -> &str {
+        &self.budget.name
+    }
+
+    /// The budget's settings now.
+    pub fn settings(&self) -> ApiSettings {
+        self.budget.settings()
+    }
+
+    /// Live control of the budget, without a pipeline handle.
+    pub fn handle(&self) -> ApiHandle {
+        ApiHandle {
+            budget: Arc::clone(&self.budget),
+        }
+    }
+
+    fn edit(self, change: impl FnOnce(&mut ApiSettings)) -> Self {
+        self.budget.settings.send_modify(change);
+        self
+    }
+}
+
+impl ApiHandle {
+    pub(crate) fn new(budget: Arc<Budget>) -> Self {
+        ApiHandle { budget }
+    }
+
+    /// The budget's name.
+    pub fn name(&self) -> &str {
+        &self.budget.name
+    }
+
+    /// The budget's settings now.
+    pub fn settings(&self) -> ApiSettings {
+        self.budget.settings()
+    }
+
+    /// Sets (or lifts, with `None`) the limit on calls in flight. Takes
+    /// effect at once: growing admits waiting calls, shrinking lets calls
+    /// in flight finish and holds the new limit from then on. Pauses the
+    /// controller.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] for 0 or more than [`MAX_CONCURRENCY`].
+    pub fn set_max_in_flight(&self, calls: Option<usize>) -> Result<(), ConfigError> {
+        self.manual(|s| s.max_in_flight = calls)
+    }
+
+    /// Sets (or lifts, with `None`) the rate limit; calls already waiting
+    /// for their turn get one at the new rate. Pauses the controller.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] for a rate outside [`MIN_RATE_LIMIT`]..=[`MAX_RATE_LIMIT`].
+    pub fn set_rate_limit(&self, per_second: Option<f64>) -> Result<(), ConfigError> {
+        self.manual(|s| s.rate_limit = per_second)
+    }
+
+    /// Sets the longest pause a `Retry-After` may impose.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] for zero or more than a year.
+    pub fn set_max_pause(&self, pause: Duration) -> Result<(), ConfigError> {
+        self.budget.update(|s| s.max_pause = pause)
+    }
+
+    /// Sets the retry policy of calls to this API (stages with their own
+    /// keep theirs); applies to the next item an agent takes.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] for a policy that does not validate.
+    pub fn set_retry(&self, policy: RetryPolicy) -> Result<(), ConfigError> {
+        self.budget.update(|s| s.retry = Some(policy))
+    }
+
+    /// Sets the timeout of one attempt; applies to the next item an agent
+    /// takes.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] for zero or more than a year.
+    pub fn set_timeout(&self, timeout: Duration) -> Result<(), ConfigError> {
+        self.budget.update(|s| s.timeout = Some(timeout))
+    }
+
+    /// Sets the deadline of an item at a stage drawing on this API;
+    /// applies to the next item an agent takes.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] for zero or more than a year.
+    pub fn set_item_deadline(&self, deadline: Duration) -> Result<(), ConfigError> {
+        self.budget.update(|s| s.item_deadline = Some(deadline))
+    }
+
+    /// Puts `tuner` in charge of the budget (replacing any controller), and
+    /// lets it act at once.
+    pub fn tune(&self, tuner: impl Tuner) {
+        tracing::info!(api = %self.budget.name, tuner = tuner.name(), "controller set");
+        *self.budget.tuner() = Some(Box::new(tuner));
+        self.budget.held.store(false, Ordering::Release);
+    }
+
+    /// Removes the budget's controller: its limits stay as they are.
+    pub fn stop_tuning(&self) {
+        if self.budget.tuner().take().is_some() {
+            tracing::info!(api = %self.budget.name, "controller removed");
+        }
+    }
+
+    /// Lets the controller act again after a manual change held it off.
+    pub fn resume_controller(&self) {
+        if self.budget.held.swap(false, Ordering::AcqRel) {
+            tracing::info!(api = %self.budget.name, "controller resumed");
+        }
+    }
+
+    /// Whether a manual change holds the controller off.
+    pub fn controller_held(&self) -> bool {
+        self.budget.held.load(Ordering::Acquire)
+    }
+
+    fn manual(&self, change: impl FnOnce(&mut ApiSettings)) -> Result<(), ConfigError> {
+        self.budget.update(change)?;
+        self.budget.hold_controller("manual change");
+        Ok(())
+    }
+}
+
+impl Budget {
+    pub(crate) fn new(name: String, implicit: bool) -> Arc<Budget> {
+        let settings = ApiSettings::default();
+        Arc::new(Budget {
+            name: Arc::from(name),
+            permits: Gate::new(settings.gate_size()),
+            pause: Arc::new(Pause::new()),
+            rate: Arc::new(RateLimit::new(settings.rate_limit)),
+            settings: watch::Sender::new(settings),
+            tuner: Mutex::new(None),
+            held: AtomicBool::new(false),
+            driver: AtomicU64::new(0),
+            implicit,
+        })
+    }
+
+    pub(crate) fn settings(&self) -> ApiSettings {
+        self.settings.borrow().clone()
+    }
+
+    pub(crate) fn subscribe(&self) -> watch::Receiver<ApiSettings> {
+        self.settings.subscribe()
+    }
+
+    /// Checks the settings and applies the limits: when a pipeline using
+    /// the budget spawns.
+    pub(crate) fn activate(&self) -> Result<(), ConfigError> {
+        self.update(|_| {})
+    }
+
+    /// Applies a change if it validates: one lock (the watch's) around
+    /// read, change, check and publish, then the limits follow.
+    pub(crate) fn update(&self, change: impl FnOnce(&mut ApiSettings)) -> Result<(), ConfigError> {
+        let mut result = Ok(());
+        self.settings.send_if_modified(|s| {
+            let mut next = s.clone();
+            change(&mut next);
+            result = next.validate(&self.name);
+            if result.is_ok() {
+                self.permits.resize(next.gate_size());
+                self.rate.set(next.rate_limit);
+                *s = next;
+            }
+            result.is_ok()
+        });
+        result
+    }
+
+    /// Holds the controller off after a manual change, saying so once.
+    pub(crate) fn hold_controller(&self, why: &str) {
+        if self.tuner().is_some() && !self.held.swap(true, Ordering::AcqRel) {
+            tracing::info!(api = %self.name, why, "manual change overrides the controller: held until resume_controller()");
+        }
+    }
+
+    /// Whether the controller may act now.
+    pub(crate) fn controller_free(&self) -> bool {
+        !self.held.load(Ordering::Acquire)
+    }
+
+    /// Claims the right to drive the controller for pipeline `id`: one
+    /// pipeline at a time drives a budget several pipelines share.
+    pub(crate) fn claim_driver(&self, id: u64) -> bool {
+        match self
+            .driver
+            .compare_exchange(0, id, Ordering::AcqRel, Ordering::Acquire)
+        {
+            Ok(_) => true,
+            Err(current) => current == id,
+        }
+    }
+
+    /// Gives the controller up when pipeline `id` finishes.
+    pub(crate) fn release_driver(&self, id: u64) {
+        let _ = self
+            .driver
+            .compare_exchange(id, 0, Ordering::AcqRel, Ordering::Acquire);
+    }
+
+    pub(crate) fn tuner(&self) -> std::sync::MutexGuard<'_, Option<Box<dyn Tuner>>> {
+        self.tuner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl fmt::Debug for Api {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Api")
+            .field("name", &self.budget.name)
+            .field("settings", &self.budget.settings())
+            .finish_non_exhaustive()
+    }
+}
+
+impl fmt::Debug for ApiHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ApiHandle")
+            .field("name", &self.budget.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl fmt::Debug for Budget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Budget")
+            .field("name", &self.name)
+            .field("implicit", &self.implicit)
+            .finish_non_exhaustive()
+    }
+}
