@@ -6,11 +6,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use gearshift::{BuildError, Config, Pipeline, PipelineHandle, Preset, Schedule, StageError};
+use gearshift::{
+    Api, ApiSettings, BuildError, Config, Pipeline, PipelineHandle, Preset, Schedule, StageError,
+};
 use tokio::time::Instant;
 
-/// A pipeline whose IO stage counts its calls.
-fn counted(n: u64, config: Config) -> (Pipeline<u64>, Arc<AtomicUsize>) {
+/// A pipeline whose IO stage, drawing on `api`, counts its calls.
+fn counted(n: u64, config: Config, api: &Api) -> (Pipeline<u64>, Arc<AtomicUsize>) {
     let calls = Arc::new(AtomicUsize::new(0));
     let counter = Arc::clone(&calls);
     let pipeline = Pipeline::from_iter(0..n)
@@ -18,6 +20,7 @@ fn counted(n: u64, config: Config) -> (Pipeline<u64>, Arc<AtomicUsize>) {
             counter.fetch_add(1, Ordering::Relaxed);
             async move { Ok::<_, StageError>(x) }
         })
+        .api(api)
         .cpu(|x| x + 1)
         .config(config);
     (pipeline, calls)
@@ -35,11 +38,8 @@ async fn wait_until(within: Duration, what: &str, cond: impl Fn() -> bool) {
 /// Starts `n` items at the slowest rate that validates: the first call goes
 /// at once, every other agent waits (11.6 days) for its turn.
 async fn stuck_behind_the_slowest_rate(n: u64) -> (PipelineHandle, Arc<AtomicUsize>) {
-    let config = Config {
-        rate_limit: Some(1e-6),
-        ..Config::default().with_cores(2)
-    };
-    let (pipeline, calls) = counted(n, config);
+    let api = Api::new("slow").rate_limit(1e-6);
+    let (pipeline, calls) = counted(n, Config::default().with_cores(2), &api);
     let handle = pipeline.spawn().expect("a valid configuration");
     wait_until(Duration::from_secs(10), "the first call", || {
         calls.load(Ordering::Relaxed) >= 1
@@ -57,7 +57,7 @@ async fn stuck_behind_the_slowest_rate(n: u64) -> (PipelineHandle, Arc<AtomicUsi
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lifting_the_rate_limit_releases_the_agents_already_waiting() {
     let (handle, calls) = stuck_behind_the_slowest_rate(200).await;
-    handle.set_rate_limit(None).unwrap();
+    handle.api("slow").unwrap().set_rate_limit(None).unwrap();
     let report = tokio::time::timeout(Duration::from_secs(20), handle.join())
         .await
         .expect("the waiting agents were released");
@@ -70,7 +70,11 @@ async fn lifting_the_rate_limit_releases_the_agents_already_waiting() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn raising_the_rate_limit_applies_to_the_agents_already_waiting() {
     let (handle, _calls) = stuck_behind_the_slowest_rate(200).await;
-    handle.set_rate_limit(Some(1000.0)).unwrap();
+    handle
+        .api("slow")
+        .unwrap()
+        .set_rate_limit(Some(1000.0))
+        .unwrap();
     let report = tokio::time::timeout(Duration::from_secs(20), handle.join())
         .await
         .expect("the waiting agents took turns at the new rate");
@@ -81,19 +85,20 @@ async fn raising_the_rate_limit_applies_to_the_agents_already_waiting() {
 #[tokio::test]
 async fn a_rate_limit_the_limiter_cannot_pace_is_refused() {
     for rate in [f64::MIN_POSITIVE, 1e-300, 1e-7, 1e10] {
-        let config = Config {
-            rate_limit: Some(rate),
-            ..Config::default().with_cores(2)
-        };
-        let err = config.validate().expect_err("refused");
+        let api = Api::new("api").rate_limit(rate);
+        let err = api.settings().validate("api").expect_err("refused");
         assert_eq!(err.field, "rate_limit", "{err}");
-        let (pipeline, calls) = counted(10, config);
+        let (pipeline, calls) = counted(10, Config::default().with_cores(2), &api);
         assert!(matches!(pipeline.spawn(), Err(BuildError::Config(_))));
         assert_eq!(calls.load(Ordering::Relaxed), 0);
     }
-    let (pipeline, _) = counted(10, Config::default().with_cores(2));
+    let api = Api::new("api");
+    let (pipeline, _) = counted(10, Config::default().with_cores(2), &api);
     let handle = pipeline.spawn().unwrap();
-    let err = handle.set_rate_limit(Some(f64::MIN_POSITIVE)).unwrap_err();
+    let err = api
+        .handle()
+        .set_rate_limit(Some(f64::MIN_POSITIVE))
+        .unwrap_err();
     assert_eq!(err.field, "rate_limit");
     assert_eq!(handle.join().await.ok, 10);
 }
@@ -132,7 +137,7 @@ async fn counts_a_machine_cannot_honour_are_refused_before_anything_starts() {
         assert_eq!(err.field, field, "{err}");
         assert!(err.to_string().ends_with(&format!("got {n}")), "{err}");
         let started = Instant::now();
-        let (pipeline, _) = counted(10, config);
+        let (pipeline, _) = counted(10, config, &Api::new("api"));
         assert!(matches!(pipeline.spawn(), Err(BuildError::Config(_))));
         assert!(
             started.elapsed() < Duration::from_secs(5),
@@ -155,13 +160,13 @@ fn a_schedule_offset_of_any_i32_is_refused_without_overflow() {
 /// is a setting, checked like every duration.
 #[test]
 fn max_pause_is_a_checked_setting() {
-    assert_eq!(Config::default().max_pause, Duration::from_secs(300));
+    assert_eq!(ApiSettings::default().max_pause, Duration::from_secs(300));
     for bad in [Duration::ZERO, Duration::MAX, Duration::from_secs(u64::MAX)] {
-        let config = Config {
+        let settings = ApiSettings {
             max_pause: bad,
-            ..Config::default()
+            ..ApiSettings::default()
         };
-        assert_eq!(config.validate().unwrap_err().field, "max_pause");
+        assert_eq!(settings.validate("api").unwrap_err().field, "max_pause");
     }
 }
 
@@ -186,7 +191,7 @@ async fn a_huge_channel_capacity_costs_nothing_until_it_is_used() {
         ..Config::default().with_cores(2)
     };
     config.validate().expect("the largest capacity validates");
-    let (pipeline, _) = counted(1000, config);
+    let (pipeline, _) = counted(1000, config, &Api::new("api"));
     let (outcomes, report) = tokio::time::timeout(Duration::from_secs(20), pipeline.collect())
         .await
         .expect("finished")

@@ -13,7 +13,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use futures::StreamExt;
 use gearshift::http::HttpFetcher;
-use gearshift::{Agents, Config, Order, Pipeline, RetryPolicy};
+use gearshift::{Agents, Api, Config, Order, Pipeline, RetryPolicy};
 
 /// Answers 429 with a 20-digit `Retry-After` to the first request for each
 /// odd id, and 200 otherwise.
@@ -43,9 +43,9 @@ async fn run(order: Order) {
             let url = format!("{base}/item/{id}");
             async move { f.get(&url).await }
         })
+        .api(&Api::new("hostile").max_pause(Duration::from_millis(100)))
         .config(Config {
             agents: Agents::Total(4),
-            max_pause: Duration::from_millis(100),
             retry: RetryPolicy::attempts(3),
             order,
             ..Config::default()

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use gearshift::{
-    Agents, BuildError, Config, Decision, ErrorKind, MAX_AGENTS, MAX_CAPACITY, MAX_DURATION,
+    Api,    Agents, BuildError, Config, Decision, ErrorKind, MAX_AGENTS, MAX_CAPACITY, MAX_DURATION,
     Outcome, Pipeline, PipelineHandle, Preset, Schedule, ScheduleError, StageError, ToCaller,
     ToSink, Tuner, Window, async_channel,
 };
@@ -162,14 +162,14 @@ fn concurrent_changes_to_different_fields_all_hold() {
             |c| c.batch_wait.as_micros() as usize,
         ),
         (
-            "api_permits",
-            |h, v| h.set_api_permits(v).unwrap(),
-            |c| c.api_permits.unwrap_or(0),
+            "api_timeout",
+            |h, v| h.set_api_timeout(Duration::from_micros(v as u64)).unwrap(),
+            |c| c.api_timeout.as_micros() as usize,
         ),
         (
-            "rate_limit",
-            |h, v| h.set_rate_limit(Some(v as f64)).unwrap(),
-            |c| c.rate_limit.unwrap_or(0.0) as usize,
+            "drain_timeout",
+            |h, v| h.set_drain_timeout(Duration::from_micros(v as u64)).unwrap(),
+            |c| c.drain_timeout.as_micros() as usize,
         ),
         (
             "max_in_flight",
@@ -303,6 +303,24 @@ async fn wait_for_config(
 
 /// An idle pipeline with an IO stage: fed by a channel that never sends
 /// until its sender, kept in `keep`, is dropped.
+/// The agents the first stage runs now (its own setting, its controller's
+/// choice, or the default).
+fn stage_agents(handle: &PipelineHandle) -> usize {
+    handle.snapshot().stages[0].concurrency_target
+}
+
+async fn wait_for_agents(handle: &PipelineHandle, what: &str, agents: usize) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while stage_agents(handle) != agents {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}: {} agents",
+            stage_agents(handle)
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 fn idle(keep: &mut Vec<async_channel::Sender<u64>>) -> Pipeline<u64> {
     let (tx, rx) = async_channel::bounded(1);
     keep.push(tx);
@@ -343,7 +361,7 @@ async fn a_preset_survives_a_later_config_and_says_so() {
     let replaced = "config(..) replaces the whole configuration";
     assert!(!logs.contains(replaced), "{logs}");
     let _ = idle(&mut keep)
-        .configure(|c| c.rate_limit = Some(5.0))
+        .configure(|c| c.drain_timeout = Duration::from_secs(5))
         .config(base);
     let logs = captured.text();
     assert!(logs.contains(replaced), "{logs}");
@@ -428,16 +446,17 @@ async fn schedule_tuner_and_handle_override_each_other_out_loud() {
             (Duration::ZERO, Preset::Morning),
             (Duration::from_secs(1), Preset::Evening),
         ]))
-        .tuner(Five)
+        .api(&Api::new("idle").tuner(Five))
         .spawn()
         .unwrap();
     // The tuner adjusts after the schedule; the switch at 1 s replaces the
     // tuner's ratio, and the tuner adjusts again: the latest change wins.
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    wait_for_config(&handle, "the tuner after the switch", |c| {
-        c.agents == Agents::Total(5) && c.items_per_batch == Preset::Evening.items_per_batch()
+    wait_for_config(&handle, "the switch", |c| {
+        c.items_per_batch == Preset::Evening.items_per_batch()
     })
     .await;
+    wait_for_agents(&handle, "the tuner after the switch", 5).await;
     let logs = captured.text();
     assert!(
         logs.contains("tuner overrides the ratio set by the schedule"),
@@ -452,6 +471,7 @@ async fn schedule_tuner_and_handle_override_each_other_out_loud() {
     handle.set_agents(7).unwrap();
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(handle.config().agents, Agents::Total(7));
+    assert_eq!(stage_agents(&handle), 7);
     assert!(
         captured.text().contains(
             "manual change overrides the schedule and the tuner: paused until resume_automatic()"
@@ -461,7 +481,7 @@ async fn schedule_tuner_and_handle_override_each_other_out_loud() {
     );
 
     handle.resume_automatic();
-    wait_for_config(&handle, "the tuner again", |c| c.agents == Agents::Total(5)).await;
+    wait_for_agents(&handle, "the tuner again", 5).await;
     handle.abort();
     handle.join().await;
 }

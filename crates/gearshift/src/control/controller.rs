@@ -10,7 +10,6 @@ use hdrhistogram::Histogram;
 use tokio::time::Instant;
 
 use super::budget::Budget;
-use crate::config::Agents;
 use crate::control::Schedule;
 use crate::control::shared::{Shared, Source};
 use crate::error::ErrorKind;
@@ -150,10 +149,7 @@ impl Controller {
         if let Some(preset) = want
             && want != *current
         {
-            match self
-                .shared
-                .update_defaults(Source::Schedule, |c| preset.apply_to(c))
-            {
+            match self.shared.apply_preset(Source::Schedule, preset) {
                 Ok(true) => {
                     *current = want;
                     tracing::info!(%preset, "schedule switched preset");
@@ -189,11 +185,11 @@ impl Controller {
                 if let (Some(a), Some(api)) = (decision.agents, api)
                     && Arc::ptr_eq(api, &t.budget)
                 {
-                    live.stages[i].agents = Some(Agents::Total(a));
+                    live.tuned[i].agents = Some(a);
                 }
             }
             if let (Some(w), Some(cpu)) = (decision.workers, t.cpu) {
-                live.stages[cpu].workers = Some(w.min(pool));
+                live.tuned[cpu].workers = Some(w.min(pool));
             }
         });
         let applied = applied.and_then(|done| match decision.api_permits {

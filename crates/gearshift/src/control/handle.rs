@@ -66,8 +66,7 @@ impl PipelineHandle {
     /// [`ConfigError`] if the result does not validate (it always does for
     /// a valid configuration).
     pub fn apply(&self, preset: Preset) -> Result<(), ConfigError> {
-        self.shared
-            .update_defaults(Source::Manual, |c| preset.apply_to(c))?;
+        self.shared.apply_preset(Source::Manual, preset)?;
         tracing::info!(%preset, "preset applied");
         Ok(())
     }
@@ -214,10 +213,15 @@ impl PipelineHandle {
         }
     }
 
-    /// A ratio change by hand: it pauses the schedule and the tuners.
+    /// A ratio change by hand: it pauses the schedule and the tuners, and
+    /// replaces what the tuners chose, so it takes effect wherever a stage
+    /// has no setting of its own.
     fn manual(&self, change: impl FnOnce(&mut Config)) -> Result<(), ConfigError> {
         self.shared
-            .update_defaults(Source::Manual, change)
+            .update(Source::Manual, |live| {
+                change(&mut live.defaults);
+                live.clear_tuned();
+            })
             .map(drop)
     }
 

@@ -1,8 +1,12 @@
 //! Live settings: the pipeline-wide defaults (a [`Config`], which presets
 //! and schedules set) and each stage's overrides, resolved per stage.
 //!
-//! A stage's value is its own override if it has one, else (for the call
-//! settings of an IO stage) its API budget's, else the pipeline's default.
+//! A stage's value is its own setting if it has one (by hand: the builder
+//! or a [`StageHandle`](crate::StageHandle)), else what its budget's
+//! controller chose (agents and workers), else (for the call settings of an
+//! IO stage) its API budget's, else the pipeline's default. A preset (by
+//! hand or on a schedule) clears the controllers' choices, so the latest of
+//! the two wins and the controller adjusts from the preset.
 //! The whole set travels on one `watch` channel, so a stage sees a change of
 //! the defaults and of its overrides alike, and every change is validated
 //! against the latest set under one lock (see `Shared::update`).
@@ -44,11 +48,20 @@ pub struct StageSettings {
     pub channel_capacity: Option<usize>,
 }
 
-/// What every stage reads: the defaults and the overrides, by stage index.
+/// What every stage reads: the defaults, the overrides by hand and the
+/// controllers' choices, by stage index.
 #[derive(Debug, Clone)]
 pub(crate) struct Live {
     pub(crate) defaults: Config,
     pub(crate) stages: Vec<StageSettings>,
+    pub(crate) tuned: Vec<TunedStage>,
+}
+
+/// What a budget's controller chose for a stage.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub(crate) struct TunedStage {
+    pub(crate) agents: Option<usize>,
+    pub(crate) workers: Option<usize>,
 }
 
 /// An IO stage's call settings, resolved.
@@ -102,15 +115,37 @@ impl StageSettings {
 }
 
 impl Live {
+    pub(crate) fn new(defaults: Config, stages: Vec<StageSettings>) -> Self {
+        let tuned = vec![TunedStage::default(); stages.len()];
+        Live {
+            defaults,
+            stages,
+            tuned,
+        }
+    }
+
     /// Agents of IO stage `i`.
     pub(crate) fn agents(&self, i: usize) -> usize {
-        let agents = self.stages[i].agents.unwrap_or(self.defaults.agents);
-        agents.total(self.defaults.cores)
+        match (self.stages[i].agents, self.tuned[i].agents) {
+            (Some(agents), _) => agents.total(self.defaults.cores),
+            (None, Some(n)) => n,
+            (None, None) => self.defaults.agents.total(self.defaults.cores),
+        }
     }
 
     /// Workers of CPU stage `i`.
     pub(crate) fn workers(&self, i: usize) -> usize {
-        self.stages[i].workers.unwrap_or(self.defaults.workers)
+        let s = &self.stages[i];
+        s.workers
+            .or(self.tuned[i].workers)
+            .unwrap_or(self.defaults.workers)
+    }
+
+    /// Drops the controllers' choices: a preset was applied.
+    pub(crate) fn clear_tuned(&mut self) -> bool {
+        let had = self.tuned.iter().any(|t| *t != TunedStage::default());
+        self.tuned.iter_mut().for_each(|t| *t = TunedStage::default());
+        had
     }
 
     /// Items per batch of stage `i`.
@@ -162,6 +197,14 @@ impl Live {
         self.defaults.validate()?;
         for (s, name) in self.stages.iter().zip(names) {
             s.validate(name, pool)?;
+        }
+        for (t, name) in self.tuned.iter().zip(names) {
+            let tuned = StageSettings {
+                agents: t.agents.map(Agents::Total),
+                workers: t.workers,
+                ..StageSettings::default()
+            };
+            tuned.validate(name, pool)?;
         }
         Ok(())
     }

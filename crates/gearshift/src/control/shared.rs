@@ -244,6 +244,21 @@ impl Shared {
         self.update(source, |live| change(&mut live.defaults))
     }
 
+    /// Applies a preset to the defaults, and drops the controllers' choices
+    /// (saying so), so the preset takes effect and they adjust from it.
+    pub(crate) fn apply_preset(
+        &self,
+        source: Source,
+        preset: crate::preset::Preset,
+    ) -> Result<bool, ConfigError> {
+        self.update(source, |live| {
+            preset.apply_to(&mut live.defaults);
+            if live.clear_tuned() {
+                tracing::info!(%preset, by = source.as_str(), "preset replaces the ratio the controllers chose; they adjust from it");
+            }
+        })
+    }
+
     /// [`update`](Self::update) of stage `index`'s overrides.
     pub(crate) fn update_stage(
         &self,

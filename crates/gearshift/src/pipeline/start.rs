@@ -80,10 +80,10 @@ impl<T: Send + 'static, O> Pipeline<T, O> {
         if let Some(misuse) = self.misuse {
             return Err(misuse);
         }
-        let live = Live {
-            defaults: self.config.clone(),
-            stages: self.stages.iter().map(|s| s.settings.clone()).collect(),
-        };
+        let live = Live::new(
+            self.config.clone(),
+            self.stages.iter().map(|s| s.settings.clone()).collect(),
+        );
         let names: Vec<Arc<str>> = self
             .stages
             .iter()

@@ -345,10 +345,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_finished_report_states_items_without_an_outcome() {
-        let live = crate::control::settings::Live {
-            defaults: Config::default(),
-            stages: Vec::new(),
-        };
+        let live = crate::control::settings::Live::new(Config::default(), Vec::new());
         let shared = Shared::new(
             live,
             Vec::new(),
