@@ -4,7 +4,8 @@ use std::time::Duration;
 
 use gearshift::tuner::{SeedRule, Tuner, Window};
 use gearshift::{
-    Agents, BuildError, Config, Order, Pipeline, Preset, RetryPolicy, duration_from_secs,
+    Agents, ApiSettings, BuildError, Config, Order, Pipeline, Preset, RetryPolicy,
+    duration_from_secs,
 };
 use proptest::prelude::*;
 
@@ -41,9 +42,19 @@ fn every_bad_value_names_its_field_and_value() {
     assert!(refused(|c| c.items_per_batch = 0).starts_with("items_per_batch "));
     assert!(refused(|c| c.api_timeout = Duration::ZERO).starts_with("api_timeout "));
     assert!(refused(|c| c.api_timeout = Duration::MAX).starts_with("api_timeout "));
-    assert!(refused(|c| c.api_permits = Some(0)).starts_with("api_permits "));
-    assert!(refused(|c| c.rate_limit = Some(0.0)).starts_with("rate_limit "));
-    assert!(refused(|c| c.rate_limit = Some(f64::NAN)).starts_with("rate_limit "));
+    let api_refused = |s: ApiSettings| s.validate("search").unwrap_err().to_string();
+    let api = |change: fn(&mut ApiSettings)| {
+        let mut s = ApiSettings::default();
+        change(&mut s);
+        s
+    };
+    assert!(
+        api_refused(api(|s| s.max_in_flight = Some(0))).starts_with("api search: max_in_flight ")
+    );
+    assert!(api_refused(api(|s| s.rate_limit = Some(0.0))).starts_with("api search: rate_limit "));
+    assert!(
+        api_refused(api(|s| s.rate_limit = Some(f64::NAN))).starts_with("api search: rate_limit ")
+    );
     assert!(refused(|c| c.item_deadline = Some(Duration::ZERO)).starts_with("item_deadline "));
     assert!(refused(|c| c.channel_capacity = 0).starts_with("channel_capacity "));
     assert!(refused(|c| c.retry = RetryPolicy::attempts(0)).starts_with("retry.max_attempts "));
@@ -99,8 +110,6 @@ proptest! {
         workers in any::<usize>(),
         batch in any::<usize>(),
         timeout_ns in any::<u64>(),
-        permits in proptest::option::of(any::<usize>()),
-        rate in proptest::option::of(any::<f64>()),
         capacity in any::<usize>(),
         attempts in any::<u32>(),
     ) {
@@ -110,15 +119,12 @@ proptest! {
             workers,
             items_per_batch: batch,
             api_timeout: Duration::from_nanos(timeout_ns),
-            api_permits: permits,
-            rate_limit: rate,
             channel_capacity: capacity,
             retry: RetryPolicy::attempts(attempts),
             ..Config::default()
         };
         if c.validate().is_ok() {
             prop_assert!(c.total_agents() >= 1);
-            prop_assert!(c.total_api_permits() >= 1);
             prop_assert!(c.pool_threads() >= c.workers);
         }
     }
@@ -129,21 +135,16 @@ fn presets_have_the_seeds_values() {
     let on = |p: Preset| {
         let mut c = Config::default().with_cores(4);
         p.apply_to(&mut c);
-        (
-            c.total_agents(),
-            c.total_api_permits(),
-            c.items_per_batch,
-            c.workers,
-        )
+        (c.total_agents(), c.items_per_batch, c.workers)
     };
     // Morning leaves a quarter of the cores to the async runtime.
-    assert_eq!(on(Preset::Morning), (12, 24, 10, 3));
+    assert_eq!(on(Preset::Morning), (12, 10, 3));
     assert_eq!(Preset::Morning.workers(2), 1);
     assert_eq!(Preset::Morning.workers(64), 48);
-    assert_eq!(on(Preset::Evening), (4, 8, 50, 4));
-    assert_eq!(on(Preset::ApiHeavy), (8, 16, 10, 4));
-    assert_eq!(on(Preset::CpuHeavy), (4, 8, 50, 4));
-    assert_eq!(on(Preset::Mixed), (8, 16, 20, 4));
+    assert_eq!(on(Preset::Evening), (4, 50, 4));
+    assert_eq!(on(Preset::ApiHeavy), (8, 10, 4));
+    assert_eq!(on(Preset::CpuHeavy), (4, 50, 4));
+    assert_eq!(on(Preset::Mixed), (8, 20, 4));
     for p in Preset::ALL {
         assert!(p.config().validate().is_ok());
         assert_eq!(p.as_str().parse::<Preset>().unwrap(), p);
@@ -169,7 +170,6 @@ fn presets_have_the_seeds_values() {
 fn default_config_is_the_seeds_starting_point() {
     let c = Config::default().with_cores(4);
     assert_eq!(c.total_agents(), 8, "2 agents per core");
-    assert_eq!(c.total_api_permits(), 16, "the API semaphore is 2 x agents");
     assert_eq!(c.items_per_batch, 10);
     assert_eq!(c.api_timeout, Duration::from_secs(30));
     assert_eq!(c.retry.max_attempts, 3);
@@ -283,11 +283,13 @@ proptest! {
             let sane = |n: usize| n > 0 && n <= 1 << 20;
             expect_ok(handle.set_agents_per_core(per_core), per_core.is_finite() && per_core > 0.0 && (per_core * 2.0).round() <= (1 << 16) as f64);
             expect_ok(handle.set_agents(agents), agents > 0 && agents <= 1 << 16);
-            expect_ok(handle.set_api_permits(permits), sane(permits));
+            let api = handle.api("io-0").unwrap();
+            expect_ok(api.set_max_in_flight(Some(permits)), sane(permits));
             expect_ok(handle.set_workers(workers), workers > 0 && workers <= 2);
             expect_ok(handle.set_items_per_batch(batch), batch > 0 && batch <= 1 << 24);
-            expect_ok(handle.set_rate_limit(Some(rate)), (1e-6..=1e9).contains(&rate));
-            handle.set_rate_limit(None).unwrap();
+            expect_ok(api.set_rate_limit(Some(rate)), (1e-6..=1e9).contains(&rate));
+            api.set_rate_limit(None).unwrap();
+            api.set_max_in_flight(None).unwrap();
             if let Ok(wait) = duration_from_secs("batch_wait", wait_secs) {
                 let _ = handle.set_batch_wait(wait.min(Duration::from_millis(5)));
             }

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use gearshift::{
-    Api,    Agents, BuildError, Config, Decision, ErrorKind, MAX_AGENTS, MAX_CAPACITY, MAX_DURATION,
+    Agents, Api, BuildError, Config, Decision, ErrorKind, MAX_AGENTS, MAX_CAPACITY, MAX_DURATION,
     Outcome, Pipeline, PipelineHandle, Preset, Schedule, ScheduleError, StageError, ToCaller,
     ToSink, Tuner, Window, async_channel,
 };
@@ -168,7 +168,10 @@ fn concurrent_changes_to_different_fields_all_hold() {
         ),
         (
             "drain_timeout",
-            |h, v| h.set_drain_timeout(Duration::from_micros(v as u64)).unwrap(),
+            |h, v| {
+                h.set_drain_timeout(Duration::from_micros(v as u64))
+                    .unwrap()
+            },
             |c| c.drain_timeout.as_micros() as usize,
         ),
         (

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use gearshift::tuner::{Decision, Tuner, Window};
-use gearshift::{Agents, Config, Pipeline, Preset, Schedule, StageError};
+use gearshift::{Agents, Api, Config, Pipeline, Preset, Schedule, StageError};
 use rand::{Rng, SeedableRng};
 use support::check_ledger;
 
@@ -45,7 +45,10 @@ async fn a_thousand_random_resizes_lose_and_repeat_nothing() {
                 1 => control.set_agents(rng.random_range(1..40)),
                 2 => control.set_workers(rng.random_range(1..=4)),
                 3 => control.set_items_per_batch(rng.random_range(1..64)),
-                4 => control.set_api_permits(rng.random_range(1..50)),
+                4 => control
+                    .api("io-0")
+                    .unwrap()
+                    .set_max_in_flight(Some(rng.random_range(1..50))),
                 _ => control.apply(Preset::ALL[i % Preset::ALL.len()]),
             };
             r.expect("every resize here is valid");
@@ -141,8 +144,12 @@ async fn runtime_changes_are_validated() {
     assert!(handle.set_agents_per_core(-1.0).is_err());
     assert!(handle.set_agents(0).is_err());
     assert!(handle.set_items_per_batch(0).is_err());
-    assert!(handle.set_api_permits(0).is_err());
-    assert!(handle.set_rate_limit(Some(f64::INFINITY)).is_err());
+    let missing = handle.api("io-0").unwrap_err();
+    assert_eq!(missing.to_string(), "no api named \"io-0\" (the pipeline has: )");
+    assert!(handle.stage("cpu-0").is_ok());
+    let api = Api::new("search").handle();
+    assert!(api.set_max_in_flight(Some(0)).is_err());
+    assert!(api.set_rate_limit(Some(f64::INFINITY)).is_err());
     let e = handle.set_workers(3).unwrap_err();
     assert!(e.field.ends_with("workers"), "{e}");
     assert!(handle.set_workers(0).is_err());
@@ -232,9 +239,9 @@ async fn tuner_decisions_are_applied_and_recorded() {
             tokio::time::sleep(Duration::from_millis(2)).await;
             Ok::<_, StageError>(id)
         })
+        .api(&Api::new("api").tuner(Fixed(Arc::clone(&seen))))
         .cpu(|x| x)
         .configure(|c| *c = c.clone().with_cores(2))
-        .tuner(Fixed(Arc::clone(&seen)))
         .spawn()
         .unwrap();
     tokio::time::sleep(Duration::from_millis(400)).await;

@@ -5,7 +5,7 @@ mod support;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use gearshift::{Agents, Config, Pipeline};
+use gearshift::{Agents, Api, Config, Pipeline};
 use support::{TestServer, check_ledger, fetch};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -39,11 +39,11 @@ async fn api_permits_cap_calls_in_flight() {
     let base = server.addr;
     let config = Config {
         agents: Agents::Total(16),
-        api_permits: Some(5),
         ..Config::default().with_cores(2)
     };
     let report = Pipeline::from_iter(0..100u64)
         .io(move |id| fetch_item(client.clone(), format!("http://{base}/item/{id}")))
+        .api(&Api::new("items").max_in_flight(5))
         .config(config)
         .run()
         .await
@@ -65,7 +65,8 @@ async fn agents_per_core_decides_concurrency() {
     let server = TestServer::start(Duration::from_millis(20)).await;
     let client = reqwest::Client::new();
     let base = server.addr;
-    // 3 agents per core on 2 cores: 6 agents, 12 permits: agents are the limit.
+    // 3 agents per core on 2 cores: 6 agents, and a budget of the stage's
+    // own with no limit of its own: agents are the limit.
     let report = Pipeline::from_iter(0..120u64)
         .io(move |id| fetch_item(client.clone(), format!("http://{base}/item/{id}")))
         .config(Config {
@@ -77,8 +78,5 @@ async fn agents_per_core_decides_concurrency() {
         .unwrap();
     assert_eq!(report.ok, 120);
     assert_eq!(server.state.max_in_flight.load(Ordering::Relaxed), 6);
-    assert_eq!(
-        report.stages[0].permits, 12,
-        "default permits are 2 x agents"
-    );
+    assert_eq!(report.stages[0].concurrency_target, 6);
 }

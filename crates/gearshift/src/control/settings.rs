@@ -144,7 +144,9 @@ impl Live {
     /// Drops the controllers' choices: a preset was applied.
     pub(crate) fn clear_tuned(&mut self) -> bool {
         let had = self.tuned.iter().any(|t| *t != TunedStage::default());
-        self.tuned.iter_mut().for_each(|t| *t = TunedStage::default());
+        self.tuned
+            .iter_mut()
+            .for_each(|t| *t = TunedStage::default());
         had
     }
 
