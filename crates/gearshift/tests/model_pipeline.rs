@@ -1,6 +1,7 @@
 //! Model-based test: random sequences of submit, resize, preset switch,
 //! injected fault, cancel and shutdown over random pipelines (1-4 stages,
-//! random capacities and batch sizes). The invariants are checked after
+//! random capacities and batch sizes), with pipeline-wide and per-stage
+//! resizes, and the IO stages on one shared API budget or each on its own. The invariants are checked after
 //! every step, and the ledger at the end.
 
 mod support;
@@ -9,7 +10,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use gearshift::{Config, ErrorKind, Outcome, Pipeline, Preset, Report, RetryPolicy, StageError};
+use gearshift::{
+    Api, Config, ErrorKind, Outcome, Pipeline, PipelineHandle, Preset, Report, RetryPolicy,
+    StageError,
+};
 use proptest::prelude::*;
 
 #[derive(Debug, Clone)]
@@ -19,6 +23,14 @@ enum Op {
     Workers(usize),
     Batch(usize),
     Preset(usize),
+    /// One stage's agents (IO) or workers (CPU).
+    StageConcurrency(usize, usize),
+    /// One stage's batch size.
+    StageBatch(usize, usize),
+    /// One stage back to the defaults.
+    StageDefaults(usize),
+    /// The limit on calls in flight of the first IO stage's budget.
+    ApiLimit(Option<usize>),
     /// Percent of calls that fail from now on.
     Fault(u64),
     Cancel,
@@ -32,6 +44,10 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (1usize..=4).prop_map(Op::Workers),
         1 => (1usize..40).prop_map(Op::Batch),
         1 => (0usize..5).prop_map(Op::Preset),
+        1 => (0usize..4, 1usize..32).prop_map(|(s, n)| Op::StageConcurrency(s, n)),
+        1 => (0usize..4, 1usize..40).prop_map(|(s, n)| Op::StageBatch(s, n)),
+        1 => (0usize..4).prop_map(Op::StageDefaults),
+        1 => proptest::option::of(1usize..16).prop_map(Op::ApiLimit),
         1 => (0u64..60).prop_map(Op::Fault),
         1 => Just(Op::Cancel),
         1 => Just(Op::Shutdown),
@@ -60,7 +76,21 @@ fn check_step(r: &Report, submitted: u64) {
     }
 }
 
-fn run(io_stages: Vec<bool>, capacity: usize, batch: usize, ops: Vec<Op>) {
+/// A per-stage change through the handle, on stage `i` (wrapped to the
+/// stages there are).
+fn stage_op(handle: &PipelineHandle, io_stages: &[bool], i: usize, op: &Op) {
+    let i = i % io_stages.len();
+    let prefix = if io_stages[i] { "io" } else { "cpu" };
+    let stage = handle.stage(&format!("{prefix}-{i}")).unwrap();
+    match *op {
+        Op::StageConcurrency(_, n) if io_stages[i] => stage.set_agents(n).unwrap(),
+        Op::StageConcurrency(_, n) => stage.set_workers(n % 4 + 1).unwrap(),
+        Op::StageBatch(_, n) => stage.set_items_per_batch(n).unwrap(),
+        _ => stage.follow_defaults(),
+    }
+}
+
+fn run(io_stages: Vec<bool>, shared_api: bool, capacity: usize, batch: usize, ops: Vec<Op>) {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -80,11 +110,12 @@ fn run(io_stages: Vec<bool>, capacity: usize, batch: usize, ops: Vec<Op>) {
             ..Config::default().with_cores(2)
         };
         let mut p = Pipeline::from_channel(rx).config(config);
+        let shared = Api::new("shared");
         for (i, io) in io_stages.iter().enumerate() {
             let f = Arc::clone(&fault);
             let salt = i as u64;
             p = if *io {
-                p.io(move |x: u64| {
+                let p = p.io(move |x: u64| {
                     let fail = hash(x, salt) < f.load(Ordering::Relaxed);
                     async move {
                         tokio::task::yield_now().await;
@@ -94,7 +125,8 @@ fn run(io_stages: Vec<bool>, capacity: usize, batch: usize, ops: Vec<Op>) {
                             Ok(x)
                         }
                     }
-                })
+                });
+                if shared_api { p.api(&shared) } else { p }
             } else {
                 p.try_cpu(move |x: u64| {
                     if hash(x, salt + 100) < f.load(Ordering::Relaxed) / 4 {
@@ -121,6 +153,19 @@ fn run(io_stages: Vec<bool>, capacity: usize, batch: usize, ops: Vec<Op>) {
                 Op::Workers(n) => handle.set_workers(n).unwrap(),
                 Op::Batch(n) => handle.set_items_per_batch(n).unwrap(),
                 Op::Preset(i) => handle.apply(Preset::ALL[i]).unwrap(),
+                Op::StageConcurrency(i, _) | Op::StageBatch(i, _) | Op::StageDefaults(i) => {
+                    stage_op(&handle, &io_stages, i, &op)
+                }
+                Op::ApiLimit(n) => {
+                    if let Some(i) = io_stages.iter().position(|io| *io) {
+                        let name = if shared_api {
+                            "shared".to_owned()
+                        } else {
+                            format!("io-{i}")
+                        };
+                        handle.api(&name).unwrap().set_max_in_flight(n).unwrap();
+                    }
+                }
                 Op::Fault(p) => fault.store(p, Ordering::Relaxed),
                 Op::Cancel => {
                     handle.cancel();
@@ -160,11 +205,12 @@ proptest! {
     #[test]
     fn invariants_hold_under_random_operations(
         io_stages in proptest::collection::vec(any::<bool>(), 1..=4),
+        shared_api in any::<bool>(),
         capacity in 1usize..64,
         batch in 1usize..32,
         ops in proptest::collection::vec(op(), 1..40),
     ) {
         std::panic::set_hook(Box::new(|_| {}));
-        run(io_stages, capacity, batch, ops);
+        run(io_stages, shared_api, capacity, batch, ops);
     }
 }

@@ -145,7 +145,10 @@ async fn runtime_changes_are_validated() {
     assert!(handle.set_agents(0).is_err());
     assert!(handle.set_items_per_batch(0).is_err());
     let missing = handle.api("io-0").unwrap_err();
-    assert_eq!(missing.to_string(), "no api named \"io-0\" (the pipeline has: )");
+    assert_eq!(
+        missing.to_string(),
+        "no api named \"io-0\" (the pipeline has: )"
+    );
     assert!(handle.stage("cpu-0").is_ok());
     let api = Api::new("search").handle();
     assert!(api.set_max_in_flight(Some(0)).is_err());

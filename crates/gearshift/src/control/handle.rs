@@ -327,8 +327,10 @@ impl StageHandle {
     ///
     /// # Errors
     ///
-    /// [`ConfigError`] for 0 or more than [`MAX_AGENTS`](crate::MAX_AGENTS).
+    /// [`ConfigError`] for 0 or more than [`MAX_AGENTS`](crate::MAX_AGENTS),
+    /// or on a CPU stage.
     pub fn set_agents(&self, agents: usize) -> Result<(), ConfigError> {
+        self.of_kind(true, "agents", agents)?;
         self.ratio(|s| s.agents = Some(Agents::Total(agents)))
     }
 
@@ -336,9 +338,25 @@ impl StageHandle {
     ///
     /// # Errors
     ///
-    /// [`ConfigError`] for 0 or more than the pool's threads.
+    /// [`ConfigError`] for 0 or more than the pool's threads, or on an IO
+    /// stage.
     pub fn set_workers(&self, workers: usize) -> Result<(), ConfigError> {
+        self.of_kind(false, "workers", workers)?;
         self.ratio(|s| s.workers = Some(workers))
+    }
+
+    /// Refuses a setting of one kind of stage on the other.
+    fn of_kind(&self, io: bool, field: &'static str, got: usize) -> Result<(), ConfigError> {
+        let is_io = self.shared.stage_apis[self.index].is_some();
+        if is_io == io {
+            return Ok(());
+        }
+        let expected = if io {
+            "set on an IO stage (this is a CPU stage)"
+        } else {
+            "set on a CPU stage (this is an IO stage)"
+        };
+        Err(ConfigError::new(field, expected, got).within(format!("stage {}", self.name())))
     }
 
     /// Sets the stage's items per batch.
