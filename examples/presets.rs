@@ -1,5 +1,6 @@
 //! A run that starts in Morning (API-heavy) and shifts to Evening
-//! (CPU-heavy) halfway, printing throughput before and after the switch.
+//! (CPU-heavy) halfway, then gives the fetch stage more agents by hand and
+//! caps its API's calls in flight: throughput after each change.
 //!
 //! `cargo run --release --example presets`
 
@@ -41,6 +42,13 @@ async fn main() -> anyhow::Result<()> {
         "evening: {evening:.0} items/s with {:?}",
         handle.config().agents
     );
+
+    // One stage and one API budget, by name, live: the stage's own setting
+    // wins over the preset's default.
+    handle.stage("fetch")?.set_agents(16)?;
+    handle.api("fetch")?.set_max_in_flight(Some(12))?;
+    let tuned = measure(&handle, phase).await;
+    println!("fetch with 16 agents, at most 12 calls in flight: {tuned:.0} items/s");
 
     handle.cancel();
     let report = handle.join().await;

@@ -8,7 +8,7 @@ mod support;
 use std::time::Duration;
 
 use gearshift::http::HttpFetcher;
-use gearshift::{Pipeline, Preset};
+use gearshift::{Agents, Api, Pipeline, Preset};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -17,6 +17,8 @@ async fn main() -> anyhow::Result<()> {
     // One pooled client shared by every agent, with timeouts, a body cap and
     // error classification (5xx, 429 + Retry-After, resets, truncation).
     let fetcher = HttpFetcher::builder().build()?;
+    // The API's budget: at most 32 calls in flight, whatever the stages do.
+    let items = Api::new("items").max_in_flight(32);
 
     let report = Pipeline::from_iter(0..2_000u64)
         .io(move |id| {
@@ -24,6 +26,8 @@ async fn main() -> anyhow::Result<()> {
             async move { fetcher.get(&url).await }
         })
         .named("fetch")
+        .api(&items)
+        .agents(Agents::Total(32))
         .cpu(|body| support::digest(&body, 200)[0])
         .named("score")
         .preset(Preset::ApiHeavy)

@@ -288,7 +288,6 @@ impl Scenario {
             label,
             config: Box::new(Config {
                 agents: Agents::Total(agents),
-                api_permits: Some(agents),
                 max_in_flight: window,
                 ..Config::default().with_cores(cores)
             }),

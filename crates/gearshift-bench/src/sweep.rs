@@ -39,7 +39,6 @@ pub async fn sweep(
                 label: format!("gearshift {k} agents/core ({agents})"),
                 config: Box::new(Config {
                     agents: Agents::PerCore(k),
-                    api_permits: Some(agents),
                     ..Config::default().with_cores(opts.cores)
                 }),
                 switch_to: None,

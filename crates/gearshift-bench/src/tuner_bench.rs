@@ -41,7 +41,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use gearshift::http::HttpFetcher;
 use gearshift::tuner::{Adaptive, SeedRule};
-use gearshift::{Agents, Config, Outcome, Pipeline, Preset};
+use gearshift::{Agents, Api, Config, Outcome, Pipeline, Preset};
 use serde::Serialize;
 
 use crate::mock_api::{MockApi, MockConfig};
@@ -495,34 +495,26 @@ async fn run_phases(
     let start_agents = 2 * opts.cores;
     match sys {
         Sys::Preset(p) => p.apply_to(&mut config),
-        Sys::Fixed(n) => {
-            config.agents = Agents::Total(*n);
-            config.api_permits = Some(*n);
-        }
-        Sys::Oracle(settings) => {
-            config.agents = Agents::Total(settings[0]);
-            config.api_permits = Some(settings[0]);
-        }
-        Sys::Adaptive | Sys::SeedRule => {
-            config.agents = Agents::Total(start_agents);
-            config.api_permits = Some(start_agents);
-        }
+        Sys::Fixed(n) => config.agents = Agents::Total(*n),
+        Sys::Oracle(settings) => config.agents = Agents::Total(settings[0]),
+        Sys::Adaptive | Sys::SeedRule => config.agents = Agents::Total(start_agents),
     }
     let base = api.base_url();
     let (w, idx) = (Arc::clone(&works), Arc::clone(&now));
-    let builder = Pipeline::from_iter(0u64..)
+    let budget = match sys {
+        Sys::Adaptive => Api::new("mock-api").tuner(Adaptive::new(opts.cores)),
+        Sys::SeedRule => Api::new("mock-api").tuner(SeedRule::default()),
+        _ => Api::new("mock-api"),
+    };
+    let (handle, mut outcomes) = Pipeline::from_iter(0u64..)
         .config(config)
         .io(move |id: u64| {
             let (fetcher, url) = (fetcher.clone(), format!("{base}/item/{id}"));
             async move { fetcher.get(&url).await }
         })
-        .cpu(move |body| w[idx.load(Ordering::Relaxed)].run(&body));
-    let builder = match sys {
-        Sys::Adaptive => builder.tuner(Adaptive::new(opts.cores)),
-        Sys::SeedRule => builder.tuner(SeedRule::default()),
-        _ => builder,
-    };
-    let (handle, mut outcomes) = builder.spawn_stream()?;
+        .api(&budget)
+        .cpu(move |body| w[idx.load(Ordering::Relaxed)].run(&body))
+        .spawn_stream()?;
     let start = Instant::now();
     let phase_len = opts.phase;
     let total = phase_len * defs.len() as u32;
@@ -553,7 +545,6 @@ async fn run_phases(
                         now.store(p, Ordering::Relaxed);
                         if let Sys::Oracle(settings) = sys {
                             handle.set_agents(settings[p])?;
-                            handle.set_api_permits(settings[p])?;
                         }
                     }
                     current = p;

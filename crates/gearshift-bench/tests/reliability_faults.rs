@@ -140,7 +140,6 @@ async fn mixed_faults_every_item_ok_or_failed_with_the_right_error() {
     let timeout = Duration::from_millis(600);
     let config = Config {
         agents: Agents::Total(64),
-        api_permits: Some(64),
         api_timeout: timeout,
         retry: RetryPolicy::attempts(3)
             .with_backoff(Duration::from_millis(1), Duration::from_millis(5)),

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use gearshift::http::HttpFetcher;
 use gearshift::tuner::Adaptive;
-use gearshift::{Agents, Config, Pipeline};
+use gearshift::{Agents, Api, Config, Pipeline};
 use gearshift_bench::mock_api::{MockApi, MockConfig};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -21,12 +21,12 @@ async fn finds_the_apis_capacity_from_a_small_start() {
             let (f, url) = (fetcher.clone(), format!("{base}/item/{id}"));
             async move { f.get(&url).await }
         })
+        .api(&Api::new("mock-api").tuner(Adaptive::new(2)))
         .cpu(|body| body.len())
         .config(Config {
             agents: Agents::Total(2),
             ..Config::default().with_cores(2)
         })
-        .tuner(Adaptive::new(2))
         .spawn_stream()
         .unwrap();
     let counter = tokio::spawn(async move {

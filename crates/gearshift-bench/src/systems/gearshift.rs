@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use bytes::Bytes;
 use futures::StreamExt;
 use gearshift::tuner::Adaptive;
-use gearshift::{BuildError, Config, ErrorKind, Outcome, Pipeline, Preset};
+use gearshift::{Api, BuildError, Config, ErrorKind, Outcome, Pipeline, Preset};
 
 use super::RunCtx;
 use crate::ledger::Ledger;
@@ -38,18 +38,21 @@ pub async fn run(
     let (fetcher, base) = (ctx.fetcher.clone(), ctx.base_url.clone());
     let io_ledger = Arc::clone(ledger);
     let (work, calls) = (ctx.work.clone(), Arc::clone(&cpu_calls));
-    let cores = config.cores;
-    let mut pipeline = Pipeline::from_iter(0..ctx.items).config(config);
-    if tuned {
-        pipeline = pipeline.tuner(Adaptive::new(cores));
-    }
-    let (handle, mut outcomes) = pipeline
+    let api = Api::new("mock-api");
+    let api = if tuned {
+        api.tuner(Adaptive::new(config.cores))
+    } else {
+        api
+    };
+    let (handle, mut outcomes) = Pipeline::from_iter(0..ctx.items)
+        .config(config)
         .io(move |id: u64| {
             let fetcher = fetcher.clone();
             let url = format!("{base}/item/{id}");
             io_ledger.start_item(id);
             async move { fetcher.get(&url).await.map(|b| (id, b)) }
         })
+        .api(&api)
         .cpu(move |(id, body): (u64, Bytes)| {
             if let Some(c) = calls.get(id as usize) {
                 c.fetch_add(1, Ordering::Relaxed);
