@@ -1,18 +1,19 @@
 //! The call path: [`IoCore::call`] runs the stage function on one input
 //! until it succeeds or gives up, as a sequence of steps, each a function:
 //!
-//! 1. **permit** ([`IoCore::take_permit`]): take an API permit, or keep the
-//!    one from the agent's last call;
-//! 2. **pacing** ([`IoCore::pace`]): wait out the remote's `Retry-After`
-//!    pause and the rate limit, checked after the permit, right before the
-//!    call, so a pause that began while the agent waited for a permit holds;
+//! 1. **pacing** ([`IoCore::pace`]): wait out the remote's `Retry-After`
+//!    pause and the rate limit;
+//! 2. **permit** ([`IoCore::take_permit`]): take an API permit, or keep the
+//!    one from the agent's last call; a pause that began meanwhile sends
+//!    the agent back to step 1 without it;
 //! 3. **attempt** ([`IoCore::attempt`]): run the function once, under the
 //!    per-attempt timeout;
 //! 4. **retry** ([`IoCore::retry_or_give_up`]): classify the error, pause
 //!    the stage on a `Retry-After`, and give up or back off and go again.
 //!
-//! Every wait goes through [`IoCore::wait`]: it ends early on an abort and
-//! on the item's deadline, and the outbox is flushed before it.
+//! Pacing comes before the permit so that no permit sits in an agent that
+//! sleeps. Every wait goes through [`IoCore::wait`]: it ends early on an
+//! abort and on the item's deadline, and the outbox is flushed before it.
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
@@ -109,8 +110,16 @@ where
                 return Err(CallError::Cancelled);
             }
             self.make_room(held, agent).await;
-            let permit = self.take_permit(&tries, agent, held).await?;
-            self.pace(&tries, agent, held).await?;
+            let permit = loop {
+                self.pace(&tries, agent, held).await?;
+                let permit = self.take_permit(&tries, agent, held).await?;
+                // Right before the call: a pause that began while this agent
+                // waited for its permit holds too, without the permit.
+                if !self.pause.is_on(held.now) {
+                    break permit;
+                }
+                drop(permit);
+            };
             tries.attempts += 1;
             let last = tries.attempts >= self.retry.max_attempts;
             let arg = if last { input.take() } else { input.clone() }
@@ -133,8 +142,10 @@ where
         }
     }
 
-    /// Pacing: waits out the stage's `Retry-After` pause and the rate
-    /// limit. Fails at once a pause that outlasts the item's deadline.
+    /// Pacing: waits out the stage's `Retry-After` pause and the rate limit
+    /// before the agent takes a permit, and gives back the permit it kept if
+    /// it must sleep, so no permit sits idle in a sleeping agent. Fails at
+    /// once a pause that outlasts the item's deadline.
     async fn pace(
         &self,
         tries: &Tries,
@@ -150,13 +161,24 @@ where
             return Err(self.interrupted(Interrupted::Deadline, "the remote's pause", tries));
         }
         self.flush(held, agent).await;
-        let paced = async {
-            self.pause.wait().await;
-            self.rate.ready().await;
-            self.pause.wait().await;
+        let paced = self.wait(
+            async {
+                self.pause.wait().await;
+                self.rate.ready().await;
+                self.pause.wait().await;
+            },
+            tries.deadline,
+        );
+        let mut paced = pin!(paced);
+        // A turn that is due now costs no sleep: the kept permit stays.
+        let paced = match futures::poll!(paced.as_mut()) {
+            Poll::Ready(paced) => paced,
+            Poll::Pending => {
+                held.permit = None;
+                paced.await
+            }
         };
-        self.wait(paced, tries.deadline)
-            .await
+        paced
             .map_err(|why| self.interrupted(why, "the remote's pause or the rate limit", tries))?;
         held.now = Instant::now();
         Ok(())

@@ -9,9 +9,10 @@
 //! backpressure), or it stops: one channel operation per batch when calls are
 //! instant, and no result held back behind a call or a wait that takes time.
 //!
-//! A call is a sequence of small steps (in `call`): the API permit, then
-//! pacing (the remote's pause, the rate limit), then one attempt, then the
-//! retry decision. Every wait of a call (for a permit, the remote's
+//! A call is a sequence of small steps (in `call`): pacing (the remote's
+//! pause, the rate limit), then the API permit, then one attempt, then the
+//! retry decision. Pacing comes before the permit, so no agent holds a
+//! permit while it sleeps. Every wait of a call (for a permit, the remote's
 //! pause, the rate limit, a backoff) ends early on an abort and on the
 //! item's deadline. An agent that panics anyway (a bug in gearshift, or a
 //! user's `Clone` or error conversion that panics outside the stage
