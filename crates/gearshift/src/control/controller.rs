@@ -6,16 +6,13 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use hdrhistogram::Histogram;
 use tokio::time::Instant;
 
 use crate::config::Agents;
 use crate::control::Schedule;
 use crate::control::shared::{Shared, Source};
-use crate::error::ErrorKind;
+use crate::control::window::WindowReader;
 use crate::preset::Preset;
-use crate::stats::counters::{Capacity, StageKind};
-use crate::stats::latency::{Percentiles, new_histogram};
 use crate::stats::report::{Report, TunerDecision};
 use crate::tuner::{Tuner, Window};
 
@@ -28,20 +25,6 @@ pub(crate) struct Controller {
     pub(crate) schedule: Option<Schedule>,
 }
 
-/// Counter values at the start of a window.
-#[derive(Default)]
-struct Mark {
-    at: Option<Instant>,
-    cpu_items: u64,
-    io_busy: u64,
-    io_idle: u64,
-    io_blocked: u64,
-    cpu_busy: u64,
-    throttled: u64,
-    timeouts: u64,
-    errors: u64,
-}
-
 impl Controller {
     pub(crate) async fn run(mut self) {
         let mut done = self.shared.report.subscribe();
@@ -50,8 +33,7 @@ impl Controller {
         let mut next_tune = self.tuner.as_ref().map(|t| Instant::now() + t.window());
         let mut next_schedule = self.schedule.as_ref().map(|_| Instant::now());
         let mut scheduled: Option<Preset> = None;
-        let mut mark = Mark::default();
-        let mut window_hist = new_histogram();
+        let mut reader = WindowReader::of(Arc::clone(&self.shared));
         loop {
             let Some(wake) = [next_stats, next_tune, next_schedule]
                 .into_iter()
@@ -70,7 +52,7 @@ impl Controller {
                 self.follow_schedule(&mut scheduled);
             }
             if next_tune.is_some_and(|t| t <= now) {
-                let window = self.measure(&mut mark, &mut window_hist);
+                let window = reader.read();
                 // While a manual change holds, windows are measured (so the
                 // next decision sees a fresh one) but not decided on.
                 let next = if self.shared.automatic_held() {
@@ -84,7 +66,7 @@ impl Controller {
                 && t <= now
             {
                 next_stats = Some(now + every);
-                log_stats(&Report::build(&self.shared, false));
+                log_stats(&self.shared.report(false));
             }
         }
     }
@@ -179,102 +161,6 @@ impl Controller {
                 .clamp(Duration::from_millis(10), Duration::from_secs(60))
         })
     }
-
-    /// Measures the window since the last call on the first IO stage and
-    /// the CPU stage after it.
-    fn measure(&self, mark: &mut Mark, hist: &mut Histogram<u64>) -> Window {
-        let stages = self.shared.stages();
-        let io = stages.iter().position(|s| s.kind == StageKind::Io);
-        let cpu = io.and_then(|i| stages[i..].iter().find(|s| s.kind == StageKind::Cpu));
-        let io = io.map(|i| &stages[i]);
-        let now = Instant::now();
-        let elapsed = now - mark.at.unwrap_or(self.shared.started);
-        mark.at = Some(now);
-        let config = self.shared.config.borrow().clone();
-        let mut w = Window {
-            elapsed,
-            cores: config.cores,
-            agents: config.total_agents(),
-            api_permits: config.total_api_permits(),
-            workers: config.workers,
-            max_workers: self.shared.pool_threads,
-            ..Window::default()
-        };
-        let secs = elapsed.as_secs_f64().max(1e-9);
-        if let Some(io) = io {
-            hist.reset();
-            io.latency.drain_window(hist);
-            let p = Percentiles::of(hist);
-            w.io_completions = p.count;
-            if p.count > 0 {
-                (w.latency_p50, w.latency_p90, w.latency_min) =
-                    (Some(p.p50), Some(p.p90), Some(p.min));
-            }
-            if let Capacity::Io { roster, permits } = &io.capacity {
-                w.agents = roster.alive().max(1);
-                w.peak_in_flight = permits.take_peak();
-            }
-            let agent_secs = secs * w.agents as f64;
-            w.mean_in_flight = delta(
-                &mut mark.io_busy,
-                io.total(&io.busy_nanos, |a| &a.api_nanos),
-            ) as f64
-                / 1e9
-                / secs;
-            w.agents_idle = fraction(
-                delta(
-                    &mut mark.io_idle,
-                    io.total(&io.blocked_get_nanos, |a| &a.idle_nanos),
-                ),
-                agent_secs,
-            );
-            w.agents_blocked = fraction(
-                delta(
-                    &mut mark.io_blocked,
-                    io.total(&io.blocked_put_nanos, |a| &a.blocked_put_nanos),
-                ),
-                agent_secs,
-            );
-            w.throttled = delta(&mut mark.throttled, io.errors_of(ErrorKind::RateLimited));
-            w.timeouts = delta(&mut mark.timeouts, io.errors_of(ErrorKind::Timeout));
-            let other: u64 = ErrorKind::ALL
-                .iter()
-                .filter(|k| !matches!(k, ErrorKind::RateLimited | ErrorKind::Timeout))
-                .map(|k| io.errors_of(*k))
-                .sum();
-            w.errors = delta(&mut mark.errors, other);
-            let ra = io
-                .retry_after_max_nanos
-                .swap(0, std::sync::atomic::Ordering::Relaxed);
-            w.retry_after = (ra > 0).then(|| Duration::from_nanos(ra));
-        }
-        if let Some(cpu) = cpu {
-            w.cpu_items = delta(&mut mark.cpu_items, cpu.items_out.get() + cpu.failed.get());
-            let busy = delta(&mut mark.cpu_busy, cpu.busy_nanos.get()) as f64 / 1e9;
-            w.workers_idle = (1.0 - busy / (secs * w.workers.max(1) as f64)).clamp(0.0, 1.0);
-            let min = cpu
-                .queue_min
-                .swap(usize::MAX, std::sync::atomic::Ordering::Relaxed);
-            w.queue_min = if min == usize::MAX {
-                cpu.queue.get()
-            } else {
-                min
-            };
-            w.queue_capacity = cpu.queue_capacity;
-        }
-        w
-    }
-}
-
-/// Nanoseconds spent, as a fraction (at most 1) of `secs` of capacity.
-fn fraction(nanos: u64, secs: f64) -> f64 {
-    (nanos as f64 / 1e9 / secs).min(1.0)
-}
-
-fn delta(mark: &mut u64, now: u64) -> u64 {
-    let d = now.saturating_sub(*mark);
-    *mark = now;
-    d
 }
 
 /// One `tracing` event per stage and per agent: the seed's `_log_agent_stats`.

@@ -543,10 +543,7 @@ where
             tracing::info!(stage = %self.name, asked_s = asked.as_secs(), max_pause_s = pause.as_secs(), "remote asked for a pause longer than max_pause; cut to max_pause");
         }
         self.pause.extend(pause);
-        let nanos = u64::try_from(pause.as_nanos()).unwrap_or(u64::MAX);
-        self.stats
-            .retry_after_max_nanos
-            .fetch_max(nanos, std::sync::atomic::Ordering::Relaxed);
+        self.stats.note_retry_after(pause);
         tracing::info!(stage = %self.name, pause_ms = pause.as_millis() as u64, "remote asked to retry after; stage paused");
     }
 

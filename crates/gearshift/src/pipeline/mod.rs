@@ -31,7 +31,9 @@ use crate::control::{PipelineHandle, Schedule};
 use crate::error::{BuildError, StageError};
 use crate::outcome::{Failure, Outcome};
 use crate::preset::{Preset, ratio};
-use crate::stats::counters::{Capacity, QueueLen, StageKind, StageStats};
+use crate::stats::counters::{
+    Concurrency, ConcurrencyGauge, QueueLen, StageGauges, StageKind, StageStats,
+};
 use crate::stats::report::Report;
 use crate::sync::gate::Gate;
 use crate::sync::pause::Pause;
@@ -445,15 +447,22 @@ impl<T: Send + 'static> Pipeline<T> {
             let roster = Arc::new(Roster::new(c.total_agents()));
             let permits = Gate::new(c.total_api_permits());
             let queue = input.watcher();
+            let (r, p) = (Arc::clone(&roster), Arc::clone(&permits));
+            let gauges = StageGauges {
+                concurrency: ConcurrencyGauge(Box::new(move || Concurrency {
+                    alive: r.alive(),
+                    target: r.target(),
+                    permits: p.size(),
+                    in_use: p.in_use(),
+                })),
+                queue: QueueLen(Box::new(move || queue.len())),
+                queue_capacity: c.channel_capacity,
+                peak_in_use: Arc::clone(permits.peaks()),
+            };
             let stats = Arc::new(StageStats::new(
                 Arc::clone(&name),
                 StageKind::Io,
-                Capacity::Io {
-                    roster: Arc::clone(&roster),
-                    permits: Arc::clone(&permits),
-                },
-                QueueLen(Box::new(move || queue.len())),
-                c.channel_capacity,
+                gauges,
                 c.cores,
             ));
             ctx.register(&stats);
@@ -513,15 +522,25 @@ impl<T: Send + 'static> Pipeline<T> {
             let slots = Gate::new(c.workers * cpu_stage::BATCHES_PER_WORKER);
             let workers = Arc::new(AtomicUsize::new(c.workers));
             let queue = input.watcher();
+            let (s, w) = (Arc::clone(&slots), Arc::clone(&workers));
+            let gauges = StageGauges {
+                concurrency: ConcurrencyGauge(Box::new(move || {
+                    let workers = w.load(std::sync::atomic::Ordering::Relaxed);
+                    Concurrency {
+                        alive: workers,
+                        target: workers,
+                        permits: s.size(),
+                        in_use: s.in_use(),
+                    }
+                })),
+                queue: QueueLen(Box::new(move || queue.len())),
+                queue_capacity: c.channel_capacity,
+                peak_in_use: Arc::clone(slots.peaks()),
+            };
             let stats = Arc::new(StageStats::new(
                 Arc::clone(&name),
                 StageKind::Cpu,
-                Capacity::Cpu {
-                    slots: Arc::clone(&slots),
-                    workers: Arc::clone(&workers),
-                },
-                QueueLen(Box::new(move || queue.len())),
-                c.channel_capacity,
+                gauges,
                 c.cores,
             ));
             ctx.register(&stats);
