@@ -33,7 +33,11 @@ impl Controller {
         let mut next_tune = self.tuner.as_ref().map(|t| Instant::now() + t.window());
         let mut next_schedule = self.schedule.as_ref().map(|_| Instant::now());
         let mut scheduled: Option<Preset> = None;
-        let mut reader = WindowReader::of(Arc::clone(&self.shared));
+        // The tuner's own window reader: other readers take theirs.
+        let mut reader = self
+            .tuner
+            .is_some()
+            .then(|| WindowReader::of(Arc::clone(&self.shared)));
         loop {
             let Some(wake) = [next_stats, next_tune, next_schedule]
                 .into_iter()
@@ -51,7 +55,9 @@ impl Controller {
                 next_schedule = Some(now + SCHEDULE_TICK);
                 self.follow_schedule(&mut scheduled);
             }
-            if next_tune.is_some_and(|t| t <= now) {
+            if let Some(reader) = reader.as_mut()
+                && next_tune.is_some_and(|t| t <= now)
+            {
                 let window = reader.read();
                 // While a manual change holds, windows are measured (so the
                 // next decision sees a fresh one) but not decided on.

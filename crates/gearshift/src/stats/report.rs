@@ -18,13 +18,13 @@ use crate::error::ErrorKind;
 /// a table of APIs:
 ///
 /// ```text
-/// finished in 2.31 s: 1000 ok, 0 failed, 0 cancelled, 432.9 items/s
+/// running in 2.31 s: 1000 ok, 0 failed, 0 cancelled, 432.9 items/s
 /// item latency ms: p50 21.30  p90 24.10  p99 30.20  max 41.00
 /// stage        kind       in      out  failed retries  agents workers permits in-flight  busy  p50 ms  p99 ms      queue
 /// fetch        io       1000     1000       0       3    8->4       -       4         4   91%   20.10   25.00     0/1024
 /// parse        cpu      1000     1000       0       0       -       2       4         1   48%    1.00    2.10     3/1024
-/// api              ok attempts throttled timeouts errors in-flight  peak limit paused s  p50 ms  p99 ms
-/// search         1000     1003         3        0      0         4     8     8     2.00   20.10   25.00
+/// api                ok attempts throttled timeouts errors in-flight  peak limit paused s  p50 ms  p99 ms
+/// search           1000     1003         3        0      3         4     8     8     2.00   20.10   25.00
 /// ```
 ///
 /// | stage column | meaning (field of [`StageReport`]) |

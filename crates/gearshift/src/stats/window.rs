@@ -181,7 +181,7 @@ impl MaxReader {
         // The bucket straddling the previous read counts only if it grew.
         let grown = ring.get(edge).filter(|v| Some(*v) > was);
         let later = (to[level] > edge)
-            .then(|| ring.max_in(edge + 1, to[level]))
+            .then(|| ring.max_in(edge.saturating_add(1), to[level]))
             .flatten();
         self.last = now.max(self.last);
         self.seen = [0, 1].map(|l| (to[l], m.rings[l].get(to[l])));
