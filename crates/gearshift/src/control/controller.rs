@@ -6,16 +6,14 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use hdrhistogram::Histogram;
 use tokio::time::Instant;
 
 use super::budget::Budget;
 use crate::control::Schedule;
 use crate::control::shared::{Shared, Source};
-use crate::error::ErrorKind;
+use crate::control::window::WindowReader;
 use crate::preset::Preset;
-use crate::stats::counters::{Capacity, StageKind};
-use crate::stats::latency::{Percentiles, new_histogram};
+use crate::stats::counters::StageKind;
 use crate::stats::report::{Report, TunerDecision};
 use crate::tuner::Window;
 
@@ -36,23 +34,9 @@ struct Tuned {
     /// The first stage drawing on the budget, and the CPU stage after it.
     io: usize,
     cpu: Option<usize>,
-    mark: Mark,
-    hist: Histogram<u64>,
+    /// The tuner's own windows: other readers take theirs.
+    reader: WindowReader,
     next: Instant,
-}
-
-/// Counter values at the start of a window.
-#[derive(Default)]
-struct Mark {
-    at: Option<Instant>,
-    cpu_items: u64,
-    io_busy: u64,
-    io_idle: u64,
-    io_blocked: u64,
-    cpu_busy: u64,
-    throttled: u64,
-    timeouts: u64,
-    errors: u64,
 }
 
 impl Controller {
@@ -85,7 +69,7 @@ impl Controller {
                 self.scan(&mut tuned, now);
             }
             for t in tuned.iter_mut().filter(|t| t.next <= now) {
-                let window = self.measure(t);
+                let window = t.reader.read();
                 // While a manual change holds, windows are measured (so the
                 // next decision sees a fresh one) but not decided on.
                 let held = self.shared.automatic_held() || !t.budget.controller_free();
@@ -100,7 +84,7 @@ impl Controller {
                 && t <= now
             {
                 next_stats = Some(now + every);
-                log_stats(&Report::build(&self.shared, false));
+                log_stats(&self.shared.report(false));
             }
         }
         for t in &tuned {
@@ -126,11 +110,7 @@ impl Controller {
                 budget: Arc::clone(budget),
                 io,
                 cpu,
-                mark: Mark {
-                    at: Some(now),
-                    ..Mark::default()
-                },
-                hist: new_histogram(),
+                reader: WindowReader::of(Arc::clone(&self.shared), Some(io), cpu),
                 next: now + tuner_window(budget),
             });
         }
@@ -234,91 +214,6 @@ impl Controller {
         }
         next
     }
-
-    /// Measures the window since the last call on the first IO stage and
-    /// the CPU stage after it.
-    fn measure(&self, t: &mut Tuned) -> Window {
-        let (mark, hist) = (&mut t.mark, &mut t.hist);
-        let stages = self.shared.stages();
-        let io = stages.get(t.io);
-        let cpu = t.cpu.and_then(|c| stages.get(c));
-        let now = Instant::now();
-        let elapsed = now - mark.at.unwrap_or(self.shared.started);
-        mark.at = Some(now);
-        let live = self.shared.settings.borrow().clone();
-        let mut w = Window {
-            elapsed,
-            cores: live.defaults.cores,
-            agents: live.agents(t.io),
-            api_permits: t.budget.permits.size(),
-            workers: t.cpu.map_or(live.defaults.workers, |c| live.workers(c)),
-            max_workers: self.shared.pool_threads,
-            ..Window::default()
-        };
-        let secs = elapsed.as_secs_f64().max(1e-9);
-        if let Some(io) = io {
-            hist.reset();
-            io.latency.drain_window(hist);
-            let p = Percentiles::of(hist);
-            w.io_completions = p.count;
-            if p.count > 0 {
-                (w.latency_p50, w.latency_p90, w.latency_min) =
-                    (Some(p.p50), Some(p.p90), Some(p.min));
-            }
-            if let Capacity::Io { roster, permits } = &io.capacity {
-                w.agents = roster.alive().max(1);
-                w.peak_in_flight = permits.take_peak();
-            }
-            let agent_secs = secs * w.agents as f64;
-            w.mean_in_flight = delta(
-                &mut mark.io_busy,
-                io.total(&io.busy_nanos, |a| &a.api_nanos),
-            ) as f64
-                / 1e9
-                / secs;
-            w.agents_idle = fraction(
-                delta(
-                    &mut mark.io_idle,
-                    io.total(&io.blocked_get_nanos, |a| &a.idle_nanos),
-                ),
-                agent_secs,
-            );
-            w.agents_blocked = fraction(
-                delta(
-                    &mut mark.io_blocked,
-                    io.total(&io.blocked_put_nanos, |a| &a.blocked_put_nanos),
-                ),
-                agent_secs,
-            );
-            w.throttled = delta(&mut mark.throttled, io.errors_of(ErrorKind::RateLimited));
-            w.timeouts = delta(&mut mark.timeouts, io.errors_of(ErrorKind::Timeout));
-            let other: u64 = ErrorKind::ALL
-                .iter()
-                .filter(|k| !matches!(k, ErrorKind::RateLimited | ErrorKind::Timeout))
-                .map(|k| io.errors_of(*k))
-                .sum();
-            w.errors = delta(&mut mark.errors, other);
-            let ra = io
-                .retry_after_max_nanos
-                .swap(0, std::sync::atomic::Ordering::Relaxed);
-            w.retry_after = (ra > 0).then(|| Duration::from_nanos(ra));
-        }
-        if let Some(cpu) = cpu {
-            w.cpu_items = delta(&mut mark.cpu_items, cpu.items_out.get() + cpu.failed.get());
-            let busy = delta(&mut mark.cpu_busy, cpu.busy_nanos.get()) as f64 / 1e9;
-            w.workers_idle = (1.0 - busy / (secs * w.workers.max(1) as f64)).clamp(0.0, 1.0);
-            let min = cpu
-                .queue_min
-                .swap(usize::MAX, std::sync::atomic::Ordering::Relaxed);
-            w.queue_min = if min == usize::MAX {
-                cpu.queue.get()
-            } else {
-                min
-            };
-            w.queue_capacity = cpu.queue_capacity;
-        }
-        w
-    }
 }
 
 /// A budget's tuner's window, within sane bounds.
@@ -327,17 +222,6 @@ fn tuner_window(budget: &Budget) -> Duration {
         t.window()
             .clamp(Duration::from_millis(10), Duration::from_secs(60))
     })
-}
-
-/// Nanoseconds spent, as a fraction (at most 1) of `secs` of capacity.
-fn fraction(nanos: u64, secs: f64) -> f64 {
-    (nanos as f64 / 1e9 / secs).min(1.0)
-}
-
-fn delta(mark: &mut u64, now: u64) -> u64 {
-    let d = now.saturating_sub(*mark);
-    *mark = now;
-    d
 }
 
 /// One `tracing` event per stage and per agent: the seed's `_log_agent_stats`.

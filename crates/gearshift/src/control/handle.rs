@@ -49,7 +49,7 @@ use crate::stats::report::Report;
 /// [`Tuner`]: crate::Tuner
 #[derive(Debug, Clone)]
 pub struct PipelineHandle {
-    shared: Arc<Shared>,
+    pub(super) shared: Arc<Shared>,
 }
 
 impl PipelineHandle {
@@ -242,7 +242,7 @@ impl PipelineHandle {
     pub fn snapshot(&self) -> Report {
         match self.shared.report.borrow().as_ref() {
             Some(done) => (**done).clone(),
-            None => Report::build(&self.shared, false),
+            None => self.shared.report(false),
         }
     }
 
@@ -283,7 +283,7 @@ impl PipelineHandle {
         let report = match report {
             Some(r) => (*r).clone(),
             // The sender lives in `shared`, which we hold: unreachable.
-            None => Report::build(&self.shared, false),
+            None => self.shared.report(false),
         };
         // Every item taken has exactly one outcome. A difference is a bug in
         // gearshift: logged as an error in every build, and fatal in debug

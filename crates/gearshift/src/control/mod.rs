@@ -1,6 +1,7 @@
 //! Runtime control: API budgets, the live settings of every stage, the
-//! handles that change them, the schedule, and the controller task that
-//! follows the schedule and runs each budget's tuner.
+//! handles that change them, the schedule, the controller task that follows
+//! the schedule and runs each budget's tuner, and the measurement windows
+//! it reads.
 
 pub(crate) mod budget;
 pub(crate) mod controller;
@@ -8,8 +9,10 @@ mod handle;
 mod schedule;
 pub(crate) mod settings;
 pub(crate) mod shared;
+mod window;
 
 pub use budget::{Api, ApiHandle, ApiSettings};
 pub use handle::{PipelineHandle, StageHandle};
 pub use schedule::{MAX_UTC_OFFSET_MINUTES, Schedule, ScheduleError};
 pub use settings::StageSettings;
+pub use window::WindowReader;

@@ -12,7 +12,7 @@ use crate::config::Config;
 use crate::error::{ConfigError, ErrorKind};
 use crate::stats::counters::{Counter, StageStats};
 use crate::stats::latency::LatencyRecorder;
-use crate::stats::report::{Report, TunerDecision};
+use crate::stats::report::{Report, ReportInput, Tally, TunerDecision};
 use crate::sync::gate::Gate;
 use crate::sync::shutdown::Shutdown;
 
@@ -300,6 +300,38 @@ impl Shared {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
+    }
+
+    /// Reads everything into a [`Report`]: the stats know nothing of
+    /// `Shared`, so this gathers their inputs.
+    pub(crate) fn report(&self, finished: bool) -> Report {
+        let l = &self.ledger;
+        // Outcomes first: every item is taken before it has an outcome, so
+        // a live report never shows more outcomes than items taken.
+        let (ok, failed, cancelled) = (l.ok.get(), l.failed.get(), l.cancelled.get());
+        let failures_by_kind = ErrorKind::ALL
+            .iter()
+            .zip(&l.by_kind)
+            .filter(|(_, c)| c.get() > 0)
+            .map(|(k, c)| (*k, c.get()))
+            .collect();
+        let tally = Tally {
+            taken: l.taken.get(),
+            ok,
+            failed,
+            cancelled,
+            failures_by_kind,
+        };
+        let decisions = self.decisions.lock().unwrap_or_else(|e| e.into_inner());
+        Report::build(ReportInput {
+            finished,
+            elapsed: self.started.elapsed(),
+            tally,
+            latency: self.latency.total(),
+            stages: &self.stages(),
+            apis: Vec::new(),
+            decisions: decisions.iter().cloned().collect(),
+        })
     }
 
     pub(crate) fn record_decision(&self, decision: TunerDecision) {

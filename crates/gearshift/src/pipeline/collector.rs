@@ -14,7 +14,6 @@ use super::link::{self, BatchReceiver};
 use crate::config::OnError;
 use crate::control::shared::Shared;
 use crate::outcome::{Failure, ItemId, Outcome};
-use crate::stats::report::Report;
 
 /// Where outcomes go.
 pub(crate) struct Outputs<T> {
@@ -197,7 +196,7 @@ impl<T: Send + 'static> Collector<T> {
             drop(pool);
         })
         .await;
-        let report = Report::build(&shared, true);
+        let report = shared.report(true);
         if report.difference() != 0 {
             tracing::error!(
                 taken = report.taken,

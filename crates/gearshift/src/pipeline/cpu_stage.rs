@@ -215,6 +215,7 @@ where
     /// Sets the workers, and the batch slots that go with them.
     fn set_workers(&self, workers: usize) {
         self.workers.store(workers, Ordering::Relaxed);
+        self.stats.capacity.set(workers);
         self.slots
             .resize(workers.saturating_mul(BATCHES_PER_WORKER));
     }

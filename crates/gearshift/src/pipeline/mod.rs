@@ -33,7 +33,9 @@ use crate::control::shared::Shared;
 use crate::error::{BuildError, StageError};
 use crate::outcome::{Failure, Outcome};
 use crate::preset::Preset;
-use crate::stats::counters::{Capacity, QueueLen, StageKind, StageStats};
+use crate::stats::counters::{
+    Concurrency, ConcurrencyGauge, QueueLen, StageGauges, StageKind, StageStats,
+};
 use crate::sync::gate::Gate;
 use crate::sync::roster::Roster;
 
@@ -399,15 +401,23 @@ impl<T: Send + 'static> Pipeline<T> {
                 .expect("an IO stage has a budget");
             let roster = Arc::new(Roster::new(live.agents(index)));
             let queue = input.watcher();
+            let permits = &budget.permits;
+            let (r, p) = (Arc::clone(&roster), Arc::clone(permits));
+            let gauges = StageGauges {
+                concurrency: ConcurrencyGauge(Box::new(move || Concurrency {
+                    alive: r.alive(),
+                    target: r.target(),
+                    permits: p.size(),
+                    in_use: p.in_use(),
+                })),
+                queue: QueueLen(Box::new(move || queue.len())),
+                queue_capacity: capacity,
+                peak_in_use: Arc::clone(permits.peaks()),
+            };
             let stats = Arc::new(StageStats::new(
                 Arc::clone(&name),
                 StageKind::Io,
-                Capacity::Io {
-                    roster: Arc::clone(&roster),
-                    permits: Arc::clone(&budget.permits),
-                },
-                QueueLen(Box::new(move || queue.len())),
-                capacity,
+                gauges,
                 live.defaults.cores,
             ));
             ctx.register(&stats);
@@ -462,15 +472,25 @@ impl<T: Send + 'static> Pipeline<T> {
             let slots = Gate::new(workers * cpu_stage::BATCHES_PER_WORKER);
             let workers = Arc::new(AtomicUsize::new(workers));
             let queue = input.watcher();
+            let (s, w) = (Arc::clone(&slots), Arc::clone(&workers));
+            let gauges = StageGauges {
+                concurrency: ConcurrencyGauge(Box::new(move || {
+                    let workers = w.load(std::sync::atomic::Ordering::Relaxed);
+                    Concurrency {
+                        alive: workers,
+                        target: workers,
+                        permits: s.size(),
+                        in_use: s.in_use(),
+                    }
+                })),
+                queue: QueueLen(Box::new(move || queue.len())),
+                queue_capacity: capacity,
+                peak_in_use: Arc::clone(slots.peaks()),
+            };
             let stats = Arc::new(StageStats::new(
                 Arc::clone(&name),
                 StageKind::Cpu,
-                Capacity::Cpu {
-                    slots: Arc::clone(&slots),
-                    workers: Arc::clone(&workers),
-                },
-                QueueLen(Box::new(move || queue.len())),
-                capacity,
+                gauges,
                 live.defaults.cores,
             ));
             ctx.register(&stats);

@@ -1,14 +1,18 @@
 //! Live counters of stages and agents: relaxed atomics bumped on the hot
-//! path, read by snapshots and the controller.
+//! path, read by snapshots and by any number of window readers. What a
+//! stage's concurrency is comes in through read-only gauges the stage gives
+//! ([`ConcurrencyGauge`], [`QueueLen`]): stats know nothing of how it is
+//! controlled.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use tokio::time::Instant;
+
 use super::latency::ShardedLatency;
+use super::window::{WindowedMax, WindowedMin, millis_ceil};
 use crate::error::ErrorKind;
-use crate::sync::gate::Gate;
-use crate::sync::roster::Roster;
 
 /// Which kind of stage.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,20 +62,33 @@ pub(crate) struct AgentStats {
     pub(crate) retired: AtomicBool,
 }
 
-/// What a stage's counters need to know about its concurrency.
-#[derive(Debug)]
-pub(crate) enum Capacity {
-    /// An IO stage: its roster and API semaphore.
-    Io {
-        roster: Arc<Roster>,
-        permits: Arc<Gate>,
-    },
-    /// A CPU stage: its workers, and the gate of batch slots in front of
-    /// the pool.
-    Cpu {
-        slots: Arc<Gate>,
-        workers: Arc<std::sync::atomic::AtomicUsize>,
-    },
+/// A stage's concurrency at one instant, as its gauge reads it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Concurrency {
+    /// Agents alive (IO) or workers (CPU).
+    pub(crate) alive: usize,
+    /// Agents (or workers) asked for.
+    pub(crate) target: usize,
+    /// API permits (IO) or batch slots (CPU).
+    pub(crate) permits: usize,
+    /// Permits (or slots) in use.
+    pub(crate) in_use: usize,
+}
+
+/// Reads a stage's [`Concurrency`] now; given by the stage, which owns the
+/// roster and the gates.
+pub(crate) struct ConcurrencyGauge(pub(crate) Box<dyn Fn() -> Concurrency + Send + Sync>);
+
+impl ConcurrencyGauge {
+    pub(crate) fn get(&self) -> Concurrency {
+        (self.0)()
+    }
+}
+
+impl std::fmt::Debug for ConcurrencyGauge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ConcurrencyGauge({:?})", self.get())
+    }
 }
 
 /// Reads the current length of a stage's input channel.
@@ -86,6 +103,72 @@ impl QueueLen {
 impl std::fmt::Debug for QueueLen {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "QueueLen({})", self.get())
+    }
+}
+
+/// What a stage shows of itself to its stats, read-only.
+#[derive(Debug)]
+pub(crate) struct StageGauges {
+    pub(crate) concurrency: ConcurrencyGauge,
+    pub(crate) queue: QueueLen,
+    pub(crate) queue_capacity: usize,
+    /// Permits in use, recorded by the stage's gate at each acquisition.
+    pub(crate) peak_in_use: Arc<WindowedMax>,
+}
+
+/// The integral of a stage's concurrency over time (agent- or
+/// worker-nanoseconds provided), so that busy time divides by the capacity
+/// the stage really had, across resizes. Changed only when agents start or
+/// stop and when workers are resized: never on the per-call path.
+#[derive(Debug)]
+pub(crate) struct CapacityClock(Mutex<Clock>);
+
+#[derive(Debug)]
+struct Clock {
+    units: usize,
+    since: Instant,
+    nanos: u128,
+}
+
+impl CapacityClock {
+    pub(crate) fn new(units: usize) -> Self {
+        CapacityClock(Mutex::new(Clock {
+            units,
+            since: Instant::now(),
+            nanos: 0,
+        }))
+    }
+
+    fn change(&self, f: impl FnOnce(usize) -> usize) {
+        let mut c = self.lock();
+        let now = Instant::now();
+        c.nanos += c.units as u128 * (now - c.since).as_nanos();
+        (c.since, c.units) = (now, f(c.units));
+    }
+
+    /// The capacity is now `units`.
+    pub(crate) fn set(&self, units: usize) {
+        self.change(|_| units);
+    }
+
+    pub(crate) fn add(&self) {
+        self.change(|u| u.saturating_add(1));
+    }
+
+    pub(crate) fn remove(&self) {
+        self.change(|u| u.saturating_sub(1));
+    }
+
+    /// Unit-time provided so far.
+    pub(crate) fn provided(&self) -> Duration {
+        let c = self.lock();
+        let nanos = c.nanos + c.units as u128 * c.since.elapsed().as_nanos();
+        let secs = u64::try_from(nanos / 1_000_000_000).unwrap_or(u64::MAX);
+        Duration::new(secs, (nanos % 1_000_000_000) as u32)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Clock> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -104,28 +187,23 @@ pub(crate) struct StageStats {
     pub(crate) blocked_put_nanos: Counter,
     pub(crate) blocked_get_nanos: Counter,
     pub(crate) busy_nanos: Counter,
-    /// Smallest input queue length seen since the controller last looked.
-    pub(crate) queue_min: AtomicUsize,
+    /// Agent- (IO) or worker-time (CPU) provided: what `busy_nanos` is a
+    /// fraction of.
+    pub(crate) capacity: CapacityClock,
+    /// Input queue lengths seen by the batcher (CPU), per time bucket.
+    pub(crate) queue_min: WindowedMin,
     /// Per-attempt latency (IO, sharded by agent) or per-item run time (CPU).
     pub(crate) latency: ShardedLatency,
     /// Live agents; a retiring agent's counters are folded into the stage's.
     pub(crate) agents: Mutex<Vec<Arc<AgentStats>>>,
     pub(crate) agents_retired: Counter,
-    pub(crate) capacity: Capacity,
-    pub(crate) queue: QueueLen,
-    pub(crate) queue_capacity: usize,
-    pub(crate) retry_after_max_nanos: AtomicU64,
+    pub(crate) gauges: StageGauges,
+    /// Longest `Retry-After` pause (milliseconds) per time bucket.
+    pub(crate) retry_after_ms: WindowedMax,
 }
 
 impl StageStats {
-    pub(crate) fn new(
-        name: Arc<str>,
-        kind: StageKind,
-        capacity: Capacity,
-        queue: QueueLen,
-        queue_capacity: usize,
-        cores: usize,
-    ) -> Self {
+    pub(crate) fn new(name: Arc<str>, kind: StageKind, gauges: StageGauges, cores: usize) -> Self {
         StageStats {
             name,
             kind,
@@ -139,14 +217,13 @@ impl StageStats {
             blocked_put_nanos: Counter::default(),
             blocked_get_nanos: Counter::default(),
             busy_nanos: Counter::default(),
-            queue_min: AtomicUsize::new(usize::MAX),
+            capacity: CapacityClock::new(0),
+            queue_min: WindowedMin::default(),
             latency: ShardedLatency::new(cores),
             agents: Mutex::new(Vec::new()),
             agents_retired: Counter::default(),
-            capacity,
-            queue,
-            queue_capacity,
-            retry_after_max_nanos: AtomicU64::new(0),
+            gauges,
+            retry_after_ms: WindowedMax::default(),
         }
     }
 
@@ -166,7 +243,12 @@ impl StageStats {
     }
 
     pub(crate) fn observe_queue(&self, len: usize) {
-        self.queue_min.fetch_min(len, Ordering::Relaxed);
+        self.queue_min.record(len as u64);
+    }
+
+    /// Records a `Retry-After` pause the stage took.
+    pub(crate) fn note_retry_after(&self, pause: Duration) {
+        self.retry_after_ms.record(millis_ceil(pause));
     }
 
     /// Removes an agent that stopped, folding its counters into the stage's.
@@ -184,6 +266,7 @@ impl StageStats {
         if retired {
             self.agents_retired.add(1);
         }
+        self.capacity.remove();
         drop(agents);
     }
 
@@ -198,10 +281,9 @@ impl StageStats {
             id,
             ..AgentStats::default()
         });
-        self.agents
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(Arc::clone(&stats));
+        let mut agents = self.agents.lock().unwrap_or_else(|e| e.into_inner());
+        agents.push(Arc::clone(&stats));
+        self.capacity.add();
         stats
     }
 }

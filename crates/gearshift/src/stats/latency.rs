@@ -1,5 +1,6 @@
-//! Latency histograms: a cumulative one for reports and a windowed one that
-//! the controller drains each control window for the tuner.
+//! Latency histograms: cumulative only, so any number of readers can take
+//! windows of them. A reader keeps its previous copy and subtracts it
+//! ([`LatencyDelta`]); nothing is drained or reset.
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -40,60 +41,48 @@ impl Percentiles {
     }
 }
 
-/// Records durations at microsecond resolution (3 significant digits).
+/// Records durations at microsecond resolution, cumulatively.
 #[derive(Debug)]
 pub(crate) struct LatencyRecorder {
-    hists: Mutex<Pair>,
-}
-
-#[derive(Debug)]
-struct Pair {
-    total: Histogram<u64>,
-    window: Histogram<u64>,
+    hist: Mutex<Histogram<u64>>,
 }
 
 impl LatencyRecorder {
     pub(crate) fn new() -> Self {
         LatencyRecorder {
-            hists: Mutex::new(Pair {
-                total: new_histogram(),
-                window: new_histogram(),
-            }),
+            hist: Mutex::new(new_histogram()),
         }
     }
 
     /// Records `n` samples of the same duration.
     pub(crate) fn record_n(&self, d: Duration, n: u64) {
-        let us = (d.as_micros() as u64).max(1);
-        let mut h = self.lock();
-        h.total.saturating_record_n(us, n);
-        h.window.saturating_record_n(us, n);
+        self.lock().saturating_record_n(micros(d), n);
     }
 
     /// Records many samples under one lock.
     pub(crate) fn record_all(&self, ds: impl IntoIterator<Item = Duration>) {
         let mut h = self.lock();
         for d in ds {
-            let us = (d.as_micros() as u64).max(1);
-            h.total.saturating_record(us);
-            h.window.saturating_record(us);
+            h.saturating_record(micros(d));
         }
     }
 
     pub(crate) fn total(&self) -> Percentiles {
-        Percentiles::of(&self.lock().total)
+        Percentiles::of(&self.lock())
     }
 
-    /// Adds the samples since the last call to `into`, and forgets them.
-    pub(crate) fn drain_window(&self, into: &mut Histogram<u64>) {
-        let mut h = self.lock();
-        let _ = into.add(&h.window);
-        h.window.reset();
+    /// Adds every sample so far to `into`.
+    pub(crate) fn add_to(&self, into: &mut Histogram<u64>) {
+        let _ = into.add(&*self.lock());
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Pair> {
-        self.hists.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self) -> std::sync::MutexGuard<'_, Histogram<u64>> {
+        self.hist.lock().unwrap_or_else(|e| e.into_inner())
     }
+}
+
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX).max(1)
 }
 
 /// Latency histograms spread over shards, so that agents on many cores do
@@ -122,16 +111,53 @@ impl ShardedLatency {
 
     pub(crate) fn total(&self) -> Percentiles {
         let mut all = new_histogram();
-        for s in &self.shards {
-            let _ = all.add(&s.lock().total);
-        }
+        self.add_to(&mut all);
         Percentiles::of(&all)
     }
 
-    pub(crate) fn drain_window(&self, into: &mut Histogram<u64>) {
+    /// Adds every sample so far, over all shards, to `into`.
+    pub(crate) fn add_to(&self, into: &mut Histogram<u64>) {
         for s in &self.shards {
-            s.drain_window(into);
+            s.add_to(into);
         }
+    }
+}
+
+/// One reader's window over a cumulative [`ShardedLatency`]: the samples
+/// since its previous read, as the difference of two cumulative copies.
+/// The three histograms are reused, so a read allocates nothing.
+#[derive(Debug)]
+pub(crate) struct LatencyDelta {
+    prev: Histogram<u64>,
+    now: Histogram<u64>,
+    delta: Histogram<u64>,
+}
+
+impl LatencyDelta {
+    /// A reader whose first window starts with the samples so far.
+    pub(crate) fn new(source: &ShardedLatency) -> Self {
+        let mut prev = new_histogram();
+        source.add_to(&mut prev);
+        LatencyDelta {
+            prev,
+            now: new_histogram(),
+            delta: new_histogram(),
+        }
+    }
+
+    /// The samples recorded since the previous read.
+    pub(crate) fn read(&mut self, source: &ShardedLatency) -> &Histogram<u64> {
+        self.now.reset();
+        source.add_to(&mut self.now);
+        self.delta.reset();
+        let _ = self.delta.add(&self.now);
+        // Every shard only grows, so the new copy holds the old one.
+        if self.delta.subtract(&self.prev).is_err() {
+            tracing::warn!("latency histogram shrank between two reads; window reset");
+            self.delta.reset();
+        }
+        std::mem::swap(&mut self.prev, &mut self.now);
+        &self.delta
     }
 }
 

@@ -2,16 +2,60 @@
 //! per-agent figures, live (`PipelineHandle::snapshot`) or final (`join`).
 
 use std::collections::BTreeMap;
-use std::fmt;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use super::counters::{AgentStats, Capacity, StageKind, StageStats};
+use super::api::ApiReport;
+use super::counters::{AgentStats, StageKind, StageStats};
 use super::latency::Percentiles;
-use crate::control::shared::Shared;
 use crate::error::ErrorKind;
 
 /// Everything measured about a run so far.
+///
+/// Printed (`{report}`), it is a summary line, the item latency, the failures
+/// by kind, then a table of stages and, when the stages draw on API budgets,
+/// a table of APIs:
+///
+/// ```text
+/// running in 2.31 s: 1000 ok, 0 failed, 0 cancelled, 432.9 items/s
+/// item latency ms: p50 21.30  p90 24.10  p99 30.20  max 41.00
+/// stage        kind       in      out  failed retries  agents workers permits in-flight  busy  p50 ms  p99 ms      queue
+/// fetch        io       1000     1000       0       3    8->4       -       4         4   91%   20.10   25.00     0/1024
+/// parse        cpu      1000     1000       0       0       -       2       4         1   48%    1.00    2.10     3/1024
+/// api                ok attempts throttled timeouts errors in-flight  peak limit paused s  p50 ms  p99 ms
+/// search           1000     1003         3        0      3         4     8     8     2.00   20.10   25.00
+/// ```
+///
+/// | stage column | meaning (field of [`StageReport`]) |
+/// |--------------|------------------------------------|
+/// | `stage`      | the stage's name (`name`) |
+/// | `kind`       | `io` (async agents calling an API) or `cpu` (workers on the pool) |
+/// | `in`         | items taken from the stage's input (`items_in`) |
+/// | `out`        | items passed on to the next stage or to the outcomes (`items_out`) |
+/// | `failed`     | items this stage ended as `Failed` (`failed`) |
+/// | `retries`    | calls retried (IO; `retries`) |
+/// | `agents`     | IO: agents alive now (`concurrency`); `8->4` while 8 are alive and 4 are asked for (`concurrency_target`): a resize under way, or agents leaving as the input ends. A finished report shows the agents asked for. `-` for a CPU stage |
+/// | `workers`    | CPU: workers asked for (`concurrency`). `-` for an IO stage |
+/// | `permits`    | IO: API permits, the cap on calls in flight; CPU: batch slots, 2 per worker (`permits`) |
+/// | `in-flight`  | IO: calls in flight now; CPU: batch slots taken now, by batches queued, running or being passed on (`permits_in_use`) |
+/// | `busy`       | the share of the capacity the stage had that it used, over the run: API time over agent-time alive (IO), batch time over worker-time (CPU); never above 100% (`busy_fraction`) |
+/// | `p50 ms`, `p99 ms` | per-attempt latency (IO) or per-item run time (CPU), over the run (`latency`) |
+/// | `queue`      | items waiting in the stage's input now / the input's capacity (`queue_len` / `queue_capacity`) |
+///
+/// | api column   | meaning (field of [`ApiReport`](crate::stats::ApiReport)) |
+/// |--------------|------------------------------------|
+/// | `api`        | the budget's name (`name`) |
+/// | `ok`         | calls answered successfully (`calls_ok`) |
+/// | `attempts`   | calls made, retries included (`attempts`) |
+/// | `throttled`  | attempts answered 429 or 503 (`throttled`) |
+/// | `timeouts`   | attempts that timed out (`timeouts`) |
+/// | `errors`     | failed attempts of any kind, the two above included (`errors()`) |
+/// | `in-flight`  | calls in flight now, over every stage drawing on the budget (`in_flight`) |
+/// | `peak`       | most calls in flight at once over the last minute (`peak_in_flight`) |
+/// | `limit`      | the budget's cap on calls in flight (`max_in_flight`) |
+/// | `paused s`   | seconds the budget was paused by `Retry-After` over the run (`paused`) |
+/// | `p50 ms`, `p99 ms` | latency of successful calls, over the run (`latency`) |
 #[derive(Debug, Clone, Default)]
 pub struct Report {
     /// Whether every item has its outcome (the report of `join`).
@@ -38,6 +82,8 @@ pub struct Report {
     pub latency: Percentiles,
     /// One entry per stage, in pipeline order.
     pub stages: Vec<StageReport>,
+    /// One entry per API budget the stages draw on.
+    pub apis: Vec<ApiReport>,
     /// The tuner's most recent decisions, oldest first.
     pub decisions: Vec<TunerDecision>,
 }
@@ -89,9 +135,15 @@ pub struct StageReport {
     pub blocked_put: Duration,
     /// Time spent waiting for input, summed over agents (IO) or the batcher (CPU).
     pub blocked_get: Duration,
-    /// Fraction of the stage's capacity in use over the run (API time over
-    /// agents x elapsed; batch time over workers x elapsed).
+    /// Fraction of the capacity the stage had that it used, over the run:
+    /// time in API calls over agent-time alive (IO), time running batches
+    /// over worker-time (CPU). The capacity is integrated over time, so
+    /// after a resize it counts the agents or workers there were then: the
+    /// fraction is never above 1.
     pub busy_fraction: f64,
+    /// Agent-time (IO) or worker-time (CPU) the stage had over the run:
+    /// the denominator of [`busy_fraction`](Self::busy_fraction).
+    pub capacity_provided: Duration,
     /// Per-attempt latency (IO) or per-item run time (CPU).
     pub latency: Percentiles,
     /// Concurrency now: agents alive (IO) or workers (CPU).
@@ -147,47 +199,59 @@ pub struct TunerDecision {
     pub reason: String,
 }
 
+/// The run-wide figures a report starts from, read by the caller in the
+/// order that keeps them consistent (outcomes before items taken).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Tally {
+    pub(crate) taken: u64,
+    pub(crate) ok: u64,
+    pub(crate) failed: u64,
+    pub(crate) cancelled: u64,
+    pub(crate) failures_by_kind: BTreeMap<ErrorKind, u64>,
+}
+
+/// Everything [`Report::build`] reads: plain values and the stages' stats.
+#[derive(Debug, Default)]
+pub(crate) struct ReportInput<'a> {
+    pub(crate) finished: bool,
+    pub(crate) elapsed: Duration,
+    pub(crate) tally: Tally,
+    /// End-to-end latency of finished items.
+    pub(crate) latency: Percentiles,
+    pub(crate) stages: &'a [Arc<StageStats>],
+    pub(crate) apis: Vec<ApiReport>,
+    pub(crate) decisions: Vec<TunerDecision>,
+}
+
 impl Report {
-    pub(crate) fn build(shared: &Shared, finished: bool) -> Report {
-        let elapsed = shared.started.elapsed();
-        let l = &shared.ledger;
-        // Outcomes first: every item is taken before it has an outcome, so
-        // a live report never shows more outcomes than items taken.
-        let (ok, failed, cancelled) = (l.ok.get(), l.failed.get(), l.cancelled.get());
-        let taken = l.taken.get();
-        let failures_by_kind = ErrorKind::ALL
-            .iter()
-            .zip(&l.by_kind)
-            .filter(|(_, c)| c.get() > 0)
-            .map(|(k, c)| (*k, c.get()))
-            .collect();
+    pub(crate) fn build(input: ReportInput<'_>) -> Report {
+        let ReportInput {
+            finished,
+            elapsed,
+            tally: t,
+            latency,
+            stages,
+            apis,
+            decisions,
+        } = input;
         Report {
             finished,
             elapsed,
-            taken,
-            ok,
-            failed,
-            cancelled,
-            failures_by_kind,
-            items_per_s: (ok + failed + cancelled) as f64 / elapsed.as_secs_f64().max(1e-9),
-            latency: shared.latency.total(),
-            stages: shared
-                .stages()
-                .iter()
-                .map(|s| stage_report(s, elapsed))
-                .collect(),
-            decisions: shared
-                .decisions
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .iter()
-                .cloned()
-                .collect(),
+            taken: t.taken,
+            ok: t.ok,
+            failed: t.failed,
+            cancelled: t.cancelled,
+            failures_by_kind: t.failures_by_kind,
+            items_per_s: (t.ok + t.failed + t.cancelled) as f64 / elapsed.as_secs_f64().max(1e-9),
+            latency,
+            stages: stages.iter().map(|s| stage_report(s)).collect(),
+            apis,
+            decisions,
         }
     }
 }
 
-fn stage_report(s: &StageStats, elapsed: Duration) -> StageReport {
+fn stage_report(s: &StageStats) -> StageReport {
     let agents: Vec<AgentReport> = s
         .agents
         .lock()
@@ -195,19 +259,9 @@ fn stage_report(s: &StageStats, elapsed: Duration) -> StageReport {
         .iter()
         .map(|a| agent_report(a))
         .collect();
-    let (concurrency, concurrency_target, permits, permits_in_use) = match &s.capacity {
-        Capacity::Io { roster, permits } => (
-            roster.alive(),
-            roster.target(),
-            permits.size(),
-            permits.in_use(),
-        ),
-        Capacity::Cpu { slots, workers } => {
-            let workers = workers.load(std::sync::atomic::Ordering::Relaxed);
-            (workers, workers, slots.size(), slots.in_use())
-        }
-    };
+    let c = s.gauges.concurrency.get();
     let busy = Duration::from_nanos(s.total(&s.busy_nanos, |a| &a.api_nanos));
+    let provided = s.capacity.provided();
     // Every item is counted in before it is counted out, so reading the
     // outs first keeps `items_out + failed + cancelled <= items_in` in a
     // snapshot taken while items flow.
@@ -223,8 +277,8 @@ fn stage_report(s: &StageStats, elapsed: Duration) -> StageReport {
         failed,
         cancelled,
         in_flight: items_in.saturating_sub(ended),
-        queue_len: s.queue.get(),
-        queue_capacity: s.queue_capacity,
+        queue_len: s.gauges.queue.get(),
+        queue_capacity: s.gauges.queue_capacity,
         attempts: s.total(&s.attempts, |a| &a.attempts),
         retries: s.retries.get(),
         errors_by_kind: ErrorKind::ALL
@@ -234,16 +288,26 @@ fn stage_report(s: &StageStats, elapsed: Duration) -> StageReport {
             .collect(),
         blocked_put: Duration::from_nanos(s.total(&s.blocked_put_nanos, |a| &a.blocked_put_nanos)),
         blocked_get: Duration::from_nanos(s.total(&s.blocked_get_nanos, |a| &a.idle_nanos)),
-        busy_fraction: busy.as_secs_f64()
-            / (elapsed.as_secs_f64() * concurrency_target.max(1) as f64).max(1e-9),
+        busy_fraction: busy_fraction(busy, provided),
+        capacity_provided: provided,
         latency: s.latency.total(),
-        concurrency,
-        concurrency_target,
-        permits,
-        permits_in_use,
+        concurrency: c.alive,
+        concurrency_target: c.target,
+        permits: c.permits,
+        permits_in_use: c.in_use,
         agents,
         agents_retired: s.agents_retired.get(),
     }
+}
+
+/// Busy time over the capacity provided, at most 1: a batch or call that
+/// outlives a shrink still ends inside the time its agent or worker was
+/// counted, so only clock skew between the two reads can exceed it.
+fn busy_fraction(busy: Duration, provided: Duration) -> f64 {
+    if provided.is_zero() {
+        return 0.0;
+    }
+    (busy.as_secs_f64() / provided.as_secs_f64()).min(1.0)
 }
 
 fn agent_report(a: &AgentStats) -> AgentReport {
@@ -256,114 +320,5 @@ fn agent_report(a: &AgentStats) -> AgentReport {
         blocked_put: Duration::from_nanos(a.blocked_put_nanos.get()),
         idle: Duration::from_nanos(a.idle_nanos.get()),
         retired: a.retired.load(Ordering::Relaxed),
-    }
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
-}
-
-impl fmt::Display for Report {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(
-            f,
-            "{} in {:.2} s: {} ok, {} failed, {} cancelled, {:.1} items/s",
-            if self.finished { "finished" } else { "running" },
-            self.elapsed.as_secs_f64(),
-            self.ok,
-            self.failed,
-            self.cancelled,
-            self.items_per_s
-        )?;
-        if self.finished && self.difference() != 0 {
-            writeln!(
-                f,
-                "ERROR: {} items taken but {} outcomes recorded (a bug in gearshift)",
-                self.taken,
-                self.outcomes()
-            )?;
-        }
-        writeln!(
-            f,
-            "item latency ms: p50 {:.2}  p90 {:.2}  p99 {:.2}  max {:.2}",
-            ms(self.latency.p50),
-            ms(self.latency.p90),
-            ms(self.latency.p99),
-            ms(self.latency.max)
-        )?;
-        if !self.failures_by_kind.is_empty() {
-            let kinds: Vec<String> = self
-                .failures_by_kind
-                .iter()
-                .map(|(k, n)| format!("{k} {n}"))
-                .collect();
-            writeln!(f, "failures: {}", kinds.join(", "))?;
-        }
-        writeln!(
-            f,
-            "{:<12} {:>4} {:>10} {:>10} {:>7} {:>7} {:>9} {:>6} {:>9} {:>9} {:>9}",
-            "stage",
-            "kind",
-            "in",
-            "out",
-            "failed",
-            "retries",
-            "conc",
-            "busy",
-            "p50 ms",
-            "p99 ms",
-            "queue"
-        )?;
-        for s in &self.stages {
-            writeln!(
-                f,
-                "{:<12} {:>4} {:>10} {:>10} {:>7} {:>7} {:>9} {:>5.0}% {:>9.2} {:>9.2} {:>9}",
-                s.name,
-                match s.kind {
-                    StageKind::Io => "io",
-                    StageKind::Cpu => "cpu",
-                },
-                s.items_in,
-                s.items_out,
-                s.failed,
-                s.retries,
-                format!("{}/{}", s.concurrency_target, s.permits),
-                s.busy_fraction * 100.0,
-                ms(s.latency.p50),
-                ms(s.latency.p99),
-                format!("{}/{}", s.queue_len, s.queue_capacity),
-            )?;
-        }
-        Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::config::Config;
-
-    #[tokio::test]
-    async fn a_finished_report_states_items_without_an_outcome() {
-        let live = crate::control::settings::Live::new(Config::default(), Vec::new());
-        let shared = Shared::new(
-            live,
-            Vec::new(),
-            Vec::new(),
-            tokio::runtime::Handle::current(),
-        );
-        shared.ledger.taken.add(20);
-        shared.ledger.ok.add(12);
-        shared.ledger.cancelled.add(3);
-        let report = Report::build(&shared, true);
-        assert_eq!((report.taken, report.outcomes()), (20, 15));
-        assert_eq!(report.difference(), -5);
-        let text = report.to_string();
-        assert!(
-            text.contains("ERROR: 20 items taken but 15 outcomes recorded"),
-            "{text}"
-        );
-        // While items flow, the difference is what is still inside.
-        assert!(!Report::build(&shared, false).to_string().contains("ERROR"));
     }
 }

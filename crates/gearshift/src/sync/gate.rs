@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, SemaphorePermit};
 
 use super::debt::Debt;
+use crate::stats::window::WindowedMax;
 
 /// A resizable async semaphore that also counts permits in use.
 ///
@@ -27,7 +28,9 @@ pub(crate) struct Gate {
     size_now: AtomicUsize,
     /// Permits still out that must be forgotten, not returned, when dropped.
     debt: Debt,
-    peak: AtomicUsize,
+    /// Permits in use at each acquisition, per time bucket: readers take
+    /// windows of it without resetting it.
+    peaks: Arc<WindowedMax>,
 }
 
 /// A permit borrowed from a [`Gate`], for a wait and a release in the same
@@ -59,7 +62,7 @@ impl Gate {
             size: Mutex::new(size),
             size_now: AtomicUsize::new(size),
             debt: Debt::default(),
-            peak: AtomicUsize::new(0),
+            peaks: Arc::default(),
         })
     }
 
@@ -102,13 +105,12 @@ impl Gate {
         })
     }
 
-    /// Raises the peak to the permits in use now; reads before it writes,
-    /// as a new peak is rare.
+    /// Records the permits in use now. Permits in use rise only here (a
+    /// resize or a kept permit leaves them as they are), so the peak over a
+    /// span is the larger of the recorded values and the permits in use at
+    /// its start.
     fn note_peak(&self) {
-        let now = self.in_use();
-        if now > self.peak.load(Ordering::Relaxed) {
-            self.peak.fetch_max(now, Ordering::Relaxed);
-        }
+        self.peaks.record(self.in_use() as u64);
     }
 
     /// Sets the number of permits. Takes effect at once when growing; when
@@ -151,9 +153,9 @@ impl Gate {
         (size + self.debt.owed()).saturating_sub(self.sem.available_permits())
     }
 
-    /// Most permits in use at once since the last call; restarts from now.
-    pub(crate) fn take_peak(&self) -> usize {
-        self.peak.swap(self.in_use(), Ordering::Relaxed)
+    /// Permits in use at each acquisition, per time bucket.
+    pub(crate) fn peaks(&self) -> &Arc<WindowedMax> {
+        &self.peaks
     }
 }
 
@@ -227,6 +229,8 @@ impl Drop for GateRef<'_> {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     #[tokio::test]
@@ -290,7 +294,17 @@ mod tests {
         drop((a, b));
         assert_eq!(gate.sem.available_permits(), 3);
         assert_eq!(gate.size(), 3);
-        assert_eq!(gate.take_peak(), 2, "two permits were out at once");
-        assert_eq!(gate.take_peak(), 0, "the peak restarts from permits in use");
+        let now = tokio::time::Instant::now();
+        let since = now.checked_sub(Duration::from_secs(1)).unwrap_or(now);
+        assert_eq!(
+            gate.peaks().max_since(since, now),
+            Some(2),
+            "two permits were out at once"
+        );
+        assert_eq!(
+            gate.peaks().max_since(since, now),
+            Some(2),
+            "reading resets nothing"
+        );
     }
 }

@@ -19,7 +19,6 @@ use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::pin;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::task::Poll;
 use std::time::Duration;
 
@@ -384,10 +383,7 @@ where
             tracing::info!(stage = %self.name, asked_s = asked.as_secs(), max_pause_s = pause.as_secs(), "remote asked for a pause longer than max_pause; cut to max_pause");
         }
         self.pause.extend(pause);
-        let nanos = u64::try_from(pause.as_nanos()).unwrap_or(u64::MAX);
-        self.stats
-            .retry_after_max_nanos
-            .fetch_max(nanos, Ordering::Relaxed);
+        self.stats.note_retry_after(pause);
         tracing::info!(stage = %self.name, pause_ms = pause.as_millis() as u64, "remote asked to retry after; stage paused");
     }
 }
