@@ -9,6 +9,7 @@
 //! | mixed           | 40 ms            | 32        | 1.5 ms          | 1.4 s at its limit | both matter; the ratio matters |
 //! | seed_example    | 10 ms            | unlimited | 0               | 1000 items        | the design note's example, 8 agents |
 //! | morning_evening | 100 ms, then 5 ms| 64        | 0.5, then 5 ms  | 300 items         | a live preset switch halfway |
+//! | two_apis        | fetch 40 ms, upload 10 ms | fetch 16, upload 4 | 1 ms | 1.4 s at its limit | one limit per API |
 //!
 //! "At its limit": a system runs as many items as it would process in that
 //! time at the limit for its own concurrency (`min(C, capacity) / base`,
@@ -16,6 +17,10 @@
 //! and `1 / (base + CPU)`). Every row then runs about as long and loses the
 //! same share of its run to the ramp-up and the tail; with one item count
 //! for all, a row of high concurrency runs shortest and loses the most.
+//!
+//! two_apis fetches from one mock API and uploads each item's digest to a
+//! second one ([`UploadApi`]); its systems are in
+//! [`systems::two_api`](crate::systems::two_api).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -58,6 +63,26 @@ impl Phase {
     }
 }
 
+/// The second API of a two-API scenario: each item's CPU result is
+/// uploaded to it (`POST /upload/{id}`) after the work.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct UploadApi {
+    /// Its no-load latency.
+    pub base: Duration,
+    /// Calls it serves at once without slowing down; `None` is unlimited.
+    pub capacity: Option<usize>,
+}
+
+impl UploadApi {
+    /// `capacity / base`, items/s; infinite when unlimited.
+    pub fn limit_per_s(&self) -> f64 {
+        match self.capacity {
+            Some(c) => c as f64 / self.base.as_secs_f64(),
+            None => f64::INFINITY,
+        }
+    }
+}
+
 /// A named workload and its default size.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Scenario {
@@ -71,6 +96,8 @@ pub struct Scenario {
     pub size: Size,
     /// A fixed agent count the scenario is about (seed_example: 8).
     pub fixed_agents: Option<usize>,
+    /// A second API the CPU results are uploaded to (two_apis).
+    pub upload: Option<UploadApi>,
 }
 
 /// How many items each system of a scenario runs at default size.
@@ -137,6 +164,10 @@ pub struct ScenarioResult {
     pub reference: String,
     /// One row per system.
     pub rows: Vec<RunResult>,
+    /// The APIs the systems called, with their capacities (`None` is
+    /// unlimited): `api`, or `fetch` and `upload` (two_apis). Each row's
+    /// `peak_in_flight` has one entry per API.
+    pub apis: Vec<(String, Option<usize>)>,
 }
 
 impl Scenario {
@@ -157,6 +188,7 @@ impl Scenario {
                 phases: one(ms(20), Some(16), 0.05),
                 size: Size::Seconds(ROW_SECONDS),
                 fixed_agents: None,
+                upload: None,
             },
             Scenario {
                 name: "cpu_bound",
@@ -164,6 +196,7 @@ impl Scenario {
                 phases: one(ms(1), Some(64), 4.0),
                 size: Size::Seconds(ROW_SECONDS),
                 fixed_agents: None,
+                upload: None,
             },
             Scenario {
                 name: "mixed",
@@ -171,6 +204,7 @@ impl Scenario {
                 phases: one(ms(40), Some(32), 1.5),
                 size: Size::Seconds(ROW_SECONDS),
                 fixed_agents: None,
+                upload: None,
             },
             Scenario {
                 name: "seed_example",
@@ -181,6 +215,7 @@ impl Scenario {
                     sequential: 200,
                 },
                 fixed_agents: Some(8),
+                upload: None,
             },
             Scenario {
                 name: "morning_evening",
@@ -202,6 +237,19 @@ impl Scenario {
                     sequential: 0,
                 },
                 fixed_agents: None,
+                upload: None,
+            },
+            Scenario {
+                name: "two_apis",
+                shows: "fetch from one API, upload to another: each needs its own limit",
+                phases: one(ms(40), Some(16), 1.0),
+                size: Size::Seconds(ROW_SECONDS),
+                fixed_agents: None,
+                // 4 / 10 ms = 400/s, as the fetch API's 16 / 40 ms: both bind.
+                upload: Some(UploadApi {
+                    base: ms(10),
+                    capacity: Some(4),
+                }),
             },
         ]
     }
@@ -245,7 +293,17 @@ impl Scenario {
     /// concurrency.
     fn seconds_items(&self, t: f64, system: &System, cores: usize) -> u64 {
         let p = &self.phases[0];
-        let rate = match system {
+        let rate = match (system, &self.upload) {
+            (System::TwoApi(s), Some(up)) => s.rate_per_s(p, up, cores),
+            _ => self.one_api_rate(system, cores),
+        };
+        (t * rate).ceil().max(MIN_ROW_ITEMS) as u64
+    }
+
+    /// The limit for `system`'s concurrency on the first phase's API.
+    fn one_api_rate(&self, system: &System, cores: usize) -> f64 {
+        let p = &self.phases[0];
+        match system {
             System::Sequential => 1.0 / (p.base.as_secs_f64() + p.cpu_ms / 1e3),
             // The tuner sets its own concurrency: it is after the limit.
             System::Gearshift { tuned: true, .. } => p.limit_per_s(cores),
@@ -257,13 +315,14 @@ impl Scenario {
                 }
                 .limit_per_s(cores)
             }
-        };
-        (t * rate).ceil().max(MIN_ROW_ITEMS) as u64
+        }
     }
 
     /// The theoretical limit, items/s: `min(capacity / base, cores / cpu)`;
     /// with a fixed agent count and no other limit, `agents / base`; with two
-    /// phases of equal items, their harmonic mean.
+    /// phases of equal items, their harmonic mean; with an upload API, also
+    /// at most its `capacity / base`: `min(capacity_fetch / base_fetch,
+    /// capacity_upload / base_upload, cores / cpu)`.
     pub fn limit_per_s(&self, cores: usize) -> f64 {
         let limits: Vec<f64> = self
             .phases
@@ -276,7 +335,17 @@ impl Scenario {
                 }
             })
             .collect();
-        limits.len() as f64 / limits.iter().map(|l| 1.0 / l).sum::<f64>()
+        let phases = limits.len() as f64 / limits.iter().map(|l| 1.0 / l).sum::<f64>();
+        self.upload.map_or(phases, |up| phases.min(up.limit_per_s()))
+    }
+
+    /// The APIs the systems call, with their capacities.
+    pub fn apis(&self) -> Vec<(String, Option<usize>)> {
+        let first = self.phases[0].capacity;
+        match self.upload {
+            Some(up) => vec![("fetch".into(), first), ("upload".into(), up.capacity)],
+            None => vec![("api".into(), first)],
+        }
     }
 
     /// The systems compared, the reference (gearshift) first among them.
@@ -305,6 +374,9 @@ impl Scenario {
                 tuned: false,
             }
         };
+        if let Some(up) = &self.upload {
+            return systems::two_api::lineup(&self.phases[0], up, cores);
+        }
         if self.phases.len() > 1 {
             let live = "gearshift morning -> evening (live switch)";
             let cap = self.phases[0].capacity.unwrap_or(64);
@@ -417,6 +489,17 @@ pub async fn run_systems(
         MockApi::start(mock_config(&scenario.phases[0]))
             .map_err(|e: MockApiError| anyhow::anyhow!("scenario {}: {e}", scenario.name))?,
     );
+    // The upload API's jitter is drawn with another seed than the fetch's.
+    let upload_api = match &scenario.upload {
+        Some(up) => {
+            let mut c = MockConfig::with_latency(up.base, up.capacity);
+            c.seed = opts.seed.wrapping_add(1);
+            Some(MockApi::start(c).map_err(|e| {
+                anyhow::anyhow!("scenario {}: upload api: {e}", scenario.name)
+            })?)
+        }
+        None => None,
+    };
     let works: Arc<Vec<Work>> = Arc::new(
         scenario
             .phases
@@ -430,6 +513,9 @@ pub async fn run_systems(
         let n = scenario.items_for(system, opts.items, opts.cores);
         api.reset_stats();
         api.set_config(mock_config(&scenario.phases[0]))?;
+        if let Some(up) = &upload_api {
+            up.reset_stats();
+        }
         let phase_now = Arc::new(AtomicUsize::new(0));
         let phase = scenario.phases.get(1).map(|second| {
             let (api, now, second) = (
@@ -450,6 +536,7 @@ pub async fn run_systems(
         };
         let ctx = RunCtx {
             phase,
+            upload_url: upload_api.as_ref().map(MockApi::base_url),
             progress: Some(progress_bar(
                 n,
                 &format!("{} / {}", scenario.name, system.name()),
@@ -457,18 +544,25 @@ pub async fn run_systems(
             )),
             ..RunCtx::new(fetcher.clone(), api.base_url(), n, work, opts.timeout)
         };
-        let row = systems::run(system, &ctx).await?;
+        let mut row = systems::run(system, &ctx).await?;
         if let Some(p) = &ctx.progress {
             p.finish_and_clear();
         }
-        let stats = api.stats();
+        let peak = api.stats().max_in_flight;
+        row.peak_in_flight = match &upload_api {
+            Some(up) => vec![("fetch", peak), ("upload", up.stats().max_in_flight)],
+            None => vec![("api", peak)],
+        }
+        .into_iter()
+        .map(|(name, p)| (name.to_owned(), p))
+        .collect();
         tracing::info!(
             scenario = scenario.name,
             system = %row.system,
             items_per_s = row.items_per_s(),
             ok = row.ok,
             failed = row.failed,
-            max_in_flight = stats.max_in_flight,
+            peak_in_flight = ?row.peak_in_flight,
             "system done"
         );
         if let Some(e) = &row.accounting_error {
@@ -481,5 +575,6 @@ pub async fn run_systems(
         limit_per_s: scenario.limit_per_s(opts.cores),
         reference,
         rows,
+        apis: scenario.apis(),
     })
 }
