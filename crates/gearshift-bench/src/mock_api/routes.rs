@@ -79,11 +79,7 @@ async fn upload(
 
 /// One call of item `id`: the hard limit, the drawn fault, the modelled
 /// latency (counted in flight), then `body` (or the fault).
-async fn call(
-    state: &Arc<State>,
-    id: u64,
-    body: impl Fn(&MockConfig) -> Bytes,
-) -> Response {
+async fn call(state: &Arc<State>, id: u64, body: impl Fn(&MockConfig) -> Bytes) -> Response {
     let arrival = state.arrive(id);
     let config = &arrival.config;
     let latency = &config.latency;

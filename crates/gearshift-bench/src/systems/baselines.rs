@@ -75,9 +75,8 @@ impl Compute {
                 rayon::spawn(move || {
                     let _ = tx.send(work(&body));
                 });
-                rx.await.map_err(|_| {
-                    StageError::msg(ErrorKind::Panic, "rayon task dropped its result")
-                })
+                rx.await
+                    .map_err(|_| StageError::msg(ErrorKind::Panic, "rayon task dropped its result"))
             }
         }
     }

@@ -154,6 +154,14 @@ impl System {
         }
     }
 
+    /// Whether this is the sequential baseline (of one API or two).
+    pub fn is_sequential(&self) -> bool {
+        matches!(
+            self,
+            System::Sequential | System::TwoApi(TwoApiSystem::Sequential)
+        )
+    }
+
     /// Whether this is a gearshift pipeline.
     pub fn is_gearshift(&self) -> bool {
         matches!(

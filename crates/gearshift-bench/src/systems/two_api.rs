@@ -6,14 +6,16 @@
 //! the `buffer_unordered(C)` baselines hold a tokio semaphore per API around
 //! its calls, gearshift holds one per API through [`gearshift_two_api`].
 
+mod gear;
+
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
 
-use bytes::Bytes;
 use futures::StreamExt;
-use gearshift::{Agents, BuildError, Config, ErrorKind, Outcome, Pipeline, StageError};
+use gearshift::{BuildError, ErrorKind, StageError};
 use tokio::sync::Semaphore;
+
+pub use self::gear::gearshift_two_api;
 
 use super::baselines::Compute;
 use super::{RunCtx, System};
@@ -131,7 +133,7 @@ impl TwoApiSystem {
                 Ok(())
             }
             TwoApiSystem::Gearshift { plan, cores } => {
-                gearshift(ctx, ledger, &up, *plan, *cores).await
+                gear::run(ctx, ledger, &up, *plan, *cores).await
             }
         }
     }
@@ -166,10 +168,18 @@ pub fn lineup(fetch: &Phase, upload: &UploadApi, cores: usize) -> (Vec<System>, 
         systems.push(gear(GearPlan::OneConfig(large)));
     }
     let (four, both) = (4 * cores, limits.fetch + limits.upload);
-    let cs = if four == both { vec![four] } else { vec![four, both] };
+    let cs = if four == both {
+        vec![four]
+    } else {
+        vec![four, both]
+    };
     for c in cs {
         for compute in [Compute::Inline, Compute::SpawnBlocking, Compute::Rayon] {
-            systems.push(System::TwoApi(TwoApiSystem::Unordered { compute, c, limits }));
+            systems.push(System::TwoApi(TwoApiSystem::Unordered {
+                compute,
+                c,
+                limits,
+            }));
         }
     }
     (systems, name)
@@ -247,8 +257,11 @@ async fn unordered(
         .map(|id| async move {
             ledger.start_item(id);
             let r = async {
-                let body = within(Some(fetch_gate), fetch(&ctx.client, &ctx.url(id), ctx.timeout))
-                    .await?;
+                let body = within(
+                    Some(fetch_gate),
+                    fetch(&ctx.client, &ctx.url(id), ctx.timeout),
+                )
+                .await?;
                 let digest = compute.run(ctx.work.clone(), body).await?;
                 within(Some(upload_gate), send(ctx, up, id, digest)).await
             }
@@ -274,143 +287,4 @@ async fn within<T>(
         None => None,
     };
     call.await
-}
-
-/// The two-API pipeline, as the scenario builds it: `fetch` (IO) ->
-/// `process` (CPU) -> `upload` (IO).
-///
-/// Under [`GearPlan::PerApi`], the fetch API gets at most `limits.fetch`
-/// calls in flight (16 in the scenario: its capacity) and the upload API at
-/// most `limits.upload` (4, its capacity). gearshift has one `Config` for
-/// every stage today, so both IO stages get `max(fetch, upload)` agents and
-/// permits, and each API's own limit is a semaphore in its stage function.
-/// With per-API budgets this becomes:
-///
-/// ```text
-/// let fetch_api = Api::new("fetch").max_in_flight(limits.fetch);
-/// let upload_api = Api::new("upload").max_in_flight(limits.upload);
-/// Pipeline::from_iter(0..items).config(config)
-///     .io(fetch).named("fetch").api(&fetch_api).agents(Agents::Total(limits.fetch))
-///     .cpu(work).named("process")
-///     .io(upload).named("upload").api(&upload_api).agents(Agents::Total(limits.upload))
-/// ```
-///
-/// Under [`GearPlan::OneConfig`]`(n)` both stages get `n` agents and `n`
-/// permits, and nothing else limits either API.
-pub fn gearshift_two_api<F, FFut, W, P, PFut>(
-    items: u64,
-    plan: GearPlan,
-    config: Config,
-    fetch: F,
-    work: W,
-    upload: P,
-) -> Pipeline<u64>
-where
-    F: Fn(u64) -> FFut + Send + Sync + 'static,
-    FFut: Future<Output = Result<(u64, Bytes), StageError>> + Send + 'static,
-    W: Fn((u64, Bytes)) -> (u64, [u8; 32]) + Send + Sync + 'static,
-    P: Fn((u64, [u8; 32])) -> PFut + Send + Sync + 'static,
-    PFut: Future<Output = Result<u64, StageError>> + Send + 'static,
-{
-    let (agents, gates) = match plan {
-        GearPlan::PerApi(l) => {
-            let gate = |n: usize| Arc::new(Semaphore::new(n.max(1)));
-            (l.fetch.max(l.upload), Some((gate(l.fetch), gate(l.upload))))
-        }
-        GearPlan::OneConfig(n) => (n, None),
-    };
-    let (fetch_gate, upload_gate) = gates.unzip();
-    let config = Config {
-        agents: Agents::Total(agents),
-        api_permits: Some(agents),
-        ..config
-    };
-    Pipeline::from_iter(0..items)
-        .config(config)
-        .io(move |id| {
-            let gate = fetch_gate.clone();
-            let call = fetch(id);
-            async move { within(gate.as_deref(), call).await }
-        })
-        .named("fetch")
-        .cpu(work)
-        .named("process")
-        .io(move |x| {
-            let gate = upload_gate.clone();
-            let call = upload(x);
-            async move { within(gate.as_deref(), call).await }
-        })
-        .named("upload")
-}
-
-/// Runs [`gearshift_two_api`] with the scenario's stage functions; like the
-/// one-API gearshift system it counts CPU calls per item (at most one each)
-/// and checks the pipeline's own report against the ledger.
-async fn gearshift(
-    ctx: &RunCtx,
-    ledger: &Arc<Ledger>,
-    up: &str,
-    plan: GearPlan,
-    cores: usize,
-) -> Result<(), BuildError> {
-    let mut config = Config::default().with_cores(cores);
-    config.api_timeout = ctx.timeout;
-    config.stats_interval = None;
-    let cpu_calls: Arc<Vec<AtomicU32>> =
-        Arc::new((0..ctx.items).map(|_| AtomicU32::new(0)).collect());
-    let (fetcher, base, up) = (ctx.fetcher.clone(), ctx.base_url.clone(), up.to_owned());
-    let uploader = ctx.fetcher.clone();
-    let started = Arc::clone(ledger);
-    let (work, calls) = (ctx.work.clone(), Arc::clone(&cpu_calls));
-    let pipeline = gearshift_two_api(
-        ctx.items,
-        plan,
-        config,
-        move |id: u64| {
-            let (fetcher, url) = (fetcher.clone(), format!("{base}/item/{id}"));
-            started.start_item(id);
-            async move { fetcher.get(&url).await.map(|b| (id, b)) }
-        },
-        move |(id, body): (u64, Bytes)| {
-            if let Some(c) = calls.get(id as usize) {
-                c.fetch_add(1, Ordering::Relaxed);
-            }
-            (id, work(&body))
-        },
-        move |(id, digest): (u64, [u8; 32])| {
-            let (fetcher, url) = (uploader.clone(), format!("{up}/upload/{id}"));
-            async move {
-                let ack = fetcher.post(&url, digest.to_vec()).await?;
-                check_ack(&ack).map(|()| id)
-            }
-        },
-    );
-    let (handle, mut outcomes) = pipeline.spawn_stream()?;
-    while let Some(outcome) = outcomes.next().await {
-        match outcome {
-            Outcome::Ok { id, value } if value == id => ledger.record(id, Ok(())),
-            Outcome::Ok { id, value } => {
-                ledger.problem(format!("item {id} came out as item {value}"));
-                ledger.record(id, Ok(()));
-            }
-            Outcome::Failed(f) => ledger.record(f.item, Err(f.kind())),
-            Outcome::Cancelled { id } => ledger.record(id, Err(ErrorKind::Other)),
-        }
-    }
-    let report = handle.join().await;
-    let computed_twice = cpu_calls
-        .iter()
-        .filter(|c| c.load(Ordering::Relaxed) > 1)
-        .count();
-    if computed_twice > 0 {
-        ledger.problem(format!("{computed_twice} items computed more than once"));
-    }
-    if report.outcomes() != ctx.items {
-        ledger.problem(format!(
-            "gearshift reported {} outcomes for {} items",
-            report.outcomes(),
-            ctx.items
-        ));
-    }
-    Ok(())
 }
