@@ -20,7 +20,7 @@
 //!
 //! two_apis fetches from one mock API and uploads each item's digest to a
 //! second one ([`UploadApi`]); its systems are in
-//! [`systems::two_api`](crate::systems::two_api).
+//! [`systems::two_api`].
 
 mod runner;
 
