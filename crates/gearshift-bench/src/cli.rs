@@ -306,9 +306,9 @@ async fn run(args: RunArgs) -> anyhow::Result<String> {
 
 async fn run_sweep(args: SweepArgs) -> anyhow::Result<String> {
     let scenario = scenario_named(&args.scenario)?;
-    if scenario.phases.len() > 1 {
+    if scenario.phases.len() > 1 || scenario.upload.is_some() {
         anyhow::bail!(
-            "scenario must have one phase to sweep, got {}",
+            "scenario must have one phase and one API to sweep, got {}",
             scenario.name
         );
     }

@@ -1,6 +1,7 @@
 //! The HTTP client every system under test shares: one pooled reqwest
-//! client, and one fetch function that maps failures to gearshift's
-//! [`ErrorKind`]s so all systems count failures the same way.
+//! client, and one way to call (GET with [`fetch`], POST with [`upload`])
+//! that maps failures to gearshift's [`ErrorKind`]s so all systems count
+//! failures the same way.
 
 use std::time::Duration;
 
@@ -35,8 +36,26 @@ pub async fn fetch(
     url: &str,
     timeout: Duration,
 ) -> Result<Bytes, StageError> {
-    let resp = client
-        .get(url)
+    call(client.get(url), timeout).await
+}
+
+/// POSTs `body` to `url` with a per-call `timeout` and returns the answer
+/// (the mock API's `/upload/{id}` answers the body's length).
+///
+/// # Errors
+///
+/// As for [`fetch`].
+pub async fn upload(
+    client: &reqwest::Client,
+    url: &str,
+    body: impl Into<reqwest::Body>,
+    timeout: Duration,
+) -> Result<Bytes, StageError> {
+    call(client.post(url).body(body), timeout).await
+}
+
+async fn call(request: reqwest::RequestBuilder, timeout: Duration) -> Result<Bytes, StageError> {
+    let resp = request
         .timeout(timeout)
         .send()
         .await

@@ -108,6 +108,9 @@ pub struct RunResult {
     pub events: Vec<(f64, String)>,
     /// Set if an item was lost, repeated or unexpected: the result is void.
     pub accounting_error: Option<String>,
+    /// The most calls each API had in flight, by the server's own count
+    /// (filled in by the scenario runner; empty otherwise).
+    pub peak_in_flight: BTreeMap<String, usize>,
 }
 
 impl RunResult {
@@ -264,6 +267,7 @@ impl Ledger {
             failures: inner.failures.clone(),
             events: inner.events.clone(),
             accounting_error,
+            peak_in_flight: BTreeMap::new(),
         }
     }
 }

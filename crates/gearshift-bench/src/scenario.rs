@@ -9,6 +9,7 @@
 //! | mixed           | 40 ms            | 32        | 1.5 ms          | 1.4 s at its limit | both matter; the ratio matters |
 //! | seed_example    | 10 ms            | unlimited | 0               | 1000 items        | the design note's example, 8 agents |
 //! | morning_evening | 100 ms, then 5 ms| 64        | 0.5, then 5 ms  | 300 items         | a live preset switch halfway |
+//! | two_apis        | fetch 40 ms, upload 10 ms | fetch 16, upload 4 | 1 ms | 1.4 s at its limit | one limit per API |
 //!
 //! "At its limit": a system runs as many items as it would process in that
 //! time at the limit for its own concurrency (`min(C, capacity) / base`,
@@ -16,19 +17,20 @@
 //! and `1 / (base + CPU)`). Every row then runs about as long and loses the
 //! same share of its run to the ramp-up and the tail; with one item count
 //! for all, a row of high concurrency runs shortest and loses the most.
+//!
+//! two_apis fetches from one mock API and uploads each item's digest to a
+//! second one ([`UploadApi`]); its systems are in
+//! [`systems::two_api`].
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+mod runner;
+
 use std::time::Duration;
 
-use gearshift::http::HttpFetcher;
 use gearshift::{Agents, Config, Preset};
 
-use crate::ledger::{PhaseSwitch, RunResult};
-use crate::mock_api::{MockApi, MockApiError, MockConfig};
-use crate::report::progress_bar;
-use crate::systems::{self, RunCtx, System, WorkFn};
-use crate::work::Work;
+pub use self::runner::{run, run_systems};
+use crate::ledger::RunResult;
+use crate::systems::{self, System};
 
 /// One phase of a workload.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -58,6 +60,26 @@ impl Phase {
     }
 }
 
+/// The second API of a two-API scenario: each item's CPU result is
+/// uploaded to it (`POST /upload/{id}`) after the work.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct UploadApi {
+    /// Its no-load latency.
+    pub base: Duration,
+    /// Calls it serves at once without slowing down; `None` is unlimited.
+    pub capacity: Option<usize>,
+}
+
+impl UploadApi {
+    /// `capacity / base`, items/s; infinite when unlimited.
+    pub fn limit_per_s(&self) -> f64 {
+        match self.capacity {
+            Some(c) => c as f64 / self.base.as_secs_f64(),
+            None => f64::INFINITY,
+        }
+    }
+}
+
 /// A named workload and its default size.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Scenario {
@@ -71,6 +93,8 @@ pub struct Scenario {
     pub size: Size,
     /// A fixed agent count the scenario is about (seed_example: 8).
     pub fixed_agents: Option<usize>,
+    /// A second API the CPU results are uploaded to (two_apis).
+    pub upload: Option<UploadApi>,
 }
 
 /// How many items each system of a scenario runs at default size.
@@ -137,6 +161,10 @@ pub struct ScenarioResult {
     pub reference: String,
     /// One row per system.
     pub rows: Vec<RunResult>,
+    /// The APIs the systems called, with their capacities (`None` is
+    /// unlimited): `api`, or `fetch` and `upload` (two_apis). Each row's
+    /// `peak_in_flight` has one entry per API.
+    pub apis: Vec<(String, Option<usize>)>,
 }
 
 impl Scenario {
@@ -157,6 +185,7 @@ impl Scenario {
                 phases: one(ms(20), Some(16), 0.05),
                 size: Size::Seconds(ROW_SECONDS),
                 fixed_agents: None,
+                upload: None,
             },
             Scenario {
                 name: "cpu_bound",
@@ -164,6 +193,7 @@ impl Scenario {
                 phases: one(ms(1), Some(64), 4.0),
                 size: Size::Seconds(ROW_SECONDS),
                 fixed_agents: None,
+                upload: None,
             },
             Scenario {
                 name: "mixed",
@@ -171,6 +201,7 @@ impl Scenario {
                 phases: one(ms(40), Some(32), 1.5),
                 size: Size::Seconds(ROW_SECONDS),
                 fixed_agents: None,
+                upload: None,
             },
             Scenario {
                 name: "seed_example",
@@ -181,6 +212,7 @@ impl Scenario {
                     sequential: 200,
                 },
                 fixed_agents: Some(8),
+                upload: None,
             },
             Scenario {
                 name: "morning_evening",
@@ -202,6 +234,19 @@ impl Scenario {
                     sequential: 0,
                 },
                 fixed_agents: None,
+                upload: None,
+            },
+            Scenario {
+                name: "two_apis",
+                shows: "fetch from one API, upload to another: each needs its own limit",
+                phases: one(ms(40), Some(16), 1.0),
+                size: Size::Seconds(ROW_SECONDS),
+                fixed_agents: None,
+                // 4 / 10 ms = 400/s, as the fetch API's 16 / 40 ms: both bind.
+                upload: Some(UploadApi {
+                    base: ms(10),
+                    capacity: Some(4),
+                }),
             },
         ]
     }
@@ -220,7 +265,7 @@ impl Scenario {
     /// Items `system` runs: `items` if given (the sequential baseline at
     /// most its own default), else the scenario's default size.
     pub fn items_for(&self, system: &System, items: Option<u64>, cores: usize) -> u64 {
-        let sequential = matches!(system, System::Sequential);
+        let sequential = system.is_sequential();
         let n = match self.size {
             Size::Items {
                 items: default,
@@ -245,7 +290,17 @@ impl Scenario {
     /// concurrency.
     fn seconds_items(&self, t: f64, system: &System, cores: usize) -> u64 {
         let p = &self.phases[0];
-        let rate = match system {
+        let rate = match (system, &self.upload) {
+            (System::TwoApi(s), Some(up)) => s.rate_per_s(p, up, cores),
+            _ => self.one_api_rate(system, cores),
+        };
+        (t * rate).ceil().max(MIN_ROW_ITEMS) as u64
+    }
+
+    /// The limit for `system`'s concurrency on the first phase's API.
+    fn one_api_rate(&self, system: &System, cores: usize) -> f64 {
+        let p = &self.phases[0];
+        match system {
             System::Sequential => 1.0 / (p.base.as_secs_f64() + p.cpu_ms / 1e3),
             // The tuner sets its own concurrency: it is after the limit.
             System::Gearshift { tuned: true, .. } => p.limit_per_s(cores),
@@ -257,13 +312,14 @@ impl Scenario {
                 }
                 .limit_per_s(cores)
             }
-        };
-        (t * rate).ceil().max(MIN_ROW_ITEMS) as u64
+        }
     }
 
     /// The theoretical limit, items/s: `min(capacity / base, cores / cpu)`;
     /// with a fixed agent count and no other limit, `agents / base`; with two
-    /// phases of equal items, their harmonic mean.
+    /// phases of equal items, their harmonic mean; with an upload API, also
+    /// at most its `capacity / base`: `min(capacity_fetch / base_fetch,
+    /// capacity_upload / base_upload, cores / cpu)`.
     pub fn limit_per_s(&self, cores: usize) -> f64 {
         let limits: Vec<f64> = self
             .phases
@@ -276,7 +332,18 @@ impl Scenario {
                 }
             })
             .collect();
-        limits.len() as f64 / limits.iter().map(|l| 1.0 / l).sum::<f64>()
+        let phases = limits.len() as f64 / limits.iter().map(|l| 1.0 / l).sum::<f64>();
+        self.upload
+            .map_or(phases, |up| phases.min(up.limit_per_s()))
+    }
+
+    /// The APIs the systems call, with their capacities.
+    pub fn apis(&self) -> Vec<(String, Option<usize>)> {
+        let first = self.phases[0].capacity;
+        match self.upload {
+            Some(up) => vec![("fetch".into(), first), ("upload".into(), up.capacity)],
+            None => vec![("api".into(), first)],
+        }
     }
 
     /// The systems compared, the reference (gearshift) first among them.
@@ -304,6 +371,9 @@ impl Scenario {
                 tuned: false,
             }
         };
+        if let Some(up) = &self.upload {
+            return systems::two_api::lineup(&self.phases[0], up, cores);
+        }
         if self.phases.len() > 1 {
             let live = "gearshift morning -> evening (live switch)";
             let cap = self.phases[0].capacity.unwrap_or(64);
@@ -365,120 +435,4 @@ fn baselines(c: usize) -> [System; 3] {
         System::SpawnBlocking { c },
         System::Rayon { c },
     ]
-}
-
-/// Runs every system of `scenario` on one embedded mock API.
-///
-/// # Errors
-///
-/// If the mock API cannot start, gearshift refuses a configuration, or
-/// `opts.systems` matches none of the scenario's systems.
-pub async fn run(scenario: &Scenario, opts: &RunOptions) -> anyhow::Result<ScenarioResult> {
-    let (all, reference) = scenario.systems(opts.cores);
-    let wanted = |s: &System| {
-        let name = s.name().to_lowercase();
-        opts.systems.is_empty()
-            || opts
-                .systems
-                .iter()
-                .any(|w| name.contains(&w.to_lowercase()))
-    };
-    let systems: Vec<System> = all.iter().filter(|s| wanted(s)).cloned().collect();
-    if systems.is_empty() {
-        let names: Vec<String> = all.iter().map(System::name).collect();
-        anyhow::bail!(
-            "no system of scenario {} matches {:?}; its systems: {}",
-            scenario.name,
-            opts.systems,
-            names.join(", ")
-        );
-    }
-    run_systems(scenario, &systems, reference, opts).await
-}
-
-/// Runs the given systems on `scenario`.
-///
-/// # Errors
-///
-/// As for [`run`].
-pub async fn run_systems(
-    scenario: &Scenario,
-    systems: &[System],
-    reference: String,
-    opts: &RunOptions,
-) -> anyhow::Result<ScenarioResult> {
-    let mock_config = |phase: &Phase| {
-        let mut c = MockConfig::with_latency(phase.base, phase.capacity);
-        c.seed = opts.seed;
-        c
-    };
-    let api = Arc::new(
-        MockApi::start(mock_config(&scenario.phases[0]))
-            .map_err(|e: MockApiError| anyhow::anyhow!("scenario {}: {e}", scenario.name))?,
-    );
-    let works: Arc<Vec<Work>> = Arc::new(
-        scenario
-            .phases
-            .iter()
-            .map(|p| Work::millis(p.cpu_ms))
-            .collect(),
-    );
-    let fetcher = HttpFetcher::builder().timeout(opts.timeout).build()?;
-    let mut rows = Vec::new();
-    for system in systems {
-        let n = scenario.items_for(system, opts.items, opts.cores);
-        api.reset_stats();
-        api.set_config(mock_config(&scenario.phases[0]))?;
-        let phase_now = Arc::new(AtomicUsize::new(0));
-        let phase = scenario.phases.get(1).map(|second| {
-            let (api, now, second) = (
-                Arc::clone(&api),
-                Arc::clone(&phase_now),
-                mock_config(second),
-            );
-            Arc::new(PhaseSwitch::new(n / 2, move || {
-                if let Err(e) = api.set_config(second.clone()) {
-                    tracing::error!(error = %e, "phase change refused");
-                }
-                now.store(1, Ordering::SeqCst);
-            }))
-        });
-        let work: WorkFn = {
-            let (works, now) = (Arc::clone(&works), Arc::clone(&phase_now));
-            Arc::new(move |body: &[u8]| works[now.load(Ordering::Relaxed)].run(body))
-        };
-        let ctx = RunCtx {
-            phase,
-            progress: Some(progress_bar(
-                n,
-                &format!("{} / {}", scenario.name, system.name()),
-                opts.progress,
-            )),
-            ..RunCtx::new(fetcher.clone(), api.base_url(), n, work, opts.timeout)
-        };
-        let row = systems::run(system, &ctx).await?;
-        if let Some(p) = &ctx.progress {
-            p.finish_and_clear();
-        }
-        let stats = api.stats();
-        tracing::info!(
-            scenario = scenario.name,
-            system = %row.system,
-            items_per_s = row.items_per_s(),
-            ok = row.ok,
-            failed = row.failed,
-            max_in_flight = stats.max_in_flight,
-            "system done"
-        );
-        if let Some(e) = &row.accounting_error {
-            tracing::error!(scenario = scenario.name, system = %row.system, error = %e, "accounting error");
-        }
-        rows.push(row);
-    }
-    Ok(ScenarioResult {
-        scenario: scenario.name.into(),
-        limit_per_s: scenario.limit_per_s(opts.cores),
-        reference,
-        rows,
-    })
 }

@@ -256,3 +256,26 @@ async fn set_config_changes_the_latency_mid_run() {
     config.faults.reset = 3.0;
     assert!(api.set_config(config).is_err());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upload_answers_the_length_received_under_the_same_model() {
+    let api = api(MockConfig::with_latency(Duration::from_millis(1), None));
+    let client = http_client().unwrap();
+    let timeout = Duration::from_secs(5);
+    let ack = gearshift_bench::client::upload(&client, &api.upload_url(7), vec![1u8; 32], timeout)
+        .await
+        .unwrap();
+    assert_eq!(&ack[..], b"32");
+    let s = api.stats_per_id();
+    assert_eq!((s.requests, s.status(200)), (1, 1));
+    assert_eq!(s.per_id.unwrap().get(&7), Some(&1));
+    // Faults apply to uploads as to fetches.
+    let mut config = MockConfig::with_latency(Duration::from_millis(1), None);
+    config.faults.server_error = 1.0;
+    api.set_config(config).unwrap();
+    let err = gearshift_bench::client::upload(&client, &api.upload_url(7), "x", timeout)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Server);
+    assert_eq!(api.stats_per_id().per_id.unwrap().get(&7), Some(&2));
+}

@@ -74,6 +74,7 @@ fn limits_follow_the_formula() {
     assert!((by("seed_example") - 800.0).abs() < 1e-6); // 8 agents / 10 ms
     // Harmonic mean of 640 and 400.
     assert!((by("morning_evening") - 2.0 / (1.0 / 640.0 + 1.0 / 400.0)).abs() < 1e-6);
+    assert!((by("two_apis") - 400.0).abs() < 1e-6); // min(16 / 40 ms, 4 / 10 ms, 2 / 1 ms)
     assert!(Scenario::by_name("nope").is_none());
 }
 

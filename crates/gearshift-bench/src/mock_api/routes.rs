@@ -1,5 +1,5 @@
-//! The mock API's routes: `GET /item/{id}` (latency model and faults) and
-//! `GET /stats`.
+//! The mock API's routes: `GET /item/{id}` and `POST /upload/{id}` (both
+//! under the latency model and the faults) and `GET /stats`.
 
 use std::sync::Arc;
 
@@ -8,10 +8,11 @@ use axum::body::Body;
 use axum::extract::{Path, Query, State as AxumState};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use bytes::Bytes;
 use serde::Deserialize;
 
+use super::config::MockConfig;
 use super::draw::{self, Fault};
 use super::state::State;
 
@@ -45,6 +46,7 @@ pub fn payload(id: u64, len: usize) -> Bytes {
 pub(crate) fn router(state: Arc<State>) -> Router {
     Router::new()
         .route("/item/{id}", get(item))
+        .route("/upload/{id}", post(upload))
         .route("/stats", get(stats))
         .with_state(state)
 }
@@ -60,6 +62,24 @@ async fn stats(AxumState(state): AxumState<Arc<State>>, Query(q): Query<StatsQue
 }
 
 async fn item(AxumState(state): AxumState<Arc<State>>, Path(id): Path<u64>) -> Response {
+    call(&state, id, |config| payload(id, config.payload_bytes)).await
+}
+
+/// Takes the body (the CPU work's result in the two-API scenario) and
+/// answers its length in bytes, as text: the second API of a pipeline, the
+/// one it uploads to. Same latency model, faults and counters as `/item`.
+async fn upload(
+    AxumState(state): AxumState<Arc<State>>,
+    Path(id): Path<u64>,
+    body: Bytes,
+) -> Response {
+    let ack = Bytes::from(body.len().to_string());
+    call(&state, id, move |_| ack.clone()).await
+}
+
+/// One call of item `id`: the hard limit, the drawn fault, the modelled
+/// latency (counted in flight), then `body` (or the fault).
+async fn call(state: &Arc<State>, id: u64, body: impl Fn(&MockConfig) -> Bytes) -> Response {
     let arrival = state.arrive(id);
     let config = &arrival.config;
     let latency = &config.latency;
@@ -67,13 +87,13 @@ async fn item(AxumState(state): AxumState<Arc<State>>, Path(id): Path<u64>) -> R
         && arrival.in_flight >= limit
     {
         state.record_fault(Fault::HardLimit);
-        return too_many_requests(&state, config.retry_after_secs());
+        return too_many_requests(state, config.retry_after_secs());
     }
     let fault = draw::fault(&config.faults, config.seed, id, arrival.attempt);
     match fault {
         Some(Fault::RateLimited) => {
             state.record_fault(Fault::RateLimited);
-            return too_many_requests(&state, config.retry_after_secs());
+            return too_many_requests(state, config.retry_after_secs());
         }
         Some(Fault::Stall) => {
             state.record_fault(Fault::Stall);
@@ -98,11 +118,11 @@ async fn item(AxumState(state): AxumState<Arc<State>>, Path(id): Path<u64>) -> R
         Some(Fault::Truncated) => {
             state.record_fault(Fault::Truncated);
             state.record_status(200);
-            truncated(payload(id, config.payload_bytes))
+            truncated(body(config))
         }
         _ => {
             state.record_status(200);
-            payload(id, config.payload_bytes).into_response()
+            body(config).into_response()
         }
     }
 }

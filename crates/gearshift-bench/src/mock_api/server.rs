@@ -140,6 +140,11 @@ impl MockApi {
         format!("http://{}/item/{id}", self.addr)
     }
 
+    /// The URL item `id`'s result is uploaded to (`POST`).
+    pub fn upload_url(&self, id: u64) -> String {
+        format!("http://{}/upload/{id}", self.addr)
+    }
+
     /// The socket address it listens on.
     pub fn addr(&self) -> SocketAddr {
         self.addr

@@ -15,7 +15,7 @@ use super::draw::Fault;
 /// [`MockApi::reset_stats`](super::MockApi::reset_stats)).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct MockStats {
-    /// `/item/{id}` requests received.
+    /// Calls received (`GET /item/{id}` and `POST /upload/{id}`).
     pub requests: u64,
     /// Responses sent, by HTTP status (a truncated body counts under 200).
     pub by_status: BTreeMap<u16, u64>,

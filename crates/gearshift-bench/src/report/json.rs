@@ -42,6 +42,11 @@ pub struct JsonRow {
     pub events: Vec<(f64, String)>,
     /// Set if an item was lost or repeated (the row is void).
     pub accounting_error: Option<String>,
+    /// The most calls each API had in flight, by the server's own count:
+    /// `api`, or `fetch` and `upload` (two_apis).
+    pub peak_in_flight: BTreeMap<String, usize>,
+    /// Each API's capacity (`null`: unlimited).
+    pub capacity: BTreeMap<String, Option<usize>>,
 }
 
 /// The rows of `results`.
@@ -72,6 +77,8 @@ pub fn json_rows(results: &[ScenarioResult]) -> Vec<JsonRow> {
                 failures: row.failures.clone(),
                 events: row.events.clone(),
                 accounting_error: row.accounting_error.clone(),
+                peak_in_flight: row.peak_in_flight.clone(),
+                capacity: r.apis.iter().cloned().collect(),
             });
         }
     }

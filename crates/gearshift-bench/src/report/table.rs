@@ -2,11 +2,13 @@
 
 use std::fmt::Write;
 
+use crate::ledger::RunResult;
 use crate::scenario::ScenarioResult;
 
 /// The table of every row of `results`, as text: scenario, system,
 /// concurrency, items/s, fraction of the limit, ratio to the scenario's
-/// gearshift reference, p50/p99 item latency.
+/// gearshift reference, p50/p99 item latency; in a scenario of more than
+/// one API, each API's peak calls in flight over its capacity.
 pub fn table(results: &[ScenarioResult]) -> String {
     let mut out = String::new();
     let _ = writeln!(
@@ -38,13 +40,35 @@ pub fn table(results: &[ScenarioResult]) -> String {
                 ratio,
                 row.p50_ms(),
                 row.p99_ms(),
-                match &row.accounting_error {
-                    Some(e) => format!("  ACCOUNTING ERROR: {e}"),
-                    None if row.failed > 0 => format!("  failed {}", row.failed),
-                    None => String::new(),
-                }
+                peaks(r, row)
+                    + &match &row.accounting_error {
+                        Some(e) => format!("  ACCOUNTING ERROR: {e}"),
+                        None if row.failed > 0 => format!("  failed {}", row.failed),
+                        None => String::new(),
+                    }
             );
         }
     }
     out
+}
+
+/// `  peak fetch 16/16, upload 4/4` (peak in flight / capacity, by each
+/// server's count) when the scenario has more than one API; else nothing.
+fn peaks(r: &ScenarioResult, row: &RunResult) -> String {
+    if r.apis.len() < 2 {
+        return String::new();
+    }
+    let each: Vec<String> = r
+        .apis
+        .iter()
+        .map(|(name, cap)| {
+            let peak = row
+                .peak_in_flight
+                .get(name)
+                .map_or_else(|| "-".to_owned(), usize::to_string);
+            let cap = cap.map_or_else(|| "unlimited".to_owned(), |c| c.to_string());
+            format!("{name} {peak}/{cap}")
+        })
+        .collect();
+    format!("  peak {}", each.join(", "))
 }

@@ -1,9 +1,11 @@
 //! The systems under test: the usual ways of writing "fetch, then compute"
 //! ([`baselines`]) and gearshift ([`gearshift`](mod@self::gearshift)), all run
-//! through [`run`] on the same client, server and work function.
+//! through [`run`] on the same client, server and work function; and their
+//! versions for "fetch, compute, upload to a second API" ([`two_api`]).
 
 pub mod baselines;
 pub mod gearshift;
+pub mod two_api;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,6 +14,7 @@ use ::gearshift::http::HttpFetcher;
 use ::gearshift::{Config, Preset};
 use indicatif::ProgressBar;
 
+use self::two_api::TwoApiSystem;
 use crate::ledger::{Ledger, PhaseSwitch, RunResult};
 
 /// The CPU work applied to each payload; it returns a digest the caller keeps.
@@ -27,6 +30,9 @@ pub struct RunCtx {
     pub client: reqwest::Client,
     /// The mock API's base URL, without a trailing slash.
     pub base_url: String,
+    /// The base URL of the API results are uploaded to (two-API systems
+    /// only), without a trailing slash.
+    pub upload_url: Option<String>,
     /// Items `0..items` to process.
     pub items: u64,
     /// CPU work per item.
@@ -43,6 +49,7 @@ impl std::fmt::Debug for RunCtx {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RunCtx")
             .field("base_url", &self.base_url)
+            .field("upload_url", &self.upload_url)
             .field("items", &self.items)
             .field("timeout", &self.timeout)
             .field("phase", &self.phase)
@@ -64,6 +71,7 @@ impl RunCtx {
             client: fetcher.client().clone(),
             fetcher,
             base_url,
+            upload_url: None,
             items,
             work,
             timeout,
@@ -119,6 +127,8 @@ pub enum System {
         /// Whether the adaptive tuner runs (starting from `config`).
         tuned: bool,
     },
+    /// A system of the two-API scenario (fetch, compute, upload).
+    TwoApi(TwoApiSystem),
 }
 
 impl System {
@@ -130,6 +140,7 @@ impl System {
             System::SpawnBlocking { c } => format!("tokio+spawn_blocking (C={c})"),
             System::Rayon { c } => format!("tokio+rayon (C={c})"),
             System::Gearshift { label, .. } => label.clone(),
+            System::TwoApi(s) => s.name(),
         }
     }
 
@@ -139,12 +150,24 @@ impl System {
             System::Sequential => 1,
             System::TokioInline { c } | System::SpawnBlocking { c } | System::Rayon { c } => *c,
             System::Gearshift { config, .. } => config.total_agents(),
+            System::TwoApi(s) => s.concurrency(),
         }
+    }
+
+    /// Whether this is the sequential baseline (of one API or two).
+    pub fn is_sequential(&self) -> bool {
+        matches!(
+            self,
+            System::Sequential | System::TwoApi(TwoApiSystem::Sequential)
+        )
     }
 
     /// Whether this is a gearshift pipeline.
     pub fn is_gearshift(&self) -> bool {
-        matches!(self, System::Gearshift { .. })
+        matches!(
+            self,
+            System::Gearshift { .. } | System::TwoApi(TwoApiSystem::Gearshift { .. })
+        )
     }
 }
 
@@ -167,6 +190,7 @@ pub async fn run(system: &System, ctx: &RunCtx) -> Result<RunResult, ::gearshift
             tuned,
             ..
         } => gearshift::run(ctx, &ledger, (**config).clone(), *switch_to, *tuned).await?,
+        System::TwoApi(s) => s.run(ctx, &ledger).await?,
     }
     Ok(ledger.finish(system.name(), system.concurrency()))
 }
