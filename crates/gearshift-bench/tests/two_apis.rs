@@ -47,8 +47,7 @@ impl TwoApiRun {
 
     /// Throughput over the limit. Both APIs run at 400 items/s at their
     /// capacity, so this is also each API's utilisation: the share of its
-    /// `capacity / base` the run used. (Once per-API budgets land, the lead
-    /// asserts >= 0.9 here for the gearshift system.)
+    /// `capacity / base` the run used.
     fn fraction_of_limit(&self) -> f64 {
         self.items_per_s() / self.limit_per_s
     }
@@ -128,8 +127,21 @@ async fn gearshift_keeps_each_api_under_its_own_limit() {
         "upload peak {} > {UPLOAD_CAPACITY}",
         run.upload_peak()
     );
-    assert!(run.fetch_peak() > 0 && run.upload_peak() > 0);
-    // Logged, not asserted: per-stage agents land with per-API budgets.
+    // Each stage, with agents of its own, reaches at least 90% of its own
+    // API's limit in calls in flight (counted by the server). Throughput,
+    // a timing figure, is the benchmark's to report (`gearshift-bench run
+    // --scenario two_apis`), not a test's on a shared machine: logged only.
+    let reaches = |peak: usize, capacity: usize| peak * 10 >= capacity * 9;
+    assert!(
+        reaches(run.fetch_peak(), FETCH_CAPACITY),
+        "fetch peak {} < 90% of {FETCH_CAPACITY}",
+        run.fetch_peak()
+    );
+    assert!(
+        reaches(run.upload_peak(), UPLOAD_CAPACITY),
+        "upload peak {} < 90% of {UPLOAD_CAPACITY}",
+        run.upload_peak()
+    );
     eprintln!(
         "gearshift, limit per API: {:.0} items/s, {:.0}% of {:.0}; peaks fetch {}, upload {}",
         run.items_per_s(),

@@ -1,6 +1,6 @@
-//! gearshift on two APIs: [`gearshift_two_api`] builds the pipeline (the
-//! one place to change when per-API budgets land), `run` feeds it the
-//! scenario's stage functions and checks its accounting.
+//! gearshift on two APIs: [`gearshift_two_api`] builds the pipeline, one
+//! budget per API; `run` feeds it the scenario's stage functions and checks
+//! its accounting.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -8,22 +8,19 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use bytes::Bytes;
 use futures::StreamExt;
-use gearshift::{Agents, BuildError, Config, ErrorKind, Outcome, Pipeline, StageError};
-use tokio::sync::Semaphore;
+use gearshift::{Agents, Api, BuildError, Config, ErrorKind, Outcome, Pipeline, StageError};
 
-use super::{GearPlan, check_ack, within};
+use super::{GearPlan, check_ack};
 use crate::ledger::Ledger;
 use crate::systems::RunCtx;
 
 /// The two-API pipeline, as the scenario builds it: `fetch` (IO) ->
 /// `process` (CPU) -> `upload` (IO).
 ///
-/// Under [`GearPlan::PerApi`], the fetch API gets at most `limits.fetch`
-/// calls in flight (16 in the scenario: its capacity) and the upload API at
-/// most `limits.upload` (4, its capacity). gearshift has one `Config` for
-/// every stage today, so both IO stages get `max(fetch, upload)` agents and
-/// permits, and each API's own limit is a semaphore in its stage function.
-/// With per-API budgets this becomes:
+/// Under [`GearPlan::PerApi`], each API is a budget of its own: the fetch
+/// API takes at most `limits.fetch` calls in flight (16 in the scenario: its
+/// capacity) and the upload API at most `limits.upload` (4), and each stage
+/// runs as many agents as its API takes:
 ///
 /// ```text
 /// let fetch_api = Api::new("fetch").max_in_flight(limits.fetch);
@@ -34,8 +31,9 @@ use crate::systems::RunCtx;
 ///     .io(upload).named("upload").api(&upload_api).agents(Agents::Total(limits.upload))
 /// ```
 ///
-/// Under [`GearPlan::OneConfig`]`(n)` both stages get `n` agents and `n`
-/// permits, and nothing else limits either API.
+/// Under [`GearPlan::OneConfig`]`(n)` both stages get the pipeline-wide
+/// default of `n` agents, and nothing else limits either API: what one
+/// setting for every stage gives.
 pub fn gearshift_two_api<F, FFut, W, P, PFut>(
     items: u64,
     plan: GearPlan,
@@ -51,35 +49,35 @@ where
     P: Fn((u64, [u8; 32])) -> PFut + Send + Sync + 'static,
     PFut: Future<Output = Result<u64, StageError>> + Send + 'static,
 {
-    let (agents, gates) = match plan {
-        GearPlan::PerApi(l) => {
-            let gate = |n: usize| Arc::new(Semaphore::new(n.max(1)));
-            (l.fetch.max(l.upload), Some((gate(l.fetch), gate(l.upload))))
+    match plan {
+        GearPlan::PerApi(limits) => {
+            let fetch_api = Api::new("fetch").max_in_flight(limits.fetch);
+            let upload_api = Api::new("upload").max_in_flight(limits.upload);
+            Pipeline::from_iter(0..items)
+                .config(config)
+                .io(fetch)
+                .named("fetch")
+                .api(&fetch_api)
+                .agents(Agents::Total(limits.fetch))
+                .cpu(work)
+                .named("process")
+                .io(upload)
+                .named("upload")
+                .api(&upload_api)
+                .agents(Agents::Total(limits.upload))
         }
-        GearPlan::OneConfig(n) => (n, None),
-    };
-    let (fetch_gate, upload_gate) = gates.unzip();
-    let config = Config {
-        agents: Agents::Total(agents),
-        api_permits: Some(agents),
-        ..config
-    };
-    Pipeline::from_iter(0..items)
-        .config(config)
-        .io(move |id| {
-            let gate = fetch_gate.clone();
-            let call = fetch(id);
-            async move { within(gate.as_deref(), call).await }
-        })
-        .named("fetch")
-        .cpu(work)
-        .named("process")
-        .io(move |x| {
-            let gate = upload_gate.clone();
-            let call = upload(x);
-            async move { within(gate.as_deref(), call).await }
-        })
-        .named("upload")
+        GearPlan::OneConfig(n) => Pipeline::from_iter(0..items)
+            .config(Config {
+                agents: Agents::Total(n),
+                ..config
+            })
+            .io(fetch)
+            .named("fetch")
+            .cpu(work)
+            .named("process")
+            .io(upload)
+            .named("upload"),
+    }
 }
 
 /// Runs [`gearshift_two_api`] with the scenario's stage functions; like the
