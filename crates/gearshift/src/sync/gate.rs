@@ -165,11 +165,12 @@ impl GateRef<'_> {
     /// goes back now. `gate` is the gate this permit came from.
     pub(crate) fn keep(mut self, gate: &Arc<Gate>) -> Option<Kept> {
         debug_assert!(std::ptr::eq(self.gate, &**gate));
-        let permit = self.permit.take()?;
-        Kept::may_stay(gate).then(|| {
-            permit.forget();
-            Kept(Arc::clone(gate))
-        })
+        if !Kept::may_stay(gate) {
+            // Dropped as a `GateRef`, so it pays a shrink's debt first.
+            return None;
+        }
+        self.permit.take()?.forget();
+        Some(Kept(Arc::clone(gate)))
     }
 }
 
@@ -306,5 +307,25 @@ mod tests {
             Some(2),
             "reading resets nothing"
         );
+    }
+}
+
+#[cfg(all(test, not(gearshift_loom)))]
+mod keep_tests {
+    use super::*;
+
+    /// A permit an agent may not keep (a shrink wants it back) pays the
+    /// shrink's debt, rather than going back to the pool for the next call.
+    #[test]
+    fn a_permit_refused_for_keeping_pays_the_shrink() {
+        let gate = Gate::new(4);
+        let taken: Vec<_> = (0..4).map(|_| gate.try_acquire_ref().unwrap()).collect();
+        gate.resize(1);
+        assert_eq!(gate.in_use(), 4);
+        for permit in taken {
+            assert!(permit.keep(&gate).is_none(), "a shrink is owed");
+        }
+        assert_eq!(gate.in_use(), 0);
+        assert_eq!(gate.sem.available_permits(), 1, "the new size, not the old");
     }
 }
