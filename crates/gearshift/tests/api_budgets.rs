@@ -135,6 +135,78 @@ async fn a_shrunk_budget_holds_its_new_limit_once_calls_in_flight_return() {
     handle.join().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_pipelines_in_one_process_share_one_budget() {
+    let server = TestServer::start(Duration::from_millis(3)).await;
+    let shared = Api::new("shared").max_in_flight(5);
+    let run = |offset: u64| {
+        let client = reqwest::Client::new();
+        let base = server.addr;
+        Pipeline::from_iter(offset..offset + 400)
+            .io(move |id: u64| {
+                let (client, url) = (client.clone(), format!("http://{base}/item/{id}"));
+                async move { fetch(&client, url).await }
+            })
+            .api(&shared)
+            .agents(Agents::Total(8))
+            .run()
+    };
+    let (a, b) = tokio::join!(run(0), run(1000));
+    assert_eq!((a.unwrap().ok, b.unwrap().ok), (400, 400));
+    let peak = server.state.max_in_flight.load(Ordering::Relaxed);
+    assert!(peak <= 5, "16 agents in two pipelines drew {peak} calls from a budget of 5");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_429_seen_by_one_stage_pauses_every_stage_on_the_budget() {
+    use std::sync::{Arc, Mutex};
+    use tokio::time::Instant;
+    let throttled_at: Arc<Mutex<Option<Instant>>> = Arc::default();
+    let second_calls: Arc<Mutex<Vec<Instant>>> = Arc::default();
+    let (mark, calls) = (Arc::clone(&throttled_at), Arc::clone(&second_calls));
+    let shared = Api::new("host");
+    let report = Pipeline::from_iter(0..200u64)
+        .io(move |id: u64| {
+            let mark = Arc::clone(&mark);
+            async move {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+                let mut at = mark.lock().unwrap();
+                if id == 50 && at.is_none() {
+                    *at = Some(Instant::now());
+                    return Err(StageError::rate_limited(Some(Duration::from_secs(1))));
+                }
+                Ok(id)
+            }
+        })
+        .api(&shared)
+        .agents(Agents::Total(4))
+        .io(move |id: u64| {
+            calls.lock().unwrap().push(Instant::now());
+            async move {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+                Ok::<_, StageError>(id)
+            }
+        })
+        .api(&shared)
+        .agents(Agents::Total(4))
+        .run()
+        .await
+        .unwrap();
+    assert_eq!(report.ok, 200);
+    let at = throttled_at.lock().unwrap().expect("the 429 was answered");
+    let inside: Vec<_> = second_calls
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|t| **t > at && **t < at + Duration::from_secs(1))
+        .map(|t| *t - at)
+        .collect();
+    assert!(
+        inside.is_empty(),
+        "the other stage called the API inside the pause: {inside:?}"
+    );
+}
+
 /// A controller that always asks for `n` calls in flight and `n` agents.
 struct Wants(usize);
 
