@@ -20,33 +20,48 @@ use crate::stats::report::Report;
 /// several threads at once each apply to the latest configuration: none
 /// undoes another.
 ///
-/// # Who wins: the handle, a schedule and a tuner
+/// # Who wins: the handle, a schedule and the controllers
 ///
-/// Three sources change the ratio (agents, API permits, workers, batch
-/// size) while the pipeline runs: this handle, a [`Schedule`] and a
-/// [`Tuner`]. The rule is: **the latest change wins, and a manual change
-/// holds**.
+/// Settings resolve per stage, most specific first: a stage's own setting
+/// (the builder's `.agents(..)` and siblings, or a [`StageHandle`]), then
+/// what its API budget's controller chose (agents, workers), then its API's
+/// call settings, then the pipeline-wide defaults (the [`Config`], which a
+/// preset or a [`Schedule`] sets). Between sources of equal rank, **the
+/// latest change wins, and a manual change holds**:
 ///
-/// - A ratio change through this handle ([`apply`](Self::apply) or a
-///   `set_*` of agents, API permits, workers or batch size) pauses the
-///   schedule and the tuner, so they do not undo it, until
-///   [`resume_automatic`](Self::resume_automatic). The other setters (rate
-///   limit, batch wait, `max_in_flight`) set values no automatic source
-///   touches, and pause nothing.
-/// - Between the schedule and the tuner, the latest change wins: a schedule
-///   switch replaces the tuner's ratio with the preset's, and the tuner then
-///   adjusts from there.
-/// - Each time one source overrides another's ratio, an info event says so
-///   (for example "manual change overrides the schedule and the tuner:
-///   paused until resume_automatic()", "tuner overrides the ratio set by the
-///   schedule").
+/// - A ratio change through this handle ([`apply`](Self::apply), or a
+///   `set_*` of agents, workers or batch size) replaces the controllers'
+///   choices and pauses the schedule and every controller, so they do not
+///   undo it, until [`resume_automatic`](Self::resume_automatic). The other
+///   setters (timeouts, retry policy, batch wait, `max_in_flight`) set
+///   values no automatic source touches, and pause nothing.
+/// - A manual change of one budget ([`ApiHandle`]) or of one stage's agents
+///   or workers ([`StageHandle`]) holds that budget's controller off until
+///   [`ApiHandle::resume_controller`]; a stage's own setting also wins over
+///   every preset.
+/// - Between a schedule and a controller, the latest change wins: a preset
+///   replaces the controllers' choices, and they adjust from there.
+/// - Each time one source overrides another, an info event says so (for
+///   example "manual change overrides the schedule and the tuner: paused
+///   until resume_automatic()", "preset replaces the ratio the controllers
+///   chose; they adjust from it", "manual change overrides the controller:
+///   held until resume_controller()").
 ///
 /// Before the run, the builder's calls apply in order, with a preset kept on
 /// top of a later [`Pipeline::config`](crate::Pipeline::config) (see
 /// [`Pipeline`](crate::Pipeline)).
 ///
+/// # What can change live
+///
+/// Agents, workers, batch size and wait (per stage or as defaults), the
+/// retry policy, the timeout per attempt and the deadline per item (from an
+/// agent's next item), an API's calls in flight, rate limit and longest
+/// pause, `max_in_flight` (if set at spawn) and the drain timeout. Fixed at
+/// spawn: channel capacities, cores, `max_workers` (the pool's threads),
+/// output order and the error policy.
+///
 /// [`Schedule`]: crate::Schedule
-/// [`Tuner`]: crate::Tuner
+/// [`ApiHandle`]: crate::ApiHandle
 #[derive(Debug, Clone)]
 pub struct PipelineHandle {
     pub(super) shared: Arc<Shared>,
