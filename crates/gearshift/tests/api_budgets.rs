@@ -154,7 +154,10 @@ async fn two_pipelines_in_one_process_share_one_budget() {
     let (a, b) = tokio::join!(run(0), run(1000));
     assert_eq!((a.unwrap().ok, b.unwrap().ok), (400, 400));
     let peak = server.state.max_in_flight.load(Ordering::Relaxed);
-    assert!(peak <= 5, "16 agents in two pipelines drew {peak} calls from a budget of 5");
+    assert!(
+        peak <= 5,
+        "16 agents in two pipelines drew {peak} calls from a budget of 5"
+    );
 }
 
 #[tokio::test(start_paused = true)]

@@ -9,10 +9,12 @@ mod handle;
 mod schedule;
 pub(crate) mod settings;
 pub(crate) mod shared;
+mod stage_handle;
 mod window;
 
 pub use budget::{Api, ApiHandle, ApiSettings};
-pub use handle::{PipelineHandle, StageHandle};
+pub use handle::PipelineHandle;
 pub use schedule::{MAX_UTC_OFFSET_MINUTES, Schedule, ScheduleError};
 pub use settings::StageSettings;
+pub use stage_handle::StageHandle;
 pub use window::WindowReader;
