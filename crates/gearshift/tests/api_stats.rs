@@ -230,7 +230,10 @@ async fn a_pipeline_with_two_budgets_reports_and_prints_a_row_for_each() {
     let (s, u) = (api_row(&report, "search"), api_row(&report, "store"));
     assert_eq!((s.attempts, s.calls_ok, s.errors()), (100, 100, 0));
     assert_eq!((u.attempts, u.calls_ok), (100, 75), "{report}");
-    assert_eq!(u.errors_by_kind, BTreeMap::from([(ErrorKind::Rejected, 25)]));
+    assert_eq!(
+        u.errors_by_kind,
+        BTreeMap::from([(ErrorKind::Rejected, 25)])
+    );
     assert!(s.peak_in_flight <= 3 && u.peak_in_flight <= 2, "{report}");
     assert_eq!((s.max_in_flight, u.max_in_flight), (Some(3), None));
 

@@ -421,7 +421,10 @@ impl Budget {
             in_flight: self.permits.in_use(),
             max_in_flight,
             rate_limit,
-            pause_left: self.pause.until().map(|u| u.saturating_duration_since(Instant::now())),
+            pause_left: self
+                .pause
+                .until()
+                .map(|u| u.saturating_duration_since(Instant::now())),
         };
         ApiReport::build(&self.stats, gauge)
     }

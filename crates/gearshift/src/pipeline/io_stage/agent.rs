@@ -303,7 +303,8 @@ where
         self.record_calls(held, agent);
         if !held.latencies.is_empty() {
             let api = &self.budget.stats;
-            api.latency.record_all(agent.id, held.latencies.iter().copied());
+            api.latency
+                .record_all(agent.id, held.latencies.iter().copied());
             self.stats
                 .latency
                 .record_all(agent.id, held.latencies.drain(..));
