@@ -11,6 +11,10 @@
 //! The budget is also the seam where a cluster-wide budget plugs in: a
 //! remote lease only has to resize the local limit with
 //! [`ApiHandle::set_max_in_flight`]; nothing else in gearshift changes.
+//!
+//! The budget keeps its own stats ([`ApiReport`]), recorded by every agent
+//! of every stage drawing on it, in whichever pipeline: a budget shared by
+//! two pipelines reports the calls of both.
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -18,12 +22,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::watch;
+use tokio::time::Instant;
 
 use crate::config::{
     DEFAULT_MAX_PAUSE, MAX_CONCURRENCY, MAX_RATE_LIMIT, MIN_RATE_LIMIT, RetryPolicy, check_count,
     check_duration, expected,
 };
 use crate::error::ConfigError;
+use crate::stats::api::{ApiGauge, ApiReport, ApiStats};
 use crate::sync::gate::Gate;
 use crate::sync::pause::Pause;
 use crate::sync::rate::RateLimit;
@@ -104,6 +110,9 @@ pub(crate) struct Budget {
     pub(crate) permits: Arc<Gate>,
     pub(crate) pause: Arc<Pause>,
     pub(crate) rate: Arc<RateLimit>,
+    /// What the calls drawing on the budget did, over every stage of every
+    /// pipeline: agents add to it in batches (see `io_stage::agent`).
+    pub(crate) stats: ApiStats,
     /// The budget's controller; driven by one pipeline at a time.
     tuner: Mutex<Option<Box<dyn Tuner>>>,
     /// Whether a manual change holds the controller off.
@@ -344,6 +353,19 @@ impl ApiHandle {
         self.budget.held.load(Ordering::Acquire)
     }
 
+    /// The budget's figures now: calls, errors by kind, latency, calls in
+    /// flight and their peak, the limits, the pause.
+    ///
+    /// They cover every stage that draws on the budget, in every pipeline
+    /// (a budget shared by two pipelines counts the calls of both), since
+    /// the budget was made. Agents add their calls in batches, at the
+    /// latest before they wait (for an item, a permit, a pause or a call
+    /// that is not done at once) and every 64 successful calls: a live
+    /// figure may lag that much behind, a finished pipeline's are complete.
+    pub fn snapshot(&self) -> ApiReport {
+        self.budget.report()
+    }
+
     fn manual(&self, change: impl FnOnce(&mut ApiSettings)) -> Result<(), ConfigError> {
         self.budget.update(change)?;
         self.budget.hold_controller("manual change");
@@ -354,9 +376,16 @@ impl ApiHandle {
 impl Budget {
     pub(crate) fn new(name: String, implicit: bool) -> Arc<Budget> {
         let settings = ApiSettings::default();
+        let name: Arc<str> = Arc::from(name);
+        let permits = Gate::new(settings.gate_size());
+        // Striped by the cores of the machine: a budget may outlive, and
+        // serve, pipelines of different `cores` settings.
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let stats = ApiStats::new(Arc::clone(&name), cores, Arc::clone(permits.peaks()));
         Arc::new(Budget {
-            name: Arc::from(name),
-            permits: Gate::new(settings.gate_size()),
+            name,
+            permits,
+            stats,
             pause: Arc::new(Pause::new()),
             rate: Arc::new(RateLimit::new(settings.rate_limit)),
             settings: watch::Sender::new(settings),
@@ -373,6 +402,31 @@ impl Budget {
 
     pub(crate) fn subscribe(&self) -> watch::Receiver<ApiSettings> {
         self.settings.subscribe()
+    }
+
+    /// Pauses every stage drawing on the budget for `pause` (already cut to
+    /// `max_pause`) from now, and counts the wall time it added.
+    pub(crate) fn pause_for(&self, pause: Duration) {
+        let extended_by = self.pause.extend(pause);
+        self.stats.note_pause(pause, extended_by);
+    }
+
+    /// The budget's figures now: its stats, and its gauges read at once.
+    pub(crate) fn report(&self) -> ApiReport {
+        let (max_in_flight, rate_limit) = {
+            let s = self.settings.borrow();
+            (s.max_in_flight, s.rate_limit)
+        };
+        let gauge = ApiGauge {
+            in_flight: self.permits.in_use(),
+            max_in_flight,
+            rate_limit,
+            pause_left: self
+                .pause
+                .until()
+                .map(|u| u.saturating_duration_since(Instant::now())),
+        };
+        ApiReport::build(&self.stats, gauge)
     }
 
     /// Checks the settings and applies the limits: when a pipeline using

@@ -249,8 +249,9 @@ impl PipelineHandle {
         self.shared.defaults()
     }
 
-    /// Live stats: counts so far, per stage and per agent, and the tuner's
-    /// decisions.
+    /// Live stats: counts so far, per stage and per agent, per API budget
+    /// (each budget's own figures, over every pipeline drawing on it: see
+    /// [`ApiHandle::snapshot`]), and the tuner's decisions.
     pub fn snapshot(&self) -> Report {
         match self.shared.report.borrow().as_ref() {
             Some(done) => (**done).clone(),

@@ -329,7 +329,9 @@ impl Shared {
             tally,
             latency: self.latency.total(),
             stages: &self.stages(),
-            apis: Vec::new(),
+            // Each budget's own figures: a budget shared with another
+            // pipeline counts that pipeline's calls too.
+            apis: self.budgets().iter().map(|b| b.report()).collect(),
             decisions: decisions.iter().cloned().collect(),
         })
     }

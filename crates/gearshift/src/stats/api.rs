@@ -19,8 +19,10 @@ use crate::error::ErrorKind;
 pub const PEAK_SPAN: Duration = Duration::from_secs(60);
 
 /// A counter split over cache lines, for figures every agent of every stage
-/// bumps once per call: each adds to its own line (`key`, e.g. the agent
-/// number), a read sums them.
+/// adds to (at most once per call): each adds to its own line (`key`, e.g.
+/// the agent number), a read sums them. Adds release and reads acquire,
+/// like [`Counter`], so a reader that sees a later add sees the earlier
+/// ones of the same agent (free on x86).
 #[derive(Debug)]
 pub(crate) struct Striped(Box<[Line]>);
 
@@ -38,12 +40,12 @@ impl Striped {
     pub(crate) fn add(&self, key: usize, n: u64) {
         self.0[key & (self.0.len() - 1)]
             .0
-            .fetch_add(n, Ordering::Relaxed);
+            .fetch_add(n, Ordering::Release);
     }
 
     pub(crate) fn get(&self) -> u64 {
         self.0.iter().fold(0u64, |sum, l| {
-            sum.saturating_add(l.0.load(Ordering::Relaxed))
+            sum.saturating_add(l.0.load(Ordering::Acquire))
         })
     }
 }
@@ -112,15 +114,19 @@ impl ApiStats {
 pub(crate) struct ApiGauge {
     /// Calls in flight now.
     pub(crate) in_flight: usize,
-    /// The budget's limit on calls in flight.
-    pub(crate) max_in_flight: usize,
+    /// The budget's limit on calls in flight, if any.
+    pub(crate) max_in_flight: Option<usize>,
     /// Calls per second allowed, if limited.
     pub(crate) rate_limit: Option<f64>,
     /// Time left in a `Retry-After` pause under way.
     pub(crate) pause_left: Option<Duration>,
 }
 
-/// One API budget's figures, over every stage that draws on it.
+/// One API budget's figures, over every stage that draws on it, in every
+/// pipeline: a budget shared by several pipelines counts the calls of all
+/// of them, since the budget was made. Counts of calls are added by agents
+/// in batches (at the latest before an agent waits), so a live report may
+/// lag a little behind; a finished pipeline's are complete.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ApiReport {
     /// The budget's name.
@@ -141,8 +147,9 @@ pub struct ApiReport {
     pub in_flight: usize,
     /// Most calls in flight at once over the last [`PEAK_SPAN`].
     pub peak_in_flight: usize,
-    /// The limit on calls in flight.
-    pub max_in_flight: usize,
+    /// The limit on calls in flight; `None`: no limit beyond the agents of
+    /// the stages drawing on the budget.
+    pub max_in_flight: Option<usize>,
     /// Calls per second allowed, if limited.
     pub rate_limit: Option<f64>,
     /// Wall time paused by `Retry-After` over the run.
@@ -211,7 +218,7 @@ mod tests {
         stats.note_pause(Duration::from_secs(1), Duration::ZERO);
         let gauge = ApiGauge {
             in_flight: 2,
-            max_in_flight: 8,
+            max_in_flight: Some(8),
             rate_limit: Some(50.0),
             pause_left: Some(Duration::ZERO),
         };
@@ -224,7 +231,10 @@ mod tests {
         // Histograms keep 2 significant digits.
         let p50 = r.latency.p50.as_secs_f64();
         assert!((p50 - 0.020).abs() < 0.0005, "{p50}");
-        assert_eq!((r.in_flight, r.peak_in_flight, r.max_in_flight), (2, 5, 8));
+        assert_eq!(
+            (r.in_flight, r.peak_in_flight, r.max_in_flight),
+            (2, 5, Some(8))
+        );
         assert_eq!(r.rate_limit, Some(50.0));
         assert_eq!(
             r.paused,
@@ -241,7 +251,7 @@ mod tests {
         let stats = ApiStats::new("store".into(), 1, Arc::default());
         let gauge = ApiGauge {
             in_flight: 3,
-            max_in_flight: 4,
+            max_in_flight: Some(4),
             ..ApiGauge::default()
         };
         let r = ApiReport::build(&stats, gauge);

@@ -4,10 +4,6 @@
 //! gauges the owner gives, and any number of readers can take windows of
 //! them without disturbing each other.
 
-#[allow(
-    dead_code,
-    reason = "the Api budget (control/budget.rs) records into ApiStats and builds ApiReports"
-)]
 pub(crate) mod api;
 pub(crate) mod counters;
 pub(crate) mod latency;

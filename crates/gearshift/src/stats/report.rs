@@ -53,7 +53,7 @@ use crate::error::ErrorKind;
 /// | `errors`     | failed attempts of any kind, the two above included (`errors()`) |
 /// | `in-flight`  | calls in flight now, over every stage drawing on the budget (`in_flight`) |
 /// | `peak`       | most calls in flight at once over the last minute (`peak_in_flight`) |
-/// | `limit`      | the budget's cap on calls in flight (`max_in_flight`) |
+/// | `limit`      | the budget's cap on calls in flight; `-`: none beyond the stages' agents (`max_in_flight`) |
 /// | `paused s`   | seconds the budget was paused by `Retry-After` over the run (`paused`) |
 /// | `p50 ms`, `p99 ms` | latency of successful calls, over the run (`latency`) |
 #[derive(Debug, Clone, Default)]
@@ -82,7 +82,9 @@ pub struct Report {
     pub latency: Percentiles,
     /// One entry per stage, in pipeline order.
     pub stages: Vec<StageReport>,
-    /// One entry per API budget the stages draw on.
+    /// One entry per API budget the stages draw on, in stage order: the
+    /// budget's own figures, which count the calls of every pipeline that
+    /// draws on it.
     pub apis: Vec<ApiReport>,
     /// The tuner's most recent decisions, oldest first.
     pub decisions: Vec<TunerDecision>,

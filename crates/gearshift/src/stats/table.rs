@@ -137,7 +137,9 @@ fn stage_row(f: &mut fmt::Formatter<'_>, s: &StageReport, finished: bool) -> fmt
     )
 }
 
+/// A budget with no limit beyond its stages' agents shows `-` as its limit.
 fn api_row(f: &mut fmt::Formatter<'_>, a: &ApiReport) -> fmt::Result {
+    let limit = a.max_in_flight.map_or("-".to_owned(), |n| n.to_string());
     writeln!(
         f,
         "{:<12} {:>8} {:>8} {:>9} {:>8} {:>6} {:>9} {:>5} {:>5} {:>8.2} {:>7.2} {:>7.2}",
@@ -149,7 +151,7 @@ fn api_row(f: &mut fmt::Formatter<'_>, a: &ApiReport) -> fmt::Result {
         a.errors(),
         a.in_flight,
         a.peak_in_flight,
-        a.max_in_flight,
+        limit,
         a.paused.as_secs_f64(),
         ms(a.latency.p50),
         ms(a.latency.p99),
@@ -287,8 +289,24 @@ mod tests {
         // stage kind in out failed retries agents workers permits in-flight
         assert_eq!(&io_row[6..10], ["8->4", "-", "4", "1"], "{text}");
         assert_eq!(&cpu_row[6..10], ["-", "2", "2", "1"], "{text}");
-        let api_row = lines.iter().find(|l| l.starts_with("search")).unwrap();
-        assert_eq!(api_row.split_whitespace().nth(1), Some("7"), "{text}");
+        let limited = ApiGauge {
+            max_in_flight: Some(8),
+            ..ApiGauge::default()
+        };
+        r.apis.push(ApiReport::build(
+            &ApiStats::new("store".into(), 1, Arc::default()),
+            limited,
+        ));
+        let text = r.to_string();
+        let lines: Vec<&str> = text.lines().collect();
+        let row = |name: &str| -> Vec<&str> {
+            let line = lines.iter().find(|l| l.starts_with(name)).unwrap();
+            line.split_whitespace().collect()
+        };
+        assert_eq!(row("search")[1], "7", "{text}");
+        // api ok attempts throttled timeouts errors in-flight peak limit
+        assert_eq!(row("search")[8], "-", "no limit: {text}");
+        assert_eq!(row("store")[8], "8", "{text}");
         assert!(lines.iter().any(|l| l.starts_with("api ")), "{text}");
     }
 }

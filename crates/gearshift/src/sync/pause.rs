@@ -1,10 +1,11 @@
-//! The IO stage's shared pause: when the remote answers `Retry-After`, every
-//! agent of the stage waits until it passes, and no call is sent inside it.
+//! An API budget's shared pause: when the remote answers `Retry-After`, every
+//! agent of every stage drawing on the budget waits until it passes, and no
+//! call is sent inside it.
 //!
 //! A pause comes from the network, so any `Duration` may arrive (a header of
 //! 20 digits is `u64::MAX` seconds): every step is checked arithmetic, and a
-//! pause is cut to [`MAX_PAUSE`]. The stage cuts it further, to
-//! `Config::max_pause`, before it gets here.
+//! pause is cut to [`MAX_PAUSE`]. The stage cuts it further, to the budget's
+//! `max_pause`, before it gets here.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -16,7 +17,7 @@ use crate::config::MAX_DURATION;
 /// The longest pause this type holds, whatever it is asked for.
 pub(crate) const MAX_PAUSE: Duration = MAX_DURATION;
 
-/// A deadline shared by all agents of a stage, as nanoseconds since `origin`
+/// A deadline shared by all agents drawing on a budget, as nanoseconds since `origin`
 /// (a `u64` of nanoseconds spans 584 years).
 #[derive(Debug)]
 pub(crate) struct Pause {
@@ -33,12 +34,15 @@ impl Pause {
     }
 
     /// Extends the pause to at least `now + d`, with `d` cut to [`MAX_PAUSE`].
-    pub(crate) fn extend(&self, d: Duration) {
-        let since_origin = Instant::now()
-            .saturating_duration_since(self.origin)
-            .saturating_add(d.min(MAX_PAUSE));
-        let until = u64::try_from(since_origin.as_nanos()).unwrap_or(u64::MAX);
-        self.until_nanos.fetch_max(until, Ordering::AcqRel);
+    /// Returns how far that moved the end of the pause: from the end of a
+    /// pause under way, or from now if none is; zero when the end was
+    /// already later. The sum over every call is the wall time paused.
+    pub(crate) fn extend(&self, d: Duration) -> Duration {
+        let now = Instant::now().saturating_duration_since(self.origin);
+        let nanos = |t: Duration| u64::try_from(t.as_nanos()).unwrap_or(u64::MAX);
+        let (now, until) = (nanos(now), nanos(now.saturating_add(d.min(MAX_PAUSE))));
+        let before = self.until_nanos.fetch_max(until, Ordering::AcqRel);
+        Duration::from_nanos(until.saturating_sub(before.max(now)))
     }
 
     /// When the pause ends, if it is still on.
@@ -76,6 +80,22 @@ impl Pause {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The stats add up how far each extension moved the end, as the wall
+    /// time paused: an extension inside a longer pause adds nothing, one
+    /// past its end adds the difference, one after it ended adds all of it.
+    #[tokio::test(start_paused = true)]
+    async fn an_extension_says_how_far_it_moved_the_end() {
+        let pause = Pause::new();
+        let secs = Duration::from_secs;
+        assert_eq!(pause.extend(secs(2)), secs(2));
+        assert_eq!(pause.extend(secs(1)), Duration::ZERO);
+        tokio::time::advance(secs(1)).await;
+        assert_eq!(pause.extend(secs(3)), secs(2));
+        tokio::time::advance(secs(10)).await;
+        assert_eq!(pause.extend(secs(1)), secs(1));
+        assert_eq!(pause.extend(Duration::MAX), MAX_PAUSE - secs(1));
+    }
 
     #[tokio::test(start_paused = true)]
     async fn waits_for_the_longest_extension() {

@@ -24,9 +24,9 @@ use crate::sync::gate::Kept;
 
 /// What an agent keeps to itself between items, so that the per-item path
 /// touches nothing shared that it can put off: results waiting to be passed
-/// on, call latencies waiting to be recorded, the API permit of its last
-/// call (while its next item is ready and permits are free), and its last
-/// clock read. Everything is given back before the agent waits.
+/// on, call latencies and counts waiting to be recorded, the API permit of
+/// its last call (while its next item is ready and permits are free), and
+/// its last clock read. Everything is given back before the agent waits.
 pub(crate) struct Held<U> {
     /// The stage's call settings, as of the agent's last item.
     pub(super) calls: CachedCalls,
@@ -34,6 +34,9 @@ pub(crate) struct Held<U> {
     pub(super) in_hand: Vec<ItemId>,
     pub(super) outbox: Vec<Item<U>>,
     pub(super) latencies: Vec<Duration>,
+    /// The agent's attempts and successful calls already added to its
+    /// budget's stats; the rest are added with the latencies.
+    pub(super) reported: Reported,
     pub(super) permit: Option<Kept>,
     /// The agent's last clock read, refreshed after anything that may wait:
     /// the end of one call starts the clock of the next item and call.
@@ -43,6 +46,14 @@ pub(crate) struct Held<U> {
 /// Call latencies an agent records at once, at the latest.
 pub(super) const LATENCIES_HELD: usize = 64;
 
+/// Counts of an agent's calls (its own counters, which the stage reads)
+/// as of its last record into its budget's stats.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Reported {
+    attempts: u64,
+    ok: u64,
+}
+
 impl<U> Held<U> {
     fn new() -> Self {
         Held {
@@ -50,6 +61,7 @@ impl<U> Held<U> {
             in_hand: Vec::new(),
             outbox: Vec::new(),
             latencies: Vec::with_capacity(LATENCIES_HELD),
+            reported: Reported::default(),
             permit: None,
             now: Instant::now(),
         }
@@ -101,6 +113,8 @@ where
     let held_items = held.in_hand.len() + held.outbox.len();
     tracing::error!(stage = %core.name, agent = id, error = %panic, items = held_items, "agent panicked; its items end as failed and a new agent replaces it");
     held.permit = None;
+    // The calls it made count, in the stage's stats and the budget's.
+    core.record_latencies(&mut held, &stats);
     let error = StageError::msg(ErrorKind::Panic, format!("agent {panic}"));
     let outbox = held.outbox.drain(..).map(|item| {
         discard_after_panic(item.value);
@@ -279,13 +293,45 @@ where
         }
     }
 
-    /// Records the call latencies the agent holds, in one go.
+    /// Records what the agent holds for the stats, in one go: its call
+    /// latencies (into the stage's stats and its budget's), and the
+    /// attempts and successful calls it made since its last record (into
+    /// the budget's; the stage reads the agent's own counters). So the
+    /// budget, shared by every agent of every stage drawing on it, is
+    /// written once per batch, not once per call.
     pub(super) fn record_latencies(&self, held: &mut Held<U>, agent: &AgentStats) {
+        self.record_calls(held, agent);
         if !held.latencies.is_empty() {
+            let api = &self.budget.stats;
+            api.latency
+                .record_all(agent.id, held.latencies.iter().copied());
             self.stats
                 .latency
                 .record_all(agent.id, held.latencies.drain(..));
         }
+    }
+
+    /// Adds the agent's attempts and successful calls since its last record
+    /// to its budget's stats: attempts first, as a reader reads them last,
+    /// so it never sees more calls answered than made.
+    fn record_calls(&self, held: &mut Held<U>, agent: &AgentStats) {
+        let api = &self.budget.stats;
+        let (attempts, ok) = (agent.attempts.get(), agent.processed.get());
+        let was = held.reported;
+        if attempts > was.attempts {
+            api.attempts.add(agent.id, attempts - was.attempts);
+        }
+        if ok > was.ok {
+            api.calls_ok.add(agent.id, ok - was.ok);
+        }
+        held.reported = Reported { attempts, ok };
+    }
+
+    /// Counts a failed attempt in the budget's stats, after the attempts
+    /// the agent holds, so a reader never sees more errors than attempts.
+    pub(super) fn record_api_error(&self, kind: ErrorKind, held: &mut Held<U>, agent: &AgentStats) {
+        self.record_calls(held, agent);
+        self.budget.stats.record_error(kind);
     }
 
     /// Ends an item that gave up: failed (counted, with its error and

@@ -298,6 +298,7 @@ where
         let attempts = tries.attempts;
         agent.errors.add(1);
         self.stats.record_error(error.kind());
+        self.record_api_error(error.kind(), held, agent);
         if let Some(asked) = error.retry_after() {
             self.pause_for(asked, held.calls.settings.max_pause);
         }
@@ -382,7 +383,7 @@ where
         if pause < asked {
             tracing::info!(stage = %self.name, asked_s = asked.as_secs(), max_pause_s = pause.as_secs(), "remote asked for a pause longer than max_pause; cut to max_pause");
         }
-        self.pause.extend(pause);
+        self.budget.pause_for(pause);
         self.stats.note_retry_after(pause);
         tracing::info!(stage = %self.name, pause_ms = pause.as_millis() as u64, "remote asked to retry after; stage paused");
     }
