@@ -280,8 +280,11 @@ async fn timeouts_and_item_deadlines_fail_items() {
     for o in outcomes {
         if let Outcome::Failed(f) = o {
             assert_eq!(f.kind(), ErrorKind::Timeout);
+            // 120 ms hold at most 3 attempts of 50 ms; on a loaded machine
+            // fewer may fit (no retry starts that could not before the
+            // deadline), never more.
             assert!(
-                f.attempts >= 2 && f.attempts <= 3,
+                (1..=3).contains(&f.attempts),
                 "the deadline bounds retries, got {}",
                 f.attempts
             );
