@@ -21,8 +21,9 @@
 //!   whole [`Preset`] live, by hand, on a [`Schedule`], or through a
 //!   [`Tuner`]; no item is lost or repeated by a change.
 //!
-//! Every input item ends as exactly one [`Outcome`]: `Ok`, `Failed` (with
-//! the stage, the error and the attempts) or `Cancelled`.
+//! Every input item ends as exactly one [`Outcome`]: `Ok` (with the IO
+//! attempts it took), `Failed` (with the stage, the error and the attempts)
+//! or `Cancelled`.
 //!
 //! # Hello, pipeline
 //!
