@@ -21,8 +21,9 @@
 //!   whole [`Preset`] live, by hand, on a [`Schedule`], or through a
 //!   [`Tuner`]; no item is lost or repeated by a change.
 //!
-//! Every input item ends as exactly one [`Outcome`]: `Ok`, `Failed` (with
-//! the stage, the error and the attempts) or `Cancelled`.
+//! Every input item ends as exactly one [`Outcome`]: `Ok` (with the IO
+//! attempts it took), `Failed` (with the stage, the error and the attempts)
+//! or `Cancelled`.
 //!
 //! # Hello, pipeline
 //!
@@ -53,7 +54,10 @@
 //! | feed items from a `Stream` (or a fallible one)| [`Pipeline::from_stream`], [`Pipeline::from_try_stream`] |
 //! | keep feeding items while it runs             | [`Pipeline::from_channel`]                       |
 //! | call an API per item / per batch of items    | [`Pipeline::io`], [`Pipeline::io_batch`]          |
+//! | know the item's id and attempt in the call   | [`Pipeline::io_with`] (the stage function takes a [`Call`]) |
 //! | compute on each item                         | [`Pipeline::cpu`], [`Pipeline::try_cpu`]          |
+//! | know the item's id in the computation        | [`Pipeline::cpu_with`]                           |
+//! | know how many attempts an item took          | `attempts` of [`Outcome::Ok`] (and of [`Failure`]) |
 //! | read the outputs as they come                | [`Pipeline::spawn_stream`] ([`Outcomes`] is a `Stream` and a blocking iterator) |
 //! | hand the outputs to my own code              | [`Pipeline::sink`], [`Pipeline::dead_letter`]     |
 //! | just run it and get the numbers              | [`Pipeline::run`], [`Pipeline::collect`], [`Pipeline::run_blocking`] |
@@ -93,7 +97,7 @@ pub use control::{
     StageHandle, StageSettings,
 };
 pub use error::{BuildError, ConfigError, ErrorKind, LookupError, StageError};
-pub use outcome::{Failure, ItemId, Outcome};
+pub use outcome::{Call, Failure, ItemId, Outcome};
 pub use pipeline::{Outcomes, Pipeline, ToCaller, ToSink};
 pub use preset::{Preset, UnknownPreset};
 pub use stats::{Percentiles, Report, StageKind};

@@ -1,4 +1,5 @@
-//! What became of each input item: exactly one [`Outcome`] per item.
+//! What became of each input item: exactly one [`Outcome`] per item; and
+//! which item and attempt a stage function's [`Call`] is for.
 
 use std::fmt;
 use std::sync::Arc;
@@ -17,6 +18,12 @@ pub enum Outcome<T> {
         id: ItemId,
         /// What the last stage produced.
         value: T,
+        /// The attempts its IO calls took, summed over the IO stages it went
+        /// through: one per IO stage when nothing was retried, so `attempts`
+        /// minus the IO stages is the retries it needed. CPU stages add none
+        /// (they run once and never retry), so a pipeline of CPU stages only
+        /// gives 0. Each attempt of a batch call counts for every item in it.
+        attempts: u32,
     },
     /// A stage gave up on the item.
     Failed(Failure),
@@ -48,6 +55,41 @@ impl<T> Outcome<T> {
     pub fn is_ok(&self) -> bool {
         matches!(self, Outcome::Ok { .. })
     }
+}
+
+/// Which call an IO stage function is making, as
+/// [`Pipeline::io_with`](crate::Pipeline::io_with) hands it over with the
+/// value: the item it is for and which attempt this is, so a request can be
+/// tied to its item's [`Outcome`] (in logs, traces, idempotency keys)
+/// without carrying the id inside the value.
+///
+/// ```
+/// use gearshift::{Call, Outcome, Pipeline, StageError};
+///
+/// # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let (outcomes, _report) = Pipeline::from_iter(["a", "b"])
+///     .io_with(|name, call: Call| async move {
+///         // The same key on every retry of the item, and a fresh one per item.
+///         let key = format!("job-{}", call.item);
+///         Ok::<_, StageError>(format!("{key} {name}, attempt {}", call.attempt))
+///     })
+///     .collect()
+///     .await?;
+/// for outcome in outcomes {
+///     if let Outcome::Ok { id, value, attempts } = outcome {
+///         assert_eq!(value, format!("job-{id} {}, attempt {attempts}", ["a", "b"][id as usize]));
+///     }
+/// }
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub struct Call {
+    /// The item the call is for: the id of its [`Outcome`].
+    pub item: ItemId,
+    /// Which attempt this is at this stage: 1 for the first, then one more
+    /// per retry, up to the stage's `RetryPolicy::max_attempts`.
+    pub attempt: u32,
 }
 
 /// A recorded failure: which item, where, why, and after how many attempts.

@@ -90,7 +90,17 @@ fn run_with_faults(
         let tries = tries.lock().unwrap();
         for o in &outcomes {
             match o {
-                Outcome::Ok { id, value } => assert_eq!(id, value),
+                Outcome::Ok {
+                    id,
+                    value,
+                    attempts,
+                } => {
+                    assert_eq!(id, value);
+                    assert_eq!(
+                        *attempts, tries[*id as usize],
+                        "the IO stage's attempts; the CPU stage adds none"
+                    );
+                }
                 Outcome::Failed(f) => {
                     let id = f.item;
                     match f.kind() {

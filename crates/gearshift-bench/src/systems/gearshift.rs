@@ -74,7 +74,7 @@ pub async fn run(
     }
     while let Some(outcome) = outcomes.next().await {
         match outcome {
-            Outcome::Ok { id, value } => {
+            Outcome::Ok { id, value, .. } => {
                 std::hint::black_box(value);
                 ledger.record(id, Ok(()));
             }

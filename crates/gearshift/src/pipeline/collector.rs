@@ -88,8 +88,19 @@ impl<T: Send + 'static> Collector<T> {
                     if reorder.is_none() && self.outputs.outcomes.is_none() {
                         continue; // counted, and nobody takes them
                     }
-                    for Item { id, value, .. } in items {
-                        self.settle(Outcome::Ok { id, value }, &mut reorder).await;
+                    for Item {
+                        id,
+                        attempts,
+                        value,
+                        ..
+                    } in items
+                    {
+                        let ok = Outcome::Ok {
+                            id,
+                            value,
+                            attempts,
+                        };
+                        self.settle(ok, &mut reorder).await;
                     }
                 }
             }

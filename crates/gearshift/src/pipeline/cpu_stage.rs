@@ -29,6 +29,7 @@ use super::item::{Ended, EndedTx, Item, discard_after_panic, panic_message};
 use super::link::{BatchReceiver, Outlet, Unsent};
 use crate::control::settings::Live;
 use crate::error::{ErrorKind, StageError};
+use crate::outcome::ItemId;
 use crate::stats::counters::StageStats;
 use crate::sync::gate::{Gate, GatePermit};
 
@@ -40,8 +41,9 @@ pub(crate) struct Done<U> {
 }
 
 /// The stage function, boxed: one indirect call per item is noise next to
-/// the work, and it keeps the stage's types simple.
-pub(crate) type CpuFn<T, U> = Box<dyn Fn(T) -> Result<U, StageError> + Send + Sync>;
+/// the work, and it keeps the stage's types simple. It takes the value and
+/// the item's id (which only `Pipeline::cpu_with` hands on).
+pub(crate) type CpuFn<T, U> = Box<dyn Fn(T, ItemId) -> Result<U, StageError> + Send + Sync>;
 
 /// Everything the batcher and the batches share.
 pub(crate) struct CpuCore<T, U> {
@@ -371,7 +373,13 @@ where
             nanos => nanos >= TIME_EACH_ITEM_FROM.as_nanos() as u64,
         };
         let mut times = Vec::with_capacity(if time_each { n } else { 0 });
-        for Item { id, born, value } in items.by_ref() {
+        for Item {
+            id,
+            born,
+            attempts,
+            value,
+        } in items.by_ref()
+        {
             *running = Some(id);
             if self.abort.is_set() {
                 self.stats.cancelled.add(1);
@@ -381,13 +389,19 @@ where
                 continue;
             }
             let t0 = time_each.then(std::time::Instant::now);
-            let result = catch_unwind(AssertUnwindSafe(|| (self.f)(value)));
+            let result = catch_unwind(AssertUnwindSafe(|| (self.f)(value, id)));
             if let Some(t0) = t0 {
                 times.push(t0.elapsed());
             }
             let error = match result {
                 Ok(Ok(value)) => {
-                    done.outs.push(Item { id, born, value });
+                    // CPU stages add no attempts (see `Outcome::Ok`).
+                    done.outs.push(Item {
+                        id,
+                        born,
+                        attempts,
+                        value,
+                    });
                     *running = None;
                     continue;
                 }

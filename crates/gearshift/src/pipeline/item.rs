@@ -8,11 +8,15 @@ use std::sync::Arc;
 use crate::error::StageError;
 use crate::outcome::{Failure, ItemId};
 
-/// A live item: its identity, when it entered the pipeline, and its value.
+/// A live item: its identity, when it entered the pipeline, the IO
+/// attempts it has taken so far, and its value.
 #[derive(Debug)]
 pub(crate) struct Item<T> {
     pub(crate) id: ItemId,
     pub(crate) born: Instant,
+    /// Attempts summed over the IO stages the item went through (CPU stages
+    /// add none): `Outcome::Ok::attempts` at the end.
+    pub(crate) attempts: u32,
     pub(crate) value: T,
 }
 

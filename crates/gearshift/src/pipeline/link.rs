@@ -316,6 +316,7 @@ mod tests {
         ids.map(|id| Item {
             id,
             born,
+            attempts: 0,
             value: id,
         })
         .collect()

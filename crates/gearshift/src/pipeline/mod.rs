@@ -20,8 +20,8 @@ use futures::StreamExt;
 use futures::stream::Stream;
 use tokio::sync::Semaphore;
 
-use self::cpu_stage::CpuCore;
-use self::io_stage::{Batched, IoCore, Single, Unit};
+use self::cpu_stage::{CpuCore, CpuFn};
+use self::io_stage::{Batched, IoCore, Single, Unit, WithCall};
 use self::item::EndedTx;
 use self::link::{Outlet, batch_channel};
 use self::source::{Source, SourceTask};
@@ -31,7 +31,7 @@ use crate::control::budget::Api;
 use crate::control::settings::{Live, StageSettings};
 use crate::control::shared::Shared;
 use crate::error::{BuildError, StageError};
-use crate::outcome::{Failure, Outcome};
+use crate::outcome::{Call, Failure, ItemId, Outcome};
 use crate::preset::Preset;
 use crate::stats::counters::{
     Concurrency, ConcurrencyGauge, QueueLen, StageGauges, StageKind, StageStats,
@@ -364,6 +364,36 @@ impl<T: Send + 'static> Pipeline<T> {
         self.io_unit(Single(f))
     }
 
+    /// As [`io`](Self::io), for a function that also takes the item's
+    /// [`Call`]: its id (as in its [`Outcome`]) and the attempt number at
+    /// this stage, from 1. For idempotency keys, request logs and traces
+    /// that must be tied to outcomes, without carrying the id in the value.
+    ///
+    /// ```
+    /// use gearshift::{Call, Pipeline, StageError};
+    ///
+    /// # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let report = Pipeline::from_iter(vec!["a", "b", "c"])
+    ///     .io_with(|name, call: Call| async move {
+    ///         tracing::info!(item = call.item, attempt = call.attempt, "fetching {name}");
+    ///         Ok::<_, StageError>(name.len())
+    ///     })
+    ///     .run()
+    ///     .await?;
+    /// assert_eq!(report.ok, 3);
+    /// # Ok(()) }
+    /// ```
+    pub fn io_with<U, F, Fut, E>(self, f: F) -> Pipeline<U>
+    where
+        T: Clone,
+        U: Send + 'static,
+        F: Fn(T, Call) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<U, E>> + Send + 'static,
+        E: Into<StageError> + Send + 'static,
+    {
+        self.io_unit(WithCall(f))
+    }
+
     /// Adds an IO stage whose calls each take a batch of up to `max_batch`
     /// items (whatever is queued when an agent starts a call) and return one
     /// output per item, in order. A batch succeeds, fails or is retried as a
@@ -459,6 +489,34 @@ impl<T: Send + 'static> Pipeline<T> {
         F: Fn(T) -> Result<U, E> + Send + Sync + 'static,
         E: Into<StageError>,
     {
+        self.cpu_unit(Box::new(move |x, _| f(x).map_err(Into::into)))
+    }
+
+    /// As [`cpu`](Self::cpu), for a function that also takes the item's id
+    /// (as in its [`Outcome`]).
+    ///
+    /// ```
+    /// use gearshift::{ItemId, Pipeline};
+    ///
+    /// # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let (outcomes, _) = Pipeline::from_iter(vec![10u64, 20, 30])
+    ///     .cpu_with(|x, id: ItemId| x + id)
+    ///     .collect()
+    ///     .await?;
+    /// let mut values: Vec<u64> = outcomes.into_iter().filter_map(|o| o.ok()).collect();
+    /// values.sort();
+    /// assert_eq!(values, [10, 21, 32]);
+    /// # Ok(()) }
+    /// ```
+    pub fn cpu_with<U, F>(self, f: F) -> Pipeline<U>
+    where
+        U: Send + 'static,
+        F: Fn(T, ItemId) -> U + Send + Sync + 'static,
+    {
+        self.cpu_unit(Box::new(move |x, id| Ok(f(x, id))))
+    }
+
+    fn cpu_unit<U: Send + 'static>(self, f: CpuFn<T, U>) -> Pipeline<U> {
         let index = self.stages.len();
         self.then(StageKind::Cpu, move |ctx, upstream, output| {
             let capacity = ctx.live.channel_capacity(index);
@@ -504,7 +562,7 @@ impl<T: Send + 'static> Pipeline<T> {
             let core = Arc::new(CpuCore {
                 index,
                 name: Arc::clone(&name),
-                f: Box::new(move |x| f(x).map_err(Into::into)),
+                f,
                 input,
                 ended: ctx.ended.clone(),
                 stats,

@@ -154,7 +154,12 @@ async fn admit<T>(
     *next_id += 1;
     taken.add(1);
     match next {
-        Ok(value) => Some(Item { id, born, value }),
+        Ok(value) => Some(Item {
+            id,
+            born,
+            attempts: 0,
+            value,
+        }),
         Err(error) => {
             Ended::failed(id, &Arc::from("source"), error, 1)
                 .send(ended)

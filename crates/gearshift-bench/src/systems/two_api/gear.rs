@@ -125,8 +125,8 @@ pub(super) async fn run(
     let (handle, mut outcomes) = pipeline.spawn_stream()?;
     while let Some(outcome) = outcomes.next().await {
         match outcome {
-            Outcome::Ok { id, value } if value == id => ledger.record(id, Ok(())),
-            Outcome::Ok { id, value } => {
+            Outcome::Ok { id, value, .. } if value == id => ledger.record(id, Ok(())),
+            Outcome::Ok { id, value, .. } => {
                 ledger.problem(format!("item {id} came out as item {value}"));
                 ledger.record(id, Ok(()));
             }

@@ -81,18 +81,19 @@ where
     T: Send + 'static,
     U: Send + 'static,
 {
-    /// Calls `f` on `input` until it succeeds, attempts run out, the item's
-    /// deadline passes, or the pipeline is aborted.
+    /// Calls `f` on `input` and the attempt number (from 1) until it
+    /// succeeds, attempts run out, the item's deadline passes, or the
+    /// pipeline is aborted. On success, also the attempts it took.
     pub(super) async fn call<I, O, F, Fut, E>(
         &self,
         input: I,
         f: &F,
         agent: &AgentStats,
         held: &mut Held<U>,
-    ) -> Result<O, CallError>
+    ) -> Result<(O, u32), CallError>
     where
         I: Clone,
-        F: Fn(I) -> Fut,
+        F: Fn(I, u32) -> Fut,
         Fut: Future<Output = Result<O, E>>,
         E: Into<StageError>,
     {
@@ -137,7 +138,7 @@ where
                 }
             };
             match result {
-                Ok(out) => return Ok(out),
+                Ok(out) => return Ok((out, tries.attempts)),
                 Err(error) => {
                     self.retry_or_give_up(error, last, &mut tries, agent, held)
                         .await?
@@ -214,7 +215,7 @@ where
         Ok(CallPermit::Taken(permit))
     }
 
-    /// Attempt: runs `f` once under the per-attempt timeout (cut to the time
+    /// Attempt: runs `f` once (attempt number `tries.attempts`) under the per-attempt timeout (cut to the time
     /// left before the item's deadline), turns its panic or timeout into an
     /// error, and measures its latency. While a call that is not done at
     /// once runs, the outbox is passed on. `Err` only on an abort.
@@ -227,7 +228,7 @@ where
         held: &mut Held<U>,
     ) -> Result<Result<O, StageError>, CallError>
     where
-        F: Fn(I) -> Fut,
+        F: Fn(I, u32) -> Fut,
         Fut: Future<Output = Result<O, E>>,
         E: Into<StageError>,
     {
@@ -236,7 +237,7 @@ where
             Some(d) => (held.calls.settings.api_timeout).min(d.saturating_duration_since(started)),
             None => held.calls.settings.api_timeout,
         };
-        let mut call = pin!(AssertUnwindSafe(f(arg)).catch_unwind());
+        let mut call = pin!(AssertUnwindSafe(f(arg, tries.attempts)).catch_unwind());
         // A call done at once needs no timer. One that is not is the moment
         // to pass on what the outbox holds, while it runs. The flush is never
         // dropped halfway (it owns a batch): it sees an abort itself, and the

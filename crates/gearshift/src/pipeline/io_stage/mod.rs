@@ -35,7 +35,7 @@ use tokio::task::JoinSet;
 use tracing::Instrument;
 
 use self::agent::{Exit, agent};
-pub(crate) use self::units::{Batched, Single, Unit};
+pub(crate) use self::units::{Batched, Single, Unit, WithCall};
 use super::item::{EndedTx, Item};
 use super::link::{self, Outlet};
 use crate::control::budget::Budget;
