@@ -24,6 +24,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use super::api_handle::ApiHandle;
 use crate::config::{
     DEFAULT_MAX_PAUSE, MAX_CONCURRENCY, MAX_RATE_LIMIT, MIN_RATE_LIMIT, RetryPolicy, check_count,
     check_duration, expected,
@@ -92,17 +93,6 @@ pub struct ApiSettings {
     pub item_deadline: Option<Duration>,
 }
 
-/// Live control of one API budget, from
-/// [`PipelineHandle::api`](crate::PipelineHandle::api) or [`Api::handle`].
-///
-/// A manual change of the limits pauses the budget's controller (if it has
-/// one) until [`resume_controller`](Self::resume_controller), so the
-/// controller does not undo it; the pause is logged at info.
-#[derive(Clone)]
-pub struct ApiHandle {
-    budget: Arc<Budget>,
-}
-
 /// The shared state behind an [`Api`].
 pub(crate) struct Budget {
     pub(crate) name: Arc<str>,
@@ -116,7 +106,7 @@ pub(crate) struct Budget {
     /// The budget's controller; driven by one pipeline at a time.
     tuner: Mutex<Option<Box<dyn Tuner>>>,
     /// Whether a manual change holds the controller off.
-    held: AtomicBool,
+    pub(super) held: AtomicBool,
     /// The pipeline that drives the controller (0: none).
     driver: AtomicU64,
     /// Whether the budget was made for a stage that named no API.
@@ -239,137 +229,12 @@ impl Api {
 
     /// Live control of the budget, without a pipeline handle.
     pub fn handle(&self) -> ApiHandle {
-        ApiHandle {
-            budget: Arc::clone(&self.budget),
-        }
+        ApiHandle::new(Arc::clone(&self.budget))
     }
 
     fn edit(self, change: impl FnOnce(&mut ApiSettings)) -> Self {
         self.budget.settings.send_modify(change);
         self
-    }
-}
-
-impl ApiHandle {
-    pub(crate) fn new(budget: Arc<Budget>) -> Self {
-        ApiHandle { budget }
-    }
-
-    /// The budget's name.
-    pub fn name(&self) -> &str {
-        &self.budget.name
-    }
-
-    /// The budget's settings now.
-    pub fn settings(&self) -> ApiSettings {
-        self.budget.settings()
-    }
-
-    /// Sets (or lifts, with `None`) the limit on calls in flight. Takes
-    /// effect at once: growing admits waiting calls, shrinking lets calls
-    /// in flight finish and holds the new limit from then on. Pauses the
-    /// controller.
-    ///
-    /// # Errors
-    ///
-    /// [`ConfigError`] for 0 or more than [`MAX_CONCURRENCY`].
-    pub fn set_max_in_flight(&self, calls: Option<usize>) -> Result<(), ConfigError> {
-        self.manual(|s| s.max_in_flight = calls)
-    }
-
-    /// Sets (or lifts, with `None`) the rate limit; calls already waiting
-    /// for their turn get one at the new rate. Pauses the controller.
-    ///
-    /// # Errors
-    ///
-    /// [`ConfigError`] for a rate outside [`MIN_RATE_LIMIT`]..=[`MAX_RATE_LIMIT`].
-    pub fn set_rate_limit(&self, per_second: Option<f64>) -> Result<(), ConfigError> {
-        self.manual(|s| s.rate_limit = per_second)
-    }
-
-    /// Sets the longest pause a `Retry-After` may impose.
-    ///
-    /// # Errors
-    ///
-    /// [`ConfigError`] for zero or more than a year.
-    pub fn set_max_pause(&self, pause: Duration) -> Result<(), ConfigError> {
-        self.budget.update(|s| s.max_pause = pause)
-    }
-
-    /// Sets the retry policy of calls to this API (stages with their own
-    /// keep theirs); applies to the next item an agent takes.
-    ///
-    /// # Errors
-    ///
-    /// [`ConfigError`] for a policy that does not validate.
-    pub fn set_retry(&self, policy: RetryPolicy) -> Result<(), ConfigError> {
-        self.budget.update(|s| s.retry = Some(policy))
-    }
-
-    /// Sets the timeout of one attempt; applies to the next item an agent
-    /// takes.
-    ///
-    /// # Errors
-    ///
-    /// [`ConfigError`] for zero or more than a year.
-    pub fn set_timeout(&self, timeout: Duration) -> Result<(), ConfigError> {
-        self.budget.update(|s| s.timeout = Some(timeout))
-    }
-
-    /// Sets the deadline of an item at a stage drawing on this API;
-    /// applies to the next item an agent takes.
-    ///
-    /// # Errors
-    ///
-    /// [`ConfigError`] for zero or more than a year.
-    pub fn set_item_deadline(&self, deadline: Duration) -> Result<(), ConfigError> {
-        self.budget.update(|s| s.item_deadline = Some(deadline))
-    }
-
-    /// Puts `tuner` in charge of the budget (replacing any controller), and
-    /// lets it act at once.
-    pub fn tune(&self, tuner: impl Tuner) {
-        tracing::info!(api = %self.budget.name, tuner = tuner.name(), "controller set");
-        *self.budget.tuner() = Some(Box::new(tuner));
-        self.budget.held.store(false, Ordering::Release);
-    }
-
-    /// Removes the budget's controller: its limits stay as they are.
-    pub fn stop_tuning(&self) {
-        if self.budget.tuner().take().is_some() {
-            tracing::info!(api = %self.budget.name, "controller removed");
-        }
-    }
-
-    /// Lets the controller act again after a manual change held it off.
-    pub fn resume_controller(&self) {
-        if self.budget.held.swap(false, Ordering::AcqRel) {
-            tracing::info!(api = %self.budget.name, "controller resumed");
-        }
-    }
-
-    /// Whether a manual change holds the controller off.
-    pub fn controller_held(&self) -> bool {
-        self.budget.held.load(Ordering::Acquire)
-    }
-
-    /// The budget's figures now: calls, errors by kind, latency, calls in
-    /// flight and their peak, the limits, the pause.
-    ///
-    /// They cover every stage that draws on the budget, in every pipeline
-    /// (a budget shared by two pipelines counts the calls of both), since
-    /// the budget was made. Agents add their calls in batches, at the
-    /// latest before they wait (for an item, a permit, a pause or a call
-    /// that is not done at once) and every 64 successful calls: a live
-    /// figure may lag that much behind, a finished pipeline's are complete.
-    pub fn snapshot(&self) -> ApiReport {
-        self.budget.report()
-    }
-
-    fn manual(&self, change: impl FnOnce(&mut ApiSettings)) -> Result<(), ConfigError> {
-        self.budget.update(change)?;
-        self.budget.hold_controller("manual change");
-        Ok(())
     }
 }
 
@@ -494,14 +359,6 @@ impl fmt::Debug for Api {
         f.debug_struct("Api")
             .field("name", &self.budget.name)
             .field("settings", &self.budget.settings())
-            .finish_non_exhaustive()
-    }
-}
-
-impl fmt::Debug for ApiHandle {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ApiHandle")
-            .field("name", &self.budget.name)
             .finish_non_exhaustive()
     }
 }

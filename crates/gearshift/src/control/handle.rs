@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::budget::ApiHandle;
+use super::api_handle::ApiHandle;
 use super::stage_handle::StageHandle;
 use crate::config::{Agents, Config, RetryPolicy};
 use crate::control::shared::{Shared, Source};

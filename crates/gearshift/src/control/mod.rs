@@ -3,6 +3,7 @@
 //! the schedule and runs each budget's tuner, and the measurement windows
 //! it reads.
 
+mod api_handle;
 pub(crate) mod budget;
 pub(crate) mod controller;
 mod handle;
@@ -12,7 +13,8 @@ pub(crate) mod shared;
 mod stage_handle;
 mod window;
 
-pub use budget::{Api, ApiHandle, ApiSettings};
+pub use api_handle::ApiHandle;
+pub use budget::{Api, ApiSettings};
 pub use handle::PipelineHandle;
 pub use schedule::{MAX_UTC_OFFSET_MINUTES, Schedule, ScheduleError};
 pub use settings::StageSettings;

@@ -13,7 +13,7 @@ use crate::error::ConfigError;
 ///
 /// Changing a stage's agents or workers by hand holds off the controller of
 /// the budgets whose tuner would change them, until
-/// [`ApiHandle::resume_controller`]; the schedule changes only the
+/// [`ApiHandle::resume_controller`](crate::ApiHandle::resume_controller); the schedule changes only the
 /// defaults, so it never undoes a stage's own setting.
 #[derive(Debug, Clone)]
 pub struct StageHandle {
