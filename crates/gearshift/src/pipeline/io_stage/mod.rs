@@ -25,7 +25,10 @@
 
 mod agent;
 mod call;
+mod start;
 mod units;
+
+pub(crate) use self::start::start;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
