@@ -5,10 +5,10 @@
 //! into stages joined by bounded channels:
 //!
 //! - **IO stages**: async *agents* (tokio tasks), `round(agents_per_core x
-//!   cores)` of them, call the API under one resizable semaphore (the single
-//!   authority on calls in flight), with a timeout per attempt, retries with
-//!   backoff and jitter, and a pause shared by the stage when the remote
-//!   answers `Retry-After`.
+//!   cores)` of them by default, call an API under its budget ([`Api`]: a
+//!   resizable limit on calls in flight, a rate limit and a `Retry-After`
+//!   pause, shared by every stage that calls the same API), with a timeout
+//!   per attempt, retries with backoff and jitter.
 //! - **CPU stages**: *workers* on a rayon pool run batches of up to
 //!   `items_per_batch` items. A batch is queued for the pool at once while
 //!   a worker has room and fills up only while every worker is busy;
@@ -17,9 +17,10 @@
 //! - **Latency**: `max_in_flight` bounds the items inside the pipeline end
 //!   to end, as `buffer_unordered(n)` does; without it, the channels let the
 //!   IO side run ahead of the CPU side (more throughput, more queueing).
-//! - A [`PipelineHandle`] changes agents, permits, workers, batch size or a
-//!   whole [`Preset`] live, by hand, on a [`Schedule`], or through a
-//!   [`Tuner`]; no item is lost or repeated by a change.
+//! - A [`PipelineHandle`] changes the defaults or a whole [`Preset`], one
+//!   stage ([`StageHandle`]) or one API ([`ApiHandle`]) live, by hand, on a
+//!   [`Schedule`], or through a [`Tuner`] per API; no item is lost or
+//!   repeated by a change.
 //!
 //! Every input item ends as exactly one [`Outcome`]: `Ok` (with the IO
 //! attempts it took), `Failed` (with the stage, the error and the attempts)
@@ -64,7 +65,9 @@
 //! | get outputs in input order                   | [`Order::Ordered`]                               |
 //! | stop on the first failure                    | [`OnError::Cancel`]                              |
 //! | pick a ratio for my workload                 | [`Preset`] (the quick decision guide is in its docs) |
-//! | change the ratio while it runs               | [`PipelineHandle`], [`Schedule`], [`tuner`]       |
+//! | limit, pace and pause the calls to one API    | [`Api`] (a budget), [`Pipeline::api`]             |
+//! | give one stage its own agents, workers, batch | [`Pipeline::agents`], [`Pipeline::workers`], [`StageSettings`] |
+//! | change the ratio while it runs               | [`PipelineHandle`], [`StageHandle`], [`ApiHandle`], [`Schedule`], [`tuner`] |
 //! | fetch over HTTP safely                       | [`http::HttpFetcher`] (feature `http`, on by default) |
 //!
 //! The design is in `docs/architecture.md`; the promises and the tests that

@@ -11,7 +11,12 @@
 //! | [`SeedRule`]     | you want the design note's rule: latency > 1 s adds an agent per core, < 0.1 s removes one |
 //! | your own         | implement [`Tuner`]: one method                               |
 //!
-//! Tuners are off unless chosen with `Pipeline::tuner`.
+//! A tuner controls one API budget: give it with
+//! [`Api::tuner`](crate::Api::tuner) or, live,
+//! [`ApiHandle::tune`](crate::ApiHandle::tune). Its decisions set the
+//! budget's calls in flight, the agents of every stage drawing on the
+//! budget, and the workers of the CPU stage after the first of them. Tuners
+//! are off unless chosen.
 
 mod adaptive;
 mod seed_rule;
@@ -46,7 +51,7 @@ pub struct Window {
     pub cores: usize,
     /// Agents at the end of the window.
     pub agents: usize,
-    /// API permits at the end of the window.
+    /// The budget's calls in flight allowed at the end of the window.
     pub api_permits: usize,
     /// CPU workers at the end of the window.
     pub workers: usize,
@@ -106,9 +111,9 @@ impl Window {
 /// What a tuner wants changed; `None` leaves a knob alone.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Decision {
-    /// New number of agents per IO stage.
+    /// New number of agents of each stage drawing on the budget.
     pub agents: Option<usize>,
-    /// New number of API permits per IO stage.
+    /// New limit on the budget's calls in flight.
     pub api_permits: Option<usize>,
     /// New number of CPU workers.
     pub workers: Option<usize>,
