@@ -7,9 +7,11 @@
 //! channels too.
 //!
 //! Each is an unbounded queue, which allocates in small blocks as it fills
-//! and frees them as it drains, behind a semaphore of room: a capacity of
-//! 2^24 costs nothing until items fill it, where a preallocated ring of that
-//! size takes hundreds of MiB for a run of a thousand items.
+//! and frees them as it drains, behind a counter of free room
+//! ([`Room`](crate::sync::room::Room): one atomic operation to take room,
+//! one to give it back): a capacity of 2^24 costs nothing until items fill
+//! it, where a preallocated ring of that size takes hundreds of MiB for a
+//! run of a thousand items.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -17,7 +19,8 @@ use std::task::{Context, Poll};
 
 use async_channel::{RecvError, SendError, TryRecvError, TrySendError};
 use futures::Stream;
-use tokio::sync::{Semaphore, TryAcquireError};
+
+use crate::sync::room::{NoRoom, Room};
 
 use super::item::Item;
 
@@ -32,7 +35,7 @@ pub(crate) enum Outlet<T> {
 /// Sends into a channel bounded by the room its messages take.
 pub(crate) struct Sender<X> {
     tx: async_channel::Sender<X>,
-    room: Arc<Semaphore>,
+    room: Arc<Room>,
     weigh: Weigh<X>,
 }
 
@@ -40,7 +43,7 @@ pub(crate) struct Sender<X> {
 /// Clones share the channel.
 pub(crate) struct Receiver<X> {
     rx: Pin<Box<async_channel::Receiver<X>>>,
-    room: Arc<Room>,
+    room: Arc<RoomOf>,
     weigh: Weigh<X>,
 }
 
@@ -55,10 +58,10 @@ struct Weigh<X> {
     capacity: usize,
 }
 
-/// The room of a channel. Closed when the last receiver is gone, so that
-/// senders waiting for room give up.
-struct Room {
-    sem: Arc<Semaphore>,
+/// The room of a channel, as its receivers hold it: closed when the last
+/// receiver is gone, so that senders waiting for room give up.
+struct RoomOf {
+    room: Arc<Room>,
     capacity: usize,
 }
 
@@ -74,27 +77,27 @@ pub(crate) fn batch_channel<T>(capacity: usize) -> (BatchSender<T>, BatchReceive
 }
 
 fn channel<X>(capacity: usize, of: fn(&X) -> usize) -> (Sender<X>, Receiver<X>) {
-    let capacity = capacity.clamp(1, Semaphore::MAX_PERMITS.min(u32::MAX as usize));
+    let capacity = capacity.max(1);
     let (tx, rx) = async_channel::unbounded();
-    let sem = Arc::new(Semaphore::new(capacity));
+    let room = Arc::new(Room::new(capacity));
     let weigh = Weigh { of, capacity };
     (
         Sender {
             tx,
-            room: Arc::clone(&sem),
+            room: Arc::clone(&room),
             weigh,
         },
         Receiver {
             rx: Box::pin(rx),
-            room: Arc::new(Room { sem, capacity }),
+            room: Arc::new(RoomOf { room, capacity }),
             weigh,
         },
     )
 }
 
 impl<X> Weigh<X> {
-    fn of(&self, x: &X) -> u32 {
-        (self.of)(x).min(self.capacity) as u32
+    fn of(&self, x: &X) -> usize {
+        (self.of)(x).min(self.capacity)
     }
 }
 
@@ -109,10 +112,10 @@ impl<X> Copy for Weigh<X> {}
 impl<X> Sender<X> {
     /// Sends if there is room now.
     pub(crate) fn try_send(&self, x: X) -> Result<(), TrySendError<X>> {
-        match self.room.try_acquire_many(self.weigh.of(&x)) {
-            Ok(room) => room.forget(),
-            Err(TryAcquireError::Closed) => return Err(TrySendError::Closed(x)),
-            Err(TryAcquireError::NoPermits) => return Err(TrySendError::Full(x)),
+        match self.room.try_take(self.weigh.of(&x)) {
+            Ok(()) => {}
+            Err(NoRoom::Closed) => return Err(TrySendError::Closed(x)),
+            Err(NoRoom::Full) => return Err(TrySendError::Full(x)),
         }
         self.push(x)
     }
@@ -120,18 +123,15 @@ impl<X> Sender<X> {
     /// Waits for room, then sends. `Err` gives the message back if every
     /// receiver is gone.
     pub(crate) async fn send(&self, x: X) -> Result<(), SendError<X>> {
-        match self.room.acquire_many(self.weigh.of(&x)).await {
-            Ok(room) => room.forget(),
-            Err(_) => return Err(SendError(x)),
+        if self.room.take(self.weigh.of(&x)).await.is_err() {
+            return Err(SendError(x));
         }
         self.push(x).map_err(|e| SendError(e.into_inner()))
     }
 
     fn push(&self, x: X) -> Result<(), TrySendError<X>> {
         let w = self.weigh.of(&x);
-        self.tx
-            .try_send(x)
-            .inspect_err(|_| self.room.add_permits(w as usize))
+        self.tx.try_send(x).inspect_err(|_| self.room.give(w))
     }
 }
 
@@ -148,7 +148,7 @@ impl<X> Clone for Sender<X> {
 impl<T> BatchSender<T> {
     /// Whether a batch of `len` items would be sent without waiting now.
     pub(crate) fn has_room(&self, len: usize) -> bool {
-        self.room.available_permits() >= len.min(self.weigh.capacity)
+        self.room.free() >= len.min(self.weigh.capacity)
     }
 }
 
@@ -177,13 +177,13 @@ impl<X> Receiver<X> {
     /// A handle that reads the channel's length without keeping it open.
     pub(crate) fn watcher(&self) -> QueueWatch {
         QueueWatch {
-            room: Arc::clone(&self.room.sem),
+            room: Arc::clone(&self.room.room),
             capacity: self.room.capacity,
         }
     }
 
     fn took(&self, x: X) -> X {
-        self.room.sem.add_permits(self.weigh.of(&x) as usize);
+        self.room.room.give(self.weigh.of(&x));
         x
     }
 }
@@ -219,15 +219,15 @@ impl<X> Stream for Receiver<X> {
     }
 }
 
-impl Drop for Room {
+impl Drop for RoomOf {
     fn drop(&mut self) {
-        self.sem.close();
+        self.room.close();
     }
 }
 
 /// Reads how much a channel holds, without keeping it open.
 pub(crate) struct QueueWatch {
-    room: Arc<Semaphore>,
+    room: Arc<Room>,
     capacity: usize,
 }
 
@@ -235,7 +235,7 @@ impl QueueWatch {
     /// Room taken: counting a message whose room is taken but which is not
     /// sent yet.
     pub(crate) fn len(&self) -> usize {
-        self.capacity.saturating_sub(self.room.available_permits())
+        self.capacity.saturating_sub(self.room.free())
     }
 }
 

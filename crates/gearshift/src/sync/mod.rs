@@ -1,6 +1,7 @@
 //! Small concurrency primitives the stages share, with no knowledge of
 //! pipelines: a resizable gate (semaphore with a permit debt), an agent
-//! roster, a shared pause, a rate limiter and a shutdown latch.
+//! roster, a shared pause, a rate limiter, a channel's free room and a
+//! shutdown latch.
 //!
 //! They are written by hand because each does one thing no crate offers as
 //! is: the gate shrinks while permits are out (tokio's `Semaphore` can only
@@ -12,5 +13,6 @@ mod debt;
 pub(crate) mod gate;
 pub(crate) mod pause;
 pub(crate) mod rate;
+pub(crate) mod room;
 pub(crate) mod roster;
 pub(crate) mod shutdown;
