@@ -4,11 +4,14 @@
 //! years. Every case must end in success or a typed error, never a panic or
 //! a hang, with every item taken from the source accounted for.
 //!
-//! `PROPTEST_CASES` sets the cases (64 by default), `PROPTEST_RNG_SEED` the
+//! `PROPTEST_CASES` sets the cases (256 by default), `PROPTEST_RNG_SEED` the
 //! seed (random by default, printed on failure). Every case runs: failures
 //! are grouped by cause, each cause shrunk within `SURFACE_SHRINK_SECS`
 //! (30 by default), so one run lists every distinct failure.
-//! `SURFACE_VERBOSE=1` prints every case and its result.
+//! The run stops early if a case leaves threads behind (later cases would
+//! run beside them) or after `SURFACE_BUDGET_SECS` (120 by default; a run
+//! where every case passes takes about 10 s). `SURFACE_VERBOSE=1` prints every case and its result; `SURFACE_CASE=i`
+//! runs only case `i` of the seed.
 
 mod surface;
 
@@ -24,6 +27,9 @@ use proptest::strategy::{Strategy, ValueTree};
 use proptest::test_runner::{Config as ProptestConfig, RngSeed, TestRunner};
 use surface::{BuildOp, Case, HandleOp, MARKER, Mode, Source};
 
+/// Cases per run by default: about 10 s in debug on 2 cores once every
+/// case passes.
+const CASES: u32 = 256;
 /// No case may take longer, whatever its values.
 const CASE_DEADLINE: Duration = Duration::from_secs(20);
 /// A run without a handle must end within this.
@@ -47,12 +53,16 @@ enum Pass {
 struct Fail {
     what: String,
     detail: String,
+    /// The case left threads running: later cases would run beside them,
+    /// so the run stops here.
+    stops: bool,
 }
 
 fn fail<T>(what: impl Into<String>, detail: impl Into<String>) -> Result<T, Fail> {
     Err(Fail {
         what: what.into(),
         detail: detail.into(),
+        stops: false,
     })
 }
 
@@ -68,9 +78,15 @@ fn record_panics() {
             if msg.contains(MARKER) {
                 return;
             }
-            let at = info
-                .location()
-                .map(|l| format!("{}:{}", l.file(), l.line()));
+            let at = info.location().map(|l| {
+                // std's and dependencies' paths, without the machine's prefix.
+                let file = l.file();
+                let short = ["/library/", "/registry/src/"]
+                    .iter()
+                    .find_map(|k| file.find(k).map(|i| &file[i + k.len()..]))
+                    .unwrap_or(file);
+                format!("{short}:{}", l.line())
+            });
             if let Ok(mut p) = PANICS.lock() {
                 p.push(format!("{msg:?} at {}", at.unwrap_or_default()));
             }
@@ -97,10 +113,7 @@ fn guard<R>(call: &str, bounded: bool, f: impl FnOnce() -> R) -> Result<R, Fail>
     let started = Instant::now();
     let r = std::panic::catch_unwind(AssertUnwindSafe(f)).or_else(|p| {
         let msg = panic_text(&*p);
-        fail(
-            format!("{} panicked", label(call)),
-            format!("{call}: {msg}"),
-        )
+        fail(format!("panic: {}", head(&msg)), format!("{call}: {msg}"))
     })?;
     let took = started.elapsed();
     if bounded && took > CALL_BOUND {
@@ -110,6 +123,17 @@ fn guard<R>(call: &str, bounded: bool, f: impl FnOnce() -> R) -> Result<R, Fail>
         );
     }
     Ok(r)
+}
+
+/// The gist of a panic message, to group failures by cause: its first
+/// clause, without numbers.
+fn head(msg: &str) -> String {
+    msg.trim_start_matches('"')
+        .chars()
+        .take_while(|c| !matches!(c, ':' | '.' | '(' | '"'))
+        .take(100)
+        .map(|c| if c.is_ascii_digit() { '#' } else { c })
+        .collect()
 }
 
 /// A call's group: what comes before ": " (the values, after it, differ
@@ -126,7 +150,10 @@ async fn guard_async<R>(
 ) -> Result<R, Fail> {
     match tokio::time::timeout(bound, AssertUnwindSafe(f).catch_unwind()).await {
         Ok(Ok(r)) => Ok(r),
-        Ok(Err(p)) => fail(format!("{call} panicked"), panic_text(&*p)),
+        Ok(Err(p)) => {
+            let msg = panic_text(&*p);
+            fail(format!("panic: {}", head(&msg)), format!("{call}: {msg}"))
+        }
         Err(_) => fail(
             format!("{call} hung"),
             format!("no result within {bound:?}"),
@@ -171,12 +198,22 @@ fn start(source: Source, seen: &Arc<Seen>) -> (Pipeline<u64>, Option<async_chann
                 None,
             )
         }
-        Source::Channel { n, .. } => {
+        Source::Channel { n, close_late } => {
             let (tx, rx) = async_channel::bounded(n.max(1) as usize);
-            (0..n).for_each(|i| tx.try_send(i).unwrap());
-            seen.taken.store(n, Ordering::SeqCst);
+            // A late-closing channel gets its second half after the handle
+            // calls, so the run is still going while they land.
+            let first = if close_late { n / 2 } else { n };
+            (0..first).for_each(|i| send(&tx, seen, i));
             (Pipeline::from_channel(rx), Some(tx))
         }
+    }
+}
+
+/// Sends an item into a channel source; counts it as taken if it went in
+/// (a cancel closes the channel).
+fn send(tx: &async_channel::Sender<u64>, seen: &Seen, i: u64) {
+    if tx.try_send(i).is_ok() {
+        seen.taken.fetch_add(1, Ordering::SeqCst);
     }
 }
 
@@ -316,6 +353,10 @@ async fn drive(
         stopped |= call(&h, op, seen).await?;
     }
     if let Some(tx) = &tx {
+        if late {
+            let n = case.source.len();
+            (n / 2..n).for_each(|i| send(tx, seen, i));
+        }
         tx.close();
     }
     let report = match tokio::time::timeout(PATIENCE, h.clone().join()).await {
@@ -333,14 +374,12 @@ async fn drive(
         }
     };
     let outs = match outs {
-        Some(task) => Some(
-            guard_async("the outcome stream after join()", ABORT_BOUND, task)
-                .await?
-                .map_err(|e| Fail {
-                    what: "the outcome stream's task failed".into(),
-                    detail: e.to_string(),
-                })?,
-        ),
+        Some(task) => {
+            match guard_async("the outcome stream after join()", ABORT_BOUND, task).await? {
+                Ok(outs) => Some(outs),
+                Err(e) => return fail("the outcome stream's task failed", e.to_string()),
+            }
+        }
         None => None,
     };
     check(case, seen, report, outs, stopped)
@@ -475,10 +514,50 @@ fn unmarked_panic(f: &gearshift::Failure) -> Result<(), Fail> {
     Ok(())
 }
 
+/// How long the threads of a finished case may take to end.
+const THREADS_END: Duration = Duration::from_secs(30);
+
+/// Threads of this process (Linux; 0 elsewhere, which disables the check).
+fn threads() -> usize {
+    std::fs::read_dir("/proc/self/task").map_or(0, |d| d.count())
+}
+
+/// The names of this process's threads, sorted (Linux).
+fn thread_names() -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir("/proc/self/task")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("comm")).ok())
+        .map(|n| n.trim().to_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// A run of at most 40 items has no use for more memory than this.
+const MEMORY_BOUND_KIB: u64 = 1 << 20;
+
+/// The process's resident memory now and its peak since the last call,
+/// in KiB (Linux; `None` elsewhere). Each call resets the peak.
+fn memory() -> Option<(u64, u64)> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let field = |name: &str| -> Option<u64> {
+        let line = status.lines().find(|l| l.starts_with(name))?;
+        line.split_whitespace().nth(1)?.parse().ok()
+    };
+    let now = (field("VmRSS:")?, field("VmHWM:")?);
+    std::fs::write("/proc/self/clear_refs", "5").ok()?;
+    Some(now)
+}
+
 /// Runs a case on a thread of its own, so a call that never returns is
 /// reported (and left behind) instead of hanging the test.
 fn watch(case: &Case) -> Result<Pass, Fail> {
     take_panics();
+    let before = memory();
+    let threads_before = threads();
+    let names_before = thread_names();
     let (tx, rx) = std::sync::mpsc::channel();
     let c = case.clone();
     let thread = std::thread::spawn(move || {
@@ -491,14 +570,60 @@ fn watch(case: &Case) -> Result<Pass, Fail> {
         }
         Err(_) => fail("the case's thread panicked", "outside any guarded call"),
     };
+    // Every thread a case starts (runtime, pool, sinks) ends with it.
+    let extra = |now: Vec<String>| {
+        let mut now = now;
+        for n in &names_before {
+            if let Some(i) = now.iter().position(|m| m == n) {
+                now.remove(i);
+            }
+        }
+        now
+    };
+    let at_end = extra(thread_names());
+    let deadline = Instant::now() + THREADS_END;
+    while threads() > threads_before && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let left = threads().saturating_sub(threads_before);
+    let result = match result {
+        Ok(_) if left > 0 => fail(
+            "threads left running after the case",
+            format!(
+                "{left} threads after {THREADS_END:?}: {:?} (at the end of the case: {at_end:?})",
+                extra(thread_names())
+            ),
+        ),
+        r => r,
+    }
+    .map_err(|f| Fail {
+        stops: left > 0,
+        ..f
+    });
     if thread.is_finished() {
         let _ = thread.join();
     }
     let panics = take_panics();
+    if let (Some((rss, _)), Some((_, peak)), Ok(_)) = (before, memory(), &result)
+        && peak.saturating_sub(rss) > MEMORY_BOUND_KIB
+    {
+        let held = (peak - rss) / 1024;
+        return fail::<Pass>(
+            "a small run held over 1 GiB",
+            format!("{held} MiB for {} items", case.source.len()),
+        );
+    }
     match result {
         Ok(pass) if panics.is_empty() => Ok(pass),
-        Ok(_) => fail("a library thread or task panicked", panics.join("; ")),
+        Ok(_) => fail(
+            format!("panic in a library task: {}", head(&panics[0])),
+            panics.join("; "),
+        ),
         Err(mut f) if !panics.is_empty() => {
+            // Failures after different panics have different causes.
+            if !f.what.starts_with("panic") {
+                f.what = format!("{}, after a panic: {}", f.what, head(&panics[0]));
+            }
             f.detail = format!("{}; panics: {}", f.detail, panics.join("; "));
             Err(f)
         }
@@ -513,7 +638,7 @@ fn env<T: std::str::FromStr>(name: &str) -> Option<T> {
 #[test]
 fn the_public_surface_never_panics_hangs_or_loses_an_item() {
     record_panics();
-    let cases: u32 = env("PROPTEST_CASES").unwrap_or(64);
+    let cases: u32 = env("PROPTEST_CASES").unwrap_or(CASES);
     let seed: u64 = env("PROPTEST_RNG_SEED").unwrap_or_else(rand::random);
     let shrink_until =
         Instant::now() + Duration::from_secs(env("SURFACE_SHRINK_SECS").unwrap_or(30));
@@ -526,11 +651,29 @@ fn the_public_surface_never_panics_hangs_or_loses_an_item() {
     let mut causes: Vec<(String, u32, Case, Fail)> = Vec::new();
     let verbose = std::env::var_os("SURFACE_VERBOSE").is_some();
     let mut passed = [0u32; 2];
-    for _ in 0..cases {
+    let only: Option<u32> = env("SURFACE_CASE");
+    let mut stopped = None;
+    let budget = Duration::from_secs(env("SURFACE_BUDGET_SECS").unwrap_or(120));
+    let began = Instant::now();
+    for i in 0..cases {
+        if began.elapsed() > budget {
+            // Only failing runs get here: hangs take seconds each.
+            stopped = Some((i, "the time budget ran out"));
+            break;
+        }
         let mut tree = strategy.new_tree(&mut runner).unwrap();
+        if only.is_some_and(|only| only != i) {
+            passed[0] += 1;
+            continue;
+        }
+        let started = Instant::now();
         let result = watch(&tree.current());
         if verbose {
-            eprintln!("{:?}\n  => {result:?}", tree.current());
+            let took = started.elapsed();
+            eprintln!(
+                "case {i} ({took:.1?}): {:?}\n  => {result:?}",
+                tree.current()
+            );
         }
         let f = match result {
             Ok(pass) => {
@@ -539,18 +682,30 @@ fn the_public_surface_never_panics_hangs_or_loses_an_item() {
             }
             Err(f) => f,
         };
-        if let Some(c) = causes.iter_mut().find(|c| c.0 == f.what) {
-            c.1 += 1;
-            continue;
+        let known = causes.iter_mut().find(|c| c.0 == f.what);
+        let stops = f.stops;
+        match known {
+            Some(c) => c.1 += 1,
+            // A hang takes seconds per run: it is not shrunk.
+            None if stops || f.what.contains("hung") || f.what.contains("blocked") => {
+                causes.push((f.what.clone(), 1, tree.current(), f))
+            }
+            None => {
+                let (case, f) = shrink(&mut tree, f, shrink_until);
+                causes.push((f.what.clone(), 1, case, f));
+            }
         }
-        let (case, f) = shrink(&mut tree, f, shrink_until);
-        causes.push((f.what.clone(), 1, case, f));
+        if stops || causes.last().is_some_and(|c| c.3.stops) {
+            stopped = Some((i + 1, "a case left threads running"));
+            break;
+        }
     }
+    let ran = stopped.map_or(cases, |(n, _)| n);
     println!(
-        "{cases} cases (seed {seed}): {} ran, {} refused with a typed error, {} failed",
+        "{ran} cases (seed {seed}): {} ran, {} refused with a typed error, {} failed",
         passed[0],
         passed[1],
-        cases - passed[0] - passed[1]
+        ran - passed[0] - passed[1]
     );
     if !causes.is_empty() {
         let list: Vec<String> = causes
@@ -562,8 +717,12 @@ fn the_public_surface_never_panics_hangs_or_loses_an_item() {
                 )
             })
             .collect();
+        let stop = match stopped {
+            Some((n, why)) => format!("stopped after {n} cases: {why}; "),
+            None => String::new(),
+        };
         panic!(
-            "{} causes of failure in {cases} cases (seed {seed}: rerun with PROPTEST_RNG_SEED={seed}):\n{}",
+            "{} causes of failure in {ran} cases ({stop}seed {seed}: rerun with PROPTEST_RNG_SEED={seed}):\n{}",
             causes.len(),
             list.join("\n")
         );
@@ -585,6 +744,11 @@ fn shrink(tree: &mut impl ValueTree<Value = Case>, first: Fail, until: Instant) 
             break;
         }
         match watch(&tree.current()) {
+            Err(g) if g.stops => {
+                // Later runs would run beside its threads: keep what we have.
+                f.stops = true;
+                break;
+            }
             Err(g) if g.what == f.what => (case, f, failing) = (tree.current(), g, true),
             _ => failing = false,
         }
