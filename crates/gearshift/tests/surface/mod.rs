@@ -19,6 +19,7 @@ use proptest::sample::select;
 pub use values::MARKER;
 use values::{Fault, Field, Stage, count, duration, field, float, stage};
 
+/// A builder call.
 #[derive(Debug, Clone)]
 pub enum BuildOp {
     Set(Field),
@@ -71,6 +72,7 @@ fn build_op() -> impl Strategy<Value = BuildOp> {
     ]
 }
 
+/// Where the items come from.
 #[derive(Debug, Clone, Copy)]
 pub enum Source {
     Iter(u64),
@@ -112,6 +114,7 @@ fn source() -> impl Strategy<Value = Source> {
     ]
 }
 
+/// How the case runs the pipeline to its end.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
     Run,
@@ -122,6 +125,8 @@ pub enum Mode {
     SpawnStream,
 }
 
+/// A handle call, made after `spawn` (with a short wait between calls
+/// when the case asks for one).
 #[derive(Debug, Clone)]
 pub enum HandleOp {
     AgentsPerCore(f64),
@@ -164,6 +169,8 @@ fn handle_op() -> impl Strategy<Value = HandleOp> {
     ]
 }
 
+/// One case: a source, builder calls, outputs (a sink and a dead-letter
+/// sink, set after the builder calls), how it runs, and handle calls.
 #[derive(Debug, Clone)]
 pub struct Case {
     pub source: Source,

@@ -21,16 +21,13 @@ const ABORT_BOUND: Duration = Duration::from_secs(10);
 
 /// What the case saw: items pulled from the source, outcomes delivered.
 #[derive(Default)]
-pub struct Seen {
+struct Seen {
     taken: AtomicU64,
     sunk: Mutex<Vec<Outcome<u64>>>,
     dead: Mutex<Vec<gearshift::Failure>>,
 }
 
-pub fn start(
-    source: Source,
-    seen: &Arc<Seen>,
-) -> (Pipeline<u64>, Option<async_channel::Sender<u64>>) {
+fn start(source: Source, seen: &Arc<Seen>) -> (Pipeline<u64>, Option<async_channel::Sender<u64>>) {
     let s = Arc::clone(seen);
     let count = move |_: &u64| {
         s.taken.fetch_add(1, Ordering::SeqCst);
@@ -72,13 +69,28 @@ pub fn start(
 
 /// Sends an item into a channel source; counts it as taken if it went in
 /// (a cancel closes the channel).
-pub fn send(tx: &async_channel::Sender<u64>, seen: &Seen, i: u64) {
+fn send(tx: &async_channel::Sender<u64>, seen: &Seen, i: u64) {
     if tx.try_send(i).is_ok() {
         seen.taken.fetch_add(1, Ordering::SeqCst);
     }
 }
 
-pub fn build(
+/// Ends a channel source: sends the second half of a late-closing one,
+/// then closes it. Without a handle, before the run; with one, after the
+/// handle calls.
+fn close(case: &Case, tx: Option<&async_channel::Sender<u64>>, seen: &Seen) {
+    let Some(tx) = tx else { return };
+    if let Source::Channel {
+        n,
+        close_late: true,
+    } = case.source
+    {
+        (n / 2..n).for_each(|i| send(tx, seen, i));
+    }
+    tx.close();
+}
+
+fn build(
     case: &Case,
     seen: &Arc<Seen>,
 ) -> Result<(Pipeline<u64>, Option<async_channel::Sender<u64>>), Fail> {
@@ -121,7 +133,7 @@ pub fn build(
 }
 
 /// A refused pipeline: the error is typed and names what it refused.
-pub fn refused(case: &Case, seen: &Seen, e: BuildError) -> Result<Pass, Fail> {
+fn refused(case: &Case, seen: &Seen, e: BuildError) -> Result<Pass, Fail> {
     let text = e.to_string();
     if let BuildError::Config(c) = &e
         && !text.contains(c.field)
@@ -143,10 +155,7 @@ pub fn case_thread(case: Case) -> Result<Pass, Fail> {
     let (p, tx) = build(&case, &seen)?;
     let mode = case.mode();
     if mode == Mode::RunBlockingOutside {
-        // Not a late-closing channel (see `Case::mode`): it closes now.
-        if let Some(tx) = &tx {
-            tx.close();
-        }
+        close(&case, tx.as_ref(), &seen);
         return match guard("run_blocking()", false, || p.run_blocking())? {
             Ok(report) => check(&case, &seen, report, None, false),
             Err(e) => refused(&case, &seen, e),
@@ -162,22 +171,15 @@ pub fn case_thread(case: Case) -> Result<Pass, Fail> {
     result
 }
 
-pub async fn drive(
+async fn drive(
     case: &Case,
     mode: Mode,
     p: Pipeline<u64>,
     tx: Option<async_channel::Sender<u64>>,
     seen: &Arc<Seen>,
 ) -> Result<Pass, Fail> {
-    let late = matches!(
-        case.source,
-        Source::Channel {
-            close_late: true,
-            ..
-        }
-    );
-    if let Some(tx) = tx.as_ref().filter(|_| !late) {
-        tx.close();
+    if !matches!(mode, Mode::Spawn | Mode::SpawnStream) {
+        close(case, tx.as_ref(), seen);
     }
     let spawned = match mode {
         Mode::Run => {
@@ -213,13 +215,7 @@ pub async fn drive(
     for op in &case.handle {
         stopped |= call(&h, op, seen).await?;
     }
-    if let Some(tx) = &tx {
-        if late {
-            let n = case.source.len();
-            (n / 2..n).for_each(|i| send(tx, seen, i));
-        }
-        tx.close();
-    }
+    close(case, tx.as_ref(), seen);
     let report = match tokio::time::timeout(PATIENCE, h.clone().join()).await {
         Ok(r) => r,
         Err(_) => {
@@ -247,7 +243,7 @@ pub async fn drive(
 }
 
 /// One handle call; returns whether it stops the run.
-pub async fn call(h: &PipelineHandle, op: &HandleOp, seen: &Seen) -> Result<bool, Fail> {
+async fn call(h: &PipelineHandle, op: &HandleOp, seen: &Seen) -> Result<bool, Fail> {
     let name = format!("handle.{}: {op:?}", op.label());
     let changed = match op.clone() {
         HandleOp::AgentsPerCore(k) => guard(&name, true, || h.set_agents_per_core(k))?,
@@ -300,7 +296,7 @@ pub async fn call(h: &PipelineHandle, op: &HandleOp, seen: &Seen) -> Result<bool
 }
 
 /// Every item taken has exactly one outcome, and outputs agree with the report.
-pub fn check(
+fn check(
     case: &Case,
     seen: &Seen,
     report: Report,
@@ -368,7 +364,7 @@ pub fn check(
 }
 
 /// A failure of kind panic that no stage function threw: the library's.
-pub fn unmarked_panic(f: &gearshift::Failure) -> Result<(), Fail> {
+fn unmarked_panic(f: &gearshift::Failure) -> Result<(), Fail> {
     if f.kind() == gearshift::ErrorKind::Panic && !f.error.to_string().contains(MARKER) {
         return fail("a panic of the library failed an item", f.to_string());
     }

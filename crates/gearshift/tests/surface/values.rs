@@ -180,6 +180,7 @@ pub enum Fault {
     WrongCount,
 }
 
+/// A stage function: which items it hits, with what, and how fast.
 #[derive(Debug, Clone, Copy)]
 pub struct Behavior {
     /// 0: no item is hit.
@@ -232,6 +233,7 @@ impl Behavior {
     }
 }
 
+/// A stage, every one from `u64` to `u64` so they chain in any order.
 #[derive(Debug, Clone, Copy)]
 pub enum Stage {
     Io(Behavior),
