@@ -1,18 +1,60 @@
 //! [`Config`]: the seed's `AgentConfig`, every knob of a pipeline with its
 //! default, and the checks that refuse impossible values with a typed error.
 
-use std::fmt;
-use std::sync::Arc;
 use std::time::Duration;
 
-use crate::error::{ConfigError, StageError};
+use crate::error::ConfigError;
 
-/// Upper bound on agents, workers and permits: beyond it a value is a typo.
+/// The `expected` text of a [`ConfigError`], formatted once from the
+/// constants it quotes (so a message never drifts from its limit).
+macro_rules! expected {
+    ($($fmt:tt)*) => {{
+        static TEXT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+        TEXT.get_or_init(|| format!($($fmt)*)).as_str()
+    }};
+}
+
+/// Checks that a count is between 1 and the limit `$max` (a constant).
+macro_rules! check_count {
+    ($field:expr, $n:expr, $max:ident) => {
+        check_count($field, $n, $max, expected!("between 1 and {}", $max))
+    };
+}
+
+mod retry;
+#[cfg(test)]
+mod tests;
+
+pub use retry::RetryPolicy;
+
+/// Upper bound on CPU workers, rayon pool threads and `cores`. Each worker
+/// is an OS thread with its own stack, and a CPU stage gains nothing from
+/// more threads than cores: 4096 is above the largest machines' hardware
+/// threads, and below the thread limits (`ulimit -u`, `threads-max`) a
+/// spawn would otherwise run into after minutes of trying.
+pub const MAX_WORKERS: usize = 4096;
+/// Upper bound on agents per IO stage. Each agent is a tokio task that holds
+/// its call's future (a few KiB) and usually a connection: 65,536 of them
+/// take a few hundred MiB and as many sockets as a process is allowed.
+pub const MAX_AGENTS: usize = 1 << 16;
+/// Upper bound on API permits and other counts of calls in flight: a
+/// permit is a counter, not a task, so this is only a typo guard.
 pub const MAX_CONCURRENCY: usize = 1 << 20;
-/// Upper bound on batch sizes and channel capacities.
+/// Upper bound on batch sizes and channel capacities. Channels allocate as
+/// they fill, so a large capacity costs nothing until it is used.
 pub const MAX_CAPACITY: usize = 1 << 24;
 /// Upper bound on every duration setting (one year).
 pub const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
+/// The slowest rate limit, in calls per second (one call per 11.6 days):
+/// the spacing `1 / rate` stays a duration far below [`MAX_DURATION`].
+pub const MIN_RATE_LIMIT: f64 = 1e-6;
+/// The fastest rate limit, in calls per second: the spacing `1 / rate` is
+/// then 1 ns, the resolution of a `Duration`.
+pub const MAX_RATE_LIMIT: f64 = 1e9;
+/// Upper bound on [`RetryPolicy::max_attempts`].
+pub const MAX_ATTEMPTS: u32 = 1000;
+/// The default [`Config::max_pause`].
+pub const DEFAULT_MAX_PAUSE: Duration = Duration::from_secs(5 * 60);
 
 /// How many agents (tokio tasks) an IO stage runs.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -36,16 +78,14 @@ impl Agents {
 
     fn validate(self) -> Result<(), ConfigError> {
         match self {
-            Agents::PerCore(k) if !(k.is_finite() && k > 0.0 && k <= MAX_CONCURRENCY as f64) => {
+            Agents::PerCore(k) if !(k.is_finite() && k > 0.0 && k <= MAX_AGENTS as f64) => {
                 Err(ConfigError::new(
                     "agents_per_core",
-                    "a finite number > 0 and <= 1048576",
+                    expected!("a finite number > 0 and <= {MAX_AGENTS}"),
                     k,
                 ))
             }
-            Agents::Total(n) if n == 0 || n > MAX_CONCURRENCY => {
-                Err(ConfigError::new("agents", "between 1 and 1048576", n))
-            }
+            Agents::Total(n) => check_count!("agents", n, MAX_AGENTS),
             _ => Ok(()),
         }
     }
@@ -75,108 +115,6 @@ pub enum OnError {
     Cancel,
 }
 
-/// A user's choice of which errors to retry.
-type RetryPredicate = Arc<dyn Fn(&StageError) -> bool + Send + Sync>;
-
-/// Which errors an IO stage retries, and how long it waits between attempts.
-#[derive(Clone)]
-pub struct RetryPolicy {
-    /// Attempts per item and stage, including the first. By default, 3.
-    pub max_attempts: u32,
-    /// The first backoff; each next one doubles. By default, 50 ms.
-    pub initial_backoff: Duration,
-    /// The longest backoff. By default, 5 s.
-    pub max_backoff: Duration,
-    /// Randomise each backoff (full jitter). By default, on.
-    pub jitter: bool,
-    retry_if: Option<RetryPredicate>,
-}
-
-impl RetryPolicy {
-    /// Up to `max_attempts` attempts per item (including the first), with
-    /// the default backoff.
-    pub fn attempts(max_attempts: u32) -> Self {
-        RetryPolicy {
-            max_attempts,
-            ..Self::default()
-        }
-    }
-
-    /// Sets the first and the longest backoff.
-    pub fn with_backoff(mut self, initial: Duration, max: Duration) -> Self {
-        self.initial_backoff = initial;
-        self.max_backoff = max;
-        self
-    }
-
-    /// No retries: one attempt per item.
-    pub fn never() -> Self {
-        RetryPolicy {
-            max_attempts: 1,
-            ..Self::default()
-        }
-    }
-
-    /// Retry only errors for which `pred` is true. By default, every error
-    /// whose kind [is transient](crate::ErrorKind::is_transient).
-    pub fn retry_if(mut self, pred: impl Fn(&StageError) -> bool + Send + Sync + 'static) -> Self {
-        self.retry_if = Some(Arc::new(pred));
-        self
-    }
-
-    /// Whether `err` should be retried (attempts permitting).
-    pub fn should_retry(&self, err: &StageError) -> bool {
-        match &self.retry_if {
-            Some(pred) => pred(err),
-            None => err.kind().is_transient(),
-        }
-    }
-
-    fn validate(&self) -> Result<(), ConfigError> {
-        if self.max_attempts == 0 || self.max_attempts > 1000 {
-            return Err(ConfigError::new(
-                "retry.max_attempts",
-                "between 1 and 1000",
-                self.max_attempts,
-            ));
-        }
-        check_duration("retry.initial_backoff", self.initial_backoff, false)?;
-        check_duration("retry.max_backoff", self.max_backoff, false)?;
-        if self.max_backoff < self.initial_backoff {
-            return Err(ConfigError::new(
-                "retry.max_backoff",
-                ">= retry.initial_backoff",
-                self.max_backoff,
-            ));
-        }
-        Ok(())
-    }
-}
-
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        RetryPolicy {
-            max_attempts: 3,
-            initial_backoff: Duration::from_millis(50),
-            max_backoff: Duration::from_secs(5),
-            jitter: true,
-            retry_if: None,
-        }
-    }
-}
-
-impl fmt::Debug for RetryPolicy {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RetryPolicy")
-            .field("max_attempts", &self.max_attempts)
-            .field("initial_backoff", &self.initial_backoff)
-            .field("max_backoff", &self.max_backoff)
-            .field("jitter", &self.jitter)
-            .field("retry_if", &self.retry_if.as_ref().map(|_| "custom"))
-            .finish()
-    }
-}
-
 /// Every setting of a pipeline: the seed's `AgentConfig`, and more.
 ///
 /// `Config::default()` is the seed's starting configuration (2 agents per
@@ -200,15 +138,16 @@ impl fmt::Debug for RetryPolicy {
 /// ```
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// Agents per IO stage. By default, `PerCore(2.0)`.
+    /// Agents per IO stage, at most [`MAX_AGENTS`]. By default, `PerCore(2.0)`.
     pub agents: Agents,
-    /// The core count used by `Agents::PerCore` and the default `workers`.
-    /// By default, `num_cpus::get()`.
+    /// The core count used by `Agents::PerCore` and the default `workers`,
+    /// at most [`MAX_WORKERS`]. By default, `num_cpus::get()`.
     pub cores: usize,
-    /// CPU workers running batches at once. By default, one per core.
+    /// CPU workers running batches at once, at most [`MAX_WORKERS`]. By
+    /// default, one per core.
     pub workers: usize,
-    /// Threads in the rayon pool: the most `workers` can grow to at run time.
-    /// By default, `max(workers, cores)`.
+    /// Threads in the rayon pool: the most `workers` can grow to at run time,
+    /// at most [`MAX_WORKERS`]. By default, `max(workers, cores)`.
     pub max_workers: Option<usize>,
     /// Items per CPU batch. By default, 10.
     pub items_per_batch: usize,
@@ -222,14 +161,21 @@ pub struct Config {
     /// API calls in flight per IO stage (the seed's `api_semaphore`).
     /// By default, 2 x the stage's agents.
     pub api_permits: Option<usize>,
-    /// Most API calls started per second per IO stage. By default, no limit.
+    /// Most API calls started per second per IO stage, between
+    /// [`MIN_RATE_LIMIT`] and [`MAX_RATE_LIMIT`]. A live change applies to
+    /// the agents already waiting for their turn too. By default, no limit.
     pub rate_limit: Option<f64>,
     /// Deadline per item and IO stage, retries included. By default, none.
     pub item_deadline: Option<Duration>,
+    /// The longest pause a remote's `Retry-After` can impose on an IO stage:
+    /// a longer one (a hostile or broken header may ask for centuries) is
+    /// cut to it and logged. By default, 5 minutes.
+    pub max_pause: Duration,
     /// Capacity of each channel between stages, in items. Enough to keep the
     /// workers fed without letting the IO stage run far ahead (items waiting
     /// in a channel are latency): by default, `max(64, 2 x workers x
-    /// items_per_batch)` at construction (64 on 2 cores, 1280 on 64).
+    /// items_per_batch)` at construction (64 on 2 cores, 1280 on 64). A
+    /// channel allocates as it fills, not its whole capacity up front.
     pub channel_capacity: usize,
     /// Most items inside the pipeline at once, from the source to their
     /// outcome. It bounds item latency (Little's law: latency = items in
@@ -252,7 +198,7 @@ pub struct Config {
 
 impl Default for Config {
     fn default() -> Self {
-        let cores = num_cpus::get().max(1);
+        let cores = num_cpus::get().clamp(1, MAX_WORKERS);
         Config {
             agents: Agents::PerCore(2.0),
             cores,
@@ -264,6 +210,7 @@ impl Default for Config {
             api_permits: None,
             rate_limit: None,
             item_deadline: None,
+            max_pause: DEFAULT_MAX_PAUSE,
             channel_capacity: (2 * cores * 10).max(64),
             max_in_flight: None,
             retry: RetryPolicy::default(),
@@ -307,41 +254,44 @@ impl Config {
     /// A [`ConfigError`] for a zero, negative, NaN, infinite or absurdly
     /// large value, or for fields that contradict each other.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        check_count("cores", self.cores, MAX_CONCURRENCY)?;
+        check_count!("cores", self.cores, MAX_WORKERS)?;
         self.agents.validate()?;
-        check_count("agents", self.total_agents(), MAX_CONCURRENCY)?;
-        check_count("workers", self.workers, MAX_CONCURRENCY)?;
+        check_count!("agents", self.total_agents(), MAX_AGENTS)?;
+        check_count!("workers", self.workers, MAX_WORKERS)?;
         if let Some(max) = self.max_workers {
-            check_count("max_workers", max, MAX_CONCURRENCY)?;
+            check_count!("max_workers", max, MAX_WORKERS)?;
             if max < self.workers {
                 return Err(ConfigError::new("max_workers", ">= workers", max));
             }
         }
-        check_count("items_per_batch", self.items_per_batch, MAX_CAPACITY)?;
+        check_count!("items_per_batch", self.items_per_batch, MAX_CAPACITY)?;
         check_duration("batch_wait", self.batch_wait, true)?;
         check_duration("api_timeout", self.api_timeout, false)?;
         if let Some(p) = self.api_permits {
-            check_count("api_permits", p, MAX_CONCURRENCY)?;
+            check_count!("api_permits", p, MAX_CONCURRENCY)?;
         }
         if let Some(r) = self.rate_limit
-            && !(r.is_finite() && r > 0.0 && r <= 1e9)
+            && !(r.is_finite() && (MIN_RATE_LIMIT..=MAX_RATE_LIMIT).contains(&r))
         {
             return Err(ConfigError::new(
                 "rate_limit",
-                "a finite number of calls per second > 0",
+                expected!(
+                    "a finite number of calls per second between {MIN_RATE_LIMIT:e} and {MAX_RATE_LIMIT:e}"
+                ),
                 r,
             ));
         }
         if let Some(d) = self.item_deadline {
             check_duration("item_deadline", d, false)?;
         }
-        check_count("channel_capacity", self.channel_capacity, MAX_CAPACITY)?;
+        check_duration("max_pause", self.max_pause, false)?;
+        check_count!("channel_capacity", self.channel_capacity, MAX_CAPACITY)?;
         if let Some(n) = self.max_in_flight {
-            check_count("max_in_flight", n, MAX_CAPACITY)?;
+            check_count!("max_in_flight", n, MAX_CAPACITY)?;
         }
         self.retry.validate()?;
         if let Order::Ordered { window } = self.order {
-            check_count("order.window", window, MAX_CAPACITY)?;
+            check_count!("order.window", window, MAX_CAPACITY)?;
         }
         check_duration("drain_timeout", self.drain_timeout, true)?;
         if let Some(d) = self.stats_interval {
@@ -358,19 +308,24 @@ impl Config {
 ///
 /// A [`ConfigError`] naming `field` and the value.
 pub fn duration_from_secs(field: &'static str, secs: f64) -> Result<Duration, ConfigError> {
-    if !(secs.is_finite() && secs >= 0.0 && secs <= MAX_DURATION.as_secs_f64()) {
-        return Err(ConfigError::new(
+    match Duration::try_from_secs_f64(secs) {
+        Ok(d) if d <= MAX_DURATION => Ok(d),
+        _ => Err(ConfigError::new(
             field,
-            "a finite number of seconds >= 0",
+            "a finite number of seconds >= 0 and at most a year",
             secs,
-        ));
+        )),
     }
-    Ok(Duration::from_secs_f64(secs))
 }
 
-fn check_count(field: &'static str, n: usize, max: usize) -> Result<(), ConfigError> {
+fn check_count(
+    field: &'static str,
+    n: usize,
+    max: usize,
+    expected: &'static str,
+) -> Result<(), ConfigError> {
     if n == 0 || n > max {
-        return Err(ConfigError::new(field, "> 0 and not absurdly large", n));
+        return Err(ConfigError::new(field, expected, n));
     }
     Ok(())
 }

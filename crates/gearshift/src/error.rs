@@ -188,6 +188,13 @@ pub enum BuildError {
     /// `spawn` was called outside a tokio runtime.
     #[error("spawn must be called from within a tokio runtime (use `run_blocking` otherwise)")]
     NoRuntime,
+    /// `run_blocking` was called inside a tokio runtime, where starting a
+    /// runtime of its own would panic.
+    #[error(
+        "run_blocking was called inside a tokio runtime: await `run()` there instead \
+         (or, on a blocking thread of that runtime, `Handle::current().block_on(pipeline.run())`)"
+    )]
+    InsideRuntime,
     /// The rayon pool for the CPU stages could not be built.
     #[error("could not build the rayon pool: {0}")]
     Pool(String),

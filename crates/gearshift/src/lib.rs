@@ -77,13 +77,21 @@ mod outcome;
 mod pipeline;
 mod preset;
 pub mod stats;
+pub(crate) mod sync;
 pub mod tuner;
 
-pub use config::{Agents, Config, OnError, Order, RetryPolicy, duration_from_secs};
-pub use control::{PipelineHandle, Schedule};
+/// The channel [`Pipeline::from_channel`] reads from, re-exported so that
+/// its version always matches: `gearshift::async_channel::bounded(n)`.
+pub use async_channel;
+pub use config::{
+    Agents, Config, DEFAULT_MAX_PAUSE, MAX_AGENTS, MAX_ATTEMPTS, MAX_CAPACITY, MAX_CONCURRENCY,
+    MAX_DURATION, MAX_RATE_LIMIT, MAX_WORKERS, MIN_RATE_LIMIT, OnError, Order, RetryPolicy,
+    duration_from_secs,
+};
+pub use control::{MAX_UTC_OFFSET_MINUTES, PipelineHandle, Schedule, ScheduleError};
 pub use error::{BuildError, ConfigError, ErrorKind, StageError};
 pub use outcome::{Failure, ItemId, Outcome};
-pub use pipeline::{Outcomes, Pipeline};
+pub use pipeline::{Outcomes, Pipeline, ToCaller, ToSink};
 pub use preset::{Preset, UnknownPreset};
 pub use stats::{Percentiles, Report, StageKind};
 pub use tuner::{Adaptive, Decision, Tuner, Window};

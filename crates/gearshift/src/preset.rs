@@ -112,6 +112,18 @@ impl fmt::Display for Preset {
     }
 }
 
+/// The knobs a preset sets (agents, API permits, workers, batch size), as
+/// the numbers in force: what the schedule, a tuner and the handle contend
+/// for.
+pub(crate) fn ratio(c: &Config) -> [usize; 4] {
+    [
+        c.total_agents(),
+        c.total_api_permits(),
+        c.workers,
+        c.items_per_batch,
+    ]
+}
+
 /// The name was not one of the presets.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("unknown preset {0:?}: expected morning, evening, api-heavy, cpu-heavy or mixed")]

@@ -1,15 +1,11 @@
-//! Runtime control: the handle, schedules, and the small concurrency pieces
-//! the stages share (resizable gate, agent roster, shared pause, rate limit,
-//! shutdown latch).
+//! Runtime control: the live settings, the handle that changes them, the
+//! schedule, and the controller task that follows the schedule and runs the
+//! tuner.
 
-mod debt;
-pub(crate) mod gate;
+pub(crate) mod controller;
 mod handle;
-pub(crate) mod pause;
-pub(crate) mod rate;
-pub(crate) mod roster;
 mod schedule;
-pub(crate) mod shutdown;
+pub(crate) mod shared;
 
 pub use handle::PipelineHandle;
-pub use schedule::Schedule;
+pub use schedule::{MAX_UTC_OFFSET_MINUTES, Schedule, ScheduleError};

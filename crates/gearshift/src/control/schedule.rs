@@ -46,7 +46,8 @@ impl Schedule {
     ///
     /// # Errors
     ///
-    /// An hour over 23, an offset beyond ±14 h, or no switch at all.
+    /// An hour over 23, an offset beyond ±[`MAX_UTC_OFFSET_MINUTES`], or no
+    /// switch at all.
     pub fn time_of_day(
         utc_offset_minutes: i32,
         switches: impl IntoIterator<Item = (u8, Preset)>,
@@ -58,9 +59,9 @@ impl Schedule {
         if let Some((h, _)) = switches.iter().find(|(h, _)| *h > 23) {
             return Err(ScheduleError(format!("hour must be 0..=23, got {h}")));
         }
-        if utc_offset_minutes.abs() > 14 * 60 {
+        if utc_offset_minutes.unsigned_abs() > MAX_UTC_OFFSET_MINUTES {
             return Err(ScheduleError(format!(
-                "utc_offset_minutes must be within ±840, got {utc_offset_minutes}"
+                "utc_offset_minutes must be within ±{MAX_UTC_OFFSET_MINUTES}, got {utc_offset_minutes}"
             )));
         }
         switches.sort_by_key(|(h, _)| *h);
@@ -89,9 +90,12 @@ impl Schedule {
                 utc_offset_minutes,
                 switches,
             } => {
-                let secs = now.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs() as i64;
-                let local = secs + i64::from(*utc_offset_minutes) * 60;
-                let hour = local.rem_euclid(86_400) / 3600;
+                // The variant's fields are public, so the offset may not have
+                // been checked: reduce both terms to one day before adding.
+                let utc = now.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs() % DAY;
+                let offset = i64::from(*utc_offset_minutes) * 60;
+                let local = (utc as i64 + offset.rem_euclid(DAY as i64)) % DAY as i64;
+                let hour = local / 3600;
                 // Before the first switch of the day, the last one of the previous day holds.
                 switches
                     .iter()
@@ -103,6 +107,13 @@ impl Schedule {
         }
     }
 }
+
+/// The largest offset from UTC a schedule takes, either way, in minutes:
+/// 14 h, the offset of the time zone furthest ahead (UTC+14).
+pub const MAX_UTC_OFFSET_MINUTES: u32 = 14 * 60;
+
+/// Seconds in a day.
+const DAY: u64 = 86_400;
 
 #[cfg(test)]
 mod tests {
@@ -144,6 +155,43 @@ mod tests {
         assert!(Schedule::time_of_day(0, [(24, Preset::Morning)]).is_err());
         assert!(Schedule::time_of_day(0, []).is_err());
         assert!(Schedule::time_of_day(900, [(1, Preset::Morning)]).is_err());
+    }
+
+    /// Defect 12 of issue 20: `i32::MIN.abs()` overflowed (a panic in debug
+    /// builds, and the offset accepted in release builds).
+    #[test]
+    fn extreme_offsets_are_refused_without_overflow() {
+        for offset in [i32::MIN, i32::MIN + 1, i32::MAX, -841, 841] {
+            let err = Schedule::time_of_day(offset, [(6, Preset::Morning)]).unwrap_err();
+            assert!(err.to_string().contains(&offset.to_string()), "{err}");
+        }
+        assert!(Schedule::time_of_day(-840, [(6, Preset::Morning)]).is_ok());
+        assert!(Schedule::time_of_day(840, [(6, Preset::Morning)]).is_ok());
+    }
+
+    /// The variant's fields are public: an unchecked offset or a far-future
+    /// clock gives an answer, never an overflow.
+    #[test]
+    fn an_unchecked_time_of_day_never_overflows() {
+        // The latest time the clock holds (`i64::MAX` seconds on Unix).
+        let far = UNIX_EPOCH
+            .checked_add(Duration::from_secs(i64::MAX as u64))
+            .unwrap_or(UNIX_EPOCH + Duration::from_secs(1 << 40));
+        for offset in [i32::MIN, i32::MAX, 0] {
+            let s = Schedule::TimeOfDay {
+                utc_offset_minutes: offset,
+                switches: vec![(6, Preset::Morning), (200, Preset::Evening)],
+            };
+            for now in [UNIX_EPOCH, at_hour(7), far] {
+                assert!(s.preset_at(Duration::MAX, now).is_some());
+            }
+        }
+        let s = Schedule::time_of_day(-120, [(6, Preset::Morning), (14, Preset::Evening)]).unwrap();
+        // 15:00 UTC is 13:00 at UTC-2.
+        assert_eq!(
+            s.preset_at(Duration::ZERO, at_hour(15)),
+            Some(Preset::Morning)
+        );
     }
 
     #[test]

@@ -6,8 +6,8 @@ use std::error::Error as _;
 use std::io;
 use std::time::{Duration, SystemTime};
 
-use reqwest::StatusCode;
 use reqwest::header::{HeaderMap, RETRY_AFTER};
+use reqwest::{StatusCode, Url};
 
 use super::retry_after::parse_retry_after;
 use crate::ErrorKind;
@@ -46,8 +46,32 @@ pub(crate) fn classify_status(
     })
 }
 
+/// Refuses a URL whose scheme the fetcher cannot speak, with the reason.
+///
+/// Checked before a request is sent: reqwest would report an `https` URL in
+/// a build without TLS as a connect error, which reads as a transient
+/// [`Reset`](ErrorKind::Reset) and is retried for nothing.
+pub(crate) fn check_scheme(url: &Url) -> Result<(), String> {
+    match url.scheme() {
+        "http" => Ok(()),
+        "https" if cfg!(feature = "tls") => Ok(()),
+        "https" => Err("https needs the `tls` feature of gearshift, off in this build".to_owned()),
+        other => Err(format!(
+            "unsupported url scheme {other:?}: only http and https"
+        )),
+    }
+}
+
 /// The kind of an error from sending the request, before any response
 /// arrived, with a few words on what happened.
+///
+/// A failed TLS handshake (untrusted or expired certificate, wrong host
+/// name, no common protocol) is [`Rejected`](ErrorKind::Rejected): the same
+/// request to the same server fails the same way until someone changes a
+/// certificate or the trusted roots. A response head that does not parse is
+/// [`BadPayload`](ErrorKind::BadPayload). A DNS failure is a connect error,
+/// [`Reset`](ErrorKind::Reset): the system resolver does not reliably tell a
+/// name that does not exist from a resolver that is briefly unreachable.
 pub(crate) fn classify_send_error(err: &reqwest::Error) -> (ErrorKind, &'static str) {
     if err.is_timeout() {
         (ErrorKind::Timeout, "timed out waiting for the response")
@@ -55,6 +79,10 @@ pub(crate) fn classify_send_error(err: &reqwest::Error) -> (ErrorKind, &'static 
         (ErrorKind::Rejected, "invalid request")
     } else if err.is_redirect() {
         (ErrorKind::Rejected, "too many redirects")
+    } else if is_tls_error(err) {
+        (ErrorKind::Rejected, "tls handshake failed")
+    } else if find_cause::<hyper::Error>(err).is_some_and(hyper::Error::is_parse) {
+        (ErrorKind::BadPayload, "malformed response head")
     } else if err.is_connect() {
         (ErrorKind::Reset, "could not connect")
     } else if err.is_request() {
@@ -101,6 +129,37 @@ pub(crate) fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
         source = cause.source();
     }
     line
+}
+
+/// Whether a TLS error (from rustls, not the socket under it) is in the chain.
+#[cfg(feature = "tls")]
+fn is_tls_error(err: &reqwest::Error) -> bool {
+    find_cause::<rustls::Error>(err).is_some()
+}
+
+#[cfg(not(feature = "tls"))]
+fn is_tls_error(_: &reqwest::Error) -> bool {
+    false
+}
+
+/// The first error of type `T` among `err` and its causes, looking inside
+/// `io::Error`s too: their `source()` skips the error they wrap, and TLS
+/// streams report rustls errors wrapped in one (or two).
+fn find_cause<T: std::error::Error + 'static>(err: &reqwest::Error) -> Option<&T> {
+    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(cause) = next {
+        if let Some(found) = cause.downcast_ref::<T>() {
+            return Some(found);
+        }
+        next = match cause
+            .downcast_ref::<io::Error>()
+            .and_then(io::Error::get_ref)
+        {
+            Some(wrapped) => Some(wrapped),
+            None => cause.source(),
+        };
+    }
+    None
 }
 
 fn io_error_kind(err: &reqwest::Error) -> Option<io::ErrorKind> {

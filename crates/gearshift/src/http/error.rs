@@ -94,6 +94,16 @@ pub enum HttpBuildError {
         /// What is wrong with it.
         reason: &'static str,
     },
+    /// A root certificate given to
+    /// [`add_root_certificate`](super::HttpFetcherBuilder::add_root_certificate)
+    /// could not be read.
+    #[error("invalid root certificate (number {number} added): {reason}")]
+    Certificate {
+        /// Which one, counting the calls from 1.
+        number: usize,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// reqwest refused to build its client.
     #[error("could not build the http client: {0}")]
     Client(String),

@@ -6,14 +6,16 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use bytes::{Bytes, BytesMut};
-use reqwest::header::{HeaderMap, HeaderName, HeaderValue, USER_AGENT};
+use reqwest::header::{HeaderName, HeaderValue};
 use reqwest::{Method, Request, RequestBuilder, Response, StatusCode, Url};
 
-use super::classify::{classify_body_error, classify_send_error, classify_status, error_chain};
-use super::error::{FetchError, HttpBuildError};
+use super::builder::HttpFetcherBuilder;
+use super::classify::{
+    check_scheme, classify_body_error, classify_send_error, classify_status, error_chain,
+};
+use super::error::FetchError;
 use super::redact::{redact_url, shown_url};
-use crate::config::MAX_DURATION;
-use crate::{ConfigError, ErrorKind, StageError};
+use crate::{ErrorKind, StageError};
 
 /// The header that carries the idempotency key, when keys are on.
 pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
@@ -46,33 +48,14 @@ pub struct HttpFetcher {
     inner: Arc<Inner>,
 }
 
-/// Settings for an [`HttpFetcher`]; [`build`](Self::build) can be called
-/// again to make more fetchers with the same settings.
-#[derive(Clone)]
-pub struct HttpFetcherBuilder {
-    timeout: Duration,
-    read_timeout: Duration,
-    connect_timeout: Duration,
-    max_body_bytes: usize,
-    headers: Vec<(String, String)>,
-    idempotency: Idempotency,
-    log_full_urls: bool,
-}
-
-#[derive(Clone, Debug)]
-enum Idempotency {
-    Off,
-    RandomNamespace,
-    Namespace(String),
-}
-
-struct Inner {
-    client: reqwest::Client,
-    timeout: Duration,
-    read_timeout: Duration,
-    max_body_bytes: usize,
-    idempotency_namespace: Option<String>,
-    log_full_urls: bool,
+/// What every clone of one fetcher shares; made by [`HttpFetcherBuilder::build`].
+pub(super) struct Inner {
+    pub(super) client: reqwest::Client,
+    pub(super) timeout: Duration,
+    pub(super) read_timeout: Duration,
+    pub(super) max_body_bytes: usize,
+    pub(super) idempotency_namespace: Option<String>,
+    pub(super) log_full_urls: bool,
 }
 
 /// One failed attempt, before it becomes a [`StageError`].
@@ -87,6 +70,12 @@ impl HttpFetcher {
     /// A builder with the default settings.
     pub fn builder() -> HttpFetcherBuilder {
         HttpFetcherBuilder::new()
+    }
+
+    pub(super) fn from_inner(inner: Inner) -> Self {
+        HttpFetcher {
+            inner: Arc::new(inner),
+        }
     }
 
     /// The underlying reqwest client, to build requests for [`send`](Self::send).
@@ -235,6 +224,11 @@ impl HttpFetcher {
     async fn execute(&self, request: Request) -> Result<Bytes, StageError> {
         let method = request.method().clone();
         let url = shown_url(request.url(), self.inner.log_full_urls);
+        // Every request passes here (get, post, send): a scheme the client
+        // cannot speak is refused before any connection is tried.
+        if let Err(detail) = check_scheme(request.url()) {
+            return Err(self.fail(Some(method), url, Failed::new(ErrorKind::Rejected, detail)));
+        }
         match self.attempt(request).await {
             Ok((status, body)) => {
                 tracing::trace!(
@@ -385,173 +379,6 @@ impl fmt::Debug for HttpFetcher {
     }
 }
 
-impl HttpFetcherBuilder {
-    /// A builder with the default settings.
-    pub fn new() -> Self {
-        HttpFetcherBuilder {
-            timeout: DEFAULT_TIMEOUT,
-            read_timeout: DEFAULT_READ_TIMEOUT,
-            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
-            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
-            headers: Vec::new(),
-            idempotency: Idempotency::Off,
-            log_full_urls: false,
-        }
-    }
-
-    /// Builds a fetcher with its own connection pool.
-    ///
-    /// # Errors
-    ///
-    /// [`HttpBuildError`] when a timeout is zero or over a year, the body cap
-    /// is zero, a header or the idempotency namespace is invalid, or reqwest
-    /// cannot build its client.
-    pub fn build(&self) -> Result<HttpFetcher, HttpBuildError> {
-        check_duration("timeout", self.timeout)?;
-        check_duration("read_timeout", self.read_timeout)?;
-        check_duration("connect_timeout", self.connect_timeout)?;
-        if self.max_body_bytes == 0 {
-            return Err(ConfigError::new("max_body_bytes", "> 0", self.max_body_bytes).into());
-        }
-        let idempotency_namespace = match &self.idempotency {
-            Idempotency::Off => None,
-            Idempotency::RandomNamespace => Some(format!("{:016x}", rand::random::<u64>())),
-            Idempotency::Namespace(ns) => {
-                check_namespace(ns)?;
-                Some(ns.clone())
-            }
-        };
-        let client = reqwest::Client::builder()
-            .timeout(self.timeout)
-            .read_timeout(self.read_timeout)
-            .connect_timeout(self.connect_timeout)
-            .default_headers(self.header_map()?)
-            .build()
-            .map_err(|e| HttpBuildError::Client(error_chain(&e.without_url())))?;
-        Ok(HttpFetcher {
-            inner: Arc::new(Inner {
-                client,
-                timeout: self.timeout,
-                read_timeout: self.read_timeout,
-                max_body_bytes: self.max_body_bytes,
-                idempotency_namespace,
-                log_full_urls: self.log_full_urls,
-            }),
-        })
-    }
-
-    /// The longest one call may take, from connecting to the end of the body.
-    ///
-    /// The pipeline's `Config::api_timeout` also bounds each attempt; this one
-    /// makes the fetcher safe on its own. By default, 30 s.
-    pub fn timeout(&mut self, timeout: Duration) -> &mut Self {
-        self.timeout = timeout;
-        self
-    }
-
-    /// The longest wait for the next bytes of a response (headers or body
-    /// chunk): a remote that stalls or trickles fails after this long rather
-    /// than at the call timeout. By default, 10 s.
-    pub fn read_timeout(&mut self, timeout: Duration) -> &mut Self {
-        self.read_timeout = timeout;
-        self
-    }
-
-    /// The longest wait for a connection to open. By default, 10 s.
-    pub fn connect_timeout(&mut self, timeout: Duration) -> &mut Self {
-        self.connect_timeout = timeout;
-        self
-    }
-
-    /// The largest response body accepted, in bytes. A larger one is refused
-    /// as [`ErrorKind::BadPayload`] when its `Content-Length` arrives, or as
-    /// soon as the streamed bytes pass the cap, so it is never held in
-    /// memory. By default, 16 MiB.
-    pub fn max_body_bytes(&mut self, bytes: usize) -> &mut Self {
-        self.max_body_bytes = bytes;
-        self
-    }
-
-    /// Adds a header sent with every request (an API key, say). Values are
-    /// never logged nor shown by `Debug`. By default, only
-    /// `User-Agent: gearshift/<version>`, which this can replace.
-    pub fn header(&mut self, name: impl Into<String>, value: impl Into<String>) -> &mut Self {
-        self.headers.push((name.into(), value.into()));
-        self
-    }
-
-    /// Sends an `Idempotency-Key` header with [`get_keyed`](HttpFetcher::get_keyed)
-    /// and [`post_keyed`](HttpFetcher::post_keyed), so the remote can tell a
-    /// retry from a new request. The key combines a namespace, random per
-    /// [`build`](Self::build) unless [set](Self::idempotency_namespace), with
-    /// the item key. By default, off.
-    pub fn idempotency_keys(&mut self, on: bool) -> &mut Self {
-        self.idempotency = if on {
-            Idempotency::RandomNamespace
-        } else {
-            Idempotency::Off
-        };
-        self
-    }
-
-    /// Turns idempotency keys on with a fixed namespace (1 to 200 ASCII
-    /// letters, digits, `-`, `_` or `.`), so keys stay the same across
-    /// restarts of a job. By default, keys are off.
-    pub fn idempotency_namespace(&mut self, namespace: impl Into<String>) -> &mut Self {
-        self.idempotency = Idempotency::Namespace(namespace.into());
-        self
-    }
-
-    /// Logs and reports URLs with their query strings. Userinfo
-    /// (`user:password@`) is dropped either way. By default, off: query
-    /// strings often carry API keys.
-    pub fn log_full_urls(&mut self, on: bool) -> &mut Self {
-        self.log_full_urls = on;
-        self
-    }
-
-    fn header_map(&self) -> Result<HeaderMap, HttpBuildError> {
-        let mut map = HeaderMap::new();
-        map.insert(USER_AGENT, HeaderValue::from_static(DEFAULT_USER_AGENT));
-        for (name, value) in &self.headers {
-            let bad = |reason| HttpBuildError::Header {
-                name: name.clone(),
-                reason,
-            };
-            let name = HeaderName::from_bytes(name.as_bytes())
-                .map_err(|_| bad("not a valid header name"))?;
-            let mut value = HeaderValue::from_str(value)
-                .map_err(|_| bad("value must be visible ascii, spaces or tabs"))?;
-            // Keeps the value out of reqwest's Debug output.
-            value.set_sensitive(true);
-            map.insert(name, value);
-        }
-        Ok(map)
-    }
-}
-
-impl Default for HttpFetcherBuilder {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl fmt::Debug for HttpFetcherBuilder {
-    // Header names only: the values may be credentials.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let header_names: Vec<&str> = self.headers.iter().map(|(n, _)| n.as_str()).collect();
-        f.debug_struct("HttpFetcherBuilder")
-            .field("timeout", &self.timeout)
-            .field("read_timeout", &self.read_timeout)
-            .field("connect_timeout", &self.connect_timeout)
-            .field("max_body_bytes", &self.max_body_bytes)
-            .field("headers", &header_names)
-            .field("idempotency", &self.idempotency)
-            .field("log_full_urls", &self.log_full_urls)
-            .finish()
-    }
-}
-
 impl Failed {
     fn new(kind: ErrorKind, detail: String) -> Self {
         Failed {
@@ -585,34 +412,6 @@ async fn drain_small_body(response: &mut Response, read_timeout: Duration) {
     let _ = tokio::time::timeout(read_timeout.min(DRAIN_WAIT), drain).await;
 }
 
-fn check_duration(field: &'static str, d: Duration) -> Result<(), ConfigError> {
-    if d.is_zero() || d > MAX_DURATION {
-        return Err(ConfigError::new(field, "> 0 and at most a year", d));
-    }
-    Ok(())
-}
-
-fn check_namespace(ns: &str) -> Result<(), ConfigError> {
-    let ok = (1..=200).contains(&ns.len())
-        && ns
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
-    if ok {
-        Ok(())
-    } else {
-        Err(ConfigError::new(
-            "idempotency_namespace",
-            "1 to 200 ascii letters, digits, '-', '_' or '.'",
-            ns,
-        ))
-    }
-}
-
-const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
-const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(10);
-const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-const DEFAULT_MAX_BODY_BYTES: usize = 16 << 20;
-const DEFAULT_USER_AGENT: &str = concat!("gearshift/", env!("CARGO_PKG_VERSION"));
 /// The largest error body read (and dropped) to keep its connection.
 const DRAIN_MAX: usize = 64 << 10;
 /// The longest wait for an error body to drain.

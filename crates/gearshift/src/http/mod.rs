@@ -17,6 +17,7 @@
 //! | make a retried call safe to repeat (the remote dedupes on `Idempotency-Key`) | [`HttpFetcher::get_keyed`] / [`HttpFetcher::post_keyed`] with [`idempotency_keys`](HttpFetcherBuilder::idempotency_keys) on |
 //! | another method, per-request headers or query | [`HttpFetcher::send`] with a request from [`HttpFetcher::client`] |
 //! | your own HTTP client | [`parse_retry_after`] and [`redact_url`], then `StageError::new(kind, err)` |
+//! | trust a private CA or a self-signed server | [`add_root_certificate`](HttpFetcherBuilder::add_root_certificate) |
 //!
 //! Build one fetcher and clone it into each agent: the clones share one
 //! connection pool.
@@ -63,10 +64,44 @@
 //! |---|---|---|
 //! | no answer within the call or read timeout; 408 | [`Timeout`](crate::ErrorKind::Timeout) | yes |
 //! | connection refused, reset, or closed before a response | [`Reset`](crate::ErrorKind::Reset) | yes |
+//! | the host name does not resolve (DNS) | [`Reset`](crate::ErrorKind::Reset), "could not connect: ... dns error" | yes |
 //! | 5xx | [`Server`](crate::ErrorKind::Server) | yes |
 //! | 429; 503 with a `Retry-After` (the pause is in `retry_after`) | [`RateLimited`](crate::ErrorKind::RateLimited) | yes, after the pause |
-//! | body over the cap, or cut short | [`BadPayload`](crate::ErrorKind::BadPayload) | yes |
-//! | any other 4xx (or a stray 1xx/3xx); a malformed URL | [`Rejected`](crate::ErrorKind::Rejected) | no |
+//! | body over the cap, or cut short; a response head that does not parse | [`BadPayload`](crate::ErrorKind::BadPayload) | yes |
+//! | any other 4xx (or a stray 1xx/3xx) | [`Rejected`](crate::ErrorKind::Rejected) | no |
+//! | a malformed URL, a scheme other than `http`/`https`, a request that cannot be built | [`Rejected`](crate::ErrorKind::Rejected) | no |
+//! | the TLS handshake fails (untrusted, expired or misnamed certificate) | [`Rejected`](crate::ErrorKind::Rejected) | no |
+//!
+//! A DNS failure is retried because the system resolver cannot reliably
+//! tell "no such name" from "the resolver is briefly unreachable"; a name
+//! that never resolves spends the retry budget and then fails as `Reset`.
+//! The other permanent cases fail the same way on every attempt until a
+//! person changes the URL, the code or the certificates.
+//!
+//! A `Retry-After` is capped at [`MAX_RETRY_AFTER`] (one day) when parsed,
+//! whatever number or date the remote sends; the pipeline caps the pause
+//! further with its own setting.
+//!
+//! # HTTPS
+//!
+//! With the `tls` feature (on by default) the fetcher speaks HTTPS through
+//! rustls, with the aws-lc-rs crypto provider. It trusts the platform's
+//! roots, through `rustls-platform-verifier`: on Linux and other Unixes the
+//! system CA bundle (the files named by `SSL_CERT_FILE` / `SSL_CERT_DIR` if
+//! set, else the usual `/etc/ssl` locations), on macOS and iOS the Security
+//! framework, on Windows the system certificate store, on Android the
+//! system's trust store. A Linux machine with no CA bundle and no added root
+//! cannot build a fetcher: [`build`](HttpFetcherBuilder::build) returns
+//! [`HttpBuildError::Client`] ("no CA certificates were loaded from the
+//! system").
+//!
+//! To trust a private CA or a self-signed server as well, pass its PEM
+//! certificate to
+//! [`add_root_certificate`](HttpFetcherBuilder::add_root_certificate); to
+//! trust only the roots you add, turn
+//! [`platform_roots`](HttpFetcherBuilder::platform_roots) off. Without the
+//! `tls` feature (`default-features = false, features = ["http"]`), an
+//! `https` URL is refused as `Rejected` before any connection is tried.
 //!
 //! # Timeouts
 //!
@@ -85,13 +120,15 @@
 //! on. Each failed attempt is logged through `tracing` with the fields `url`,
 //! `status` and `kind`: at `debug` when it is transient, at `warn` otherwise.
 
+mod builder;
 mod classify;
 mod error;
 mod fetcher;
 mod redact;
 mod retry_after;
 
+pub use builder::HttpFetcherBuilder;
 pub use error::{FetchError, HttpBuildError};
-pub use fetcher::{HttpFetcher, HttpFetcherBuilder, IDEMPOTENCY_KEY};
+pub use fetcher::{HttpFetcher, IDEMPOTENCY_KEY};
 pub use redact::redact_url;
-pub use retry_after::parse_retry_after;
+pub use retry_after::{MAX_RETRY_AFTER, parse_retry_after};

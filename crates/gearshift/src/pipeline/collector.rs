@@ -10,16 +10,16 @@ use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
 use super::item::{Ended, Item};
-use super::link::BatchReceiver;
-use super::shared::Shared;
+use super::link::{self, BatchReceiver};
 use crate::config::OnError;
+use crate::control::shared::Shared;
 use crate::outcome::{Failure, ItemId, Outcome};
 use crate::stats::report::Report;
 
 /// Where outcomes go.
 pub(crate) struct Outputs<T> {
-    pub(crate) outcomes: Option<async_channel::Sender<Outcome<T>>>,
-    pub(crate) dead_letter: Option<async_channel::Sender<Failure>>,
+    pub(crate) outcomes: Option<link::Sender<Outcome<T>>>,
+    pub(crate) dead_letter: Option<link::Sender<Failure>>,
     /// Threads running the user's sinks; joined before the report is final.
     pub(crate) threads: Vec<std::thread::JoinHandle<()>>,
 }
@@ -198,6 +198,13 @@ impl<T: Send + 'static> Collector<T> {
         })
         .await;
         let report = Report::build(&shared, true);
+        if report.difference() != 0 {
+            tracing::error!(
+                taken = report.taken,
+                outcomes = report.outcomes(),
+                "items taken and outcomes recorded differ: a bug in gearshift"
+            );
+        }
         tracing::info!(
             ok = report.ok,
             failed = report.failed,

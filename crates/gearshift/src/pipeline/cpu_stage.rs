@@ -7,26 +7,37 @@
 //! waits on a channel). A job runs each batch and hands the results to a
 //! forwarder thread over a crossbeam channel: rayon threads only ever run
 //! work. The permit travels with the results and is released once they are
-//! passed on, which bounds memory by 2 x `workers` batches.
+//! passed on, which bounds memory by 2 x `workers` batches. Failures and
+//! cancellations travel the same way: sent at once while the ended-items
+//! channel has room, else by the forwarder, so a slow dead-letter sink
+//! pushes back without blocking a rayon thread.
+//!
+//! A job that panics outside the stage function (a bug in gearshift, or a
+//! user's `Drop` that panics) ends the item it was running and the rest of
+//! its batch as `Failed`, and goes on with the next batch.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use crate::control::shutdown::Signal;
+use crate::sync::shutdown::Signal;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use super::item::{EndedTx, Item, panic_message, send_cancelled, send_failed};
+use super::item::{Ended, EndedTx, Item, discard_after_panic, panic_message};
 use super::link::{BatchReceiver, Outlet, Unsent};
 use crate::config::Config;
-use crate::control::gate::{Gate, GatePermit};
 use crate::error::{ErrorKind, StageError};
 use crate::stats::counters::StageStats;
+use crate::sync::gate::{Gate, GatePermit};
 
 /// A batch's results on their way to the forwarder, with the batch's permit.
-type Done<U> = (Vec<Item<U>>, GatePermit);
+pub(crate) struct Done<U> {
+    outs: Vec<Item<U>>,
+    ended: Vec<Ended>,
+    permit: GatePermit,
+}
 
 /// The stage function, boxed: one indirect call per item is noise next to
 /// the work, and it keeps the stage's types simple.
@@ -82,18 +93,25 @@ pub(crate) type Ready<T> = (Vec<Item<T>>, GatePermit);
 pub(crate) fn spawn_forwarder<U: Send + 'static>(
     name: &str,
     output: Arc<Outlet<U>>,
+    ended: EndedTx,
     stats: Arc<StageStats>,
 ) -> std::io::Result<crossbeam_channel::Sender<Done<U>>> {
     let (tx, rx) = crossbeam_channel::unbounded::<Done<U>>();
     std::thread::Builder::new()
         .name(format!("gearshift-fwd-{name}"))
         .spawn(move || {
-            for (items, permit) in rx {
-                let n = items.len();
+            for Done {
+                outs,
+                ended: gone,
+                permit,
+            } in rx
+            {
+                let n = outs.len();
                 let blocked = std::time::Instant::now();
                 // The output only closes if the collector is gone, which
                 // happens only after every stage has finished.
-                let unsent = output.send_all_blocking(items).err().map_or(0, |u| u.len());
+                let unsent = output.send_all_blocking(outs).err().map_or(0, |u| u.len());
+                gone.into_iter().for_each(|e| e.send_blocking(&ended));
                 stats.blocked_put_nanos.add_time(blocked.elapsed());
                 stats.items_out.add((n - unsent) as u64);
                 drop(permit);
@@ -159,7 +177,7 @@ where
             let Some(permit) = permit else {
                 self.stats.items_in.add(carry.len() as u64);
                 for item in carry.drain(..) {
-                    self.cancel(item.id);
+                    self.cancel(item.id).await;
                 }
                 continue;
             };
@@ -299,27 +317,72 @@ where
     ) {
         let started = std::time::Instant::now();
         let n = batch.len();
-        let mut outs = Vec::with_capacity(n);
+        let mut done = Done {
+            outs: Vec::with_capacity(n),
+            ended: Vec::new(),
+            permit,
+        };
+        let mut rest = batch.into_iter();
+        let mut running = None;
+        let run = catch_unwind(AssertUnwindSafe(|| {
+            self.run_items(&mut rest, &mut running, &mut done)
+        }));
+        if let Err(panic) = run {
+            let panic = panic_message(&*panic);
+            let rest = rest.map(|item| {
+                discard_after_panic(item.value);
+                item.id
+            });
+            let ids: Vec<_> = running.into_iter().chain(rest).collect();
+            tracing::error!(stage = %self.name, error = %panic, items = ids.len(), "worker panicked outside the stage function; its items end as failed");
+            let error = StageError::msg(ErrorKind::Panic, format!("worker {panic}"));
+            for id in ids {
+                self.stats.failed.add(1);
+                done.ended
+                    .push(Ended::failed(id, &self.name, error.clone(), 1));
+            }
+        }
+        let busy = started.elapsed();
+        self.stats.attempts.add(1);
+        self.stats.busy_nanos.add_time(busy);
+        self.observe_cost(busy, n);
+        self.hand_off(done, results);
+    }
+
+    /// Runs the items of a batch, each into `done`. `running` names the
+    /// item whose outcome is not yet in `done`, for a panic to fail it.
+    fn run_items(
+        &self,
+        items: &mut std::vec::IntoIter<Item<T>>,
+        running: &mut Option<u64>,
+        done: &mut Done<U>,
+    ) {
+        let started = std::time::Instant::now();
+        let n = items.len();
         // Items too cheap to time one by one share the batch's average.
         let time_each = match self.item_nanos.load(Ordering::Relaxed) {
             0 => true,
             nanos => nanos >= TIME_EACH_ITEM_FROM.as_nanos() as u64,
         };
         let mut times = Vec::with_capacity(if time_each { n } else { 0 });
-        for item in batch {
-            let (id, born) = (item.id, item.born);
+        for Item { id, born, value } in items.by_ref() {
+            *running = Some(id);
             if self.abort.is_set() {
-                self.cancel(id);
+                self.stats.cancelled.add(1);
+                done.ended.push(Ended::cancelled(id));
+                *running = None;
+                drop(value);
                 continue;
             }
             let t0 = time_each.then(std::time::Instant::now);
-            let result = catch_unwind(AssertUnwindSafe(|| (self.f)(item.value)));
+            let result = catch_unwind(AssertUnwindSafe(|| (self.f)(value)));
             if let Some(t0) = t0 {
                 times.push(t0.elapsed());
             }
             let error = match result {
                 Ok(Ok(value)) => {
-                    outs.push(Item { id, born, value });
+                    done.outs.push(Item { id, born, value });
+                    *running = None;
                     continue;
                 }
                 Ok(Err(e)) => e,
@@ -327,34 +390,46 @@ where
             };
             self.stats.record_error(error.kind());
             self.stats.failed.add(1);
-            send_failed(&self.ended, id, &self.name, error, 1);
+            done.ended.push(Ended::failed(id, &self.name, error, 1));
+            *running = None;
         }
-        let busy = started.elapsed();
         let worker = rayon::current_thread_index().unwrap_or(0);
         if time_each {
             self.stats.latency.record_all(worker, times);
         } else if n > 0 {
+            let busy = started.elapsed();
             self.stats
                 .latency
                 .record_n(worker, busy / n as u32, n as u64);
         }
-        self.stats.attempts.add(1);
-        self.stats.busy_nanos.add_time(busy);
-        self.observe_cost(busy, n);
-        // Pass results on directly while the next channel has room; hand
-        // the rest to the forwarder, which may block (rayon threads never do).
+    }
+
+    /// Passes results and ended items on directly while their channels have
+    /// room, and hands the rest to the forwarder, which may block (rayon
+    /// threads never do).
+    fn hand_off(&self, mut done: Done<U>, results: &crossbeam_channel::Sender<Done<U>>) {
+        let outs = std::mem::take(&mut done.outs);
         let n = outs.len();
         match self.output.try_send_all(outs) {
             Ok(()) => self.stats.items_out.add(n as u64),
             Err(Unsent::Full(rest) | Unsent::Closed(rest)) => {
                 self.stats.items_out.add((n - rest.len()) as u64);
-                // The forwarder outlives every job: it stops only once all
-                // senders, including this job's, are gone.
-                let _ = results.send((rest, permit));
-                return;
+                done.outs = rest;
             }
         }
-        drop(permit);
+        let mut gone = std::mem::take(&mut done.ended).into_iter();
+        for e in gone.by_ref() {
+            if let Err(full) = self.ended.try_send(e) {
+                done.ended.push(full.into_inner());
+                break;
+            }
+        }
+        done.ended.extend(gone);
+        if !done.outs.is_empty() || !done.ended.is_empty() {
+            // The forwarder outlives every job: it stops only once all
+            // senders, including this job's, are gone.
+            let _ = results.send(done);
+        }
     }
 
     /// Folds a batch's cost per item into the moving average (1/8 weight)
@@ -378,13 +453,15 @@ where
     async fn cancel_rest(&self) {
         while let Ok(items) = self.input.recv().await {
             self.stats.items_in.add(items.len() as u64);
-            items.iter().for_each(|item| self.cancel(item.id));
+            for item in items {
+                self.cancel(item.id).await;
+            }
         }
     }
 
-    fn cancel(&self, id: u64) {
+    async fn cancel(&self, id: u64) {
         self.stats.cancelled.add(1);
-        send_cancelled(&self.ended, id);
+        Ended::cancelled(id).send(&self.ended).await;
     }
 }
 

@@ -7,7 +7,13 @@
 //! to wait (for an item, or for a call that is not done at once), the next
 //! stage has no room for them (then the agent waits before its next call, as
 //! backpressure), or it stops: one channel operation per batch when calls are
-//! instant, and no result held back behind a call that takes time.
+//! instant, and no result held back behind a call or a wait that takes time.
+//!
+//! Every wait of a call (for a permit, the remote's pause, the rate limit, a
+//! backoff) ends early on an abort and on the item's deadline. An agent that
+//! panics anyway (a bug in gearshift, or a user's `Clone` or error
+//! conversion that panics outside the stage function) ends every item it
+//! holds as `Failed` and is replaced, so no item is lost with it.
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
@@ -24,16 +30,17 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use super::item::{EndedTx, Item, panic_message, send_cancelled, send_failed};
-use super::link::Outlet;
+use super::item::{Ended, EndedTx, Item, discard_after_panic, panic_message};
+use super::link::{self, Outlet};
 use crate::config::{Config, RetryPolicy};
-use crate::control::gate::{Gate, GateRef, Kept};
-use crate::control::pause::Pause;
-use crate::control::rate::RateLimit;
-use crate::control::roster::Roster;
-use crate::control::shutdown::Signal;
 use crate::error::{ErrorKind, StageError};
+use crate::outcome::ItemId;
 use crate::stats::counters::{AgentStats, StageStats};
+use crate::sync::gate::{Gate, GateRef, Kept};
+use crate::sync::pause::Pause;
+use crate::sync::rate::RateLimit;
+use crate::sync::roster::Roster;
+use crate::sync::shutdown::Signal;
 
 /// How an IO stage turns what agents take from the channel into calls.
 pub(crate) trait Unit<T, U>: Send + Sync + 'static {
@@ -54,6 +61,8 @@ pub(crate) trait Unit<T, U>: Send + Sync + 'static {
 /// call (while its next item is ready and permits are free), and its last
 /// clock read. Everything is given back before the agent waits.
 pub(crate) struct Held<U> {
+    /// Items taken and not yet passed on or ended: failed if the agent panics.
+    in_hand: Vec<ItemId>,
     outbox: Vec<Item<U>>,
     latencies: Vec<Duration>,
     permit: Option<Kept>,
@@ -68,6 +77,7 @@ const LATENCIES_HELD: usize = 64;
 impl<U> Held<U> {
     fn new() -> Self {
         Held {
+            in_hand: Vec::new(),
             outbox: Vec::new(),
             latencies: Vec::with_capacity(LATENCIES_HELD),
             permit: None,
@@ -107,10 +117,16 @@ pub(crate) enum CallError {
     Cancelled,
 }
 
+/// What ended a wait before it was over.
+enum Interrupted {
+    Aborted,
+    Deadline,
+}
+
 /// Everything an IO stage's agents share.
 pub(crate) struct IoCore<T, U> {
     pub(crate) name: Arc<str>,
-    pub(crate) input: async_channel::Receiver<Item<T>>,
+    pub(crate) input: link::Receiver<Item<T>>,
     pub(crate) output: Outlet<U>,
     /// Results an agent keeps before passing them on in one batch (when the
     /// next stage takes batches): `items_per_batch`, live.
@@ -124,6 +140,8 @@ pub(crate) struct IoCore<T, U> {
     pub(crate) shrink: Notify,
     pub(crate) abort: Signal,
     pub(crate) retry: RetryPolicy,
+    /// The longest pause a remote's `Retry-After` may impose.
+    pub(crate) max_pause: Duration,
     pub(crate) api_timeout: Duration,
     pub(crate) item_deadline: Option<Duration>,
     /// Whether this is the first stage: it starts each item's clock when it
@@ -135,6 +153,8 @@ pub(crate) struct IoCore<T, U> {
 enum Exit {
     Retired,
     InputClosed,
+    /// It panicked; its items were failed, and a new agent takes its place.
+    Panicked,
 }
 
 /// Runs the stage until its input is closed and drained: applies
@@ -174,9 +194,10 @@ pub(crate) async fn supervise<T, U, W>(
             changed = config.changed(), if watching => watching = changed.is_ok(),
             joined = agents.join_next() => match joined {
                 Some(Ok(Exit::InputClosed)) => input_done = true,
-                Some(Ok(Exit::Retired)) => {}
+                Some(Ok(Exit::Retired | Exit::Panicked)) => {}
                 Some(Err(e)) => {
-                    // Agents catch the stage function's panics; this is a bug.
+                    // Agents catch every panic, their own included: this is
+                    // a task cancelled by the runtime shutting down.
                     tracing::error!(stage = %core.name, error = %e, "agent task failed");
                     core.roster.leave();
                 }
@@ -213,29 +234,69 @@ where
     let stats = core.stats.register_agent(id);
     tracing::debug!(stage = %core.name, agent = id, "agent started");
     let mut held = Held::new();
+    let run = AssertUnwindSafe(run_agent(&core, &*unit, id, &stats, &mut held))
+        .catch_unwind()
+        .await;
+    let panic = match run {
+        Ok(exit) => return exit,
+        Err(panic) => panic_message(&*panic),
+    };
+    // What the agent holds is intact (items are moved in and out whole):
+    // end each of them, then make room for a replacement.
+    let held_items = held.in_hand.len() + held.outbox.len();
+    tracing::error!(stage = %core.name, agent = id, error = %panic, items = held_items, "agent panicked; its items end as failed and a new agent replaces it");
+    held.permit = None;
+    let error = StageError::msg(ErrorKind::Panic, format!("agent {panic}"));
+    let outbox = held.outbox.drain(..).map(|item| {
+        discard_after_panic(item.value);
+        item.id
+    });
+    let ids: Vec<ItemId> = held.in_hand.drain(..).chain(outbox).collect();
+    for id in ids {
+        core.end(id, CallError::Failed(error.clone(), 1)).await;
+    }
+    core.roster.leave();
+    core.stats.fold_agent(&stats, false);
+    Exit::Panicked
+}
+
+/// The agent's loop: takes items and processes them until it retires or
+/// its input is closed and drained.
+async fn run_agent<T, U, W>(
+    core: &IoCore<T, U>,
+    unit: &W,
+    id: usize,
+    stats: &AgentStats,
+    held: &mut Held<U>,
+) -> Exit
+where
+    T: Clone + Send + 'static,
+    U: Send + 'static,
+    W: Unit<T, U>,
+{
     loop {
         if core.roster.try_retire() {
-            core.flush(&mut held, &stats).await;
-            return retire(&core, &stats, id);
+            core.flush(held, stats).await;
+            return retire(core, stats, id);
         }
         let item = match core.input.try_recv() {
             Ok(item) => item,
             Err(async_channel::TryRecvError::Closed) => {
-                core.flush(&mut held, &stats).await;
-                return leave(&core, &stats);
+                core.flush(held, stats).await;
+                return leave(core, stats);
             }
             Err(async_channel::TryRecvError::Empty) => {
                 // Nothing queued: give back the permit, pass on what the
                 // outbox holds, then wait for an item, or for a shrink that
                 // may retire this agent.
                 held.permit = None;
-                core.flush(&mut held, &stats).await;
+                core.flush(held, stats).await;
                 let waited = Instant::now();
                 let notified = core.shrink.notified();
                 tokio::pin!(notified);
                 notified.as_mut().enable();
                 if core.roster.try_retire() {
-                    return retire(&core, &stats, id);
+                    return retire(core, stats, id);
                 }
                 let next = tokio::select! {
                     biased;
@@ -245,7 +306,7 @@ where
                 held.now = Instant::now();
                 stats.idle_nanos.add_time(held.now - waited);
                 let Ok(item) = next else {
-                    return leave(&core, &stats);
+                    return leave(core, stats);
                 };
                 item
             }
@@ -254,7 +315,7 @@ where
         if core.first {
             item.born = held.now;
         }
-        unit.process(&core, item, &stats, &mut held).await;
+        unit.process(core, item, stats, held).await;
     }
 }
 
@@ -280,11 +341,11 @@ where
     {
         let mut input = Some(input);
         let mut backoff = None;
-        let deadline = self.item_deadline.map(|d| held.now + d);
+        // Validated at most a year, so this only fails on a clock near its end.
+        let deadline = self.item_deadline.and_then(|d| held.now.checked_add(d));
         let mut attempt = 0;
+        let mut last_error: Option<StageError> = None;
         loop {
-            attempt += 1;
-            let last = attempt >= self.retry.max_attempts;
             // Each wait polls the ready case first, so the abort signal is
             // only registered (which takes a lock) when the agent must wait.
             if self.abort.is_set() {
@@ -298,6 +359,8 @@ where
             {
                 self.flush(held, agent).await;
             }
+            let interrupted =
+                |why, waiting_for| self.interrupted(why, waiting_for, attempt, last_error.as_ref());
             let permit = match held.permit.take() {
                 Some(kept) if kept.still_ours() => CallPermit::Kept(kept),
                 kept => {
@@ -305,11 +368,11 @@ where
                     match self.permits.try_acquire_ref() {
                         Some(permit) => CallPermit::Taken(permit),
                         None => {
-                            let permit = tokio::select! {
-                                biased;
-                                permit = self.permits.acquire_ref() => permit,
-                                _ = self.abort.triggered() => return Err(CallError::Cancelled),
-                            };
+                            self.flush(held, agent).await;
+                            let permit = self
+                                .wait(self.permits.acquire_ref(), deadline)
+                                .await
+                                .map_err(|why| interrupted(why, "an API permit"))?;
                             held.now = Instant::now();
                             CallPermit::Taken(permit)
                         }
@@ -319,13 +382,24 @@ where
             // The pause is checked after the permit, right before the call:
             // a pause that began while this agent waited for a permit holds.
             if self.pause.is_on(held.now) || self.rate.is_limited() {
-                tokio::select! {
-                    biased;
-                    _ = async { self.pause.wait().await; self.rate.ready().await; self.pause.wait().await } => {}
-                    _ = self.abort.triggered() => return Err(CallError::Cancelled),
+                if let (Some(until), Some(d)) = (self.pause.until(), deadline)
+                    && until >= d
+                {
+                    return Err(interrupted(Interrupted::Deadline, "the remote's pause"));
                 }
+                self.flush(held, agent).await;
+                let paced = async {
+                    self.pause.wait().await;
+                    self.rate.ready().await;
+                    self.pause.wait().await;
+                };
+                self.wait(paced, deadline)
+                    .await
+                    .map_err(|why| interrupted(why, "the remote's pause or the rate limit"))?;
                 held.now = Instant::now();
             }
+            attempt += 1;
+            let last = attempt >= self.retry.max_attempts;
             let started = held.now;
             let timeout = match deadline {
                 Some(d) => self.api_timeout.min(d.saturating_duration_since(started)),
@@ -385,34 +459,95 @@ where
             };
             agent.errors.add(1);
             self.stats.record_error(error.kind());
-            if let Some(pause) = error.retry_after() {
-                self.pause.extend(pause);
-                self.stats.retry_after_max_nanos.fetch_max(
-                    pause.as_nanos() as u64,
-                    std::sync::atomic::Ordering::Relaxed,
-                );
-                tracing::info!(stage = %self.name, pause_ms = pause.as_millis() as u64, "remote asked to retry after; stage paused");
+            if let Some(asked) = error.retry_after() {
+                self.pause_for(asked);
             }
-            let in_time = deadline.is_none_or(|d| Instant::now() < d);
-            if last || !in_time || !self.retry.should_retry(&error) {
+            if last || !self.retry.should_retry(&error) {
                 tracing::debug!(stage = %self.name, attempts = attempt, error = %error, "giving up on item");
+                return Err(CallError::Failed(error, attempt));
+            }
+            let backoff = backoff.get_or_insert_with(|| self.backoff());
+            let delay = backoff.next().unwrap_or(self.retry.max_backoff);
+            // No retry that could not start before the deadline.
+            let retry_at = Instant::now().checked_add(delay);
+            if let Some(d) = deadline
+                && retry_at.is_none_or(|at| at >= d)
+            {
+                tracing::debug!(stage = %self.name, attempts = attempt, error = %error, "giving up on item: no time left for a retry");
                 return Err(CallError::Failed(error, attempt));
             }
             agent.retries.add(1);
             self.stats.retries.add(1);
-            let backoff = backoff.get_or_insert_with(|| self.backoff());
-            let mut delay = backoff.next().unwrap_or(self.retry.max_backoff);
-            if let Some(d) = deadline {
-                delay = delay.min(d.saturating_duration_since(Instant::now()));
-            }
             tracing::trace!(stage = %self.name, attempt, delay_ms = delay.as_millis() as u64, error = %error, "retrying");
-            tokio::select! {
-                biased;
-                _ = self.abort.triggered() => return Err(CallError::Cancelled),
-                _ = tokio::time::sleep(delay) => {}
-            }
+            last_error = Some(error);
+            self.flush(held, agent).await;
+            let slept = match retry_at {
+                Some(at) => self.wait(tokio::time::sleep_until(at), deadline).await,
+                None => self.wait(std::future::pending::<()>(), deadline).await,
+            };
+            slept
+                .map_err(|why| self.interrupted(why, "a backoff", attempt, last_error.as_ref()))?;
             held.now = Instant::now();
         }
+    }
+
+    /// Waits for `wait` unless the pipeline is aborted or the item's
+    /// deadline passes first.
+    async fn wait<R>(
+        &self,
+        wait: impl Future<Output = R>,
+        deadline: Option<Instant>,
+    ) -> Result<R, Interrupted> {
+        let deadline = async {
+            match deadline {
+                Some(d) => tokio::time::sleep_until(d).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            biased;
+            _ = self.abort.triggered() => Err(Interrupted::Aborted),
+            r = wait => Ok(r),
+            _ = deadline => Err(Interrupted::Deadline),
+        }
+    }
+
+    /// The outcome of a call whose wait was cut short: cancelled on an
+    /// abort, failed as a timeout (naming the wait and the last error) when
+    /// the item's deadline passed.
+    fn interrupted(
+        &self,
+        why: Interrupted,
+        waiting_for: &str,
+        attempts: u32,
+        last_error: Option<&StageError>,
+    ) -> CallError {
+        if let Interrupted::Aborted = why {
+            return CallError::Cancelled;
+        }
+        let limit = self.item_deadline.unwrap_or_default();
+        let mut msg = format!("item deadline of {limit:?} passed while waiting for {waiting_for}");
+        if let Some(e) = last_error {
+            msg.push_str(&format!(" (last error: {e})"));
+        }
+        tracing::debug!(stage = %self.name, attempts, error = %msg, "giving up on item");
+        CallError::Failed(StageError::msg(ErrorKind::Timeout, msg), attempts)
+    }
+
+    /// Pauses every agent of the stage for what the remote asked, cut to
+    /// `max_pause`: a header is outside input, and an absurd one must not
+    /// stall the stage for ever.
+    fn pause_for(&self, asked: Duration) {
+        let pause = asked.min(self.max_pause);
+        if pause < asked {
+            tracing::info!(stage = %self.name, asked_s = asked.as_secs(), max_pause_s = pause.as_secs(), "remote asked for a pause longer than max_pause; cut to max_pause");
+        }
+        self.pause.extend(pause);
+        let nanos = u64::try_from(pause.as_nanos()).unwrap_or(u64::MAX);
+        self.stats
+            .retry_after_max_nanos
+            .fetch_max(nanos, std::sync::atomic::Ordering::Relaxed);
+        tracing::info!(stage = %self.name, pause_ms = pause.as_millis() as u64, "remote asked to retry after; stage paused");
     }
 
     fn record_latencies(&self, held: &mut Held<U>, agent: &AgentStats) {
@@ -461,14 +596,18 @@ where
         if held.outbox.is_empty() {
             return;
         }
-        let room = self.out_batch.load(Ordering::Relaxed);
-        let batch = std::mem::replace(&mut held.outbox, Vec::with_capacity(room));
+        // Sized by use, not by `items_per_batch` (which may be 2^24).
+        let used = held.outbox.len();
+        let batch = std::mem::replace(&mut held.outbox, Vec::with_capacity(used));
         let n = batch.len() as u64;
         let batch = match tx.try_send(batch) {
             Ok(()) => return agent.passed.add(n),
             Err(async_channel::TrySendError::Full(batch)) => batch,
             Err(async_channel::TrySendError::Closed(batch)) => {
-                return batch.iter().for_each(|i| self.end_cancelled(i.id));
+                for item in batch {
+                    self.end_cancelled(item.id).await;
+                }
+                return;
             }
         };
         // The send owns the batch: keep the ids, to cancel them on an abort.
@@ -485,14 +624,16 @@ where
         if sent {
             agent.passed.add(n);
         } else {
-            ids.into_iter().for_each(|id| self.end_cancelled(id));
+            for id in ids {
+                self.end_cancelled(id).await;
+            }
         }
     }
 
     /// Passes an item on, waiting (and counting the wait) if the channel is full.
     async fn forward(
         &self,
-        tx: &async_channel::Sender<Item<U>>,
+        tx: &link::Sender<Item<U>>,
         item: Item<U>,
         agent: &AgentStats,
         held: &mut Held<U>,
@@ -501,7 +642,7 @@ where
         let item = match tx.try_send(item) {
             Ok(()) => return agent.passed.add(1),
             Err(async_channel::TrySendError::Full(item)) => item,
-            Err(async_channel::TrySendError::Closed(_)) => return self.end_cancelled(id),
+            Err(async_channel::TrySendError::Closed(_)) => return self.end_cancelled(id).await,
         };
         held.permit = None;
         let blocked = Instant::now();
@@ -515,23 +656,25 @@ where
         if sent {
             agent.passed.add(1);
         } else {
-            self.end_cancelled(id);
+            self.end_cancelled(id).await;
         }
     }
 
-    pub(crate) fn end(&self, id: u64, result: CallError) {
+    pub(crate) async fn end(&self, id: u64, result: CallError) {
         match result {
-            CallError::Cancelled => self.end_cancelled(id),
+            CallError::Cancelled => self.end_cancelled(id).await,
             CallError::Failed(error, attempts) => {
                 self.stats.failed.add(1);
-                send_failed(&self.ended, id, &self.name, error, attempts);
+                Ended::failed(id, &self.name, error, attempts)
+                    .send(&self.ended)
+                    .await;
             }
         }
     }
 
-    fn end_cancelled(&self, id: u64) {
+    async fn end_cancelled(&self, id: u64) {
         self.stats.cancelled.add(1);
-        send_cancelled(&self.ended, id);
+        Ended::cancelled(id).send(&self.ended).await;
     }
 }
 
@@ -553,11 +696,14 @@ where
         agent.taken.add(1);
         let (id, born) = (item.id, item.born);
         if core.abort.is_set() {
-            return core.end(id, CallError::Cancelled);
+            return core.end(id, CallError::Cancelled).await;
         }
-        match core.call(item.value, &self.0, agent, held).await {
+        held.in_hand.push(id);
+        let result = core.call(item.value, &self.0, agent, held).await;
+        held.in_hand.clear();
+        match result {
             Ok(value) => core.pass(Item { id, born, value }, agent, held).await,
-            Err(e) => core.end(id, e),
+            Err(e) => core.end(id, e).await,
         }
     }
 }
@@ -587,6 +733,9 @@ where
             values.push(item.value);
         }
         agent.taken.add(keys.len() as u64);
+        // Reversed, so each item's id is popped as the item is passed on or
+        // ended, in order.
+        held.in_hand.extend(keys.iter().rev().map(|(id, _)| *id));
         let result = if core.abort.is_set() {
             Err(CallError::Cancelled)
         } else {
@@ -595,6 +744,7 @@ where
         match result {
             Ok(outs) if outs.len() == keys.len() => {
                 for ((id, born), value) in keys.into_iter().zip(outs) {
+                    held.in_hand.pop();
                     core.pass(Item { id, born, value }, agent, held).await;
                 }
             }
@@ -605,19 +755,19 @@ where
                     keys.len()
                 );
                 for (id, _) in keys {
-                    core.end(
-                        id,
-                        CallError::Failed(StageError::msg(ErrorKind::BadPayload, msg.clone()), 1),
-                    );
+                    held.in_hand.pop();
+                    let error = StageError::msg(ErrorKind::BadPayload, msg.clone());
+                    core.end(id, CallError::Failed(error, 1)).await;
                 }
             }
             Err(e) => {
                 for (id, _) in keys {
+                    held.in_hand.pop();
                     let e = match &e {
                         CallError::Cancelled => CallError::Cancelled,
                         CallError::Failed(err, n) => CallError::Failed(err.clone(), *n),
                     };
-                    core.end(id, e);
+                    core.end(id, e).await;
                 }
             }
         }

@@ -3,149 +3,237 @@
 //! items. A stage that takes them in bulk (a CPU stage, the collector) is fed
 //! by a channel of batches bounded in items: a producer hands over a whole
 //! batch in one channel operation, and memory stays bounded by items, however
-//! small the batches are.
+//! small the batches are. The outcome and dead-letter channels are bounded
+//! channels too.
+//!
+//! Each is an unbounded queue, which allocates in small blocks as it fills
+//! and frees them as it drains, behind a semaphore of room: a capacity of
+//! 2^24 costs nothing until items fill it, where a preallocated ring of that
+//! size takes hundreds of MiB for a run of a thousand items.
 
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
-use async_channel::{RecvError, TryRecvError, TrySendError};
-use tokio::sync::Semaphore;
+use async_channel::{RecvError, SendError, TryRecvError, TrySendError};
+use futures::Stream;
+use tokio::sync::{Semaphore, TryAcquireError};
 
 use super::item::Item;
 
 /// Where a stage sends its results: decided by the stage that takes them.
 pub(crate) enum Outlet<T> {
     /// One item per message, for an IO stage.
-    Items(async_channel::Sender<Item<T>>),
+    Items(Sender<Item<T>>),
     /// Batches, for a CPU stage or the collector.
     Batches(BatchSender<T>),
 }
 
-/// Sends batches into a channel bounded by the items it holds.
-pub(crate) struct BatchSender<T> {
-    tx: async_channel::Sender<Vec<Item<T>>>,
+/// Sends into a channel bounded by the room its messages take.
+pub(crate) struct Sender<X> {
+    tx: async_channel::Sender<X>,
     room: Arc<Semaphore>,
+    weigh: Weigh<X>,
+}
+
+/// Receives from a bounded channel; gives room back as it takes messages.
+/// Clones share the channel.
+pub(crate) struct Receiver<X> {
+    rx: Pin<Box<async_channel::Receiver<X>>>,
+    room: Arc<Room>,
+    weigh: Weigh<X>,
+}
+
+/// Sends batches into a channel bounded by the items it holds.
+pub(crate) type BatchSender<T> = Sender<Vec<Item<T>>>;
+/// Receives batches from a channel bounded by the items it holds.
+pub(crate) type BatchReceiver<T> = Receiver<Vec<Item<T>>>;
+
+/// The room a message takes: 1, or a batch's items.
+struct Weigh<X> {
+    of: fn(&X) -> usize,
     capacity: usize,
 }
 
-/// Receives batches; gives their room back as it takes them.
-pub(crate) struct BatchReceiver<T> {
-    rx: async_channel::Receiver<Vec<Item<T>>>,
-    room: QueueWatch,
+/// The room of a channel. Closed when the last receiver is gone, so that
+/// senders waiting for room give up.
+struct Room {
+    sem: Arc<Semaphore>,
+    capacity: usize,
+}
+
+/// A channel of at most `capacity` messages.
+pub(crate) fn bounded<X>(capacity: usize) -> (Sender<X>, Receiver<X>) {
+    channel(capacity, |_| 1)
 }
 
 /// A channel of batches holding at most `capacity` items (a single batch
 /// larger than that takes the whole channel).
 pub(crate) fn batch_channel<T>(capacity: usize) -> (BatchSender<T>, BatchReceiver<T>) {
-    let capacity = capacity.clamp(1, Semaphore::MAX_PERMITS);
+    channel(capacity, Vec::len)
+}
+
+fn channel<X>(capacity: usize, of: fn(&X) -> usize) -> (Sender<X>, Receiver<X>) {
+    let capacity = capacity.clamp(1, Semaphore::MAX_PERMITS.min(u32::MAX as usize));
     let (tx, rx) = async_channel::unbounded();
-    let room = Arc::new(Semaphore::new(capacity));
+    let sem = Arc::new(Semaphore::new(capacity));
+    let weigh = Weigh { of, capacity };
     (
-        BatchSender {
+        Sender {
             tx,
-            room: Arc::clone(&room),
-            capacity,
+            room: Arc::clone(&sem),
+            weigh,
         },
-        BatchReceiver {
-            rx,
-            room: QueueWatch { room, capacity },
+        Receiver {
+            rx: Box::pin(rx),
+            room: Arc::new(Room { sem, capacity }),
+            weigh,
         },
     )
 }
 
-/// The room a batch of `len` items takes in a channel of `capacity`.
-fn weight(len: usize, capacity: usize) -> u32 {
-    len.min(capacity) as u32
+impl<X> Weigh<X> {
+    fn of(&self, x: &X) -> u32 {
+        (self.of)(x).min(self.capacity) as u32
+    }
+}
+
+impl<X> Clone for Weigh<X> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<X> Copy for Weigh<X> {}
+
+impl<X> Sender<X> {
+    /// Sends if there is room now.
+    pub(crate) fn try_send(&self, x: X) -> Result<(), TrySendError<X>> {
+        match self.room.try_acquire_many(self.weigh.of(&x)) {
+            Ok(room) => room.forget(),
+            Err(TryAcquireError::Closed) => return Err(TrySendError::Closed(x)),
+            Err(TryAcquireError::NoPermits) => return Err(TrySendError::Full(x)),
+        }
+        self.push(x)
+    }
+
+    /// Waits for room, then sends. `Err` gives the message back if every
+    /// receiver is gone.
+    pub(crate) async fn send(&self, x: X) -> Result<(), SendError<X>> {
+        match self.room.acquire_many(self.weigh.of(&x)).await {
+            Ok(room) => room.forget(),
+            Err(_) => return Err(SendError(x)),
+        }
+        self.push(x).map_err(|e| SendError(e.into_inner()))
+    }
+
+    fn push(&self, x: X) -> Result<(), TrySendError<X>> {
+        let w = self.weigh.of(&x);
+        self.tx
+            .try_send(x)
+            .inspect_err(|_| self.room.add_permits(w as usize))
+    }
+}
+
+impl<X> Clone for Sender<X> {
+    fn clone(&self) -> Self {
+        Sender {
+            tx: self.tx.clone(),
+            room: Arc::clone(&self.room),
+            weigh: self.weigh,
+        }
+    }
 }
 
 impl<T> BatchSender<T> {
-    /// Sends if there is room now.
-    pub(crate) fn try_send(&self, batch: Vec<Item<T>>) -> Result<(), TrySendError<Vec<Item<T>>>> {
-        match self
-            .room
-            .try_acquire_many(weight(batch.len(), self.capacity))
-        {
-            Ok(room) => room.forget(),
-            Err(tokio::sync::TryAcquireError::Closed) => return Err(TrySendError::Closed(batch)),
-            Err(tokio::sync::TryAcquireError::NoPermits) => return Err(TrySendError::Full(batch)),
-        }
-        self.push(batch)
-    }
-
-    /// Waits for room, then sends. `Err` gives the batch back if every
-    /// receiver is gone.
-    pub(crate) async fn send(&self, batch: Vec<Item<T>>) -> Result<(), Vec<Item<T>>> {
-        match self
-            .room
-            .acquire_many(weight(batch.len(), self.capacity))
-            .await
-        {
-            Ok(room) => room.forget(),
-            Err(_) => return Err(batch),
-        }
-        self.push(batch).map_err(TrySendError::into_inner)
-    }
-
     /// Whether a batch of `len` items would be sent without waiting now.
     pub(crate) fn has_room(&self, len: usize) -> bool {
-        self.room.available_permits() >= weight(len, self.capacity) as usize
-    }
-
-    fn push(&self, batch: Vec<Item<T>>) -> Result<(), TrySendError<Vec<Item<T>>>> {
-        let w = weight(batch.len(), self.capacity);
-        self.tx.try_send(batch).inspect_err(|_| {
-            self.room.add_permits(w as usize);
-        })
+        self.room.available_permits() >= len.min(self.weigh.capacity)
     }
 }
 
-impl<T> BatchReceiver<T> {
-    pub(crate) async fn recv(&self) -> Result<Vec<Item<T>>, RecvError> {
-        let batch = self.rx.recv().await?;
-        Ok(self.took(batch))
+impl<X> Receiver<X> {
+    /// Waits for a message; `Err` once the channel is empty and every
+    /// sender is gone.
+    pub(crate) async fn recv(&self) -> Result<X, RecvError> {
+        let x = self.rx.recv().await?;
+        Ok(self.took(x))
     }
 
-    pub(crate) fn try_recv(&self) -> Result<Vec<Item<T>>, TryRecvError> {
-        self.rx.try_recv().map(|b| self.took(b))
+    pub(crate) fn try_recv(&self) -> Result<X, TryRecvError> {
+        self.rx.try_recv().map(|x| self.took(x))
     }
 
-    fn took(&self, batch: Vec<Item<T>>) -> Vec<Item<T>> {
-        let QueueWatch { room, capacity } = &self.room;
-        room.add_permits(weight(batch.len(), *capacity) as usize);
-        batch
+    /// As [`recv`](Self::recv), from a thread that is not the runtime's.
+    pub(crate) fn recv_blocking(&self) -> Result<X, RecvError> {
+        self.rx.recv_blocking().map(|x| self.took(x))
     }
 
-    /// Items queued.
+    /// Room queued: messages, or items for a channel of batches.
     pub(crate) fn len(&self) -> usize {
-        self.room.len()
+        self.watcher().len()
     }
 
-    /// A second handle on the same channel, for reading its length.
+    /// A handle that reads the channel's length without keeping it open.
     pub(crate) fn watcher(&self) -> QueueWatch {
         QueueWatch {
-            room: Arc::clone(&self.room.room),
+            room: Arc::clone(&self.room.sem),
             capacity: self.room.capacity,
         }
     }
+
+    fn took(&self, x: X) -> X {
+        self.room.sem.add_permits(self.weigh.of(&x) as usize);
+        x
+    }
 }
 
-impl<T> Drop for BatchReceiver<T> {
-    /// With the last receiver gone, senders waiting for room give up.
-    fn drop(&mut self) {
-        if self.rx.receiver_count() == 1 {
-            self.room.room.close();
+impl<X> std::fmt::Debug for Receiver<X> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Receiver")
+            .field("len", &self.len())
+            .field("capacity", &self.room.capacity)
+            .finish()
+    }
+}
+
+impl<X> Clone for Receiver<X> {
+    fn clone(&self) -> Self {
+        Receiver {
+            rx: Box::pin((*self.rx).clone()),
+            room: Arc::clone(&self.room),
+            weigh: self.weigh,
         }
     }
 }
 
-/// Reads how many items a batch channel holds, without keeping it open.
+impl<X> Stream for Receiver<X> {
+    type Item = X;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<X>> {
+        let polled = self.rx.as_mut().poll_next(cx);
+        match polled {
+            Poll::Ready(Some(x)) => Poll::Ready(Some(self.took(x))),
+            other => other,
+        }
+    }
+}
+
+impl Drop for Room {
+    fn drop(&mut self) {
+        self.sem.close();
+    }
+}
+
+/// Reads how much a channel holds, without keeping it open.
 pub(crate) struct QueueWatch {
     room: Arc<Semaphore>,
     capacity: usize,
 }
 
 impl QueueWatch {
-    /// Items queued (counting a batch whose room is taken but which is not
-    /// sent yet).
+    /// Room taken: counting a message whose room is taken but which is not
+    /// sent yet.
     pub(crate) fn len(&self) -> usize {
         self.capacity.saturating_sub(self.room.available_permits())
     }
@@ -191,7 +279,7 @@ impl<T> Outlet<T> {
             return Ok(());
         }
         match self {
-            Outlet::Batches(tx) => tx.send(items).await,
+            Outlet::Batches(tx) => tx.send(items).await.map_err(SendError::into_inner),
             Outlet::Items(tx) => {
                 let mut items = items.into_iter();
                 while let Some(item) = items.next() {
@@ -220,6 +308,7 @@ pub(crate) enum Unsent<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use futures::StreamExt;
     use tokio::time::Instant;
 
     fn items(ids: std::ops::Range<u64>) -> Vec<Item<u64>> {
@@ -263,9 +352,50 @@ mod tests {
     async fn a_waiting_sender_gives_up_when_the_receiver_is_gone() {
         let (tx, rx) = batch_channel::<u64>(1);
         tx.try_send(items(0..1)).expect("room");
-        let waiting = tokio::spawn(async move { tx.send(items(1..2)).await.map_err(|b| b.len()) });
+        let waiting =
+            tokio::spawn(async move { tx.send(items(1..2)).await.map_err(|b| b.0.len()) });
         tokio::task::yield_now().await;
         drop(rx);
         assert_eq!(waiting.await.unwrap(), Err(1));
+    }
+
+    #[tokio::test]
+    async fn an_item_channel_is_bounded_in_messages_and_ends_after_its_senders() {
+        let (tx, rx) = bounded::<u64>(2);
+        tx.try_send(1).expect("room");
+        tx.send(2).await.expect("room");
+        assert!(matches!(tx.try_send(3), Err(TrySendError::Full(3))));
+        assert_eq!(rx.len(), 2);
+        let rx2 = rx.clone();
+        assert_eq!(rx.try_recv(), Ok(1));
+        tx.try_send(3).expect("the room came back");
+        drop(rx);
+        drop(tx);
+        let rest: Vec<u64> = rx2.collect().await;
+        assert_eq!(rest, [2, 3]);
+    }
+
+    #[tokio::test]
+    async fn an_item_sender_waiting_for_room_gets_it_or_gives_up() {
+        let (tx, rx) = bounded::<u64>(1);
+        tx.try_send(0).expect("room");
+        let tx2 = tx.clone();
+        let waiting = tokio::spawn(async move { tx2.send(1).await });
+        tokio::task::yield_now().await;
+        assert_eq!(rx.recv().await, Ok(0));
+        waiting.await.unwrap().expect("room came back");
+        let waiting = tokio::spawn(async move { tx.send(2).await.map_err(|e| e.0) });
+        tokio::task::yield_now().await;
+        drop(rx);
+        assert_eq!(waiting.await.unwrap(), Err(2));
+    }
+
+    /// Defect 12 of issue 20: a capacity is a bound, not an allocation (a
+    /// preallocated ring of 2^24 slots of 1 KiB would take 16 GiB).
+    #[tokio::test]
+    async fn a_huge_capacity_allocates_nothing_up_front() {
+        let (tx, rx) = bounded::<[u8; 1024]>(1 << 24);
+        tx.send([7; 1024]).await.expect("room");
+        assert_eq!(rx.recv().await.map(|x| x[0]), Ok(7));
     }
 }

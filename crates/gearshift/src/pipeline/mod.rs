@@ -2,16 +2,15 @@
 //! spawn them as one run with bounded memory.
 
 mod collector;
-mod controller;
 mod cpu_stage;
 mod io_stage;
 pub(crate) mod item;
 mod link;
 mod outcomes;
-pub(crate) mod shared;
 mod source;
 
 use std::future::Future;
+use std::marker::PhantomData;
 use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
 
@@ -20,24 +19,24 @@ use futures::stream::Stream;
 use tokio::sync::Semaphore;
 
 use self::collector::{Collector, Outputs};
-use self::controller::Controller;
 use self::cpu_stage::CpuCore;
 use self::io_stage::{Batched, IoCore, Single, Unit};
-use self::item::{Ended, EndedTx};
+use self::item::{EndedTx, ended_channel};
 use self::link::{BatchReceiver, Outlet, batch_channel};
-use self::shared::Shared;
 use self::source::{Source, SourceTask};
 use crate::config::{Config, Order};
-use crate::control::gate::Gate;
-use crate::control::pause::Pause;
-use crate::control::rate::RateLimit;
-use crate::control::roster::Roster;
+use crate::control::controller::Controller;
+use crate::control::shared::Shared;
 use crate::control::{PipelineHandle, Schedule};
 use crate::error::{BuildError, StageError};
 use crate::outcome::{Failure, Outcome};
-use crate::preset::Preset;
+use crate::preset::{Preset, ratio};
 use crate::stats::counters::{Capacity, QueueLen, StageKind, StageStats};
 use crate::stats::report::Report;
+use crate::sync::gate::Gate;
+use crate::sync::pause::Pause;
+use crate::sync::rate::RateLimit;
+use crate::sync::roster::Roster;
 use crate::tuner::Tuner;
 
 pub use outcomes::Outcomes;
@@ -80,6 +79,27 @@ type Build<T> = Box<dyn FnOnce(&mut Ctx, Outlet<T>) -> Result<(), BuildError> + 
 
 /// A pipeline under construction: a source, then stages, then `spawn`.
 ///
+/// # Outputs
+///
+/// The second type parameter says where the outcomes go, so that every
+/// combination that compiles works. A new pipeline is a
+/// `Pipeline<T, ToCaller>`: [`spawn_stream`](Self::spawn_stream) and
+/// [`collect`](Self::collect) hand the outcomes back, [`spawn`](Self::spawn)
+/// and [`run`](Self::run) count and drop them. [`sink`](Self::sink) turns it
+/// into a `Pipeline<T, ToSink>`, which hands every outcome to the sink: it
+/// takes no more stages (the sink is typed by the last stage's output) and
+/// has no `collect` or `spawn_stream` (its outcomes are the sink's).
+///
+/// # Settings: which call wins
+///
+/// Calls apply in the order written, and a later one wins, with one
+/// exception: [`config`](Self::config) replaces the base configuration but
+/// keeps a [`preset`](Self::preset) given earlier, applied again on top
+/// (logged at info). [`configure`](Self::configure) changes made before a
+/// `config` are replaced with the rest of the old configuration (logged at
+/// info). Once running, [`PipelineHandle`] documents who wins between the
+/// handle, a [`Schedule`] and a [`Tuner`].
+///
 /// # Examples
 ///
 /// ```
@@ -96,23 +116,43 @@ type Build<T> = Box<dyn FnOnce(&mut Ctx, Outlet<T>) -> Result<(), BuildError> + 
 /// assert_eq!(outcomes.len(), 100);
 /// # Ok(()) }
 /// ```
-pub struct Pipeline<T> {
+pub struct Pipeline<T, O = ToCaller> {
     config: Config,
+    /// The last preset given, kept on top of a later `config(..)`.
+    preset: Option<Preset>,
+    /// Whether `configure` changed the configuration since it was last set.
+    edited: bool,
     build: Build<T>,
     names: Vec<String>,
     tuner: Option<Box<dyn Tuner>>,
     schedule: Option<Schedule>,
+    /// Set only by `sink`, which makes the pipeline a `Pipeline<T, ToSink>`.
     sink: Option<Box<dyn FnMut(Outcome<T>) + Send>>,
     dead_letter: Option<Box<dyn FnMut(Failure) + Send>>,
+    output: PhantomData<fn() -> O>,
 }
 
-impl<T> std::fmt::Debug for Pipeline<T> {
+/// Where a [`Pipeline`]'s outcomes go: back to the caller, through
+/// [`Pipeline::spawn_stream`] or [`Pipeline::collect`] (or counted and dropped
+/// by [`Pipeline::spawn`] and [`Pipeline::run`]). The default.
+#[derive(Debug)]
+pub enum ToCaller {}
+
+/// Where a [`Pipeline`]'s outcomes go: to the sink given to
+/// [`Pipeline::sink`]. Such a pipeline takes no more stages and has no
+/// stream to hand back.
+#[derive(Debug)]
+pub enum ToSink {}
+
+impl<T, O> std::fmt::Debug for Pipeline<T, O> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Pipeline")
             .field("config", &self.config)
+            .field("preset", &self.preset)
             .field("stages", &self.names)
             .field("tuner", &self.tuner.as_ref().map(|t| t.name().to_owned()))
             .field("schedule", &self.schedule)
+            .field("sink", &self.sink.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -149,7 +189,25 @@ impl<T: Send + 'static> Pipeline<T> {
 
     /// A pipeline over the items sent into a channel, until it is closed.
     /// On cancel the channel is closed and the items still in it are
-    /// recorded as cancelled.
+    /// recorded as cancelled. The channel is an `async_channel`, re-exported
+    /// as [`gearshift::async_channel`](crate::async_channel) so its version
+    /// always matches.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use gearshift::{Pipeline, async_channel};
+    ///
+    /// # #[tokio::main] async fn main() -> Result<(), gearshift::BuildError> {
+    /// let (tx, rx) = async_channel::bounded(64);
+    /// let handle = Pipeline::from_channel(rx).cpu(|x: u64| x * 2).spawn()?;
+    /// for i in 0..10 {
+    ///     tx.send(i).await.unwrap();
+    /// }
+    /// drop(tx); // closing the channel ends the run
+    /// assert_eq!(handle.join().await.ok, 10);
+    /// # Ok(()) }
+    /// ```
     pub fn from_channel(rx: async_channel::Receiver<T>) -> Self {
         Self::from_source(Source::Channel(rx))
     }
@@ -166,6 +224,7 @@ impl<T: Send + 'static> Pipeline<T> {
                     stop: ctx.shared.shutdown.stop.clone(),
                     window: ctx.window.clone(),
                     in_flight: ctx.shared.in_flight.clone(),
+                    taken: Arc::clone(&ctx.shared.ledger.taken),
                 };
                 tokio::spawn(tracing::Instrument::instrument(
                     task.run(),
@@ -178,25 +237,54 @@ impl<T: Send + 'static> Pipeline<T> {
             schedule: None,
             sink: None,
             dead_letter: None,
+            output: PhantomData,
+            preset: None,
+            edited: false,
         }
     }
+}
 
-    /// Replaces the whole configuration. By default, `Config::default()`.
+/// Settings, and starting: for every pipeline, whatever its outputs.
+impl<T: Send + 'static, O> Pipeline<T, O> {
+    /// Replaces the whole configuration. A preset given earlier stays: it is
+    /// applied again on top of `config` (logged at info when that changes
+    /// one of `config`'s values), so the order of `.preset(..)` and
+    /// `.config(..)` does not matter. By default, `Config::default()`.
     pub fn config(mut self, config: Config) -> Self {
+        if self.edited {
+            tracing::info!(
+                "config(..) replaces the whole configuration, with the changes made by configure(..) before it"
+            );
+        }
         self.config = config;
+        self.edited = false;
+        if let Some(preset) = self.preset {
+            let before = ratio(&self.config);
+            preset.apply_to(&mut self.config);
+            if before != ratio(&self.config) {
+                tracing::info!(
+                    %preset,
+                    "the preset given earlier overrides the ratio of the configuration given to config(..)"
+                );
+            }
+        }
         self
     }
 
-    /// Changes the configuration in place.
+    /// Changes the configuration in place, after what came before in the
+    /// chain (so a change here wins over an earlier preset).
     pub fn configure(mut self, change: impl FnOnce(&mut Config)) -> Self {
         change(&mut self.config);
+        self.edited = true;
         self
     }
 
-    /// Applies a preset's ratio knobs (agents, batch size, workers) to the
-    /// configuration; the other settings stay.
+    /// Applies a preset's ratio knobs (agents, API permits, workers, batch
+    /// size) to the configuration; the other settings stay. The preset also
+    /// stays on top of a later [`config`](Self::config). By default, none.
     pub fn preset(mut self, preset: Preset) -> Self {
         preset.apply_to(&mut self.config);
+        self.preset = Some(preset);
         self
     }
 
@@ -221,18 +309,92 @@ impl<T: Send + 'static> Pipeline<T> {
         self
     }
 
-    /// Sends every outcome to `sink`, called on a thread of its own (so a
-    /// slow sink pushes back on the pipeline without blocking the runtime).
-    /// Set it after the last stage.
-    pub fn sink(mut self, sink: impl FnMut(Outcome<T>) + Send + 'static) -> Self {
-        self.sink = Some(Box::new(sink));
-        self
-    }
-
     /// Routes failed outcomes to their own sink instead of the outputs.
     pub fn dead_letter(mut self, sink: impl FnMut(Failure) + Send + 'static) -> Self {
         self.dead_letter = Some(Box::new(sink));
         self
+    }
+
+    /// Starts the pipeline on the current tokio runtime. Outcomes go to the
+    /// sink if one was set, else they are counted and dropped.
+    ///
+    /// Dropping every handle does not stop the pipeline: it runs to the end
+    /// (use [`PipelineHandle::cancel`] to stop it).
+    ///
+    /// # Errors
+    ///
+    /// [`BuildError`] for a bad configuration, no runtime, or no rayon pool.
+    pub fn spawn(self) -> Result<PipelineHandle, BuildError> {
+        self.start(None)
+    }
+
+    /// Runs the pipeline to the end and returns its report.
+    ///
+    /// # Errors
+    ///
+    /// As for [`spawn`](Self::spawn).
+    pub async fn run(self) -> Result<Report, BuildError> {
+        Ok(self.spawn()?.join().await)
+    }
+
+    /// Runs the pipeline to the end on a runtime of its own, for code that
+    /// is not async.
+    ///
+    /// # Errors
+    ///
+    /// As for [`spawn`](Self::spawn); [`BuildError::InsideRuntime`] when
+    /// called inside a tokio runtime, from a task or one of its blocking
+    /// threads (await [`run`](Self::run) there instead), and
+    /// [`BuildError::Pool`] if the runtime cannot start.
+    pub fn run_blocking(self) -> Result<Report, BuildError> {
+        // Starting a runtime inside another panics in tokio: refuse first.
+        if tokio::runtime::Handle::try_current().is_ok() {
+            return Err(BuildError::InsideRuntime);
+        }
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(self.config.cores.clamp(1, 64))
+            .thread_name("gearshift-io")
+            .enable_all()
+            .build()
+            .map_err(|e| BuildError::Pool(format!("could not start a tokio runtime: {e}")))?;
+        rt.block_on(self.run())
+    }
+}
+
+/// Stages and outputs: for a pipeline whose outcomes are not yet a sink's.
+impl<T: Send + 'static> Pipeline<T> {
+    /// Sends every outcome to `sink`, called on a thread of its own (so a
+    /// slow sink pushes back on the pipeline without blocking the runtime).
+    /// The sink takes the last stage's outputs, so it comes after the last
+    /// stage: the pipeline it returns takes no more stages, and its outcomes
+    /// are the sink's, so it has no [`collect`](Self::collect) or
+    /// [`spawn_stream`](Self::spawn_stream) (use [`run`](Pipeline::run) or
+    /// [`spawn`](Pipeline::spawn)). By default, none.
+    ///
+    /// ```compile_fail
+    /// # async fn f() {
+    /// // A sink takes the outcomes: there is nothing left to collect.
+    /// let _ = gearshift::Pipeline::from_iter(0..3u64).cpu(|x| x).sink(|_| {}).collect().await;
+    /// # }
+    /// ```
+    ///
+    /// ```compile_fail
+    /// // The sink goes after the last stage.
+    /// let _ = gearshift::Pipeline::from_iter(0..3u64).sink(|_| {}).cpu(|x| x);
+    /// ```
+    pub fn sink(self, sink: impl FnMut(Outcome<T>) + Send + 'static) -> Pipeline<T, ToSink> {
+        Pipeline {
+            config: self.config,
+            preset: self.preset,
+            edited: self.edited,
+            build: self.build,
+            names: self.names,
+            tuner: self.tuner,
+            schedule: self.schedule,
+            sink: Some(Box::new(sink)),
+            dead_letter: self.dead_letter,
+            output: PhantomData,
+        }
     }
 
     /// Adds an IO stage: agents (tokio tasks) call `f` once per item, under
@@ -276,13 +438,13 @@ impl<T: Send + 'static> Pipeline<T> {
     {
         let index = self.names.len();
         self.then(format!("io-{index}"), move |ctx, upstream, output| {
-            let (tx, input) = async_channel::bounded(ctx.config.channel_capacity);
+            let (tx, input) = link::bounded(ctx.config.channel_capacity);
             upstream(ctx, Outlet::Items(tx))?;
             let c = &ctx.config;
             let name = Arc::clone(&ctx.names[index]);
             let roster = Arc::new(Roster::new(c.total_agents()));
             let permits = Gate::new(c.total_api_permits());
-            let queue = input.clone();
+            let queue = input.watcher();
             let stats = Arc::new(StageStats::new(
                 Arc::clone(&name),
                 StageKind::Io,
@@ -309,6 +471,7 @@ impl<T: Send + 'static> Pipeline<T> {
                 shrink: tokio::sync::Notify::new(),
                 abort: ctx.shared.shutdown.abort.clone(),
                 retry: c.retry.clone(),
+                max_pause: c.max_pause,
                 api_timeout: c.api_timeout,
                 item_deadline: c.item_deadline,
                 first: index == 0,
@@ -362,11 +525,13 @@ impl<T: Send + 'static> Pipeline<T> {
                 c.cores,
             ));
             ctx.register(&stats);
-            let results =
-                cpu_stage::spawn_forwarder(&name, Arc::clone(&output), Arc::clone(&stats))
-                    .map_err(|e| {
-                        BuildError::Pool(format!("could not start a forwarder thread: {e}"))
-                    })?;
+            let results = cpu_stage::spawn_forwarder(
+                &name,
+                Arc::clone(&output),
+                ctx.ended.clone(),
+                Arc::clone(&stats),
+            )
+            .map_err(|e| BuildError::Pool(format!("could not start a forwarder thread: {e}")))?;
             let core = Arc::new(CpuCore {
                 name: Arc::clone(&name),
                 f: Box::new(move |x| f(x).map_err(Into::into)),
@@ -397,90 +562,67 @@ impl<T: Send + 'static> Pipeline<T> {
     ) -> Pipeline<U> {
         let Pipeline {
             config,
+            preset,
+            edited,
             build,
             mut names,
             tuner,
             schedule,
-            sink: _,
+            sink: _, // always `None` for a `Pipeline<T, ToCaller>`
             dead_letter,
+            output: _,
         } = self;
         names.push(name);
         Pipeline {
             config,
+            preset,
+            edited,
             build: Box::new(move |ctx, output| stage(ctx, build, output)),
             names,
             tuner,
             schedule,
             sink: None,
             dead_letter,
+            output: PhantomData,
         }
-    }
-
-    /// Starts the pipeline on the current tokio runtime. Outcomes go to the
-    /// sink if one was set, else they are counted and dropped.
-    ///
-    /// Dropping every handle does not stop the pipeline: it runs to the end
-    /// (use [`PipelineHandle::cancel`] to stop it).
-    ///
-    /// # Errors
-    ///
-    /// [`BuildError`] for a bad configuration, no runtime, or no rayon pool.
-    pub fn spawn(self) -> Result<PipelineHandle, BuildError> {
-        self.start(false).map(|(h, _)| h)
     }
 
     /// Starts the pipeline and returns its outcomes as a stream.
     ///
     /// # Errors
     ///
-    /// As for [`spawn`](Self::spawn).
+    /// As for [`spawn`](Pipeline::spawn).
     pub fn spawn_stream(self) -> Result<(PipelineHandle, Outcomes<T>), BuildError> {
-        self.start(true)
-            .map(|(h, o)| (h, o.expect("a stream was asked for")))
-    }
-
-    /// Runs the pipeline to the end and returns its report.
-    ///
-    /// # Errors
-    ///
-    /// As for [`spawn`](Self::spawn).
-    pub async fn run(self) -> Result<Report, BuildError> {
-        Ok(self.spawn()?.join().await)
+        // The stream's capacity comes from the configuration: check it first.
+        self.config.validate()?;
+        let (tx, rx) = link::bounded(self.config.channel_capacity);
+        let handle = self.start(Some(tx))?;
+        Ok((handle, Outcomes::new(rx)))
     }
 
     /// Runs the pipeline to the end and returns every outcome and the report.
     ///
     /// # Errors
     ///
-    /// As for [`spawn`](Self::spawn).
+    /// As for [`spawn`](Pipeline::spawn).
     pub async fn collect(self) -> Result<(Vec<Outcome<T>>, Report), BuildError> {
         let (handle, outcomes) = self.spawn_stream()?;
         let outcomes = outcomes.collect().await;
         Ok((outcomes, handle.join().await))
     }
+}
 
-    /// Runs the pipeline to the end on a runtime of its own, for code that
-    /// is not async.
-    ///
-    /// # Errors
-    ///
-    /// As for [`spawn`](Self::spawn), and [`BuildError::Pool`] if the
-    /// runtime cannot start.
-    pub fn run_blocking(self) -> Result<Report, BuildError> {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(self.config.cores.clamp(1, 64))
-            .thread_name("gearshift-io")
-            .enable_all()
-            .build()
-            .map_err(|e| BuildError::Pool(format!("could not start a tokio runtime: {e}")))?;
-        rt.block_on(self.run())
-    }
-
-    fn start(self, stream: bool) -> Result<(PipelineHandle, Option<Outcomes<T>>), BuildError> {
+impl<T: Send + 'static, O> Pipeline<T, O> {
+    /// Starts every stage; outcomes go to the sink if one was set, else to
+    /// `outcomes` if given, else they are counted and dropped.
+    fn start(
+        self,
+        outcomes: Option<link::Sender<Outcome<T>>>,
+    ) -> Result<PipelineHandle, BuildError> {
         self.config.validate()?;
         let rt = tokio::runtime::Handle::try_current().map_err(|_| BuildError::NoRuntime)?;
         let shared = Shared::new(self.config.clone(), rt);
-        let (ended_tx, ended_rx) = async_channel::unbounded::<Ended>();
+        let (ended_tx, ended_rx) = ended_channel();
         let window = match self.config.order {
             Order::Ordered { window } => Some(Arc::new(Semaphore::new(window))),
             Order::Unordered => None,
@@ -498,24 +640,19 @@ impl<T: Send + 'static> Pipeline<T> {
         let Ctx { pool, .. } = ctx; // drops the last spare ended-items sender
         let capacity = self.config.channel_capacity;
         let mut outputs = Outputs {
-            outcomes: None,
+            outcomes,
             dead_letter: None,
             threads: Vec::new(),
         };
-        let mut stream_rx = None;
         if let Some(sink) = self.sink {
-            let (tx, rx) = async_channel::bounded::<Outcome<T>>(capacity);
+            let (tx, rx) = link::bounded::<Outcome<T>>(capacity);
             outputs.outcomes = Some(tx);
             outputs
                 .threads
                 .push(spawn_sink("gearshift-sink", rx, sink)?);
-        } else if stream {
-            let (tx, rx) = async_channel::bounded(capacity);
-            outputs.outcomes = Some(tx);
-            stream_rx = Some(Outcomes::new(rx));
         }
         if let Some(dead) = self.dead_letter {
-            let (tx, rx) = async_channel::bounded::<Failure>(capacity);
+            let (tx, rx) = link::bounded::<Failure>(capacity);
             outputs.dead_letter = Some(tx);
             outputs
                 .threads
@@ -531,6 +668,7 @@ impl<T: Send + 'static> Pipeline<T> {
             pool,
         };
         tokio::spawn(collector.run());
+        shared.set_automatic(self.schedule.is_some(), self.tuner.is_some());
         let controller = Controller {
             shared: Arc::clone(&shared),
             tuner: self.tuner,
@@ -545,13 +683,13 @@ impl<T: Send + 'static> Pipeline<T> {
             items_per_batch = self.config.items_per_batch,
             "pipeline started"
         );
-        Ok((PipelineHandle::new(shared), stream_rx))
+        Ok(PipelineHandle::new(shared))
     }
 }
 
 fn spawn_sink<X: Send + 'static>(
     name: &str,
-    rx: async_channel::Receiver<X>,
+    rx: link::Receiver<X>,
     mut f: impl FnMut(X) + Send + 'static,
 ) -> Result<std::thread::JoinHandle<()>, BuildError> {
     std::thread::Builder::new()

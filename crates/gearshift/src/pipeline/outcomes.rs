@@ -4,8 +4,9 @@
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use futures::Stream;
+use futures::{Stream, StreamExt};
 
+use super::link;
 use crate::outcome::Outcome;
 
 /// Every item's outcome, as it is delivered (in input order if the pipeline
@@ -15,12 +16,12 @@ use crate::outcome::Outcome;
 /// discarded. The stream ends when every item has its outcome.
 #[derive(Debug)]
 pub struct Outcomes<T> {
-    rx: Pin<Box<async_channel::Receiver<Outcome<T>>>>,
+    rx: link::Receiver<Outcome<T>>,
 }
 
 impl<T> Outcomes<T> {
-    pub(crate) fn new(rx: async_channel::Receiver<Outcome<T>>) -> Self {
-        Outcomes { rx: Box::pin(rx) }
+    pub(crate) fn new(rx: link::Receiver<Outcome<T>>) -> Self {
+        Outcomes { rx }
     }
 
     /// A blocking iterator over the outcomes, for a thread that is not a
@@ -39,6 +40,6 @@ impl<T> Stream for Outcomes<T> {
     type Item = Outcome<T>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.rx.as_mut().poll_next(cx)
+        self.rx.poll_next_unpin(cx)
     }
 }

@@ -4,20 +4,22 @@
 //! has ready). On a stop it pulls no new work; the remaining items of a channel
 //! or of a finite source (a size hint of at most 2^24 items) are recorded as
 //! cancelled, so every input item has its outcome. An unbounded source is
-//! simply not read any further.
+//! simply not read any further. Every item numbered is counted as taken in
+//! the ledger, so the collector can check that each one has its outcome.
 
 use std::sync::Arc;
 
-use crate::control::gate::Gate;
-use crate::control::shutdown::Signal;
+use crate::sync::gate::Gate;
+use crate::sync::shutdown::Signal;
 use futures::FutureExt;
 use futures::stream::{BoxStream, StreamExt};
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
-use super::item::{EndedTx, Item, send_cancelled, send_failed};
+use super::item::{Ended, EndedTx, Item};
 use super::link::Outlet;
 use crate::error::StageError;
+use crate::stats::counters::Counter;
 
 /// Where items come from.
 pub(crate) enum Source<T> {
@@ -40,14 +42,20 @@ pub(crate) struct SourceTask<T> {
     /// The `max_in_flight` window: one detached permit per admitted item,
     /// given back by the collector at the item's outcome.
     pub(crate) in_flight: Option<Arc<Gate>>,
+    /// Items numbered so far: the ledger's `taken`.
+    pub(crate) taken: Arc<Counter>,
 }
 
 impl<T: Send + 'static> SourceTask<T> {
-    pub(crate) async fn run(self) {
+    pub(crate) async fn run(mut self) {
         let mut next_id = 0u64;
         // The first stage starts each item's clock when it takes the item.
         let born = Instant::now();
-        let (mut stream, channel) = match self.source {
+        let source = std::mem::replace(
+            &mut self.source,
+            Source::Stream(futures::stream::empty().boxed()),
+        );
+        let (mut stream, channel) = match source {
             Source::Stream(s) => (s, None),
             Source::Channel(rx) => (rx.clone().map(Ok).boxed(), Some(rx)),
         };
@@ -75,13 +83,13 @@ impl<T: Send + 'static> SourceTask<T> {
                 _ = self.stop.triggered() => break,
             };
             let Some(next) = next else { return };
-            let Some(item) = admit(&self.ended, next, &mut next_id, born) else {
+            let Some(item) = admit(&self.ended, &self.taken, next, &mut next_id, born).await else {
                 continue;
             };
             let batches = match &self.tx {
                 Outlet::Items(tx) => {
                     if let Err(e) = tx.send(item).await {
-                        send_cancelled(&self.ended, e.into_inner().id);
+                        Ended::cancelled(e.into_inner().id).send(&self.ended).await;
                     }
                     continue;
                 }
@@ -93,9 +101,9 @@ impl<T: Send + 'static> SourceTask<T> {
             if self.window.is_none() && self.in_flight.is_none() {
                 while batch.len() < self.batch && !self.stop.is_set() {
                     match stream.next().now_or_never() {
-                        Some(Some(next)) => {
-                            batch.extend(admit(&self.ended, next, &mut next_id, born))
-                        }
+                        Some(Some(next)) => batch.extend(
+                            admit(&self.ended, &self.taken, next, &mut next_id, born).await,
+                        ),
                         Some(None) => {
                             ended = true;
                             break;
@@ -105,9 +113,9 @@ impl<T: Send + 'static> SourceTask<T> {
                 }
             }
             if let Err(unsent) = batches.send(batch).await {
-                unsent
-                    .iter()
-                    .for_each(|item| send_cancelled(&self.ended, item.id));
+                for item in unsent.0 {
+                    Ended::cancelled(item.id).send(&self.ended).await;
+                }
             }
             if ended {
                 return;
@@ -119,7 +127,7 @@ impl<T: Send + 'static> SourceTask<T> {
         }
         let finite = stream.size_hint().1.is_some_and(|n| n <= DRAIN_MAX);
         if channel.is_some() || finite {
-            let drained = drain(&mut stream, &self.ended, next_id).await;
+            let drained = drain(&self.ended, &self.taken, &mut stream, next_id).await;
             tracing::debug!(
                 drained,
                 "source stopped; remaining items recorded as cancelled"
@@ -130,41 +138,44 @@ impl<T: Send + 'static> SourceTask<T> {
     }
 }
 
-/// Numbers an item; records it at once if it is a failure.
-fn admit<T>(
+/// Sources of at most this many remaining items are drained on a stop.
+const DRAIN_MAX: usize = 1 << 24;
+
+/// Numbers an item and counts it as taken; records it at once if it is a
+/// failure.
+async fn admit<T>(
     ended: &EndedTx,
+    taken: &Counter,
     next: Result<T, StageError>,
     next_id: &mut u64,
     born: Instant,
 ) -> Option<Item<T>> {
     let id = *next_id;
     *next_id += 1;
+    taken.add(1);
     match next {
         Ok(value) => Some(Item { id, born, value }),
         Err(error) => {
-            send_failed(ended, id, &Arc::from("source"), error, 1);
+            Ended::failed(id, &Arc::from("source"), error, 1)
+                .send(ended)
+                .await;
             None
         }
     }
 }
 
-/// Sources of at most this many remaining items are drained on a stop.
-const DRAIN_MAX: usize = 1 << 24;
-/// The drain waits while more ended items than this await the collector,
-/// so draining a large source keeps memory bounded.
-const DRAIN_BACKLOG: usize = 4096;
-
+/// Records every remaining item as cancelled. The ended-items channel is
+/// bounded, so a large source drains at the pace the collector takes them.
 async fn drain<T>(
-    stream: &mut BoxStream<'static, Result<T, StageError>>,
     ended: &EndedTx,
+    taken: &Counter,
+    stream: &mut BoxStream<'static, Result<T, StageError>>,
     mut next_id: u64,
 ) -> u64 {
     let first = next_id;
     while let Some(_item) = stream.next().await {
-        while ended.len() > DRAIN_BACKLOG {
-            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
-        }
-        send_cancelled(ended, next_id);
+        taken.add(1);
+        Ended::cancelled(next_id).send(ended).await;
         next_id += 1;
     }
     next_id - first

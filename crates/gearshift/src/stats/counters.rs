@@ -6,9 +6,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::latency::ShardedLatency;
-use crate::control::gate::Gate;
-use crate::control::roster::Roster;
 use crate::error::ErrorKind;
+use crate::sync::gate::Gate;
+use crate::sync::roster::Roster;
 
 /// Which kind of stage.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

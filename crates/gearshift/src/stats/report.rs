@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use super::counters::{AgentStats, Capacity, StageKind, StageStats};
 use super::latency::Percentiles;
+use crate::control::shared::Shared;
 use crate::error::ErrorKind;
-use crate::pipeline::shared::Shared;
 
 /// Everything measured about a run so far.
 #[derive(Debug, Clone, Default)]
@@ -18,6 +18,10 @@ pub struct Report {
     pub finished: bool,
     /// Time since the pipeline started.
     pub elapsed: Duration,
+    /// Items taken from the source (each numbered with an [`ItemId`](crate::ItemId)).
+    /// In a finished report it equals [`outcomes`](Self::outcomes); while
+    /// running, the difference is the items still inside the pipeline.
+    pub taken: u64,
     /// Items that ended as `Ok`.
     pub ok: u64,
     /// Items that ended as `Failed`.
@@ -42,6 +46,15 @@ impl Report {
     /// Outcomes recorded: `ok + failed + cancelled`.
     pub fn outcomes(&self) -> u64 {
         self.ok + self.failed + self.cancelled
+    }
+
+    /// `outcomes - taken`: in a finished report anything but 0 is a bug in
+    /// gearshift (negative: items lost without an outcome; positive: items
+    /// with more than one), and the pipeline logs it as an error. While
+    /// running it is minus the items inside the pipeline.
+    pub fn difference(&self) -> i64 {
+        let diff = i128::from(self.outcomes()) - i128::from(self.taken);
+        diff.clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64
     }
 }
 
@@ -138,7 +151,10 @@ impl Report {
     pub(crate) fn build(shared: &Shared, finished: bool) -> Report {
         let elapsed = shared.started.elapsed();
         let l = &shared.ledger;
+        // Outcomes first: every item is taken before it has an outcome, so
+        // a live report never shows more outcomes than items taken.
         let (ok, failed, cancelled) = (l.ok.get(), l.failed.get(), l.cancelled.get());
+        let taken = l.taken.get();
         let failures_by_kind = ErrorKind::ALL
             .iter()
             .zip(&l.by_kind)
@@ -148,6 +164,7 @@ impl Report {
         Report {
             finished,
             elapsed,
+            taken,
             ok,
             failed,
             cancelled,
@@ -258,6 +275,14 @@ impl fmt::Display for Report {
             self.cancelled,
             self.items_per_s
         )?;
+        if self.finished && self.difference() != 0 {
+            writeln!(
+                f,
+                "ERROR: {} items taken but {} outcomes recorded (a bug in gearshift)",
+                self.taken,
+                self.outcomes()
+            )?;
+        }
         writeln!(
             f,
             "item latency ms: p50 {:.2}  p90 {:.2}  p99 {:.2}  max {:.2}",
@@ -310,5 +335,29 @@ impl fmt::Display for Report {
             )?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    #[tokio::test]
+    async fn a_finished_report_states_items_without_an_outcome() {
+        let shared = Shared::new(Config::default(), tokio::runtime::Handle::current());
+        shared.ledger.taken.add(20);
+        shared.ledger.ok.add(12);
+        shared.ledger.cancelled.add(3);
+        let report = Report::build(&shared, true);
+        assert_eq!((report.taken, report.outcomes()), (20, 15));
+        assert_eq!(report.difference(), -5);
+        let text = report.to_string();
+        assert!(
+            text.contains("ERROR: 20 items taken but 15 outcomes recorded"),
+            "{text}"
+        );
+        // While items flow, the difference is what is still inside.
+        assert!(!Report::build(&shared, false).to_string().contains("ERROR"));
     }
 }

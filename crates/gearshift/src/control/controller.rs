@@ -1,6 +1,7 @@
 //! The controller task: every tick it follows the schedule, asks the tuner
 //! for a decision on the last window's measurements, and logs stats. All its
-//! changes go through the same validated path as the handle's.
+//! changes go through the same validated path as the handle's, which holds
+//! them off while a manual change pauses them.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -8,9 +9,9 @@ use std::time::{Duration, SystemTime};
 use hdrhistogram::Histogram;
 use tokio::time::Instant;
 
-use super::shared::Shared;
 use crate::config::Agents;
 use crate::control::Schedule;
+use crate::control::shared::{Shared, Source};
 use crate::error::ErrorKind;
 use crate::preset::Preset;
 use crate::stats::counters::{Capacity, StageKind};
@@ -70,7 +71,14 @@ impl Controller {
             }
             if next_tune.is_some_and(|t| t <= now) {
                 let window = self.measure(&mut mark, &mut window_hist);
-                next_tune = Some(now + self.tune(window));
+                // While a manual change holds, windows are measured (so the
+                // next decision sees a fresh one) but not decided on.
+                let next = if self.shared.automatic_held() {
+                    self.tuner_window()
+                } else {
+                    self.tune(window)
+                };
+                next_tune = Some(now + next);
             }
             if let (Some(t), Some(every)) = (next_stats, stats_every)
                 && t <= now
@@ -85,14 +93,25 @@ impl Controller {
         let Some(schedule) = &self.schedule else {
             return;
         };
+        if self.shared.automatic_held() {
+            // Forget what was applied: on resume, the scheduled preset applies again.
+            *current = None;
+            return;
+        }
         let want = schedule.preset_at(self.shared.started.elapsed(), SystemTime::now());
         if let Some(preset) = want
             && want != *current
         {
-            *current = want;
-            match self.shared.update(|c| preset.apply_to(c)) {
-                Ok(()) => tracing::info!(%preset, "schedule switched preset"),
-                Err(e) => tracing::warn!(%preset, error = %e, "schedule could not switch preset"),
+            match self.shared.update(Source::Schedule, |c| preset.apply_to(c)) {
+                Ok(true) => {
+                    *current = want;
+                    tracing::info!(%preset, "schedule switched preset");
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    *current = want;
+                    tracing::warn!(%preset, error = %e, "schedule could not switch preset");
+                }
             }
         }
     }
@@ -104,15 +123,13 @@ impl Controller {
         };
         let decision = tuner.decide(&window);
         let name = tuner.name().to_owned();
-        let next = tuner
-            .window()
-            .clamp(Duration::from_millis(10), Duration::from_secs(60));
+        let next = self.tuner_window();
         if !decision.changes_anything() {
             tracing::trace!(tuner = %name, reason = %decision.reason, "tuner holds");
             return next;
         }
         let pool = self.shared.pool_threads;
-        let applied = self.shared.update(|c| {
+        let applied = self.shared.update(Source::Tuner, |c| {
             if let Some(a) = decision.agents {
                 c.agents = Agents::Total(a);
             }
@@ -125,7 +142,10 @@ impl Controller {
         });
         let c = self.shared.config.borrow().clone();
         match applied {
-            Ok(()) => {
+            Ok(false) => {
+                tracing::debug!(tuner = %name, "tuner decision held off by a manual change")
+            }
+            Ok(true) => {
                 tracing::info!(
                     tuner = %name,
                     agents = c.total_agents(),
@@ -150,6 +170,14 @@ impl Controller {
             Err(e) => tracing::warn!(tuner = %name, error = %e, "tuner decision refused"),
         }
         next
+    }
+
+    /// The tuner's window, within sane bounds.
+    fn tuner_window(&self) -> Duration {
+        self.tuner.as_ref().map_or(Duration::from_secs(1), |t| {
+            t.window()
+                .clamp(Duration::from_millis(10), Duration::from_secs(60))
+        })
     }
 
     /// Measures the window since the last call on the first IO stage and
