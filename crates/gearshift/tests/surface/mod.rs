@@ -209,15 +209,23 @@ pub fn case() -> impl Strategy<Value = Case> {
 }
 
 impl Case {
-    /// The configuration the builder calls leave, as today's builder
-    /// applies them (`.config` replaces, `.preset` sets the ratio knobs).
+    /// The configuration the builder calls leave, by the documented rule:
+    /// `.configure` changes what came before, `.config` replaces it, and
+    /// the last `.preset` stays on top of a later `.config`.
     pub fn mirror(&self) -> Config {
         let mut c = Config::default();
+        let mut preset = None;
         for op in &self.build {
             match op {
                 BuildOp::Set(f) => f.apply(&mut c),
-                BuildOp::Config(p) => c = p.map_or_else(Config::default, Preset::config),
-                BuildOp::Preset(p) => p.apply_to(&mut c),
+                BuildOp::Config(base) => {
+                    c = base.map_or_else(Config::default, Preset::config);
+                    preset.inspect(|p: &Preset| p.apply_to(&mut c));
+                }
+                BuildOp::Preset(p) => {
+                    p.apply_to(&mut c);
+                    preset = Some(*p);
+                }
                 _ => {}
             }
         }
@@ -265,7 +273,14 @@ impl Case {
                 ..
             }
         );
-        match self.mode {
+        // A sink takes the outcomes: there is no stream to collect (the
+        // type system refuses `sink(..).collect()`).
+        let mode = match self.mode {
+            Mode::Collect if self.sink => Mode::Run,
+            Mode::SpawnStream if self.sink => Mode::Spawn,
+            m => m,
+        };
+        match mode {
             Mode::Run | Mode::RunBlockingOutside if late || self.may_take_long() => Mode::Spawn,
             Mode::Collect if late || self.may_take_long() => Mode::SpawnStream,
             m => m,

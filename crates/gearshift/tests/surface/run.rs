@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt;
-use gearshift::{BuildError, Order, Outcome, Pipeline, PipelineHandle, Report, Schedule};
+use gearshift::{BuildError, Order, Outcome, Pipeline, PipelineHandle, Report, Schedule, ToSink};
 
 use super::guard::{Fail, Pass, fail, guard, guard_async};
 use super::{BuildOp, Case, HandleOp, MARKER, Mode, Source};
@@ -93,7 +93,7 @@ fn close(case: &Case, tx: Option<&async_channel::Sender<u64>>, seen: &Seen) {
 fn build(
     case: &Case,
     seen: &Arc<Seen>,
-) -> Result<(Pipeline<u64>, Option<async_channel::Sender<u64>>), Fail> {
+) -> Result<(Built, Option<async_channel::Sender<u64>>), Fail> {
     let (mut p, tx) = start(case.source, seen);
     for op in &case.build {
         let call = format!("{}: {op:?}", op.label());
@@ -117,19 +117,59 @@ fn build(
             BuildOp::Named(name) => guard(&call, true, || p.named(name))?,
         };
     }
-    if case.sink {
-        let s = Arc::clone(seen);
-        p = guard("sink(..)", true, || {
-            p.sink(move |o| s.sunk.lock().unwrap().push(o))
-        })?;
-    }
     if case.dead_letter {
         let s = Arc::clone(seen);
         p = guard("dead_letter(..)", true, || {
             p.dead_letter(move |f| s.dead.lock().unwrap().push(f))
         })?;
     }
-    Ok((p, tx))
+    if !case.sink {
+        return Ok((Built::Caller(p), tx));
+    }
+    let s = Arc::clone(seen);
+    let p = guard("sink(..)", true, || {
+        p.sink(move |o| s.sunk.lock().unwrap().push(o))
+    })?;
+    Ok((Built::Sink(p), tx))
+}
+
+/// The pipeline with its outputs: its outcomes go back to the caller, or to
+/// a sink (a type of its own, with no stream to hand back).
+enum Built {
+    Caller(Pipeline<u64>),
+    Sink(Pipeline<u64, ToSink>),
+}
+
+impl Built {
+    fn spawn(self) -> Result<PipelineHandle, BuildError> {
+        match self {
+            Built::Caller(p) => p.spawn(),
+            Built::Sink(p) => p.spawn(),
+        }
+    }
+
+    async fn run(self) -> Result<Report, BuildError> {
+        match self {
+            Built::Caller(p) => p.run().await,
+            Built::Sink(p) => p.run().await,
+        }
+    }
+
+    fn run_blocking(self) -> Result<Report, BuildError> {
+        match self {
+            Built::Caller(p) => p.run_blocking(),
+            Built::Sink(p) => p.run_blocking(),
+        }
+    }
+
+    /// For `collect` and `spawn_stream`, which `Case::mode` never gives a
+    /// pipeline with a sink.
+    fn into_caller(self) -> Pipeline<u64> {
+        match self {
+            Built::Caller(p) => p,
+            Built::Sink(_) => unreachable!("a pipeline with a sink has no stream"),
+        }
+    }
 }
 
 /// A refused pipeline: the error is typed and names what it refused.
@@ -174,7 +214,7 @@ pub fn case_thread(case: Case) -> Result<Pass, Fail> {
 async fn drive(
     case: &Case,
     mode: Mode,
-    p: Pipeline<u64>,
+    p: Built,
     tx: Option<async_channel::Sender<u64>>,
     seen: &Arc<Seen>,
 ) -> Result<Pass, Fail> {
@@ -189,7 +229,7 @@ async fn drive(
             };
         }
         Mode::Collect => {
-            return match guard_async("collect()", RUN_BOUND, p.collect()).await? {
+            return match guard_async("collect()", RUN_BOUND, p.into_caller().collect()).await? {
                 Ok((outs, report)) => check(case, seen, report, Some(outs), false),
                 Err(e) => refused(case, seen, e),
             };
@@ -204,7 +244,7 @@ async fn drive(
         }
         Mode::RunBlockingOutside => unreachable!("run on the case's thread"),
         Mode::Spawn => guard("spawn()", true, || p.spawn())?.map(|h| (h, None)),
-        Mode::SpawnStream => guard("spawn_stream()", true, || p.spawn_stream())?
+        Mode::SpawnStream => guard("spawn_stream()", true, || p.into_caller().spawn_stream())?
             .map(|(h, o)| (h, Some(tokio::spawn(o.collect::<Vec<_>>())))),
     };
     let (h, outs) = match spawned {
@@ -323,8 +363,6 @@ fn check(
     }
     let ordered = matches!(case.mirror().order, Order::Ordered { .. }) && !stops;
     let delivered = report.ok + report.cancelled + if case.dead_letter { 0 } else { report.failed };
-    // With a sink and a stream at once, where outcomes go is not defined.
-    let both = case.sink && matches!(case.mode(), Mode::Collect | Mode::SpawnStream);
     let sunk = std::mem::take(&mut *seen.sunk.lock().unwrap());
     for (what, outs) in [("stream", outs), ("sink", case.sink.then_some(sunk))] {
         let Some(outs) = outs else { continue };
@@ -340,7 +378,7 @@ fn check(
                 unmarked_panic(f)?;
             }
         }
-        if !both && outs.len() as u64 != delivered {
+        if outs.len() as u64 != delivered {
             return fail(
                 format!("the {what} missed outcomes"),
                 format!("{} delivered; {counts}", outs.len()),
