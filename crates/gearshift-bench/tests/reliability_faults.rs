@@ -11,6 +11,8 @@ use gearshift::{Agents, Config, ErrorKind, Outcome, Pipeline, Preset, RetryPolic
 use gearshift_bench::mock_api::{Fault, FaultRates, MockApi, MockConfig, drawn_fault as fault};
 use rand::{Rng, SeedableRng};
 
+mod support;
+
 const SEED: u64 = 42;
 
 /// The ledger: outcomes keyed by id; lost, duplicated and unexpected ids
@@ -85,21 +87,12 @@ fn fetch_stage(
     }
 }
 
-/// Silences the panics this suite injects, and only those: a failing
-/// assertion elsewhere still prints its message.
+/// Silences the panics this suite injects ("io panic for {id}", "cpu panic
+/// for {id}"), and only those: a failing assertion elsewhere still prints
+/// its message. Installed once, so tests running at once do not race on
+/// the process-wide hook.
 fn quiet_injected_panics() {
-    let default = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
-        let msg = info
-            .payload()
-            .downcast_ref::<String>()
-            .map(String::as_str)
-            .or_else(|| info.payload().downcast_ref::<&str>().copied())
-            .unwrap_or("");
-        if !msg.contains(" panic for ") {
-            default(info);
-        }
-    }));
+    support::quiet_panics_marked(" panic for ");
 }
 
 /// What the mock API's own fault draw says each attempt of `id` gets.
@@ -356,7 +349,12 @@ async fn drain_with_a_deadline_cancels_what_is_unfinished() {
         })
         .spawn_stream()
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Mid-run: calls are in flight (each takes 200 ms).
+    support::wait_until(Duration::from_secs(10), "calls are in flight", || {
+        handle.snapshot().stages[0].permits_in_use > 0
+    })
+    .await;
+    let before = handle.snapshot();
     let stopped = Instant::now();
     handle.cancel();
     let outcomes: Vec<_> = futures::StreamExt::collect(outcomes).await;
@@ -373,8 +371,9 @@ async fn drain_with_a_deadline_cancels_what_is_unfinished() {
         "{kinds:?}"
     );
     assert!(
-        kinds.get("ok").copied().unwrap_or(0) > 0,
-        "items inside finished during the drain: {kinds:?}"
+        kinds.get("ok").copied().unwrap_or(0) > before.ok,
+        "items inside finished during the drain: {kinds:?}, {} ok before",
+        before.ok
     );
     assert_eq!(report.failed, 0);
 }
@@ -447,17 +446,23 @@ fn cancellation_at_twenty_random_points_accounts_for_every_item() {
                 .expect("join within the drain timeout");
             Ledger::new(n, got);
             assert_eq!(report.outcomes(), n);
-            tokio::time::sleep(Duration::from_millis(20)).await;
-            rt.handle().metrics().num_alive_tasks()
+            // Tasks still winding down end soon; one left running never does.
+            let metrics = rt.handle().metrics();
+            support::wait_until(
+                Duration::from_secs(5),
+                &format!("round {round}: no task is left running"),
+                || metrics.num_alive_tasks() == 0,
+            )
+            .await;
+            metrics.num_alive_tasks()
         });
         assert_eq!(alive_tasks, 0, "round {round}: tasks left running");
         rt.shutdown_timeout(Duration::from_secs(1));
     }
     // Rayon pools and forwarders end with their pipelines.
-    std::thread::sleep(Duration::from_millis(200));
-    assert!(
-        thread_count() <= threads_before + 1,
-        "threads before {threads_before}, after {}",
-        thread_count()
+    support::wait_until_blocking(
+        Duration::from_secs(10),
+        &format!("the threads end (threads before {threads_before})"),
+        || thread_count() <= threads_before + 1,
     );
 }

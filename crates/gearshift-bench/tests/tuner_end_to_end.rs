@@ -2,7 +2,7 @@
 //! it finds an API's capacity far above the rule of thumb, and every item is
 //! accounted for.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use gearshift::http::HttpFetcher;
 use gearshift::tuner::Adaptive;
@@ -37,8 +37,28 @@ async fn finds_the_apis_capacity_from_a_small_start() {
         }
         ids
     });
-    tokio::time::sleep(Duration::from_secs(4)).await;
-    let snap = handle.snapshot();
+    // Settled: the target stays in range for two seconds, twenty of the
+    // tuner's windows (startup's doublings pass through the range in less).
+    let deadline = Instant::now() + Duration::from_secs(40);
+    let mut in_range_since: Option<Instant> = None;
+    let snap = loop {
+        let snap = handle.snapshot();
+        let agents = snap.stages[0].concurrency_target;
+        if (12..=48).contains(&agents) {
+            let since = *in_range_since.get_or_insert_with(Instant::now);
+            if since.elapsed() >= Duration::from_secs(2) {
+                break snap;
+            }
+        } else {
+            in_range_since = None;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not settled within 40 s: {agents} agents for an API of capacity 24: {:?}",
+            snap.decisions
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
     handle.abort();
     let report = handle.join().await;
     let mut ids = counter.await.unwrap();

@@ -32,7 +32,11 @@ async fn cancel_mid_run_accounts_for_every_item() {
     let (handle, outcomes) = slow_pipeline(n, Duration::from_millis(300))
         .spawn_stream()
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    // Mid-run: some items are done, most are not.
+    support::wait_until(Duration::from_secs(10), "the first items are done", || {
+        handle.snapshot().ok > 0
+    })
+    .await;
     handle.cancel();
     let started = std::time::Instant::now();
     let outcomes: Vec<_> = futures::StreamExt::collect(outcomes).await;
@@ -52,7 +56,10 @@ async fn a_graceful_cancel_lets_items_inside_finish() {
     let (handle, outcomes) = slow_pipeline(n, Duration::from_secs(10))
         .spawn_stream()
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    support::wait_until(Duration::from_secs(10), "the first items are done", || {
+        handle.snapshot().ok > 0
+    })
+    .await;
     let before = handle.snapshot();
     handle.cancel();
     let outcomes: Vec<_> = futures::StreamExt::collect(outcomes).await;

@@ -10,7 +10,11 @@ use std::time::Duration;
 use gearshift::tuner::{Decision, Tuner, Window};
 use gearshift::{Agents, Api, Config, Pipeline, Preset, Schedule, StageError};
 use rand::{Rng, SeedableRng};
-use support::check_ledger;
+use support::{check_ledger, wait_until};
+
+/// How long a test waits for a change to show: far beyond what it takes,
+/// so a loaded machine makes a test slower, never wrong.
+const PATIENCE: Duration = Duration::from_secs(10);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_random_resizes_lose_and_repeat_nothing() {
@@ -97,10 +101,18 @@ async fn growing_agents_starts_new_agents_at_once_and_shrinking_retires_them() {
         })
         .spawn()
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    wait_until(PATIENCE, "the first items are done", || {
+        handle.snapshot().ok >= 10
+    })
+    .await;
     assert!(peak.load(Ordering::SeqCst) <= 2);
     handle.set_agents(24).unwrap();
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    wait_until(
+        PATIENCE,
+        "24 agents run and more than 12 calls overlap",
+        || handle.snapshot().stages[0].concurrency == 24 && peak.load(Ordering::SeqCst) > 12,
+    )
+    .await;
     let snap = handle.snapshot();
     assert_eq!(snap.stages[0].concurrency, 24, "new agents run at once");
     assert!(
@@ -109,8 +121,17 @@ async fn growing_agents_starts_new_agents_at_once_and_shrinking_retires_them() {
         peak.load(Ordering::SeqCst)
     );
     handle.set_agents(3).unwrap();
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    let snap = handle.snapshot();
+    // The snapshot that showed the shrink done, checked field by field below.
+    let mut shrunk = None;
+    wait_until(PATIENCE, "21 surplus agents have retired", || {
+        let snap = handle.snapshot();
+        let s = &snap.stages[0];
+        let done = s.concurrency == 3 && s.agents_retired == 21 && s.agents.len() == 3;
+        shrunk = Some(snap);
+        done
+    })
+    .await;
+    let snap = shrunk.unwrap();
     assert_eq!(
         snap.stages[0].concurrency, 3,
         "surplus agents retire after their call"
@@ -173,13 +194,16 @@ async fn presets_switch_live() {
         .preset(Preset::Morning)
         .spawn()
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    assert_eq!(handle.snapshot().stages[0].concurrency, 12);
+    wait_until(PATIENCE, "Morning's 12 agents run", || {
+        handle.snapshot().stages[0].concurrency == 12
+    })
+    .await;
     assert_eq!(handle.config().workers, 3);
     handle.apply(Preset::Evening).unwrap();
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    let snap = handle.snapshot();
-    assert_eq!(snap.stages[0].concurrency, 4);
+    wait_until(PATIENCE, "Evening's 4 agents run", || {
+        handle.snapshot().stages[0].concurrency == 4
+    })
+    .await;
     assert_eq!(handle.config().items_per_batch, 50);
     assert_eq!(
         handle.config().workers,
@@ -191,7 +215,9 @@ async fn presets_switch_live() {
     assert!(report.ok > 0);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+// On tokio's paused clock (the schedule reads tokio's time): the sleeps
+// below are the schedule's own times, exact however loaded the machine.
+#[tokio::test(start_paused = true)]
 async fn a_schedule_switches_presets_by_elapsed_time() {
     let handle = Pipeline::from_iter(0..u64::MAX)
         .io(|id| async move {
@@ -247,8 +273,24 @@ async fn tuner_decisions_are_applied_and_recorded() {
         .configure(|c| *c = c.clone().with_cores(2))
         .spawn()
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(400)).await;
-    let snap = handle.snapshot();
+    let measured = |w: &Window| w.io_completions > 0 && w.cpu_items > 0;
+    let mut applied = None;
+    wait_until(
+        PATIENCE,
+        "the tuner's decision is applied after a measured window",
+        || {
+            let snap = handle.snapshot();
+            let s = &snap.stages[0];
+            let done = s.concurrency == 5
+                && s.permits == 5
+                && !snap.decisions.is_empty()
+                && seen.lock().unwrap().iter().any(measured);
+            applied = Some(snap);
+            done
+        },
+    )
+    .await;
+    let snap = applied.unwrap();
     assert_eq!(snap.stages[0].concurrency, 5);
     assert_eq!(snap.stages[0].permits, 5);
     assert!(!snap.decisions.is_empty());
@@ -256,11 +298,12 @@ async fn tuner_decisions_are_applied_and_recorded() {
     handle.abort();
     handle.join().await;
     let seen = seen.lock().unwrap();
-    let last = seen.last().unwrap();
+    // A window cut short by the abort may be empty: check one that was not.
+    let window = seen.iter().rev().find(|w| measured(w)).unwrap();
     assert!(
-        last.io_completions > 0,
-        "windows carry measurements: {last:?}"
+        window.io_completions > 0,
+        "windows carry measurements: {window:?}"
     );
-    assert!(last.latency_p50.unwrap() >= Duration::from_millis(2));
-    assert!(last.cpu_items > 0);
+    assert!(window.latency_p50.unwrap() >= Duration::from_millis(2));
+    assert!(window.cpu_items > 0);
 }

@@ -24,7 +24,9 @@ pub(crate) fn spawn_forwarder<U: Send + 'static>(
 ) -> std::io::Result<crossbeam_channel::Sender<Done<U>>> {
     let (tx, rx) = crossbeam_channel::unbounded::<Done<U>>();
     std::thread::Builder::new()
-        .name(format!("gearshift-fwd-{name}"))
+        // A stage's name is the user's: a NUL in it would make the thread
+        // builder panic.
+        .name(format!("gearshift-fwd-{}", name.replace('\0', "?")))
         .spawn(move || {
             for Done {
                 outs,
