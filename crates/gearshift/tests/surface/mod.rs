@@ -257,10 +257,9 @@ impl Case {
             fails && c.retry.max_backoff.saturating_mul(retries) > Duration::from_millis(50);
         // The case's API keeps any rate it was given (a builder sets, never
         // lifts): slow if any was slow.
-        let slow_rate = self
-            .build
-            .iter()
-            .any(|op| matches!(op, BuildOp::Set(Field::RateLimit(Some(r))) if !(*r >= 1000.0)));
+        let slow_rate = self.build.iter().any(
+            |op| matches!(op, BuildOp::Set(Field::RateLimit(Some(r))) if r.is_nan() || *r < 1000.0),
+        );
         slow_rate
             || c.batch_wait > Duration::from_millis(10)
             || backoff
