@@ -59,6 +59,17 @@ impl ApiHandle {
         self.manual(|s| s.rate_limit = per_second)
     }
 
+    /// Sets how many calls may start at once after a quiet spell, under the
+    /// rate limit; applies to the next turn booked.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] for 0 or more than
+    /// [`MAX_CONCURRENCY`](crate::MAX_CONCURRENCY).
+    pub fn set_burst(&self, calls: u32) -> Result<(), ConfigError> {
+        self.budget.update(|s| s.burst = calls)
+    }
+
     /// Sets the longest pause a `Retry-After` may impose.
     ///
     /// # Errors

@@ -79,6 +79,10 @@ pub struct ApiSettings {
     /// [`MAX_RATE_LIMIT`]; a live change reaches calls already waiting for
     /// their turn. By default, no limit.
     pub rate_limit: Option<f64>,
+    /// Calls that may start at once after a quiet spell, under the rate
+    /// limit (at least 1, at most [`MAX_CONCURRENCY`]). Live. By default, 1:
+    /// calls are evenly spaced.
+    pub burst: u32,
     /// The longest pause a `Retry-After` may impose on the budget; longer
     /// ones are cut to it and logged. Live. By default, 5 minutes.
     pub max_pause: Duration,
@@ -118,6 +122,7 @@ impl Default for ApiSettings {
         ApiSettings {
             max_in_flight: None,
             rate_limit: None,
+            burst: 1,
             max_pause: DEFAULT_MAX_PAUSE,
             retry: None,
             timeout: None,
@@ -144,6 +149,7 @@ impl ApiSettings {
                     r,
                 ));
             }
+            check_count!("burst", self.burst as usize, MAX_CONCURRENCY)?;
             check_duration("max_pause", self.max_pause, false)?;
             if let Some(r) = &self.retry {
                 r.validate()?;
@@ -185,6 +191,12 @@ impl Api {
     /// Sets the most calls started per second. By default, no limit.
     pub fn rate_limit(self, per_second: f64) -> Self {
         self.edit(|s| s.rate_limit = Some(per_second))
+    }
+
+    /// Sets how many calls may start at once after a quiet spell, under the
+    /// rate limit. By default, 1.
+    pub fn burst(self, calls: u32) -> Self {
+        self.edit(|s| s.burst = calls)
     }
 
     /// Sets the longest pause a `Retry-After` may impose. By default, 5
@@ -310,6 +322,7 @@ impl Budget {
             result = next.validate(&self.name);
             if result.is_ok() {
                 self.permits.resize(next.gate_size());
+                self.rate.set_burst(next.burst);
                 self.rate.set(next.rate_limit);
                 *s = next;
             }

@@ -1,5 +1,12 @@
 //! An optional limit on calls started per second (GCRA pacing), separate from
-//! the concurrency limit: calls are spaced `1 / rate` apart.
+//! the concurrency limit: calls are spaced `1 / rate` apart, and up to
+//! `burst` calls may go at once after a quiet spell (the GCRA's tolerance of
+//! `(burst - 1) / rate`).
+//!
+//! Written by hand rather than with `governor`: a live change of the rate
+//! must reach the calls already waiting for their turn (governor's limiter
+//! is rebuilt to change its quota, and its waiters keep the old one), and
+//! the pipeline needs only this one keyed-less limiter.
 //!
 //! Each call books a turn and sleeps until it. A live change of the rate
 //! cancels every turn not yet reached: the waiters wake and book again at
@@ -31,6 +38,8 @@ pub(crate) struct RateLimit {
 #[derive(Debug)]
 struct Pacing {
     interval: Option<Duration>,
+    /// Calls that may go at once after a quiet spell: at least 1.
+    burst: u32,
     /// The next free turn.
     next: Instant,
     /// The latest turn a call was let through at.
@@ -49,6 +58,7 @@ impl RateLimit {
             limited: AtomicBool::new(per_second.is_some()),
             state: Mutex::new(Pacing {
                 interval: per_second.map(interval),
+                burst: 1,
                 next: Instant::now(),
                 last: None,
             }),
@@ -76,6 +86,12 @@ impl RateLimit {
             self.limited.store(interval.is_some(), Ordering::Release);
         }
         self.changed.notify_waiters();
+    }
+
+    /// Sets how many calls may go at once after a quiet spell (at least 1);
+    /// applies to the next turn booked.
+    pub(crate) fn set_burst(&self, burst: u32) {
+        self.lock().burst = burst.max(1);
     }
 
     /// Whether calls are paced at all.
@@ -114,8 +130,13 @@ impl RateLimit {
         let mut s = self.lock();
         let interval = s.interval?;
         let now = Instant::now();
-        let at = s.next.max(now);
-        s.next = after(at, interval);
+        // GCRA: `next` is the theoretical arrival time; a call may go as
+        // early as `burst - 1` spacings before it.
+        let tolerance = interval
+            .checked_mul(s.burst - 1)
+            .map_or(MAX_DURATION, |t| t.min(MAX_DURATION));
+        let at = s.next.checked_sub(tolerance).unwrap_or(now).max(now);
+        s.next = after(s.next.max(at), interval);
         if at <= now {
             s.last = Some(at);
             return None;
@@ -172,6 +193,22 @@ mod tests {
         rate.set(None);
         rate.ready().await;
         assert_eq!(start.elapsed(), Duration::from_millis(400));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_burst_goes_at_once_after_a_quiet_spell_then_calls_are_spaced() {
+        let rate = RateLimit::new(Some(10.0));
+        rate.set_burst(3);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let start = Instant::now();
+        for _ in 0..3 {
+            rate.ready().await;
+        }
+        assert_eq!(start.elapsed(), Duration::ZERO, "three at once");
+        rate.ready().await;
+        assert_eq!(start.elapsed(), Duration::from_millis(100));
+        rate.ready().await;
+        assert_eq!(start.elapsed(), Duration::from_millis(200));
     }
 
     /// Defect 2 of issue 20: `Duration::from_secs_f64(1 / r)` panicked for a
