@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use bytes::Bytes;
 use futures::StreamExt;
 use gearshift::tuner::Adaptive;
-use gearshift::{Api, BuildError, Config, ErrorKind, Outcome, Pipeline, Preset};
+use gearshift::{Api, BuildError, Config, ErrorKind, Outcome, Pipeline, Preset, Report};
 
 use super::RunCtx;
 use crate::ledger::Ledger;
@@ -83,6 +83,13 @@ pub async fn run(
         }
     }
     let report = handle.join().await;
+    check_run(ledger, &cpu_calls, &report, ctx.items);
+    Ok(())
+}
+
+/// After a gearshift run: no item computed twice (by the stage function's
+/// own count), and the pipeline's report has an outcome for every item.
+pub(crate) fn check_run(ledger: &Ledger, cpu_calls: &[AtomicU32], report: &Report, items: u64) {
     let computed_twice = cpu_calls
         .iter()
         .filter(|c| c.load(Ordering::Relaxed) > 1)
@@ -90,12 +97,11 @@ pub async fn run(
     if computed_twice > 0 {
         ledger.problem(format!("{computed_twice} items computed more than once"));
     }
-    if report.outcomes() != ctx.items {
+    if report.outcomes() != items {
         ledger.problem(format!(
             "gearshift reported {} outcomes for {} items",
             report.outcomes(),
-            ctx.items
+            items
         ));
     }
-    Ok(())
 }

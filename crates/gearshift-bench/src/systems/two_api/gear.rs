@@ -135,19 +135,6 @@ pub(super) async fn run(
         }
     }
     let report = handle.join().await;
-    let computed_twice = cpu_calls
-        .iter()
-        .filter(|c| c.load(Ordering::Relaxed) > 1)
-        .count();
-    if computed_twice > 0 {
-        ledger.problem(format!("{computed_twice} items computed more than once"));
-    }
-    if report.outcomes() != ctx.items {
-        ledger.problem(format!(
-            "gearshift reported {} outcomes for {} items",
-            report.outcomes(),
-            ctx.items
-        ));
-    }
+    crate::systems::gearshift::check_run(ledger, &cpu_calls, &report, ctx.items);
     Ok(())
 }
