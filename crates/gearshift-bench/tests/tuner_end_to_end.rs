@@ -75,7 +75,13 @@ async fn finds_the_apis_capacity_from_a_small_start() {
         "settled at {agents} agents for an API of capacity 24: {:?}",
         snap.decisions
     );
-    assert!(!snap.decisions.is_empty() && snap.decisions.iter().all(|d| d.tuner == "adaptive"));
+    assert!(
+        !snap.decisions.is_empty()
+            && snap
+                .decisions
+                .iter()
+                .all(|d| d.tuner == "adaptive" && d.api == "mock-api")
+    );
     // Startup doubles past the knee once (BBR-like) before settling.
     let peak = api.stats().max_in_flight;
     assert!(peak <= 64, "startup overshoot: {peak} in flight at once");

@@ -200,7 +200,8 @@ impl Controller {
                 );
                 self.shared.record_decision(TunerDecision {
                     at: self.shared.started.elapsed(),
-                    tuner: format!("{name} ({})", t.budget.name),
+                    tuner: name,
+                    api: t.budget.name.to_string(),
                     agents,
                     api_permits,
                     workers,

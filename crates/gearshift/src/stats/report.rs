@@ -191,9 +191,11 @@ pub struct TunerDecision {
     pub at: Duration,
     /// Which tuner.
     pub tuner: String,
-    /// Agents after the decision.
+    /// The API budget it controls.
+    pub api: String,
+    /// Agents of the budget's first stage after the decision.
     pub agents: usize,
-    /// API permits after the decision.
+    /// The budget's calls in flight allowed after the decision.
     pub api_permits: usize,
     /// Workers after the decision.
     pub workers: usize,
