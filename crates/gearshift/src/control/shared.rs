@@ -230,6 +230,8 @@ impl Shared {
                 ));
             }
         }
+        // A tuner may have been given to a budget since the spawn.
+        authority.tuner = self.budgets().iter().any(|b| b.tuner().is_some());
         authority.note(source, ratio(&before) != ratio(&next));
         self.settings.send_replace(next);
         Ok(true)
