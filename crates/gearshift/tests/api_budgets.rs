@@ -330,3 +330,21 @@ async fn a_stages_own_setting_wins_over_presets_and_a_preset_over_the_controller
     handle.abort();
     handle.join().await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_tuner_given_live_is_held_off_by_a_manual_change_too() {
+    let mut keep = Vec::new();
+    let api = Api::new("search");
+    let handle = endless(&mut keep, &api).spawn().unwrap();
+    handle.api("search").unwrap().tune(Wants(5));
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(agents_of(&handle), 5, "the tuner given live acts");
+    handle.set_agents(2).unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(agents_of(&handle), 2, "a manual change holds it off");
+    handle.resume_automatic();
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(agents_of(&handle), 5);
+    handle.abort();
+    handle.join().await;
+}
