@@ -116,7 +116,11 @@ pub enum OnError {
     Cancel,
 }
 
-/// Every setting of a pipeline: the seed's `AgentConfig`, and more.
+/// A pipeline's settings: the seed's `AgentConfig`, and more. The stage
+/// settings here (agents, workers, batches, call settings, channel
+/// capacity) are the defaults of every stage: a stage's own setting
+/// ([`Pipeline::agents`](crate::Pipeline::agents) and its siblings) and,
+/// for call settings, its [`Api`](crate::Api)'s win over them.
 ///
 /// `Config::default()` is the seed's starting configuration (2 agents per
 /// core, batches of 10, a 30 s API timeout). [`Preset`](crate::Preset)s are
@@ -139,7 +143,8 @@ pub enum OnError {
 /// ```
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// Agents per IO stage, at most [`MAX_AGENTS`]. By default, `PerCore(2.0)`.
+    /// Agents of each IO stage, at most [`MAX_AGENTS`]. By default,
+    /// `PerCore(2.0)`.
     pub agents: Agents,
     /// The core count used by `Agents::PerCore` and the default `workers`,
     /// at most [`MAX_WORKERS`]. By default, `num_cpus::get()`.
@@ -157,9 +162,11 @@ pub struct Config {
     /// and fills up only while every worker is busy (when it could not run
     /// anyway).
     pub batch_wait: Duration,
-    /// Timeout of one attempt of an IO call. By default, 30 s.
+    /// Timeout of one attempt of an IO call (an API's or a stage's own
+    /// setting wins). By default, 30 s.
     pub api_timeout: Duration,
-    /// Deadline per item and IO stage, retries included. By default, none.
+    /// Deadline per item and IO stage, retries and waits included (an API's
+    /// or a stage's own setting wins). By default, none.
     pub item_deadline: Option<Duration>,
     /// Capacity of each channel between stages, in items. Enough to keep the
     /// workers fed without letting the IO stage run far ahead (items waiting
@@ -173,7 +180,8 @@ pub struct Config {
     /// only the agents and the channels bound it. By default, none. Live
     /// changes need it set when the pipeline is spawned.
     pub max_in_flight: Option<usize>,
-    /// Which errors are retried, and how. By default, 3 attempts.
+    /// Which errors are retried, and how (an API's or a stage's own policy
+    /// wins). By default, 3 attempts.
     pub retry: RetryPolicy,
     /// Output order. By default, unordered.
     pub order: Order,
