@@ -19,8 +19,34 @@ pub struct Oracle {
     pub limits: Vec<usize>,
     /// Per phase: its goodput (items/s).
     pub goodput: Vec<f64>,
+    /// Per phase: its goodput (items/s) over each 1 s of the phase, at
+    /// the best setting (what settling compares with, so drifts count).
+    pub per_second: Vec<Vec<f64>>,
     /// Every setting swept, with its goodput per phase.
     pub swept: Vec<(usize, Vec<f64>)>,
+}
+
+/// Goodput (items/s) over each 1 s of phase `ph`, every window spread over
+/// the seconds it overlaps (the last, partial second by its width).
+pub fn per_second(s: &Scenario, run: &Trajectory, ph: usize) -> Vec<f64> {
+    let (t0, len) = (s.phase_starts()[ph], s.phases[ph].secs);
+    let buckets = len.ceil().max(1.0) as usize;
+    let mut items = vec![0.0; buckets];
+    for st in run.steps.iter().filter(|st| st.phase == ph) {
+        let (a, b) = (st.t - t0, st.t - t0 + st.secs);
+        let first = a.floor().max(0.0) as usize;
+        for (k, item) in items.iter_mut().enumerate().skip(first) {
+            let overlap = (b.min(k as f64 + 1.0) - a.max(k as f64)).max(0.0);
+            if overlap <= 0.0 {
+                break;
+            }
+            *item += st.expected * overlap / st.secs;
+        }
+    }
+    for (k, item) in items.iter_mut().enumerate() {
+        *item /= (len - k as f64).min(1.0);
+    }
+    items
 }
 
 /// Goodput (items/s) of each phase of a run.
@@ -36,12 +62,27 @@ pub fn phase_goodput(s: &Scenario, run: &Trajectory) -> Vec<f64> {
         .collect()
 }
 
-fn fixed_run(s: &Scenario, n: usize) -> Vec<f64> {
+fn fixed(s: &Scenario, n: usize) -> Trajectory {
     let cfg = SimConfig {
         start: n,
         ..SimConfig::for_scenario(s)
     };
-    phase_goodput(s, &simulate(s, &mut Fixed(n), &cfg))
+    simulate(s, &mut Fixed(n), &cfg)
+}
+
+fn fixed_run(s: &Scenario, n: usize) -> Vec<f64> {
+    phase_goodput(s, &fixed(s, n))
+}
+
+/// Index of the first (smallest) setting with the best goodput in `ph`.
+fn best_of(swept: &[(usize, Vec<f64>)], ph: usize) -> usize {
+    let mut best = 0;
+    for (i, (_, g)) in swept.iter().enumerate() {
+        if g[ph] > swept[best].1[ph] * (1.0 + 1e-9) {
+            best = i;
+        }
+    }
+    best
 }
 
 /// Sweeps fixed settings: a geometric grid from 1 to [`MAX_LIMIT`], then
@@ -54,9 +95,8 @@ pub fn oracle(s: &Scenario) -> Oracle {
     }
     let mut swept: Vec<(usize, Vec<f64>)> = grid.iter().map(|&n| (n, fixed_run(s, n))).collect();
     for ph in 0..s.phases.len() {
-        let best = (0..swept.len())
-            .max_by(|&a, &b| swept[a].1[ph].total_cmp(&swept[b].1[ph]))
-            .unwrap_or(0);
+        swept.sort_by_key(|(n, _)| *n);
+        let best = best_of(&swept, ph);
         let lo = swept[best.saturating_sub(1)].0;
         let hi = swept[(best + 1).min(swept.len() - 1)].0;
         let step = ((hi - lo) / 16).max(1);
@@ -67,22 +107,18 @@ pub fn oracle(s: &Scenario) -> Oracle {
         }
     }
     swept.sort_by_key(|(n, _)| *n);
-    let mut limits = Vec::new();
-    let mut goodput = Vec::new();
+    let (mut limits, mut goodput, mut seconds) = (Vec::new(), Vec::new(), Vec::new());
     for ph in 0..s.phases.len() {
-        // The smallest of the best settings (ties go to fewer calls).
-        let mut best = (1, f64::MIN);
-        for (n, g) in &swept {
-            if g[ph] > best.1 * (1.0 + 1e-9) {
-                best = (*n, g[ph]);
-            }
-        }
-        limits.push(best.0);
-        goodput.push(best.1);
+        // The smallest of the best settings: ties go to fewer calls.
+        let (n, g) = &swept[best_of(&swept, ph)];
+        limits.push(*n);
+        goodput.push(g[ph]);
+        seconds.push(per_second(s, &fixed(s, *n), ph));
     }
     Oracle {
         limits,
         goodput,
+        per_second: seconds,
         swept,
     }
 }
@@ -92,8 +128,9 @@ pub fn oracle(s: &Scenario) -> Oracle {
 pub struct PhaseScore {
     /// Goodput over the oracle's.
     pub fraction: f64,
-    /// Seconds into the phase after which every 1 s of goodput stays within
-    /// 5% of the oracle's; `None` if it never does.
+    /// Seconds into the phase after which every 1 s of goodput stays at
+    /// 95% or more of the oracle's same second; `None` if the phase's last
+    /// second is still below.
     pub settling: Option<f64>,
     /// Seconds, after the first 3 s, with the limit above 2x the oracle's.
     pub runaway: f64,
@@ -140,33 +177,21 @@ pub fn score(s: &Scenario, run: &Trajectory, o: &Oracle) -> Score {
         .sum();
     let phases = (0..s.phases.len())
         .map(|ph| {
-            let (t0, len) = (starts[ph], s.phases[ph].secs);
-            let steps: Vec<_> = run.steps.iter().filter(|st| st.phase == ph).collect();
-            // Goodput per 1 s bucket, windows spread over the buckets they overlap.
-            let buckets = len.ceil().max(1.0) as usize;
-            let mut items = vec![0.0; buckets];
-            for st in &steps {
-                let (a, b) = (st.t - t0, st.t - t0 + st.secs);
-                for (k, item) in items.iter_mut().enumerate() {
-                    let overlap = (b.min(k as f64 + 1.0) - a.max(k as f64)).max(0.0);
-                    *item += st.expected * overlap / st.secs;
-                }
-            }
-            let ok = |k: usize| {
-                let width = (len - k as f64).min(1.0);
-                items[k] / width >= (1.0 - SETTLED) * o.goodput[ph]
-            };
-            let settling = (0..buckets)
+            let t0 = starts[ph];
+            let second = per_second(s, run, ph);
+            let ok = |k: usize| second[k] >= (1.0 - SETTLED) * o.per_second[ph][k];
+            let settling = (0..second.len())
                 .rev()
                 .take_while(|&k| ok(k))
                 .last()
                 .map(|k| k as f64);
             let cap = RUNAWAY * o.limits[ph] as f64;
-            let runaway = steps
+            let runaway = run
+                .steps
                 .iter()
-                .filter(|st| st.limit as f64 > cap)
+                .filter(|st| st.phase == ph && st.limit as f64 > cap)
                 .map(|st| (st.t + st.secs - (t0 + GRACE).max(st.t)).max(0.0))
-                .sum();
+                .fold(0.0, |a, b| a + b);
             PhaseScore {
                 fraction: ratio(got[ph], o.goodput[ph]),
                 settling,
