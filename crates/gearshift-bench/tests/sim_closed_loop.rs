@@ -173,18 +173,42 @@ fn distribution_of_today_s_tuners_on_training_seeds() {
         }
         rows.push((name, out));
     }
+    // Single fixed settings, from their own setting (the best of them is a
+    // baseline the new tuner must beat on the held-out set).
+    let fixed = [4usize, 8, 16, 32, 64, 128, 256];
+    let mut by_fixed = vec![vec![]; fixed.len()];
+    for seed in seeds.clone() {
+        let s = Scenario::generate(seed);
+        let o = oracle(&s);
+        for (i, &n) in fixed.iter().enumerate() {
+            let cfg = SimConfig {
+                start: n,
+                ..SimConfig::for_scenario(&s)
+            };
+            by_fixed[i].push(score(&s, &simulate(&s, &mut Fixed(n), &cfg), &o).fraction);
+        }
+    }
+    for (n, mut f) in fixed.iter().zip(by_fixed) {
+        println!(
+            "fixed {n:4}  median {:.3} p5 {:.3}",
+            quantile(&mut f, 0.5),
+            quantile(&mut f, 0.05)
+        );
+    }
     for (name, out) in &rows {
         let mut f: Vec<f64> = out.iter().map(|r| r.2).collect();
         let mut settle: Vec<f64> = out.iter().map(|r| r.3.unwrap_or(f64::INFINITY)).collect();
         let runaway = out.iter().filter(|r| r.4 > 2.0).count();
+        let settled = out.iter().filter(|r| r.3.is_some()).count();
+        let in_ra: f64 = out.iter().map(|r| r.5).sum();
         println!(
-            "{name:10} n={} median {:.3} p5 {:.3} min {:.3} | settling median {:.1}s | runaway>2s in {} runs",
+            "{name:10} n={} median {:.3} p5 {:.3} min {:.3} | settled in {settled} runs, \
+             settling median {:.1}s | runaway>2s in {runaway} runs | calls in Retry-After {in_ra:.0}",
             f.len(),
             quantile(&mut f, 0.5),
             quantile(&mut f, 0.05),
             quantile(&mut f, 0.0),
             quantile(&mut settle, 0.5),
-            runaway,
         );
         for fam in Family::ALL {
             let mut ff: Vec<f64> = out.iter().filter(|r| r.1 == fam).map(|r| r.2).collect();

@@ -85,8 +85,9 @@ fn best_of(swept: &[(usize, Vec<f64>)], ph: usize) -> usize {
     best
 }
 
-/// Sweeps fixed settings: a geometric grid from 1 to [`MAX_LIMIT`], then
-/// the settings between each phase's best and its grid neighbours.
+/// Sweeps fixed settings: a geometric grid from 1 to [`MAX_LIMIT`], then,
+/// per phase, finer steps between the best and its neighbours down to
+/// every single setting.
 pub fn oracle(s: &Scenario) -> Oracle {
     let mut grid = vec![1usize];
     while *grid.last().unwrap_or(&MAX_LIMIT) < MAX_LIMIT {
@@ -95,15 +96,21 @@ pub fn oracle(s: &Scenario) -> Oracle {
     }
     let mut swept: Vec<(usize, Vec<f64>)> = grid.iter().map(|&n| (n, fixed_run(s, n))).collect();
     for ph in 0..s.phases.len() {
-        swept.sort_by_key(|(n, _)| *n);
-        let best = best_of(&swept, ph);
-        let lo = swept[best.saturating_sub(1)].0;
-        let hi = swept[(best + 1).min(swept.len() - 1)].0;
-        let step = ((hi - lo) / 16).max(1);
-        for n in (lo..=hi).step_by(step) {
-            if !swept.iter().any(|(m, _)| *m == n) {
-                swept.push((n, fixed_run(s, n)));
+        // Narrow down between the best and its neighbours until the step is 1.
+        loop {
+            swept.sort_by_key(|(n, _)| *n);
+            let best = best_of(&swept, ph);
+            let lo = swept[best.saturating_sub(1)].0;
+            let hi = swept[(best + 1).min(swept.len() - 1)].0;
+            let step = ((hi - lo) / 16).max(1);
+            let new: Vec<usize> = (lo..=hi)
+                .step_by(step)
+                .filter(|n| !swept.iter().any(|(m, _)| m == n))
+                .collect();
+            if new.is_empty() {
+                break;
             }
+            swept.extend(new.into_iter().map(|n| (n, fixed_run(s, n))));
         }
     }
     swept.sort_by_key(|(n, _)| *n);
