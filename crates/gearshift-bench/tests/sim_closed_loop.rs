@@ -4,10 +4,10 @@
 
 use std::collections::HashSet;
 
-use gearshift::tuner::{Adaptive, SeedRule, Tuner};
+use gearshift::tuner::{Adaptive, SeedRule};
 use gearshift_bench::sim::{
-    Family, Fixed, HELD_OUT_START, Scenario, SimConfig, TRAINING, evaluate, oracle, phase_goodput,
-    score, simulate,
+    Family, Fixed, HELD_OUT_START, Scenario, SimConfig, Summary, TRAINING, oracle, phase_goodput,
+    quantile, score, simulate,
 };
 
 #[test]
@@ -145,41 +145,11 @@ fn drops_above_capacity_make_more_calls_lose_goodput() {
     assert!(run.steps.iter().map(|st| st.failures).sum::<u64>() > 0);
 }
 
-fn quantile(xs: &mut [f64], q: f64) -> f64 {
-    xs.sort_by(f64::total_cmp);
-    xs[((xs.len() - 1) as f64 * q).round() as usize]
-}
-
-type MakeTuner = fn(usize) -> Box<dyn Tuner>;
-/// Seed, family, fraction, settling, runaway, calls inside `Retry-After`.
-type Row = (u64, Family, f64, Option<f64>, f64, f64);
-
 /// Today's tuners on training seeds they were never tuned on: printed for
 /// the lead (run with `--nocapture`), not asserted.
 #[test]
 fn distribution_of_today_s_tuners_on_training_seeds() {
-    let seeds = TRAINING.take(200);
-    let tuners: [(&str, MakeTuner); 2] = [
-        ("seed-rule", |_| Box::new(SeedRule::default())),
-        ("adaptive", |cores| Box::new(Adaptive::new(cores))),
-    ];
-    let mut rows: Vec<(&str, Vec<Row>)> = vec![];
-    for (name, make) in tuners {
-        let mut out = vec![];
-        for seed in seeds.clone() {
-            let cores = Scenario::generate(seed).cores;
-            let (s, _, sc) = evaluate(seed, make(cores).as_mut());
-            out.push((
-                seed,
-                s.family,
-                sc.fraction,
-                sc.settling(),
-                sc.runaway(),
-                sc.in_retry_after,
-            ));
-        }
-        rows.push((name, out));
-    }
+    let seeds = TRAINING.start..TRAINING.start + 200;
     // Single fixed settings, from their own setting (the best of them is a
     // baseline the new tuner must beat on the held-out set).
     let fixed = [4usize, 8, 16, 32, 64, 128, 256];
@@ -195,48 +165,23 @@ fn distribution_of_today_s_tuners_on_training_seeds() {
             by_fixed[i].push(score(&s, &simulate(&s, &mut Fixed(n), &cfg), &o).fraction);
         }
     }
-    for (n, mut f) in fixed.iter().zip(by_fixed) {
+    for (n, f) in fixed.iter().zip(&by_fixed) {
         println!(
             "fixed {n:4}  median {:.3} p5 {:.3}",
-            quantile(&mut f, 0.5),
-            quantile(&mut f, 0.05)
+            quantile(f, 0.5),
+            quantile(f, 0.05)
         );
     }
-    for (name, out) in &rows {
-        let mut f: Vec<f64> = out.iter().map(|r| r.2).collect();
-        let mut settle: Vec<f64> = out.iter().map(|r| r.3.unwrap_or(f64::INFINITY)).collect();
-        let runaway = out.iter().filter(|r| r.4 > 2.0).count();
-        let settled = out.iter().filter(|r| r.3.is_some()).count();
-        let in_ra: f64 = out.iter().map(|r| r.5).sum();
-        println!(
-            "{name:10} n={} median {:.3} p5 {:.3} min {:.3} | settled in {settled} runs, \
-             settling median {:.1}s | runaway>2s in {runaway} runs | calls in Retry-After {in_ra:.0}",
-            f.len(),
-            quantile(&mut f, 0.5),
-            quantile(&mut f, 0.05),
-            quantile(&mut f, 0.0),
-            quantile(&mut settle, 0.5),
+    let seed_rule = Summary::run(seeds.clone(), |_| Box::new(SeedRule::default()));
+    let adaptive = Summary::run(seeds, |cores| Box::new(Adaptive::new(cores)));
+    for summary in [&seed_rule, &adaptive] {
+        print!("{}", summary.render());
+        assert_eq!(summary.outcomes.len(), 200);
+        assert!(
+            summary
+                .fractions(None)
+                .iter()
+                .all(|x| x.is_finite() && *x >= 0.0)
         );
-        for fam in Family::ALL {
-            let mut ff: Vec<f64> = out.iter().filter(|r| r.1 == fam).map(|r| r.2).collect();
-            if !ff.is_empty() {
-                println!(
-                    "  {:11} n={:3} median {:.3} p5 {:.3}",
-                    format!("{fam:?}"),
-                    ff.len(),
-                    quantile(&mut ff, 0.5),
-                    quantile(&mut ff, 0.05)
-                );
-            }
-        }
-        let mut worst: Vec<_> = out.clone();
-        worst.sort_by(|a, b| a.2.total_cmp(&b.2));
-        for w in worst.iter().take(5) {
-            println!(
-                "  worst: seed {} {:?} fraction {:.3} runaway {:.1}s",
-                w.0, w.1, w.2, w.4
-            );
-        }
-        assert!(f.iter().all(|x| x.is_finite() && *x >= 0.0));
     }
 }

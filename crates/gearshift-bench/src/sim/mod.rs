@@ -15,16 +15,20 @@
 //! - `score`: the [`oracle`] (best fixed setting per phase, by a sweep) and
 //!   a run's [`Score`]: fraction of the oracle's goodput, settling time,
 //!   runaway, calls inside `Retry-After`.
+//! - `summary`: a tuner over a range of seeds ([`Summary`]): median, 5th
+//!   percentile, per family, worst scenarios.
 
 mod model;
 mod run;
 mod scenario;
 mod score;
+mod summary;
 
 pub use model::Rates;
 pub use run::{Fixed, MAX_LIMIT, SimConfig, Step, Trajectory, simulate};
 pub use scenario::{Failure, Family, HELD_OUT_START, Phase, Scenario, Shape, TRAINING};
-pub use score::{Oracle, PhaseScore, Score, oracle, phase_goodput, score};
+pub use score::{Oracle, PhaseScore, Score, oracle, per_second, phase_goodput, score};
+pub use summary::{Outcome, Summary, quantile};
 
 /// Runs `tuner` on the scenario of `seed` from the seed's rule of thumb
 /// and scores it against the oracle.
