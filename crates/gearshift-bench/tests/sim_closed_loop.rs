@@ -4,10 +4,12 @@
 
 use std::collections::HashSet;
 
-use gearshift::tuner::{Adaptive, SeedRule};
+use std::time::Duration;
+
+use gearshift::tuner::{Adaptive, Decision, SeedRule, Tuner, Window};
 use gearshift_bench::sim::{
-    Family, Fixed, HELD_OUT_START, Scenario, SimConfig, Summary, TRAINING, oracle, phase_goodput,
-    quantile, score, simulate,
+    Family, Fixed, HELD_OUT_START, MAX_LIMIT, Scenario, SimConfig, Summary, TRAINING, oracle,
+    phase_goodput, quantile, score, simulate,
 };
 
 #[test]
@@ -183,5 +185,70 @@ fn distribution_of_today_s_tuners_on_training_seeds() {
                 .iter()
                 .all(|x| x.is_finite() && *x >= 0.0)
         );
+    }
+}
+
+/// A tuner that asks for absurd windows and settings, alternately.
+struct Wild(u64);
+
+impl Tuner for Wild {
+    fn name(&self) -> &str {
+        "wild"
+    }
+
+    fn window(&self) -> Duration {
+        [Duration::ZERO, Duration::MAX, Duration::from_nanos(1)][(self.0 % 3) as usize]
+    }
+
+    fn decide(&mut self, _: &Window) -> Decision {
+        self.0 += 1;
+        let n = if self.0 % 2 == 0 { 0 } else { usize::MAX };
+        Decision {
+            agents: Some(n),
+            api_permits: Some(n),
+            workers: Some(n),
+            reason: "wild".into(),
+        }
+    }
+}
+
+#[test]
+fn absurd_windows_and_settings_are_clamped_and_the_run_ends() {
+    for seed in TRAINING.take(20) {
+        let s = Scenario::generate(seed);
+        let run = simulate(&s, &mut Wild(0), &SimConfig::for_scenario(&s));
+        let covered: f64 = run.steps.iter().map(|st| st.secs).sum();
+        assert!((covered - s.secs()).abs() < 1e-6, "seed {seed}: {covered}");
+        assert!(
+            run.steps.len() < 100_000,
+            "seed {seed}: {}",
+            run.steps.len()
+        );
+        for st in &run.steps {
+            assert!((1..=MAX_LIMIT).contains(&st.limit), "{st:?}");
+            assert!((1..=s.cores).contains(&st.workers), "{st:?}");
+        }
+    }
+}
+
+#[test]
+fn each_step_phase_has_its_own_oracle_and_one_setting_fits_none_better() {
+    let seed = (TRAINING.start..TRAINING.end)
+        .find(|&s| {
+            let s = Scenario::generate(s);
+            s.family == Family::Step && s.cpu_ms == 0.0
+        })
+        .unwrap();
+    let s = Scenario::generate(seed);
+    let o = oracle(&s);
+    assert_eq!(s.phases.len(), 3);
+    for (ph, &n) in o.limits.iter().enumerate() {
+        let cfg = SimConfig {
+            start: n,
+            ..SimConfig::for_scenario(&s)
+        };
+        let sc = score(&s, &simulate(&s, &mut Fixed(n), &cfg), &o);
+        assert!((sc.phases[ph].fraction - 1.0).abs() < 1e-9);
+        assert!(sc.fraction <= 1.0 + 1e-9, "{sc:?}");
     }
 }
