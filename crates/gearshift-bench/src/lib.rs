@@ -12,6 +12,7 @@ pub mod ledger;
 pub mod mock_api;
 pub mod report;
 pub mod scenario;
+pub mod sim;
 pub mod soak;
 pub mod sweep;
 pub mod systems;

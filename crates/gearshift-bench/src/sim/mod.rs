@@ -1,0 +1,41 @@
+//! Closed-loop simulation of tuners on seeded random scenarios: no clock,
+//! no HTTP, pure arithmetic per window, so hundreds of scenarios run in
+//! seconds and the same seed always gives the same run.
+//!
+//! - `scenario`: [`Scenario::generate`] draws a family (flat, queueing or
+//!   retrograde latency; drops that time out; 5xx rising with overload; a
+//!   hard limit with `Retry-After`; drifting or stepping phases; a CPU
+//!   bottleneck) and its parameters from a seed. Seeds in [`TRAINING`] may
+//!   be looked at while developing a tuner; seeds from [`HELD_OUT_START`]
+//!   on are for reports only.
+//! - `model`: the expected rates at a setting (Little's law, capacity, the
+//!   CPU stage, the failure behaviour).
+//! - `run`: [`simulate`] runs any [`Tuner`](gearshift::tuner::Tuner)
+//!   window by window with seeded noise; [`Fixed`] keeps one setting.
+//! - `score`: the [`oracle`] (best fixed setting per phase, by a sweep) and
+//!   a run's [`Score`]: fraction of the oracle's goodput, settling time,
+//!   runaway, calls inside `Retry-After`.
+//! - `summary`: a tuner over a range of seeds ([`Summary`]): median, 5th
+//!   percentile, per family, worst scenarios.
+
+mod model;
+mod run;
+mod scenario;
+mod score;
+mod summary;
+
+pub use model::Rates;
+pub use run::{Fixed, MAX_LIMIT, SimConfig, Step, Trajectory, simulate};
+pub use scenario::{Failure, Family, HELD_OUT_START, Phase, Scenario, Shape, TRAINING};
+pub use score::{Oracle, PhaseScore, Score, oracle, per_second, phase_goodput, score};
+pub use summary::{Outcome, Summary, quantile};
+
+/// Runs `tuner` on the scenario of `seed` from the seed's rule of thumb
+/// and scores it against the oracle.
+pub fn evaluate(seed: u64, tuner: &mut dyn gearshift::tuner::Tuner) -> (Scenario, Oracle, Score) {
+    let s = Scenario::generate(seed);
+    let o = oracle(&s);
+    let run = simulate(&s, tuner, &SimConfig::for_scenario(&s));
+    let sc = score(&s, &run, &o);
+    (s, o, sc)
+}

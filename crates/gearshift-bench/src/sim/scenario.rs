@@ -1,0 +1,248 @@
+//! Seeded random scenarios: an API (latency shape, capacity, failure
+//! behaviour, noise), phases that step or drift, and a CPU stage.
+
+use std::ops::Range;
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+/// Seeds a tuner's author may look at while developing.
+pub const TRAINING: Range<u64> = 0..HELD_OUT_START;
+/// Seeds from here on are run only to report, never to choose a rule.
+pub const HELD_OUT_START: u64 = 10_000;
+
+/// The kind of scenario a seed drew.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Family {
+    /// Latency flat up to capacity, then a queue.
+    Flat,
+    /// Latency rises smoothly towards and past capacity.
+    Queueing,
+    /// Past capacity throughput falls (contention).
+    Retrograde,
+    /// Calls above capacity are dropped and time out; served latency stays flat.
+    Drops,
+    /// 5xx errors whose share rises with overload.
+    Errors,
+    /// A hard limit: calls above it get 429 with `Retry-After`.
+    HardLimit,
+    /// Latency and capacity drift slowly across phases.
+    Drift,
+    /// Latency and capacity change in steps between phases.
+    Step,
+    /// The CPU stage is the bottleneck.
+    Cpu,
+}
+
+impl Family {
+    /// Every family, in the order seeds draw them.
+    pub const ALL: [Family; 9] = [
+        Family::Flat,
+        Family::Queueing,
+        Family::Retrograde,
+        Family::Drops,
+        Family::Errors,
+        Family::HardLimit,
+        Family::Drift,
+        Family::Step,
+        Family::Cpu,
+    ];
+}
+
+/// How mean latency grows with calls in flight `n` against capacity `c`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Shape {
+    /// `base * max(1, n/c)`.
+    Flat,
+    /// `base * (1 + (n/c)^4)^(1/4)`: a smooth knee.
+    Queueing,
+    /// `base * max(1, n/c) * (1 + r * max(0, n-c)/c)`.
+    Retrograde(f64),
+}
+
+/// What the API does with calls beyond its capacity.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Failure {
+    /// Nothing: they queue.
+    None,
+    /// A random share `1 - c/n` of calls is dropped and times out after the
+    /// scenario's timeout.
+    Drops,
+    /// A share `min(0.95, floor + slope * max(0, n/c - 1))` answers 5xx.
+    Errors {
+        /// Share of errors with no overload.
+        floor: f64,
+        /// Added share per unit of overload.
+        slope: f64,
+    },
+    /// Calls above capacity get 429 with this `Retry-After` (seconds).
+    HardLimit {
+        /// The `Retry-After` the API sends, in seconds.
+        retry_after: f64,
+    },
+}
+
+/// A stretch of time with its own API conditions; drifting phases move
+/// linearly from `start` to `end`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Phase {
+    /// Length in seconds.
+    pub secs: f64,
+    /// No-load latency (seconds) at the start and end of the phase.
+    pub base: (f64, f64),
+    /// Capacity (calls) at the start and end of the phase.
+    pub capacity: (f64, f64),
+}
+
+impl Phase {
+    fn fixed(secs: f64, base: f64, capacity: f64) -> Phase {
+        Phase {
+            secs,
+            base: (base, base),
+            capacity: (capacity, capacity),
+        }
+    }
+
+    /// No-load latency and capacity at fraction `f` (0..=1) of the phase.
+    pub fn at(&self, f: f64) -> (f64, f64) {
+        let f = f.clamp(0.0, 1.0);
+        (
+            self.base.0 + (self.base.1 - self.base.0) * f,
+            self.capacity.0 + (self.capacity.1 - self.capacity.0) * f,
+        )
+    }
+}
+
+/// One simulated workload: an API and a CPU stage.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Scenario {
+    /// The seed it was generated from (also seeds the run's noise).
+    pub seed: u64,
+    /// The family drawn.
+    pub family: Family,
+    /// Latency shape.
+    pub shape: Shape,
+    /// Behaviour past capacity.
+    pub failure: Failure,
+    /// Lognormal sigma of a single call's latency.
+    pub sigma: f64,
+    /// Timeout of a call (seconds).
+    pub timeout: f64,
+    /// CPU cost per item (milliseconds) on one worker.
+    pub cpu_ms: f64,
+    /// Cores, and the most CPU workers.
+    pub cores: usize,
+    /// The phases, in order.
+    pub phases: Vec<Phase>,
+}
+
+fn log_uniform(rng: &mut StdRng, lo: f64, hi: f64) -> f64 {
+    (rng.random_range(lo.ln()..hi.ln())).exp()
+}
+
+fn capacity(rng: &mut StdRng) -> f64 {
+    log_uniform(rng, 4.0, 512.0).round()
+}
+
+fn base(rng: &mut StdRng) -> f64 {
+    log_uniform(rng, 0.005, 0.5)
+}
+
+impl Scenario {
+    /// The scenario of `seed`: a family and its parameters, deterministically.
+    pub fn generate(seed: u64) -> Scenario {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let family = Family::ALL[rng.random_range(0..Family::ALL.len())];
+        let mut s = Scenario {
+            seed,
+            family,
+            shape: Shape::Flat,
+            failure: Failure::None,
+            sigma: rng.random_range(0.2..1.5),
+            timeout: 1.0,
+            cpu_ms: if rng.random_bool(0.3) {
+                rng.random_range(0.0..5.0)
+            } else {
+                0.0
+            },
+            cores: rng.random_range(1..=8),
+            phases: vec![Phase::fixed(20.0, base(&mut rng), capacity(&mut rng))],
+        };
+        match family {
+            Family::Flat => {}
+            Family::Queueing => s.shape = Shape::Queueing,
+            Family::Retrograde => s.shape = Shape::Retrograde(rng.random_range(0.2..1.0)),
+            Family::Drops => {
+                s.failure = Failure::Drops;
+                s.timeout = rng.random_range(0.5..2.0);
+            }
+            Family::Errors => {
+                s.shape = Shape::Queueing;
+                s.failure = Failure::Errors {
+                    floor: rng.random_range(0.0..0.05),
+                    slope: rng.random_range(0.2..1.0),
+                };
+            }
+            Family::HardLimit => {
+                s.failure = Failure::HardLimit {
+                    retry_after: rng.random_range(1..=2) as f64,
+                };
+            }
+            Family::Drift | Family::Step => {
+                if rng.random_bool(0.5) {
+                    s.shape = Shape::Queueing;
+                }
+                let (mut b, mut c) = s.phases[0].at(0.0);
+                s.phases.clear();
+                for _ in 0..3 {
+                    let secs = rng.random_range(10.0..15.0);
+                    let nb = (b * log_uniform(&mut rng, 0.4, 2.5)).clamp(0.005, 0.5);
+                    let nc = (c * log_uniform(&mut rng, 0.4, 2.5))
+                        .round()
+                        .clamp(4.0, 512.0);
+                    s.phases.push(if family == Family::Drift {
+                        Phase {
+                            secs,
+                            base: (b, nb),
+                            capacity: (c, nc),
+                        }
+                    } else {
+                        Phase::fixed(secs, nb, nc)
+                    });
+                    (b, c) = (nb, nc);
+                }
+            }
+            Family::Cpu => {
+                s.cores = rng.random_range(1..=4);
+                s.cpu_ms = rng.random_range(0.5..5.0);
+                // The API can do at least 1.5x what the workers drain.
+                let cpu_rate = s.cores as f64 / (s.cpu_ms / 1e3);
+                let p = &mut s.phases[0];
+                let need = (1.5 * cpu_rate * p.base.0).ceil().clamp(4.0, 512.0);
+                let c = p.capacity.0.max(need);
+                p.capacity = (c, c);
+                p.base = (p.base.0.min(c / (1.5 * cpu_rate)).max(0.001), p.base.1);
+                p.base.1 = p.base.0;
+            }
+        }
+        s
+    }
+
+    /// Total length in seconds.
+    pub fn secs(&self) -> f64 {
+        self.phases.iter().map(|p| p.secs).sum()
+    }
+
+    /// Start time of each phase, in seconds.
+    pub fn phase_starts(&self) -> Vec<f64> {
+        let mut t = 0.0;
+        self.phases
+            .iter()
+            .map(|p| {
+                let s = t;
+                t += p.secs;
+                s
+            })
+            .collect()
+    }
+}
