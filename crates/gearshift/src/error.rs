@@ -41,6 +41,12 @@ impl ErrorKind {
         ErrorKind::Other,
     ];
 
+    /// The kind's place in [`ALL`](Self::ALL), which lists the kinds in
+    /// the order they are declared.
+    pub(crate) fn index(self) -> usize {
+        self as usize
+    }
+
     /// Whether the default retry policy retries this kind.
     pub fn is_transient(self) -> bool {
         !matches!(self, ErrorKind::Rejected | ErrorKind::Panic)

@@ -9,8 +9,8 @@ use tokio::time::Instant;
 use super::budget::Budget;
 use super::settings::{Live, StageSettings};
 use crate::config::Config;
-use crate::error::{ConfigError, ErrorKind};
-use crate::stats::counters::{Counter, StageStats};
+use crate::error::ConfigError;
+use crate::stats::counters::{Counter, KindCounts, StageStats};
 use crate::stats::latency::LatencyRecorder;
 use crate::stats::report::{Report, ReportInput, Tally, TunerDecision};
 use crate::sync::gate::Gate;
@@ -28,7 +28,7 @@ pub(crate) struct Ledger {
     pub(crate) ok: Counter,
     pub(crate) failed: Counter,
     pub(crate) cancelled: Counter,
-    pub(crate) by_kind: [Counter; ErrorKind::ALL.len()],
+    pub(crate) by_kind: KindCounts,
 }
 
 #[derive(Debug)]
@@ -311,12 +311,7 @@ impl Shared {
         // Outcomes first: every item is taken before it has an outcome, so
         // a live report never shows more outcomes than items taken.
         let (ok, failed, cancelled) = (l.ok.get(), l.failed.get(), l.cancelled.get());
-        let failures_by_kind = ErrorKind::ALL
-            .iter()
-            .zip(&l.by_kind)
-            .filter(|(_, c)| c.get() > 0)
-            .map(|(k, c)| (*k, c.get()))
-            .collect();
+        let failures_by_kind = l.by_kind.nonzero();
         let tally = Tally {
             taken: l.taken.get(),
             ok,

@@ -155,12 +155,7 @@ impl<T: Send + 'static> Collector<T> {
             }
             Some(failure) => {
                 ledger.failed.add(1);
-                if let Some(i) = crate::error::ErrorKind::ALL
-                    .iter()
-                    .position(|k| *k == failure.kind())
-                {
-                    ledger.by_kind[i].add(1);
-                }
+                ledger.by_kind.add(failure.kind());
                 tracing::debug!(item = failure.item, stage = %failure.stage, attempts = failure.attempts, error = %failure.error, "item failed");
                 if self.on_error == OnError::Cancel {
                     self.shared.cancel();

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::counters::Counter;
+use super::counters::{Counter, KindCounts};
 use super::latency::{Percentiles, ShardedLatency};
 use super::window::{WindowedMax, millis_ceil};
 use crate::error::ErrorKind;
@@ -59,7 +59,7 @@ pub(crate) struct ApiStats {
     pub(crate) calls_ok: Striped,
     /// Calls made, retries included.
     pub(crate) attempts: Striped,
-    errors_by_kind: [Counter; ErrorKind::ALL.len()],
+    errors_by_kind: KindCounts,
     /// Latency of successful calls (record per agent, in batches).
     pub(crate) latency: ShardedLatency,
     /// Calls in flight, recorded by the budget's gate at each acquisition.
@@ -88,16 +88,11 @@ impl ApiStats {
 
     /// Counts a failed attempt.
     pub(crate) fn record_error(&self, kind: ErrorKind) {
-        if let Some(i) = ErrorKind::ALL.iter().position(|k| *k == kind) {
-            self.errors_by_kind[i].add(1);
-        }
+        self.errors_by_kind.add(kind);
     }
 
     pub(crate) fn errors_of(&self, kind: ErrorKind) -> u64 {
-        ErrorKind::ALL
-            .iter()
-            .position(|k| *k == kind)
-            .map_or(0, |i| self.errors_by_kind[i].get())
+        self.errors_by_kind.get(kind)
     }
 
     /// Records a `Retry-After` the remote asked for (after any cap), and by
@@ -169,11 +164,7 @@ impl ApiReport {
             // Attempts after outcomes, so a live report never shows more
             // calls answered than made.
             calls_ok: stats.calls_ok.get(),
-            errors_by_kind: ErrorKind::ALL
-                .iter()
-                .map(|k| (*k, stats.errors_of(*k)))
-                .filter(|(_, n)| *n > 0)
-                .collect(),
+            errors_by_kind: stats.errors_by_kind.nonzero(),
             throttled: stats.errors_of(ErrorKind::RateLimited),
             timeouts: stats.errors_of(ErrorKind::Timeout),
             attempts: stats.attempts.get(),

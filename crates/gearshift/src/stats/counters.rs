@@ -40,6 +40,30 @@ impl Counter {
     }
 }
 
+/// Counts by error kind: of failed attempts (a stage's, an API's) or of
+/// failed items (the ledger's).
+#[derive(Debug, Default)]
+pub(crate) struct KindCounts([Counter; ErrorKind::ALL.len()]);
+
+impl KindCounts {
+    pub(crate) fn add(&self, kind: ErrorKind) {
+        self.0[kind.index()].add(1);
+    }
+
+    pub(crate) fn get(&self, kind: ErrorKind) -> u64 {
+        self.0[kind.index()].get()
+    }
+
+    /// The kinds counted at least once, with their counts.
+    pub(crate) fn nonzero(&self) -> std::collections::BTreeMap<ErrorKind, u64> {
+        ErrorKind::ALL
+            .iter()
+            .map(|k| (*k, self.get(*k)))
+            .filter(|(_, n)| *n > 0)
+            .collect()
+    }
+}
+
 /// One agent's counters: the seed's `agent_stats`, and more. The per-item
 /// counters live here rather than on the stage, so agents on different cores
 /// do not write to one cache line.
@@ -183,7 +207,7 @@ pub(crate) struct StageStats {
     pub(crate) cancelled: Counter,
     pub(crate) attempts: Counter,
     pub(crate) retries: Counter,
-    pub(crate) errors_by_kind: [Counter; ErrorKind::ALL.len()],
+    pub(crate) errors_by_kind: KindCounts,
     pub(crate) blocked_put_nanos: Counter,
     pub(crate) blocked_get_nanos: Counter,
     pub(crate) busy_nanos: Counter,
@@ -228,18 +252,11 @@ impl StageStats {
     }
 
     pub(crate) fn record_error(&self, kind: ErrorKind) {
-        let i = ErrorKind::ALL
-            .iter()
-            .position(|k| *k == kind)
-            .unwrap_or(ErrorKind::ALL.len() - 1);
-        self.errors_by_kind[i].add(1);
+        self.errors_by_kind.add(kind);
     }
 
     pub(crate) fn errors_of(&self, kind: ErrorKind) -> u64 {
-        ErrorKind::ALL
-            .iter()
-            .position(|k| *k == kind)
-            .map_or(0, |i| self.errors_by_kind[i].get())
+        self.errors_by_kind.get(kind)
     }
 
     pub(crate) fn observe_queue(&self, len: usize) {
@@ -285,5 +302,23 @@ impl StageStats {
         agents.push(Arc::clone(&stats));
         self.capacity.add();
         stats
+    }
+}
+
+#[cfg(all(test, not(gearshift_loom)))]
+mod kind_tests {
+    use super::*;
+
+    #[test]
+    fn each_kind_counts_in_its_own_place() {
+        let counts = KindCounts::default();
+        for (i, kind) in ErrorKind::ALL.iter().enumerate() {
+            assert_eq!(kind.index(), i, "ALL lists the kinds in declaration order");
+            counts.add(*kind);
+        }
+        counts.add(ErrorKind::Timeout);
+        assert_eq!(counts.get(ErrorKind::Timeout), 2);
+        assert_eq!(counts.get(ErrorKind::Panic), 1);
+        assert_eq!(counts.nonzero().len(), ErrorKind::ALL.len());
     }
 }

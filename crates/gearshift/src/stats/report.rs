@@ -285,11 +285,7 @@ fn stage_report(s: &StageStats) -> StageReport {
         queue_capacity: s.gauges.queue_capacity,
         attempts: s.total(&s.attempts, |a| &a.attempts),
         retries: s.retries.get(),
-        errors_by_kind: ErrorKind::ALL
-            .iter()
-            .map(|k| (*k, s.errors_of(*k)))
-            .filter(|(_, n)| *n > 0)
-            .collect(),
+        errors_by_kind: s.errors_by_kind.nonzero(),
         blocked_put: Duration::from_nanos(s.total(&s.blocked_put_nanos, |a| &a.blocked_put_nanos)),
         blocked_get: Duration::from_nanos(s.total(&s.blocked_get_nanos, |a| &a.idle_nanos)),
         busy_fraction: busy_fraction(busy, provided),
