@@ -245,22 +245,35 @@ where
         };
         // The send owns the batch: keep the ids, to cancel them on an abort.
         let ids: Vec<u64> = batch.iter().map(|i| i.id).collect();
-        held.permit = None;
-        let blocked = Instant::now();
-        let sent = tokio::select! {
-            biased;
-            _ = self.abort.triggered() => false,
-            sent = tx.send(batch) => sent.is_ok(),
-        };
-        held.now = Instant::now();
-        agent.blocked_put_nanos.add_time(held.now - blocked);
-        if sent {
+        if self.wait_to_send(tx, batch, agent, held).await {
             agent.passed.add(n);
         } else {
             for id in ids {
                 self.end_cancelled(id).await;
             }
         }
+    }
+
+    /// Waits for room and sends, counting the wait as blocked; gives back
+    /// the permit first (an agent blocked on the next stage holds none).
+    /// `false` on an abort or if the next stage is gone.
+    async fn wait_to_send<X>(
+        &self,
+        tx: &link::Sender<X>,
+        x: X,
+        agent: &AgentStats,
+        held: &mut Held<U>,
+    ) -> bool {
+        held.permit = None;
+        let blocked = Instant::now();
+        let sent = tokio::select! {
+            biased;
+            _ = self.abort.triggered() => false,
+            sent = tx.send(x) => sent.is_ok(),
+        };
+        held.now = Instant::now();
+        agent.blocked_put_nanos.add_time(held.now - blocked);
+        sent
     }
 
     /// Passes an item on, waiting (and counting the wait) if the channel is full.
@@ -277,16 +290,7 @@ where
             Err(async_channel::TrySendError::Full(item)) => item,
             Err(async_channel::TrySendError::Closed(_)) => return self.end_cancelled(id).await,
         };
-        held.permit = None;
-        let blocked = Instant::now();
-        let sent = tokio::select! {
-            biased;
-            _ = self.abort.triggered() => false,
-            sent = tx.send(item) => sent.is_ok(),
-        };
-        held.now = Instant::now();
-        agent.blocked_put_nanos.add_time(held.now - blocked);
-        if sent {
+        if self.wait_to_send(tx, item, agent, held).await {
             agent.passed.add(1);
         } else {
             self.end_cancelled(id).await;
