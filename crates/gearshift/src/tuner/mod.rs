@@ -136,6 +136,14 @@ impl Decision {
     }
 }
 
+/// The controller a budget runs when nothing fixes its concurrency: the
+/// default control law, starting from the seed's rule of thumb.
+pub fn default_for(cores: usize) -> Box<dyn Tuner> {
+    // Placeholder until the new control law lands (issue 22).
+    let _ = cores;
+    Box::new(SeedRule::default())
+}
+
 fn per_second(n: u64, d: Duration) -> f64 {
     if d.is_zero() {
         0.0
