@@ -175,7 +175,7 @@ pub fn simulate(s: &Scenario, tuner: &mut dyn Tuner, cfg: &SimConfig) -> Traject
         let expected = r.good * active;
         let good = count(&mut rng, expected, cv2);
         let failures = count(&mut rng, (r.timeouts + r.errors) * active, cv2);
-        let (p50, p90, min) = if good > 0 {
+        let (p50, p90, min, mean) = if good > 0 {
             let median = r.latency / (s.sigma * s.sigma / 2.0).exp();
             let p50 = median * (s.sigma * (1.57 / good as f64).sqrt() * normal(&mut rng)).exp();
             let tail = (2.0 * (good as f64 + 1.0).ln()).sqrt().min(3.5);
@@ -183,9 +183,10 @@ pub fn simulate(s: &Scenario, tuner: &mut dyn Tuner, cfg: &SimConfig) -> Traject
                 secs(p50),
                 secs(p50 * (1.2816 * s.sigma).exp()),
                 secs(p50 * (-s.sigma * tail).exp()),
+                secs(p50 * (s.sigma * s.sigma / 2.0).exp()),
             )
         } else {
-            (None, None, None)
+            (None, None, None, None)
         };
         let timeouts = if r.timeouts > 0.0 { failures } else { 0 };
         let errors = failures - timeouts;
@@ -201,6 +202,7 @@ pub fn simulate(s: &Scenario, tuner: &mut dyn Tuner, cfg: &SimConfig) -> Traject
             latency_p50: p50,
             latency_p90: p90,
             latency_min: min,
+            latency_mean: mean,
             mean_in_flight: r.in_flight * busy,
             peak_in_flight: if active > 0.0 { limit } else { 0 },
             cpu_items: good,
@@ -213,6 +215,7 @@ pub fn simulate(s: &Scenario, tuner: &mut dyn Tuner, cfg: &SimConfig) -> Traject
             timeouts,
             errors,
             retry_after,
+            paused: secs(dt - active).unwrap_or_default(),
         };
         steps.push(Step {
             t,

@@ -11,7 +11,10 @@ use std::sync::Arc;
 
 use tokio::time::Instant;
 
+use std::time::Duration;
+
 use crate::control::PipelineHandle;
+use crate::control::budget::Budget;
 use crate::control::shared::Shared;
 use crate::error::ErrorKind;
 use crate::stats::counters::{StageKind, StageStats};
@@ -48,6 +51,8 @@ struct IoMark {
     throttled: u64,
     timeouts: u64,
     errors: u64,
+    /// The stage's budget and its paused time at the last read.
+    budget: Option<(Arc<Budget>, u64)>,
 }
 
 /// What a reader saw of a CPU stage at its last read.
@@ -73,7 +78,10 @@ impl WindowReader {
     pub(crate) fn of(shared: Arc<Shared>, io: Option<usize>, cpu: Option<usize>) -> Self {
         let now = Instant::now();
         let stages = shared.stages();
-        let io_mark = io.map(|i| IoMark::new(Arc::clone(&stages[i]), now));
+        let io_mark = io.map(|i| {
+            let budget = shared.stage_apis.get(i).cloned().flatten();
+            IoMark::new(Arc::clone(&stages[i]), budget, now)
+        });
         let cpu_mark = cpu.map(|c| CpuMark::new(Arc::clone(&stages[c]), now));
         WindowReader {
             shared,
@@ -138,8 +146,12 @@ fn blocked(s: &StageStats) -> u64 {
 }
 
 impl IoMark {
-    fn new(stage: Arc<StageStats>, now: Instant) -> Self {
+    fn new(stage: Arc<StageStats>, budget: Option<Arc<Budget>>, now: Instant) -> Self {
         IoMark {
+            budget: budget.map(|b| {
+                let paused = b.stats.paused.get();
+                (b, paused)
+            }),
             latency: LatencyDelta::new(&stage.latency),
             peak: stage.gauges.peak_in_use.reader(now),
             in_use: stage.gauges.concurrency.get().in_use,
@@ -160,6 +172,11 @@ impl IoMark {
         w.io_completions = p.count;
         if p.count > 0 {
             (w.latency_p50, w.latency_p90, w.latency_min) = (Some(p.p50), Some(p.p90), Some(p.min));
+            w.latency_mean = Some(p.mean);
+        }
+        if let Some((budget, mark)) = &mut self.budget {
+            let paused = Duration::from_nanos(delta(mark, budget.stats.paused.get()));
+            w.paused = paused.min(w.elapsed);
         }
         let c = s.gauges.concurrency.get();
         w.agents = c.alive.max(1);
@@ -177,7 +194,7 @@ impl IoMark {
             .retry_after
             .read(&s.retry_after_ms, now)
             .filter(|ms| *ms > 0)
-            .map(|ms| std::time::Duration::from_millis(u64::from(ms)));
+            .map(|ms| Duration::from_millis(u64::from(ms)));
     }
 }
 

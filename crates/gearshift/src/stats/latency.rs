@@ -14,6 +14,8 @@ pub struct Percentiles {
     pub count: u64,
     /// Smallest sample.
     pub min: Duration,
+    /// Mean.
+    pub mean: Duration,
     /// Median.
     pub p50: Duration,
     /// 90th percentile.
@@ -33,6 +35,7 @@ impl Percentiles {
         Percentiles {
             count: h.len(),
             min: us(h.min()),
+            mean: Duration::try_from_secs_f64(h.mean() / 1e6).unwrap_or_default(),
             p50: us(h.value_at_quantile(0.5)),
             p90: us(h.value_at_quantile(0.9)),
             p99: us(h.value_at_quantile(0.99)),

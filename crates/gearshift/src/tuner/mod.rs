@@ -65,6 +65,9 @@ pub struct Window {
     pub latency_p90: Option<Duration>,
     /// Per-attempt latency of successful calls: minimum.
     pub latency_min: Option<Duration>,
+    /// Per-attempt latency of successful calls: mean (with the completions,
+    /// Little's law gives the calls the API actually served).
+    pub latency_mean: Option<Duration>,
     /// Mean API calls in flight over the window.
     pub mean_in_flight: f64,
     /// Most API calls in flight at once.
@@ -89,6 +92,9 @@ pub struct Window {
     pub errors: u64,
     /// The longest `Retry-After` the remote asked for in the window.
     pub retry_after: Option<Duration>,
+    /// Time of the window the budget spent paused by `Retry-After` (pauses
+    /// are counted when they start, so at most `elapsed`).
+    pub paused: Duration,
 }
 
 impl Window {
@@ -100,6 +106,14 @@ impl Window {
     /// IO completions per second.
     pub fn io_rate(&self) -> f64 {
         per_second(self.io_completions, self.elapsed)
+    }
+
+    /// IO completions per second of the time the budget was not paused.
+    pub fn active_io_rate(&self) -> f64 {
+        per_second(
+            self.io_completions,
+            self.elapsed.saturating_sub(self.paused),
+        )
     }
 
     /// CPU items per second.
