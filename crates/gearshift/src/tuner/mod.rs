@@ -19,11 +19,13 @@
 //! are off unless chosen.
 
 mod adaptive;
+mod gradient;
 mod seed_rule;
 
 use std::time::Duration;
 
 pub use adaptive::{Adaptive, Mode};
+pub use gradient::{Gradient, GradientParams};
 pub use seed_rule::SeedRule;
 
 /// Decides the IO stage's concurrency and the CPU stage's workers, one
@@ -153,9 +155,8 @@ impl Decision {
 /// The controller a budget runs when nothing fixes its concurrency: the
 /// default control law, starting from the seed's rule of thumb.
 pub fn default_for(cores: usize) -> Box<dyn Tuner> {
-    // Placeholder until the new control law lands (issue 22).
     let _ = cores;
-    Box::new(SeedRule::default())
+    Box::new(Gradient::new())
 }
 
 fn per_second(n: u64, d: Duration) -> f64 {
