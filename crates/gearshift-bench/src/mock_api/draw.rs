@@ -142,7 +142,7 @@ fn mix(mut z: u64) -> u64 {
 
 const SALT_FAULT: u64 = 0xFA17;
 const SALT_JITTER: u64 = 0x0071_77E4;
-const SALT_OVERLOAD: u64 = 0x0F10_0D;
+const SALT_OVERLOAD: u64 = 0x000F_100D;
 const SALT_NORMAL_1: u64 = 0x004E_0001;
 const SALT_NORMAL_2: u64 = 0x004E_0002;
 
