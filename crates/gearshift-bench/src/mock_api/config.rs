@@ -76,6 +76,29 @@ impl FaultRates {
     }
 }
 
+/// What the mock API does with calls beyond its capacity: real services
+/// queue them, drop them, or fail them, and a tuner must cope with each.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub enum Overload {
+    /// They queue: each extra call in flight adds `base / capacity` to the
+    /// latency, as [`LatencyModel`] describes.
+    #[default]
+    Queue,
+    /// They are never answered. A call arriving with `n` others in flight
+    /// (held ones included) is held with probability `1 - capacity / (n + 1)`
+    /// until the client gives up (or `stall_for`); served calls answer at the
+    /// flat base latency, however many are held.
+    Drop,
+    /// A share `min(0.95, floor + slope * max(0, n / capacity - 1))` of calls
+    /// answers 500, `n` the calls in flight on arrival; latency as [`Queue`](Overload::Queue).
+    Errors {
+        /// Share of 500s with no overload, between 0 and 1.
+        floor: f64,
+        /// Share added per unit of overload (`n / capacity - 1`), between 0 and 1.
+        slope: f64,
+    },
+}
+
 /// Everything the mock API does.
 ///
 /// # Examples
@@ -100,6 +123,9 @@ pub struct MockConfig {
     pub latency: LatencyModel,
     /// The fault rates. By default, none.
     pub faults: FaultRates,
+    /// Calls beyond `latency.capacity` (none when it is unlimited). By
+    /// default, they queue.
+    pub overload: Overload,
     /// Seed of every random choice (jitter, faults). By default, 1.
     pub seed: u64,
     /// Bytes in each `/item/{id}` body. By default, 4096.
@@ -121,6 +147,7 @@ impl Default for MockConfig {
         MockConfig {
             latency: LatencyModel::default(),
             faults: FaultRates::default(),
+            overload: Overload::Queue,
             seed: 1,
             payload_bytes: 4096,
             retry_after: Duration::from_secs(1),
@@ -198,6 +225,10 @@ impl MockConfig {
                 "rates summing to <= 1",
                 f.total(),
             ));
+        }
+        if let Overload::Errors { floor, slope } = self.overload {
+            check_unit("overload.floor", floor)?;
+            check_unit("overload.slope", slope)?;
         }
         if self.payload_bytes < 16 || self.payload_bytes > 64 << 20 {
             return Err(MockConfigError::new(

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use super::config::{FaultRates, LatencyModel};
+use super::config::{FaultRates, LatencyModel, Overload};
 
 /// A fault the mock API injects into one response.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -55,6 +55,39 @@ pub fn fault(rates: &FaultRates, seed: u64, id: u64, attempt: u32) -> Option<Fau
         }
     }
     None
+}
+
+/// What the overload behaviour does to one call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Overloaded {
+    /// Held unanswered until the client gives up.
+    Dropped,
+    /// Answered 500 after the modelled latency.
+    Failed,
+}
+
+/// The overload behaviour's draw for attempt `attempt` of item `id`,
+/// arriving with `in_flight` calls being served and `held` calls held.
+pub(crate) fn overload(
+    overload: Overload,
+    capacity: Option<usize>,
+    seed: u64,
+    (id, attempt): (u64, u32),
+    (in_flight, held): (usize, usize),
+) -> Option<Overloaded> {
+    let cap = capacity? as f64;
+    let u = uniform(seed, id, attempt, SALT_OVERLOAD);
+    match overload {
+        Overload::Queue => None,
+        Overload::Drop => {
+            let n = (in_flight + held + 1) as f64;
+            (u < 1.0 - cap / n).then_some(Overloaded::Dropped)
+        }
+        Overload::Errors { floor, slope } => {
+            let over = (in_flight as f64 / cap - 1.0).max(0.0);
+            (u < (floor + slope * over).min(0.95)).then_some(Overloaded::Failed)
+        }
+    }
 }
 
 /// The modelled latency for a request arriving with `in_flight` others.
@@ -109,6 +142,7 @@ fn mix(mut z: u64) -> u64 {
 
 const SALT_FAULT: u64 = 0xFA17;
 const SALT_JITTER: u64 = 0x0071_77E4;
+const SALT_OVERLOAD: u64 = 0x000F_100D;
 const SALT_NORMAL_1: u64 = 0x004E_0001;
 const SALT_NORMAL_2: u64 = 0x004E_0002;
 

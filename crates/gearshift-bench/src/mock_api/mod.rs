@@ -18,7 +18,7 @@ mod server;
 mod state;
 mod timer;
 
-pub use config::{FaultRates, LatencyModel, MockConfig, MockConfigError};
+pub use config::{FaultRates, LatencyModel, MockConfig, MockConfigError, Overload};
 pub use draw::{Fault, fault as drawn_fault, latency as modelled_latency};
 pub use routes::payload;
 pub use server::{MockApi, MockApiError, serve};

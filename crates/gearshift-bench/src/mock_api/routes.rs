@@ -12,8 +12,8 @@ use axum::routing::{get, post};
 use bytes::Bytes;
 use serde::Deserialize;
 
-use super::config::MockConfig;
-use super::draw::{self, Fault};
+use super::config::{MockConfig, Overload};
+use super::draw::{self, Fault, Overloaded};
 use super::state::State;
 
 /// Marks a response that must not be sent: the connection layer closes the
@@ -77,8 +77,9 @@ async fn upload(
     call(&state, id, move |_| ack.clone()).await
 }
 
-/// One call of item `id`: the hard limit, the drawn fault, the modelled
-/// latency (counted in flight), then `body` (or the fault).
+/// One call of item `id`: the hard limit, the overload behaviour, the drawn
+/// fault, the modelled latency (counted in flight), then `body` (or the
+/// fault).
 async fn call(state: &Arc<State>, id: u64, body: impl Fn(&MockConfig) -> Bytes) -> Response {
     let arrival = state.arrive(id);
     let config = &arrival.config;
@@ -88,6 +89,18 @@ async fn call(state: &Arc<State>, id: u64, body: impl Fn(&MockConfig) -> Bytes) 
     {
         state.record_fault(Fault::HardLimit);
         return too_many_requests(state, config.retry_after_secs());
+    }
+    let overloaded = draw::overload(
+        config.overload,
+        latency.capacity,
+        config.seed,
+        (id, arrival.attempt),
+        (arrival.in_flight, arrival.held),
+    );
+    if overloaded == Some(Overloaded::Dropped) {
+        let _held = state.hold();
+        tokio::time::sleep(config.stall_for).await;
+        return reset();
     }
     let fault = draw::fault(&config.faults, config.seed, id, arrival.attempt);
     match fault {
@@ -103,8 +116,18 @@ async fn call(state: &Arc<State>, id: u64, body: impl Fn(&MockConfig) -> Bytes) 
         _ => {}
     }
     let _in_flight = state.enter();
-    let delay = draw::latency(latency, config.seed, id, arrival.attempt, arrival.in_flight);
+    // Under drops, what is served is never more than capacity: flat latency.
+    let seen = match (config.overload, latency.capacity) {
+        (Overload::Drop, Some(cap)) => arrival.in_flight.min(cap),
+        _ => arrival.in_flight,
+    };
+    let delay = draw::latency(latency, config.seed, id, arrival.attempt, seen);
     super::timer::sleep(delay).await;
+    if overloaded == Some(Overloaded::Failed) {
+        state.record_overload_error();
+        state.record_status(500);
+        return (StatusCode::INTERNAL_SERVER_ERROR, "overloaded").into_response();
+    }
     match fault {
         Some(Fault::ServerError) => {
             state.record_fault(Fault::ServerError);

@@ -23,6 +23,15 @@ pub struct MockStats {
     pub in_flight: usize,
     /// Most requests in flight at once.
     pub max_in_flight: usize,
+    /// Requests held unanswered by [`Overload::Drop`](super::Overload::Drop) right now.
+    #[serde(default)]
+    pub held: usize,
+    /// Requests [`Overload::Drop`](super::Overload::Drop) held unanswered.
+    #[serde(default)]
+    pub dropped: u64,
+    /// 500s sent by [`Overload::Errors`](super::Overload::Errors).
+    #[serde(default)]
+    pub overload_errors: u64,
     /// Faults injected, by kind (`server_error`, `rate_limited`, `hard_limit`,
     /// `stall`, `reset`, `truncated`).
     pub faults: BTreeMap<String, u64>,
@@ -51,7 +60,8 @@ impl MockStats {
 #[derive(Debug)]
 pub(crate) struct State {
     config: RwLock<Arc<MockConfig>>,
-    in_flight: AtomicUsize,
+    in_flight: Arc<AtomicUsize>,
+    held: Arc<AtomicUsize>,
     counters: Mutex<Counters>,
 }
 
@@ -61,6 +71,8 @@ struct Counters {
     by_status: BTreeMap<u16, u64>,
     max_in_flight: usize,
     faults: BTreeMap<Fault, u64>,
+    dropped: u64,
+    overload_errors: u64,
     attempts: HashMap<u64, u32>,
     window: Option<Window>,
     windows: u64,
@@ -81,13 +93,15 @@ pub(crate) struct Arrival {
     pub config: Arc<MockConfig>,
     pub attempt: u32,
     pub in_flight: usize,
+    pub held: usize,
 }
 
 impl State {
     pub(crate) fn new(config: MockConfig) -> Self {
         State {
             config: RwLock::new(Arc::new(config)),
-            in_flight: AtomicUsize::new(0),
+            in_flight: Arc::new(AtomicUsize::new(0)),
+            held: Arc::new(AtomicUsize::new(0)),
             counters: Mutex::new(Counters::default()),
         }
     }
@@ -120,18 +134,29 @@ impl State {
             config,
             attempt,
             in_flight: self.in_flight.load(Ordering::SeqCst),
+            held: self.held.load(Ordering::SeqCst),
         }
     }
 
     /// Counts a request as in flight until the guard drops (also when the
     /// connection goes away mid-request and the handler is dropped).
-    pub(crate) fn enter(self: &Arc<Self>) -> InFlight {
+    pub(crate) fn enter(&self) -> Gauged {
         let n = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
         let mut c = self.lock();
         c.max_in_flight = c.max_in_flight.max(n);
-        InFlight {
-            state: Arc::clone(self),
-        }
+        Gauged(Arc::clone(&self.in_flight))
+    }
+
+    /// Counts a request dropped by the overload behaviour, and as held
+    /// until the guard drops.
+    pub(crate) fn hold(&self) -> Gauged {
+        self.held.fetch_add(1, Ordering::SeqCst);
+        self.lock().dropped += 1;
+        Gauged(Arc::clone(&self.held))
+    }
+
+    pub(crate) fn record_overload_error(&self) {
+        self.lock().overload_errors += 1;
     }
 
     pub(crate) fn record_fault(&self, fault: Fault) {
@@ -164,6 +189,9 @@ impl State {
             by_status: c.by_status.clone(),
             in_flight: self.in_flight.load(Ordering::SeqCst),
             max_in_flight: c.max_in_flight,
+            held: self.held.load(Ordering::SeqCst),
+            dropped: c.dropped,
+            overload_errors: c.overload_errors,
             faults: c
                 .faults
                 .iter()
@@ -175,8 +203,8 @@ impl State {
         }
     }
 
-    /// Forgets every counter and attempt number (the in-flight gauge stays:
-    /// it counts requests that are still running).
+    /// Forgets every counter and attempt number (the in-flight and held
+    /// gauges stay: they count requests that are still running).
     pub(crate) fn reset(&self) {
         *self.lock() = Counters::default();
     }
@@ -186,14 +214,12 @@ impl State {
     }
 }
 
-/// Decrements the in-flight gauge on drop.
+/// Decrements its gauge (in flight, or held) on drop.
 #[derive(Debug)]
-pub(crate) struct InFlight {
-    state: Arc<State>,
-}
+pub(crate) struct Gauged(Arc<AtomicUsize>);
 
-impl Drop for InFlight {
+impl Drop for Gauged {
     fn drop(&mut self) {
-        self.state.in_flight.fetch_sub(1, Ordering::SeqCst);
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }

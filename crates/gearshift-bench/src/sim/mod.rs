@@ -17,13 +17,17 @@
 //!   runaway, calls inside `Retry-After`.
 //! - `summary`: a tuner over a range of seeds ([`Summary`]): median, 5th
 //!   percentile, per family, worst scenarios.
+//! - [`end_to_end`]: a scenario run by a real pipeline against the mock
+//!   API, beside the oracle's settings.
 
+pub mod end_to_end;
 mod model;
 mod run;
 mod scenario;
 mod score;
 mod summary;
 
+pub use end_to_end::{EndToEnd, EndToEndOptions, Measured};
 pub use model::Rates;
 pub use run::{Fixed, MAX_LIMIT, SimConfig, Step, Trajectory, simulate};
 pub use scenario::{Failure, Family, HELD_OUT_START, Phase, Scenario, Shape, TRAINING};
