@@ -103,7 +103,9 @@ impl PipelineHandle {
     ///
     /// [`ConfigError`] for zero, negative, NaN, infinite or absurd values.
     pub fn set_agents_per_core(&self, per_core: f64) -> Result<(), ConfigError> {
-        self.manual(|c| c.agents = Agents::PerCore(per_core))
+        self.manual(|c| c.agents = Agents::PerCore(per_core))?;
+        self.shared.hold_default_controllers("the pipeline's agents were set");
+        Ok(())
     }
 
     /// Sets the default number of agents of every IO stage (stages with
@@ -113,7 +115,9 @@ impl PipelineHandle {
     ///
     /// [`ConfigError`] for 0 or absurd values.
     pub fn set_agents(&self, agents: usize) -> Result<(), ConfigError> {
-        self.manual(|c| c.agents = Agents::Total(agents))
+        self.manual(|c| c.agents = Agents::Total(agents))?;
+        self.shared.hold_default_controllers("the pipeline's agents were set");
+        Ok(())
     }
 
     /// Sets the default CPU workers (batches running at once) of every CPU

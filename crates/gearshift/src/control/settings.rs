@@ -124,13 +124,24 @@ impl Live {
         }
     }
 
-    /// Agents of IO stage `i`.
+    /// Agents of IO stage `i`: its own fixed setting, else its budget's
+    /// controller's choice, else where it starts (its own `Auto` or the
+    /// default).
     pub(crate) fn agents(&self, i: usize) -> usize {
-        match (self.stages[i].agents, self.tuned[i].agents) {
+        let own = self.stages[i].agents;
+        match (own.filter(|a| !a.is_auto()), self.tuned[i].agents) {
             (Some(agents), _) => agents.total(self.defaults.cores),
             (None, Some(n)) => n,
-            (None, None) => self.defaults.agents.total(self.defaults.cores),
+            (None, None) => own
+                .unwrap_or(self.defaults.agents)
+                .total(self.defaults.cores),
         }
+    }
+
+    /// Whether IO stage `i`'s agents are left to a controller: neither the
+    /// stage nor the defaults fix them.
+    pub(crate) fn agents_auto(&self, i: usize) -> bool {
+        self.stages[i].agents.unwrap_or(self.defaults.agents).is_auto()
     }
 
     /// Workers of CPU stage `i`.
