@@ -278,3 +278,36 @@ impl CallCell {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A stage's own `Auto` follows its controller's choice, as the
+    /// default `Auto` does; a fixed setting wins over it.
+    #[test]
+    fn agents_left_to_a_controller_follow_its_choice() {
+        let defaults = Config {
+            agents: Agents::PerCore(1.0),
+            ..Config::default()
+        }
+        .with_cores(2);
+        let stage = |agents| StageSettings {
+            agents,
+            ..StageSettings::default()
+        };
+        let mut live = Live::new(
+            defaults,
+            vec![stage(Some(Agents::Auto)), stage(None), stage(Some(Agents::Total(3)))],
+        );
+        assert_eq!((live.agents(0), live.agents(1), live.agents(2)), (4, 2, 3));
+        assert_eq!(
+            (live.agents_auto(0), live.agents_auto(1), live.agents_auto(2)),
+            (true, false, false)
+        );
+        for t in &mut live.tuned {
+            t.agents = Some(7);
+        }
+        assert_eq!((live.agents(0), live.agents(1), live.agents(2)), (7, 7, 3));
+    }
+}
