@@ -131,7 +131,10 @@ async fn anything_that_fixes_the_concurrency_turns_it_off_and_says_why() {
         ),
         (
             "schedule",
-            idle(&mut keep).schedule(Schedule::after([(Duration::from_secs(60), Preset::Evening)])),
+            idle(&mut keep).schedule(Schedule::after([(
+                Duration::from_secs(60),
+                Preset::Evening,
+            )])),
             Some("a schedule sets the ratio"),
         ),
         (
@@ -143,7 +146,11 @@ async fn anything_that_fixes_the_concurrency_turns_it_off_and_says_why() {
     for (case, pipeline, why) in cases {
         let handle = pipeline.spawn().unwrap();
         let r = &handle.snapshot().apis[0];
-        assert_eq!((r.tuner.as_deref(), r.default_tuner), (None, false), "{case}");
+        assert_eq!(
+            (r.tuner.as_deref(), r.default_tuner),
+            (None, false),
+            "{case}"
+        );
         if let Some(why) = why {
             assert!(captured.text().contains(why), "{case}: {}", captured.text());
         }
@@ -168,7 +175,10 @@ async fn a_tuner_of_the_user_s_is_kept_whatever_else_is_set() {
         let r = api(&handle, "mine");
         assert_eq!(r.tuner.as_deref(), Some("mine"), "fixed: {fixed}");
         assert!(!r.default_tuner, "fixed: {fixed}");
-        assert!(api(&handle, "store").default_tuner, "the other budget's own");
+        assert!(
+            api(&handle, "store").default_tuner,
+            "the other budget's own"
+        );
         stop(handle).await;
     }
 }
@@ -206,7 +216,10 @@ async fn one_stage_with_fixed_agents_fixes_a_budget_it_shares() {
         .spawn()
         .unwrap();
     assert_eq!(api(&handle, "shared").tuner, None);
-    assert!(api(&handle, "store").default_tuner, "other budgets stay automatic");
+    assert!(
+        api(&handle, "store").default_tuner,
+        "other budgets stay automatic"
+    );
     stop(handle).await;
 }
 
@@ -302,6 +315,9 @@ async fn a_budget_reused_by_a_pipeline_that_fixes_it_loses_the_default_controlle
         .spawn()
         .unwrap();
     let r = api(&handle, "search");
-    assert_eq!((r.tuner, r.default_tuner, r.max_in_flight), (None, false, None));
+    assert_eq!(
+        (r.tuner, r.default_tuner, r.max_in_flight),
+        (None, false, None)
+    );
     stop(handle).await;
 }

@@ -141,7 +141,10 @@ impl Live {
     /// Whether IO stage `i`'s agents are left to a controller: neither the
     /// stage nor the defaults fix them.
     pub(crate) fn agents_auto(&self, i: usize) -> bool {
-        self.stages[i].agents.unwrap_or(self.defaults.agents).is_auto()
+        self.stages[i]
+            .agents
+            .unwrap_or(self.defaults.agents)
+            .is_auto()
     }
 
     /// Workers of CPU stage `i`.
@@ -298,11 +301,19 @@ mod tests {
         };
         let mut live = Live::new(
             defaults,
-            vec![stage(Some(Agents::Auto)), stage(None), stage(Some(Agents::Total(3)))],
+            vec![
+                stage(Some(Agents::Auto)),
+                stage(None),
+                stage(Some(Agents::Total(3))),
+            ],
         );
         assert_eq!((live.agents(0), live.agents(1), live.agents(2)), (4, 2, 3));
         assert_eq!(
-            (live.agents_auto(0), live.agents_auto(1), live.agents_auto(2)),
+            (
+                live.agents_auto(0),
+                live.agents_auto(1),
+                live.agents_auto(2)
+            ),
             (true, false, false)
         );
         for t in &mut live.tuned {

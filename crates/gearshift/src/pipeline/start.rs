@@ -228,8 +228,8 @@ fn settle_controllers(shared: &Shared, scheduled: bool) {
     let mut other = Vec::new();
     for budget in shared.budgets() {
         let draws = |b: &Option<Arc<Budget>>| b.as_ref().is_some_and(|b| Arc::ptr_eq(b, &budget));
-        let fixed_by = (0..live.stages.len())
-            .find(|&i| draws(&shared.stage_apis[i]) && !live.agents_auto(i));
+        let fixed_by =
+            (0..live.stages.len()).find(|&i| draws(&shared.stage_apis[i]) && !live.agents_auto(i));
         let name = &budget.name;
         let auto = fixed_by.is_none() && !scheduled;
         match budget.settle_default(auto, live.defaults.cores) {
@@ -239,7 +239,9 @@ fn settle_controllers(shared: &Shared, scheduled: bool) {
                 Some(i) if live.stages[i].agents.is_some() => {
                     format!("{name}: stage {} sets its agents", shared.names[i])
                 }
-                Some(_) => format!("{name}: the pipeline's agents are set (Config::agents or a preset)"),
+                Some(_) => {
+                    format!("{name}: the pipeline's agents are set (Config::agents or a preset)")
+                }
                 None if scheduled => format!("{name}: a schedule sets the ratio"),
                 None => format!("{name}: max_in_flight is set"),
             }),
