@@ -321,3 +321,19 @@ async fn a_budget_reused_by_a_pipeline_that_fixes_it_loses_the_default_controlle
     );
     stop(handle).await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_hold_ends_with_the_pipeline_that_fixed_the_budget() {
+    let search = Api::new("search");
+    let mut keep = Vec::new();
+    let handle = idle(&mut keep).api(&search).spawn().unwrap();
+    handle.apply(Preset::Evening).unwrap();
+    assert!(search.handle().controller_held());
+    stop(handle).await;
+
+    // The next pipeline fixes nothing: the default controller runs again.
+    let handle = idle(&mut keep).api(&search).spawn().unwrap();
+    assert!(api(&handle, "search").default_tuner);
+    assert!(!search.handle().controller_held());
+    stop(handle).await;
+}

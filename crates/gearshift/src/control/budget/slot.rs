@@ -103,14 +103,24 @@ impl Budget {
     /// At spawn: gives the budget the default controller if `auto` (no
     /// stage drawing on it fixes its agents) and nothing else fixes its
     /// concurrency, or takes a default controller away (with the limit it
-    /// set) if something now does. A user's tuner stays either way.
+    /// set) if something now does. A user's tuner stays either way. A
+    /// default controller a finished pipeline held (a preset, fixed agents)
+    /// is free again: that pipeline's settings are not this one's.
     pub(crate) fn settle_default(self: &Arc<Self>, auto: bool, cores: usize) -> Runs {
         let fixed_limit = self.limit_fixed();
         let auto = auto && !fixed_limit;
         let mut slot = self.tuner();
         match slot.as_ref().map(|a| a.by_default) {
             Some(false) => Runs::Own,
-            Some(true) if auto => Runs::Default,
+            Some(true) if auto => {
+                drop(slot);
+                if self.driver.load(Ordering::Acquire) == 0
+                    && self.held.swap(false, Ordering::AcqRel)
+                {
+                    tracing::info!(api = %self.name, "default controller resumed: nothing fixes the budget in the new pipeline");
+                }
+                Runs::Default
+            }
             None if auto => {
                 drop(slot);
                 self.set_tuner(tuner::default_for(cores), true);
