@@ -2,7 +2,6 @@
 //! default one), whether a manual change holds it off, and which pipeline
 //! drives it.
 
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use super::Budget;
@@ -106,7 +105,7 @@ impl Budget {
     /// set) if something now does. A user's tuner stays either way. A
     /// default controller a finished pipeline held (a preset, fixed agents)
     /// is free again: that pipeline's settings are not this one's.
-    pub(crate) fn settle_default(self: &Arc<Self>, auto: bool, cores: usize) -> Runs {
+    pub(crate) fn settle_default(&self, auto: bool, cores: usize) -> Runs {
         let fixed_limit = self.limit_fixed();
         let auto = auto && !fixed_limit;
         let mut slot = self.tuner();
