@@ -58,8 +58,17 @@ pub const MAX_ATTEMPTS: u32 = 1000;
 pub const DEFAULT_MAX_PAUSE: Duration = Duration::from_secs(5 * 60);
 
 /// How many agents (tokio tasks) an IO stage runs.
+///
+/// `Auto` (the default) leaves the number to the stage's API budget's
+/// controller; `PerCore` and `Total` fix it, and a budget with a stage of
+/// fixed agents runs no controller unless one is given
+/// ([`Api::tuner`](crate::Api::tuner)).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Agents {
+    /// Not set: the stage starts at [`AUTO_AGENTS_PER_CORE`] agents per core
+    /// (the seed's rule of thumb), then its budget's default controller
+    /// ([`tuner::default_for`](crate::tuner::default_for)) decides.
+    Auto,
     /// `round(per_core x cores)`, at least 1: the seed's rule of thumb.
     /// Any positive number: the presets use 1 to 4, but an API that takes 32
     /// calls at once on 2 cores wants 16.
@@ -68,13 +77,24 @@ pub enum Agents {
     Total(usize),
 }
 
+/// Agents per core an [`Agents::Auto`] stage starts with: the seed's rule
+/// of thumb (2-4 per core), at its low end.
+pub const AUTO_AGENTS_PER_CORE: f64 = 2.0;
+
 impl Agents {
-    /// The number of agents this means on `cores` cores.
+    /// The number of agents this means on `cores` cores (for `Auto`, the
+    /// number it starts with).
     pub fn total(self, cores: usize) -> usize {
         match self {
+            Agents::Auto => Agents::PerCore(AUTO_AGENTS_PER_CORE).total(cores),
             Agents::PerCore(k) => ((k * cores as f64).round() as usize).max(1),
             Agents::Total(n) => n,
         }
+    }
+
+    /// Whether the number is left to a controller.
+    pub fn is_auto(self) -> bool {
+        self == Agents::Auto
     }
 
     pub(crate) fn validate(self) -> Result<(), ConfigError> {
@@ -123,7 +143,8 @@ pub enum OnError {
 /// for call settings, its [`Api`](crate::Api)'s win over them.
 ///
 /// `Config::default()` is the seed's starting configuration (2 agents per
-/// core, batches of 10, a 30 s API timeout). [`Preset`](crate::Preset)s are
+/// core, batches of 10, a 30 s API timeout), with the agents left to each
+/// API budget's default controller ([`Agents::Auto`]). [`Preset`](crate::Preset)s are
 /// `Config` values too, which a user can still adjust.
 ///
 /// # Examples
@@ -144,7 +165,8 @@ pub enum OnError {
 #[derive(Debug, Clone)]
 pub struct Config {
     /// Agents of each IO stage, at most [`MAX_AGENTS`]. By default,
-    /// `PerCore(2.0)`.
+    /// [`Agents::Auto`]: 2 per core to start, then each API budget's default
+    /// controller decides (a preset, or any other value here, fixes them).
     pub agents: Agents,
     /// The core count used by `Agents::PerCore` and the default `workers`,
     /// at most [`MAX_WORKERS`]. By default, `num_cpus::get()`.
@@ -198,7 +220,7 @@ impl Default for Config {
     fn default() -> Self {
         let cores = num_cpus::get().clamp(1, MAX_WORKERS);
         Config {
-            agents: Agents::PerCore(2.0),
+            agents: Agents::Auto,
             cores,
             workers: cores,
             max_workers: None,

@@ -4,11 +4,18 @@
 //! A job that fetches from an API *and* computes on the answers is split
 //! into stages joined by bounded channels:
 //!
-//! - **IO stages**: async *agents* (tokio tasks), `round(agents_per_core x
-//!   cores)` of them by default, call an API under its budget ([`Api`]: a
-//!   resizable limit on calls in flight, a rate limit and a `Retry-After`
-//!   pause, shared by every stage that calls the same API), with a timeout
-//!   per attempt, retries with backoff and jitter.
+//! - **IO stages**: async *agents* (tokio tasks) call an API under its
+//!   budget ([`Api`]: a resizable limit on calls in flight, a rate limit and
+//!   a `Retry-After` pause, shared by every stage that calls the same API),
+//!   with a timeout per attempt, retries with backoff and jitter.
+//! - **Concurrency**: on by default, as in Vector's adaptive concurrency. A
+//!   budget whose concurrency nothing fixes runs the default controller
+//!   ([`tuner::default_for`]): its stages start at 2 agents per core (the
+//!   seed's rule of thumb) and the controller sets their agents and the
+//!   budget's calls in flight from what it measures. A preset, a schedule,
+//!   fixed agents ([`Agents::PerCore`], [`Agents::Total`]) or a budget's
+//!   `max_in_flight` turn it off for that budget; a [`Tuner`] of your own
+//!   replaces it. [`ApiReport::tuner`](stats::ApiReport::tuner) says which one runs.
 //! - **CPU stages**: *workers* on a rayon pool run batches of up to
 //!   `items_per_batch` items. A batch is queued for the pool at once while
 //!   a worker has room and fills up only while every worker is busy;
@@ -20,7 +27,9 @@
 //! - A [`PipelineHandle`] changes the defaults or a whole [`Preset`], one
 //!   stage ([`StageHandle`]) or one API ([`ApiHandle`]) live, by hand, on a
 //!   [`Schedule`], or through a [`Tuner`] per API; no item is lost or
-//!   repeated by a change.
+//!   repeated by a change. A fixed setting made live holds the default
+//!   controller of the budgets it fixes until
+//!   [`ApiHandle::resume_controller`].
 //!
 //! Every input item ends as exactly one [`Outcome`]: `Ok` (with the IO
 //! attempts it took), `Failed` (with the stage, the error and the attempts)
@@ -64,6 +73,7 @@
 //! | just run it and get the numbers              | [`Pipeline::run`], [`Pipeline::collect`], [`Pipeline::run_blocking`] |
 //! | get outputs in input order                   | [`Order::Ordered`]                               |
 //! | stop on the first failure                    | [`OnError::Cancel`]                              |
+//! | let gearshift find the concurrency           | set nothing: the default controller runs ([`tuner::default_for`]) |
 //! | pick a ratio for my workload                 | [`Preset`] (the quick decision guide is in its docs) |
 //! | limit, pace and pause the calls to one API    | [`Api`] (a budget), [`Pipeline::api`]             |
 //! | give one stage its own agents, workers, batch | [`Pipeline::agents`], [`Pipeline::workers`], [`StageSettings`] |
@@ -91,9 +101,9 @@ pub mod tuner;
 /// its version always matches: `gearshift::async_channel::bounded(n)`.
 pub use async_channel;
 pub use config::{
-    Agents, Config, DEFAULT_MAX_PAUSE, MAX_AGENTS, MAX_ATTEMPTS, MAX_CAPACITY, MAX_CONCURRENCY,
-    MAX_DURATION, MAX_RATE_LIMIT, MAX_WORKERS, MIN_RATE_LIMIT, OnError, Order, RetryPolicy,
-    duration_from_secs,
+    AUTO_AGENTS_PER_CORE, Agents, Config, DEFAULT_MAX_PAUSE, MAX_AGENTS, MAX_ATTEMPTS,
+    MAX_CAPACITY, MAX_CONCURRENCY, MAX_DURATION, MAX_RATE_LIMIT, MAX_WORKERS, MIN_RATE_LIMIT,
+    OnError, Order, RetryPolicy, duration_from_secs,
 };
 pub use control::{
     Api, ApiHandle, ApiSettings, MAX_UTC_OFFSET_MINUTES, PipelineHandle, Schedule, ScheduleError,

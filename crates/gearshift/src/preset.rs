@@ -16,7 +16,12 @@
 //!
 //! When the API can take many more calls at once than 4 per core, no preset
 //! fits: set [`Agents::PerCore`] (or [`Agents::Total`]) to its capacity, or
-//! let a [`Tuner`](crate::Tuner) find it.
+//! let a [`Tuner`](crate::Tuner) find it (with no preset and nothing else
+//! fixed, the default controller does).
+//!
+//! A preset fixes the agents: a budget runs the default controller only
+//! while nothing fixes its concurrency, so a preset at build time turns it
+//! off, and one applied live holds it.
 
 use std::fmt;
 use std::str::FromStr;

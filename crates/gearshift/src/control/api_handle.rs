@@ -15,8 +15,10 @@ use crate::tuner::Tuner;
 /// [`PipelineHandle::api`](crate::PipelineHandle::api) or [`Api::handle`](crate::Api::handle).
 ///
 /// A manual change of the limits pauses the budget's controller (if it has
-/// one) until [`resume_controller`](Self::resume_controller), so the
-/// controller does not undo it; the pause is logged at info.
+/// one, the default controller included) until
+/// [`resume_controller`](Self::resume_controller), so the controller does
+/// not undo it; the pause is logged at info. Which controller runs is in
+/// [`snapshot`](Self::snapshot) (`tuner`, `default_tuner`).
 #[derive(Clone)]
 pub struct ApiHandle {
     budget: Arc<Budget>,
@@ -46,7 +48,11 @@ impl ApiHandle {
     ///
     /// [`ConfigError`] for 0 or more than [`MAX_CONCURRENCY`](crate::MAX_CONCURRENCY).
     pub fn set_max_in_flight(&self, calls: Option<usize>) -> Result<(), ConfigError> {
-        self.manual(|s| s.max_in_flight = calls)
+        self.manual(|s| s.max_in_flight = calls)?;
+        // A pipeline spawned later runs no default controller on a budget
+        // whose limit the user fixed.
+        self.budget.fix_limit(calls.is_some());
+        Ok(())
     }
 
     /// Sets (or lifts, with `None`) the rate limit; calls already waiting
@@ -113,8 +119,7 @@ impl ApiHandle {
     /// lets it act at once.
     pub fn tune(&self, tuner: impl Tuner) {
         tracing::info!(api = %self.budget.name, tuner = tuner.name(), "controller set");
-        *self.budget.tuner() = Some(Box::new(tuner));
-        self.budget.held.store(false, Ordering::Release);
+        self.budget.set_tuner(Box::new(tuner), false);
     }
 
     /// Removes the budget's controller: its limits stay as they are.

@@ -149,9 +149,10 @@ impl Controller {
     fn tune(&self, t: &Tuned, window: Window) -> Duration {
         let (decision, name) = {
             let mut tuner = t.budget.tuner();
-            let Some(tuner) = tuner.as_mut() else {
+            let Some(attached) = tuner.as_mut() else {
                 return TUNER_SCAN;
             };
+            let tuner = &mut attached.tuner;
             (tuner.decide(&window), tuner.name().to_owned())
         };
         let next = tuner_window(&t.budget);
@@ -219,8 +220,9 @@ impl Controller {
 
 /// A budget's tuner's window, within sane bounds.
 fn tuner_window(budget: &Budget) -> Duration {
-    budget.tuner().as_ref().map_or(TUNER_SCAN, |t| {
-        t.window()
+    budget.tuner().as_ref().map_or(TUNER_SCAN, |a| {
+        a.tuner
+            .window()
             .clamp(Duration::from_millis(10), Duration::from_secs(60))
     })
 }

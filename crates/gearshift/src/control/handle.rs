@@ -39,6 +39,12 @@ use crate::stats::report::Report;
 ///   or workers ([`StageHandle`]) holds that budget's controller off until
 ///   [`ApiHandle::resume_controller`]; a stage's own setting also wins over
 ///   every preset.
+/// - The default controller (which a budget runs when nothing fixed its
+///   concurrency at spawn) is turned off by anything that fixes it: a
+///   preset (by hand or on a schedule) or agents set through this handle
+///   hold it, on every budget with a stage that follows the default agents,
+///   until [`ApiHandle::resume_controller`]; [`resume_automatic`](Self::resume_automatic)
+///   does not lift that hold.
 /// - Between a schedule and a controller, the latest change wins: a preset
 ///   replaces the controllers' choices, and they adjust from there.
 /// - Each time one source overrides another, an info event says so (for
@@ -74,7 +80,9 @@ impl PipelineHandle {
 
     /// Switches to a preset's ratio (agents, permits, workers, batch size).
     /// Like every ratio change by hand, it pauses a schedule and a tuner
-    /// until [`resume_automatic`](Self::resume_automatic).
+    /// until [`resume_automatic`](Self::resume_automatic); it also holds the
+    /// default controllers it fixes until
+    /// [`ApiHandle::resume_controller`].
     ///
     /// # Errors
     ///
@@ -97,23 +105,31 @@ impl PipelineHandle {
     }
 
     /// Sets the default agents per core of every IO stage (stages with
-    /// their own setting keep it).
+    /// their own setting keep it). Holds the default controllers it fixes,
+    /// as [`apply`](Self::apply) does.
     ///
     /// # Errors
     ///
     /// [`ConfigError`] for zero, negative, NaN, infinite or absurd values.
     pub fn set_agents_per_core(&self, per_core: f64) -> Result<(), ConfigError> {
-        self.manual(|c| c.agents = Agents::PerCore(per_core))
+        self.manual(|c| c.agents = Agents::PerCore(per_core))?;
+        self.shared
+            .hold_default_controllers("the pipeline's agents were set");
+        Ok(())
     }
 
     /// Sets the default number of agents of every IO stage (stages with
-    /// their own setting keep it; see [`stage`](Self::stage)).
+    /// their own setting keep it; see [`stage`](Self::stage)). Holds the
+    /// default controllers it fixes, as [`apply`](Self::apply) does.
     ///
     /// # Errors
     ///
     /// [`ConfigError`] for 0 or absurd values.
     pub fn set_agents(&self, agents: usize) -> Result<(), ConfigError> {
-        self.manual(|c| c.agents = Agents::Total(agents))
+        self.manual(|c| c.agents = Agents::Total(agents))?;
+        self.shared
+            .hold_default_controllers("the pipeline's agents were set");
+        Ok(())
     }
 
     /// Sets the default CPU workers (batches running at once) of every CPU

@@ -124,13 +124,27 @@ impl Live {
         }
     }
 
-    /// Agents of IO stage `i`.
+    /// Agents of IO stage `i`: its own fixed setting, else its budget's
+    /// controller's choice, else where it starts (its own `Auto` or the
+    /// default).
     pub(crate) fn agents(&self, i: usize) -> usize {
-        match (self.stages[i].agents, self.tuned[i].agents) {
+        let own = self.stages[i].agents;
+        match (own.filter(|a| !a.is_auto()), self.tuned[i].agents) {
             (Some(agents), _) => agents.total(self.defaults.cores),
             (None, Some(n)) => n,
-            (None, None) => self.defaults.agents.total(self.defaults.cores),
+            (None, None) => own
+                .unwrap_or(self.defaults.agents)
+                .total(self.defaults.cores),
         }
+    }
+
+    /// Whether IO stage `i`'s agents are left to a controller: neither the
+    /// stage nor the defaults fix them.
+    pub(crate) fn agents_auto(&self, i: usize) -> bool {
+        self.stages[i]
+            .agents
+            .unwrap_or(self.defaults.agents)
+            .is_auto()
     }
 
     /// Workers of CPU stage `i`.
@@ -265,5 +279,46 @@ impl CallCell {
             cached.settings = current.clone();
             cached.version = version;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A stage's own `Auto` follows its controller's choice, as the
+    /// default `Auto` does; a fixed setting wins over it.
+    #[test]
+    fn agents_left_to_a_controller_follow_its_choice() {
+        let defaults = Config {
+            agents: Agents::PerCore(1.0),
+            ..Config::default()
+        }
+        .with_cores(2);
+        let stage = |agents| StageSettings {
+            agents,
+            ..StageSettings::default()
+        };
+        let mut live = Live::new(
+            defaults,
+            vec![
+                stage(Some(Agents::Auto)),
+                stage(None),
+                stage(Some(Agents::Total(3))),
+            ],
+        );
+        assert_eq!((live.agents(0), live.agents(1), live.agents(2)), (4, 2, 3));
+        assert_eq!(
+            (
+                live.agents_auto(0),
+                live.agents_auto(1),
+                live.agents_auto(2)
+            ),
+            (true, false, false)
+        );
+        for t in &mut live.tuned {
+            t.agents = Some(7);
+        }
+        assert_eq!((live.agents(0), live.agents(1), live.agents(2)), (7, 7, 3));
     }
 }

@@ -253,12 +253,32 @@ impl Shared {
         source: Source,
         preset: crate::preset::Preset,
     ) -> Result<bool, ConfigError> {
-        self.update(source, |live| {
+        let applied = self.update(source, |live| {
             preset.apply_to(&mut live.defaults);
             if live.clear_tuned() {
                 tracing::info!(%preset, by = source.as_str(), "preset replaces the ratio the controllers chose; they adjust from it");
             }
-        })
+        })?;
+        if applied {
+            self.hold_default_controllers("a preset");
+        }
+        Ok(applied)
+    }
+
+    /// Holds the default controller of every budget drawn on by a stage
+    /// that follows the default agents: `why` just fixed them.
+    pub(crate) fn hold_default_controllers(&self, why: &str) {
+        let follow: Vec<bool> = {
+            let live = self.settings.borrow();
+            live.stages.iter().map(|s| s.agents.is_none()).collect()
+        };
+        for (budget, follows) in self.stage_apis.iter().zip(follow) {
+            if let Some(budget) = budget
+                && follows
+            {
+                budget.hold_default_controller(why);
+            }
+        }
     }
 
     /// [`update`](Self::update) of stage `index`'s overrides.

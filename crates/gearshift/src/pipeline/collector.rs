@@ -218,6 +218,11 @@ impl<T: Send + 'static> Collector<T> {
             "pipeline finished"
         );
         shared.shutdown.done.trigger();
+        // Once joined, the pipeline drives no budget's controller: a
+        // pipeline spawned next may take them over at once.
+        for budget in shared.budgets() {
+            budget.release_driver(shared.id);
+        }
         shared.report.send_replace(Some(Arc::new(report)));
     }
 }

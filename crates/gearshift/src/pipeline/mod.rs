@@ -286,14 +286,19 @@ impl<T: Send + 'static, O> Pipeline<T, O> {
 
     /// Applies a preset's ratio knobs (agents, API permits, workers, batch
     /// size) to the configuration; the other settings stay. The preset also
-    /// stays on top of a later [`config`](Self::config). By default, none.
+    /// stays on top of a later [`config`](Self::config). Its agents are
+    /// fixed, so no budget runs the default controller unless a stage leaves
+    /// its agents to it ([`Agents::Auto`](crate::Agents::Auto)). By default,
+    /// none.
     pub fn preset(mut self, preset: Preset) -> Self {
         preset.apply_to(&mut self.config);
         self.preset = Some(preset);
         self
     }
 
-    /// Switches presets on a schedule. By default, none.
+    /// Switches presets on a schedule. A schedule sets the ratio, so no
+    /// budget of the pipeline runs the default controller (a tuner of your
+    /// own still runs). By default, none.
     pub fn schedule(mut self, schedule: Schedule) -> Self {
         self.schedule = Some(schedule);
         self

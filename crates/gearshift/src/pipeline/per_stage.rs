@@ -31,7 +31,10 @@ impl<T, O> Pipeline<T, O> {
         self.last_stage("api", Some(StageKind::Io), |s| s.api = Some(api))
     }
 
-    /// Sets the last IO stage's agents (tokio tasks calling the API). By
+    /// Sets the last IO stage's agents (tokio tasks calling the API). A
+    /// fixed number ([`Agents::PerCore`], [`Agents::Total`]) turns off the
+    /// default controller of the stage's budget; [`Agents::Auto`] leaves
+    /// the number to it even when the pipeline's agents are fixed. By
     /// default, the pipeline's `agents` (see [`Config::agents`](crate::Config::agents)).
     pub fn agents(self, agents: Agents) -> Self {
         self.setting("agents", Some(StageKind::Io), |s| s.agents = Some(agents))

@@ -13,7 +13,7 @@ use super::link::{self, BatchReceiver, Outlet, batch_channel};
 use super::{Ctx, Outcomes, Pipeline, StagePlan, ToCaller};
 use crate::config::Order;
 use crate::control::PipelineHandle;
-use crate::control::budget::Budget;
+use crate::control::budget::{Budget, Runs};
 use crate::control::controller::Controller;
 use crate::control::settings::Live;
 use crate::control::shared::Shared;
@@ -103,6 +103,7 @@ impl<T: Send + 'static, O> Pipeline<T, O> {
             budget.activate()?;
         }
         let shared = Shared::new(live.clone(), names.clone(), budgets, rt);
+        settle_controllers(&shared, self.schedule.is_some());
         let (ended_tx, ended_rx) = ended_channel();
         let window = match self.config.order {
             Order::Ordered { window } => Some(Arc::new(Semaphore::new(window))),
@@ -215,6 +216,42 @@ fn budgets(stages: &[StagePlan]) -> Result<Vec<Option<Arc<Budget>>>, BuildError>
         out.push(budget);
     }
     Ok(out)
+}
+
+/// Gives the default controller to each budget whose concurrency nothing
+/// fixes (no schedule of presets, no stage drawing on it with fixed agents,
+/// no `max_in_flight`, no tuner of the user's), and says once which budgets
+/// run it and why the others do not.
+fn settle_controllers(shared: &Shared, scheduled: bool) {
+    let live = shared.settings.borrow().clone();
+    let mut default = Vec::new();
+    let mut other = Vec::new();
+    for budget in shared.budgets() {
+        let draws = |b: &Option<Arc<Budget>>| b.as_ref().is_some_and(|b| Arc::ptr_eq(b, &budget));
+        let fixed_by =
+            (0..live.stages.len()).find(|&i| draws(&shared.stage_apis[i]) && !live.agents_auto(i));
+        let name = &budget.name;
+        let auto = fixed_by.is_none() && !scheduled;
+        match budget.settle_default(auto, live.defaults.cores) {
+            Runs::Default => default.push(name.to_string()),
+            Runs::Own => other.push(format!("{name}: a tuner of its own")),
+            Runs::Fixed => other.push(match fixed_by {
+                Some(i) if live.stages[i].agents.is_some() => {
+                    format!("{name}: stage {} sets its agents", shared.names[i])
+                }
+                Some(_) => {
+                    format!("{name}: the pipeline's agents are set (Config::agents or a preset)")
+                }
+                None if scheduled => format!("{name}: a schedule sets the ratio"),
+                None => format!("{name}: max_in_flight is set"),
+            }),
+        }
+    }
+    tracing::info!(
+        default_controller = ?default,
+        other = ?other,
+        "budgets under the default controller, and why the others are not"
+    );
 }
 
 fn spawn_sink<X: Send + 'static>(

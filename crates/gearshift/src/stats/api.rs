@@ -151,6 +151,13 @@ pub struct ApiReport {
     pub paused: Duration,
     /// Time left in a pause under way.
     pub pause_left: Option<Duration>,
+    /// The name of the [`Tuner`](crate::Tuner) that controls the budget's
+    /// concurrency (held off or not); `None`: it is fixed.
+    pub tuner: Option<String>,
+    /// Whether that tuner is the default controller
+    /// ([`tuner::default_for`](crate::tuner::default_for)), which a budget
+    /// runs when nothing fixes its concurrency, rather than one the user gave.
+    pub default_tuner: bool,
 }
 
 impl ApiReport {
@@ -175,6 +182,9 @@ impl ApiReport {
             rate_limit: gauge.rate_limit,
             paused: Duration::from_nanos(stats.paused.get()),
             pause_left: gauge.pause_left.filter(|d| !d.is_zero()),
+            // The budget fills these in: stats know nothing of controllers.
+            tuner: None,
+            default_tuner: false,
         }
     }
 

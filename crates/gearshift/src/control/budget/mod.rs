@@ -5,7 +5,8 @@
 //! `Retry-After` pause (a 429 seen by one stage pauses every stage that
 //! draws on the budget), the defaults of the call settings (timeout per
 //! attempt, retry policy, deadline per item), and a slot for its own
-//! controller (a [`Tuner`]). Stages of one pipeline or of several pipelines
+//! controller (a [`Tuner`]: the user's, or the default one a pipeline
+//! attaches when nothing fixes the budget's concurrency). Stages of one pipeline or of several pipelines
 //! in one process share a budget by naming the same [`Api`].
 //!
 //! The budget is also the seam where a cluster-wide budget plugs in: a
@@ -17,7 +18,7 @@
 //! two pipelines reports the calls of both.
 
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -35,6 +36,10 @@ use crate::sync::gate::Gate;
 use crate::sync::pause::Pause;
 use crate::sync::rate::RateLimit;
 use crate::tuner::Tuner;
+
+mod slot;
+
+pub(crate) use slot::{Attached, Runs};
 
 /// A remote API's budget: limits, pause, call defaults and controller,
 /// shared by every stage that names it with
@@ -108,7 +113,11 @@ pub(crate) struct Budget {
     /// pipeline: agents add to it in batches (see `io_stage::agent`).
     pub(crate) stats: ApiStats,
     /// The budget's controller; driven by one pipeline at a time.
-    tuner: Mutex<Option<Box<dyn Tuner>>>,
+    tuner: Mutex<Option<Attached>>,
+    /// Whether the user set `max_in_flight` (the controller's own changes
+    /// of the limit do not count): a fixed limit turns the default
+    /// controller off.
+    fixed_limit: AtomicBool,
     /// Whether a manual change holds the controller off.
     pub(super) held: AtomicBool,
     /// The pipeline that drives the controller (0: none).
@@ -182,9 +191,12 @@ impl Api {
     }
 
     /// Sets the most calls in flight at once, over every stage drawing on
-    /// the budget. Checked when a pipeline using it spawns. By default, no
-    /// limit beyond the stages' agents.
+    /// the budget. Checked when a pipeline using it spawns. A fixed limit
+    /// turns the default controller off (a tuner given with
+    /// [`tuner`](Self::tuner) still runs). By default, no limit beyond the
+    /// stages' agents, and the default controller decides.
     pub fn max_in_flight(self, calls: usize) -> Self {
+        self.budget.fix_limit(true);
         self.edit(|s| s.max_in_flight = Some(calls))
     }
 
@@ -223,9 +235,12 @@ impl Api {
     }
 
     /// Lets `tuner` control this budget's limit (and the agents of the
-    /// stages that draw on it) while items flow. By default, none.
+    /// stages that draw on it) while items flow, whatever else is set. By
+    /// default, the default controller
+    /// ([`tuner::default_for`](crate::tuner::default_for)) if nothing fixes
+    /// the budget's concurrency, else none.
     pub fn tuner(self, tuner: impl Tuner) -> Self {
-        *self.budget.tuner() = Some(Box::new(tuner));
+        self.budget.set_tuner(Box::new(tuner), false);
         self
     }
 
@@ -267,6 +282,7 @@ impl Budget {
             rate: Arc::new(RateLimit::new(settings.rate_limit)),
             settings: watch::Sender::new(settings),
             tuner: Mutex::new(None),
+            fixed_limit: AtomicBool::new(false),
             held: AtomicBool::new(false),
             driver: AtomicU64::new(0),
             implicit,
@@ -303,7 +319,12 @@ impl Budget {
                 .until()
                 .map(|u| u.saturating_duration_since(Instant::now())),
         };
-        ApiReport::build(&self.stats, gauge)
+        let mut report = ApiReport::build(&self.stats, gauge);
+        if let Some(a) = self.tuner().as_ref() {
+            report.tuner = Some(a.tuner.name().to_owned());
+            report.default_tuner = a.by_default;
+        }
+        report
     }
 
     /// Checks the settings and applies the limits: when a pipeline using
@@ -329,41 +350,6 @@ impl Budget {
             result.is_ok()
         });
         result
-    }
-
-    /// Holds the controller off after a manual change, saying so once.
-    pub(crate) fn hold_controller(&self, why: &str) {
-        if self.tuner().is_some() && !self.held.swap(true, Ordering::AcqRel) {
-            tracing::info!(api = %self.name, why, "manual change overrides the controller: held until resume_controller()");
-        }
-    }
-
-    /// Whether the controller may act now.
-    pub(crate) fn controller_free(&self) -> bool {
-        !self.held.load(Ordering::Acquire)
-    }
-
-    /// Claims the right to drive the controller for pipeline `id`: one
-    /// pipeline at a time drives a budget several pipelines share.
-    pub(crate) fn claim_driver(&self, id: u64) -> bool {
-        match self
-            .driver
-            .compare_exchange(0, id, Ordering::AcqRel, Ordering::Acquire)
-        {
-            Ok(_) => true,
-            Err(current) => current == id,
-        }
-    }
-
-    /// Gives the controller up when pipeline `id` finishes.
-    pub(crate) fn release_driver(&self, id: u64) {
-        let _ = self
-            .driver
-            .compare_exchange(id, 0, Ordering::AcqRel, Ordering::Acquire);
-    }
-
-    pub(crate) fn tuner(&self) -> std::sync::MutexGuard<'_, Option<Box<dyn Tuner>>> {
-        self.tuner.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
