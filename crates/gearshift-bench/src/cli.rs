@@ -35,8 +35,9 @@ pub enum Command {
     MockApi(MockApiArgs),
     /// A long run under faults and constant resizing (not in CI).
     Soak(SoakArgs),
-    /// The adaptive tuner against the seed rule, presets and the best fixed
-    /// setting over phase changes, scored against a per-phase oracle.
+    /// The default controller against the seed rule, presets and the best
+    /// fixed setting over phase changes, scored against a per-phase oracle;
+    /// with `--held-out`, on the simulator's held-out scenarios instead.
     Tuner(TunerArgs),
 }
 
@@ -49,12 +50,27 @@ pub struct TunerArgs {
     /// Seconds per oracle setting.
     #[arg(long, default_value_t = 1.5)]
     pub oracle_s: f64,
-    /// Number of seeds (1, 2, ...); figures are medians.
-    #[arg(long, default_value_t = 1)]
-    pub seeds: u64,
-    /// Write one JSON object per (phase, system) to this file.
+    /// Number of seeds; figures are medians. By default, 1 (with
+    /// `--held-out`: scenarios, by default 300).
+    #[arg(long)]
+    pub seeds: Option<u64>,
+    /// Write one JSON object per (phase, system) to this file (with
+    /// `--held-out`: the whole report).
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// Run the closed-loop simulator on held-out scenarios (seeds from
+    /// 10,000) instead of the phase benchmark: the default controller, the
+    /// seed rule, every preset and the best fixed setting, with the
+    /// issue's targets as PASS/FAIL lines.
+    #[arg(long)]
+    pub held_out: bool,
+    /// With `--held-out`: the training seeds (from 0) instead.
+    #[arg(long, requires = "held_out")]
+    pub training: bool,
+    /// With `--held-out`: an SVG of the default controller's worst
+    /// scenario (calls in flight and goodput, with the oracle's).
+    #[arg(long, requires = "held_out")]
+    pub svg: Option<PathBuf>,
     /// Run only these phases, in the run's order (repeatable or
     /// comma-separated: `--phase B,C,A'`), with the oracle sweeps they
     /// need; for quick iteration. By default every phase.
@@ -369,6 +385,10 @@ async fn run_soak(args: SoakArgs) -> anyhow::Result<String> {
 }
 
 async fn run_tuner(args: TunerArgs) -> anyhow::Result<String> {
+    if args.held_out {
+        return run_held_out(args).await;
+    }
+    let seeds = args.seeds.unwrap_or(1);
     let phase = gearshift::duration_from_secs("phase_s", args.phase_s)?;
     let oracle = gearshift::duration_from_secs("oracle_s", args.oracle_s)?;
     if phase < std::time::Duration::from_secs(1) || oracle < std::time::Duration::from_millis(200) {
@@ -378,14 +398,14 @@ async fn run_tuner(args: TunerArgs) -> anyhow::Result<String> {
             args.oracle_s
         );
     }
-    if args.seeds == 0 || args.seeds > 100 {
-        anyhow::bail!("seeds must be between 1 and 100, got {}", args.seeds);
+    if seeds == 0 || seeds > 100 {
+        anyhow::bail!("seeds must be between 1 and 100, got {seeds}");
     }
     let _ = work::calibration();
     let opts = crate::tuner_bench::TunerOptions {
         phase,
         oracle,
-        seeds: (1..=args.seeds).collect(),
+        seeds: (1..=seeds).collect(),
         phases: args.phases,
         systems: args.systems,
         ..Default::default()
@@ -396,4 +416,44 @@ async fn run_tuner(args: TunerArgs) -> anyhow::Result<String> {
             .map_err(|e| anyhow::anyhow!("could not write {}: {e}", path.display()))?;
     }
     Ok(crate::tuner_bench::tuner_table(&rows))
+}
+
+async fn run_held_out(args: TunerArgs) -> anyhow::Result<String> {
+    use crate::held_out;
+    use crate::sim::{HELD_OUT_START, TRAINING};
+
+    if !args.phases.is_empty() || !args.systems.is_empty() {
+        anyhow::bail!("--phase and --system apply to the phase benchmark, not to --held-out");
+    }
+    let n = args.seeds.unwrap_or(300);
+    let most = if args.training {
+        TRAINING.end - TRAINING.start
+    } else {
+        1_000_000
+    };
+    if n == 0 || n > most {
+        anyhow::bail!("seeds must be between 1 and {most}, got {n}");
+    }
+    let start = if args.training {
+        TRAINING.start
+    } else {
+        HELD_OUT_START
+    };
+    let opts = held_out::HeldOutOptions {
+        seeds: start..start + n,
+        training: args.training,
+        progress: std::io::stderr().is_terminal(),
+    };
+    let report = tokio::task::spawn_blocking(move || held_out::run(&opts)).await?;
+    if let Some(path) = &args.json {
+        held_out::write_json(path, &report)?;
+    }
+    if let Some(path) = &args.svg {
+        let worst = report.tuners.first().and_then(|t| t.worst.first());
+        if let Some(w) = worst {
+            held_out::plot_default_run(path, w.seed)?;
+            tracing::info!(path = %path.display(), seed = w.seed, "wrote plot");
+        }
+    }
+    Ok(held_out::render(&report))
 }

@@ -6,10 +6,10 @@ use std::collections::HashSet;
 
 use std::time::Duration;
 
-use gearshift::tuner::{Adaptive, Decision, SeedRule, Tuner, Window};
+use gearshift::tuner::{Decision, SeedRule, Tuner, Window, default_for};
 use gearshift_bench::sim::{
-    Family, Fixed, HELD_OUT_START, MAX_LIMIT, Scenario, SimConfig, Summary, TRAINING, oracle,
-    phase_goodput, quantile, score, simulate,
+    Family, Fixed, HELD_OUT_START, MAX_LIMIT, Scenario, SimConfig, Summary, TRAINING, fixed_run,
+    oracle, phase_goodput, quantile, score, simulate, simulate_with,
 };
 
 #[test]
@@ -18,8 +18,8 @@ fn the_same_seed_gives_the_same_scenario_and_trajectory() {
         let a = Scenario::generate(seed);
         assert_eq!(a, Scenario::generate(seed));
         let cfg = SimConfig::for_scenario(&a);
-        let r1 = simulate(&a, &mut Adaptive::new(a.cores), &cfg);
-        let r2 = simulate(&a, &mut Adaptive::new(a.cores), &cfg);
+        let r1 = simulate_with(&a, &default_for, &cfg);
+        let r2 = simulate_with(&a, &default_for, &cfg);
         assert!(!r1.steps.is_empty());
         assert_eq!(r1, r2, "seed {seed}");
     }
@@ -64,9 +64,10 @@ fn the_oracle_is_at_least_as_good_as_every_setting_it_swept() {
         assert_eq!(o.limits.len(), s.phases.len());
         for (n, g) in &o.swept {
             for (ph, (got, best)) in g.iter().zip(&o.goodput).enumerate() {
+                // Within 1e-9 counts as a tie, which goes to fewer calls.
                 assert!(
-                    got <= best,
-                    "seed {seed} phase {ph}: {n} gives {got} > {best}"
+                    *got <= best * (1.0 + 1e-9),
+                    "seed {seed} phase {ph}: {n:?} gives {got} > {best}"
                 );
             }
         }
@@ -78,19 +79,15 @@ fn the_oracle_s_own_setting_scores_one() {
     for seed in TRAINING.take(40) {
         let s = Scenario::generate(seed);
         let o = oracle(&s);
-        for (ph, &n) in o.limits.iter().enumerate() {
-            let cfg = SimConfig {
-                start: n,
-                ..SimConfig::for_scenario(&s)
-            };
-            let run = simulate(&s, &mut Fixed(n), &cfg);
+        for (ph, n) in o.limits.iter().enumerate() {
+            let run = fixed_run(&s, n);
             let sc = score(&s, &run, &o);
             let f = sc.phases[ph].fraction;
             assert!(
                 (f - 1.0).abs() < 1e-9,
                 "seed {seed} phase {ph}: {f} {s:?} {o:?}"
             );
-            assert_eq!(sc.phases[ph].runaway, 0.0);
+            assert!(sc.phases[ph].runaway.iter().all(|&r| r == 0.0));
             assert_eq!(sc.phases[ph].settling, Some(0.0), "seed {seed} phase {ph}");
             assert!((phase_goodput(&s, &run)[ph] - o.goodput[ph]).abs() < 1e-9);
         }
@@ -108,19 +105,16 @@ fn a_hard_limit_s_oracle_is_the_limit_and_exceeding_it_costs_pauses() {
     let s = Scenario::generate(seed);
     let o = oracle(&s);
     let c = s.phases[0].capacity.0 as usize;
-    assert!(o.limits[0].abs_diff(c) <= 1, "{o:?} vs limit {c}");
-    let over = SimConfig {
-        start: 2 * c,
-        ..SimConfig::for_scenario(&s)
-    };
-    let sc = score(&s, &simulate(&s, &mut Fixed(2 * c), &over), &o);
+    assert!(o.limits[0][0].abs_diff(c) <= 1, "{o:?} vs limit {c}");
+    let over = SimConfig::starting_at(&s, &[2 * c]);
+    let sc = score(&s, &simulate(&s, &mut [&mut Fixed(2 * c)], &over), &o);
     assert!(sc.paused > 1.0, "{sc:?}");
     assert!(sc.fraction < 0.9, "{sc:?}");
     let ignoring = SimConfig {
         honor_retry_after: false,
         ..over
     };
-    let sc = score(&s, &simulate(&s, &mut Fixed(2 * c), &ignoring), &o);
+    let sc = score(&s, &simulate(&s, &mut [&mut Fixed(2 * c)], &ignoring), &o);
     assert!(sc.in_retry_after > 0.0, "{sc:?}");
 }
 
@@ -134,15 +128,8 @@ fn drops_above_capacity_make_more_calls_lose_goodput() {
         .unwrap();
     let s = Scenario::generate(seed);
     let o = oracle(&s);
-    let far = (o.limits[0] * 8).min(4096);
-    let run = simulate(
-        &s,
-        &mut Fixed(far),
-        &SimConfig {
-            start: far,
-            ..SimConfig::for_scenario(&s)
-        },
-    );
+    let far = (o.limits[0][0] * 8).min(4096);
+    let run = fixed_run(&s, &[far]);
     assert!(score(&s, &run, &o).fraction < 0.8);
     assert!(run.steps.iter().map(|st| st.failures).sum::<u64>() > 0);
 }
@@ -160,11 +147,8 @@ fn distribution_of_today_s_tuners_on_training_seeds() {
         let s = Scenario::generate(seed);
         let o = oracle(&s);
         for (i, &n) in fixed.iter().enumerate() {
-            let cfg = SimConfig {
-                start: n,
-                ..SimConfig::for_scenario(&s)
-            };
-            by_fixed[i].push(score(&s, &simulate(&s, &mut Fixed(n), &cfg), &o).fraction);
+            let run = fixed_run(&s, &vec![n; s.apis()]);
+            by_fixed[i].push(score(&s, &run, &o).fraction);
         }
     }
     for (n, f) in fixed.iter().zip(&by_fixed) {
@@ -175,8 +159,8 @@ fn distribution_of_today_s_tuners_on_training_seeds() {
         );
     }
     let seed_rule = Summary::run(seeds.clone(), |_| Box::new(SeedRule::default()));
-    let adaptive = Summary::run(seeds, |cores| Box::new(Adaptive::new(cores)));
-    for summary in [&seed_rule, &adaptive] {
+    let default = Summary::run(seeds, default_for);
+    for summary in [&seed_rule, &default] {
         print!("{}", summary.render());
         assert_eq!(summary.outcomes.len(), 200);
         assert!(
@@ -214,9 +198,13 @@ impl Tuner for Wild {
 
 #[test]
 fn absurd_windows_and_settings_are_clamped_and_the_run_ends() {
-    for seed in TRAINING.take(20) {
+    for seed in TRAINING.take(40) {
         let s = Scenario::generate(seed);
-        let run = simulate(&s, &mut Wild(0), &SimConfig::for_scenario(&s));
+        let run = simulate(
+            &s,
+            &mut [&mut Wild(0), &mut Wild(1)],
+            &SimConfig::for_scenario(&s),
+        );
         let covered: f64 = run.steps.iter().map(|st| st.secs).sum();
         assert!((covered - s.secs()).abs() < 1e-6, "seed {seed}: {covered}");
         assert!(
@@ -225,7 +213,11 @@ fn absurd_windows_and_settings_are_clamped_and_the_run_ends() {
             run.steps.len()
         );
         for st in &run.steps {
-            assert!((1..=MAX_LIMIT).contains(&st.limit), "{st:?}");
+            assert_eq!(st.limits.len(), s.apis());
+            assert!(
+                st.limits.iter().all(|n| (1..=MAX_LIMIT).contains(n)),
+                "{st:?}"
+            );
             assert!((1..=s.cores).contains(&st.workers), "{st:?}");
         }
     }
@@ -242,12 +234,8 @@ fn each_step_phase_has_its_own_oracle_and_one_setting_fits_none_better() {
     let s = Scenario::generate(seed);
     let o = oracle(&s);
     assert_eq!(s.phases.len(), 3);
-    for (ph, &n) in o.limits.iter().enumerate() {
-        let cfg = SimConfig {
-            start: n,
-            ..SimConfig::for_scenario(&s)
-        };
-        let sc = score(&s, &simulate(&s, &mut Fixed(n), &cfg), &o);
+    for (ph, n) in o.limits.iter().enumerate() {
+        let sc = score(&s, &fixed_run(&s, n), &o);
         assert!((sc.phases[ph].fraction - 1.0).abs() < 1e-9);
         assert!(sc.fraction <= 1.0 + 1e-9, "{sc:?}");
     }

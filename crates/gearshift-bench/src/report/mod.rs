@@ -7,6 +7,6 @@ mod progress;
 mod table;
 
 pub use json::{JsonRow, json_rows, write_json};
-pub use plot::{plot_sweep, plot_timeline};
+pub use plot::{Series, plot_sweep, plot_timeline, plot_two_panels};
 pub use progress::progress_bar;
 pub use table::table;

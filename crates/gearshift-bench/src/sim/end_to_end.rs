@@ -17,7 +17,7 @@ use gearshift::tuner::Tuner;
 
 use self::measure::{Capped, Control, measure};
 use super::scenario::{Failure, Family, Scenario, Shape};
-use super::score::oracle;
+use super::oracle::oracle;
 use crate::mock_api::{MockConfig, Overload};
 
 /// How a scenario is cut down to run end to end.
@@ -232,14 +232,19 @@ pub async fn run(
     opts: &EndToEndOptions,
 ) -> anyhow::Result<EndToEnd> {
     let s = fit(&Scenario::generate(seed), opts);
+    anyhow::ensure!(
+        s.second.is_none(),
+        "seed {seed}: two-API scenarios run in the simulator only"
+    );
     let o = oracle(&s);
+    let limits: Vec<usize> = o.limits.iter().map(|per_api| per_api[0]).collect();
     let tuner = Capped {
         inner: make(s.cores),
         max: opts.max_limit.max(1),
     };
     let name = tuner.inner.name().to_string();
     let tuned = measure(&s, Control::Tuner(tuner), opts).await?;
-    let reference = measure(&s, Control::Fixed(o.limits.clone()), opts).await?;
+    let reference = measure(&s, Control::Fixed(limits.clone()), opts).await?;
     let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { 1.0 };
     let fractions = tuned
         .goodput
@@ -252,7 +257,7 @@ pub async fn run(
         seed,
         family: s.family,
         tuner: name,
-        oracle_limits: o.limits,
+        oracle_limits: limits,
         sim_goodput: o.goodput,
         tuned,
         oracle: reference,

@@ -1,27 +1,28 @@
-//! The closed loop: a tuner against a scenario, one window at a time, with
-//! seeded noise and no clock.
+//! The closed loop: tuners against a scenario, one window at a time, with
+//! seeded noise and no clock. Each API's budget has its own tuner, which
+//! sees only its own stage's measurements.
 
 use std::time::Duration;
 
 use gearshift::tuner::{Decision, Tuner, Window};
+use rand::SeedableRng;
 use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
 
+use super::budget::{Budget, Measured, Seen, normal};
 use super::scenario::{Failure, Scenario};
 
 /// The most calls in flight the simulator lets a tuner set.
 pub const MAX_LIMIT: usize = 4096;
-/// Slots of the channel into the CPU stage, as the window reports them.
-const QUEUE: usize = 64;
 /// Shortest and longest window the simulator runs, whatever a tuner asks.
 const WINDOW: (f64, f64) = (0.01, 5.0);
 
-/// How a run starts and what the pipeline around the tuner does.
+/// How a run starts and what the pipeline around the tuners does.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SimConfig {
-    /// Calls in flight (agents and permits) at the start.
-    pub start: usize,
-    /// Whether the budget pauses for a `Retry-After`, as gearshift's does.
+    /// Calls in flight (agents and permits) at the start, per API; an API
+    /// without an entry starts at the seed's rule of thumb.
+    pub start: Vec<usize>,
+    /// Whether a budget pauses for a `Retry-After`, as gearshift's does.
     pub honor_retry_after: bool,
 }
 
@@ -29,44 +30,52 @@ impl SimConfig {
     /// The seed's rule of thumb: 2 agents per core; `Retry-After` honoured.
     pub fn for_scenario(s: &Scenario) -> SimConfig {
         SimConfig {
-            start: 2 * s.cores,
+            start: vec![2 * s.cores; s.apis()],
             honor_retry_after: true,
+        }
+    }
+
+    /// Every API starting at `n` calls in flight, as a fixed setting does.
+    pub fn starting_at(s: &Scenario, n: &[usize]) -> SimConfig {
+        SimConfig {
+            start: n.to_vec(),
+            ..SimConfig::for_scenario(s)
         }
     }
 }
 
-/// One window of a run.
+/// One stretch of a run: ends where a tuner decides or a phase ends.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Step {
-    /// Start of the window (seconds).
+    /// Start (seconds).
     pub t: f64,
-    /// Length of the window (seconds).
+    /// Length (seconds).
     pub secs: f64,
-    /// Index of the phase the window is in (windows never cross phases).
+    /// Index of the phase the step is in (steps never cross phases).
     pub phase: usize,
-    /// Calls in flight allowed during the window.
-    pub limit: usize,
-    /// CPU workers during the window.
+    /// Calls in flight allowed at each API.
+    pub limits: Vec<usize>,
+    /// CPU workers.
     pub workers: usize,
-    /// Successful items the window measured (noisy).
+    /// Items through every stage that the step measured (noisy).
     pub good: u64,
-    /// Successful items expected at this setting (what scores use, so luck
-    /// in the noise neither helps nor hurts a score).
+    /// Items through every stage expected at this setting (what scores
+    /// use, so luck in the noise neither helps nor hurts a score).
     pub expected: f64,
-    /// Failed attempts: timeouts, 5xx and 429s.
+    /// Failed attempts at every API: timeouts, 5xx and 429s.
     pub failures: u64,
-    /// Seconds the budget was paused by `Retry-After`.
+    /// Seconds the chain was stopped by a `Retry-After`.
     pub paused: f64,
     /// Calls started while a `Retry-After` was in force.
     pub in_retry_after: f64,
 }
 
-/// A run's windows, in order.
+/// A run's steps, in order.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Trajectory {
-    /// The tuner's name.
+    /// The tuners' names, `+` between different ones.
     pub tuner: String,
-    /// Every window.
+    /// Every step.
     pub steps: Vec<Step>,
 }
 
@@ -97,11 +106,192 @@ impl Tuner for Fixed {
     }
 }
 
-/// A standard normal draw (Box-Muller).
-fn normal(rng: &mut StdRng) -> f64 {
-    let u1: f64 = rng.random::<f64>().max(1e-12);
-    let u2: f64 = rng.random();
-    (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
+/// Runs the scenario with `tuners[i]` driving API `i`'s budget and returns
+/// every step. An API without a tuner keeps its starting setting; extra
+/// tuners are not used. The CPU workers follow the last API's tuner (the
+/// stage that feeds them). Same scenario, tuners and config: same
+/// trajectory.
+pub fn simulate(s: &Scenario, tuners: &mut [&mut dyn Tuner], cfg: &SimConfig) -> Trajectory {
+    let mut rng = StdRng::seed_from_u64(s.seed ^ 0x5151_7ea1_0c0f_fee5);
+    let starts = s.phase_starts();
+    let total = s.secs();
+    let k = s.apis();
+    let apis: Vec<ApiParams> = (0..k).map(|i| ApiParams::of(s, i)).collect();
+    let mut budgets: Vec<Budget> = (0..k)
+        .map(|i| {
+            let n = cfg.start.get(i).copied().unwrap_or(2 * s.cores);
+            let at = tuners.get(i).map_or(f64::INFINITY, |t| window_secs(&**t));
+            Budget::new(n.clamp(1, MAX_LIMIT), at)
+        })
+        .collect();
+    let mut workers = s.cores;
+    let mut steps = Vec::new();
+    let (mut t, mut phase) = (0.0f64, 0usize);
+    while t < total - 1e-9 {
+        while phase + 1 < s.phases.len() && t >= starts[phase] + s.phases[phase].secs - 1e-9 {
+            phase += 1;
+        }
+        let p = &s.phases[phase];
+        let phase_end = starts[phase] + p.secs;
+        let next = budgets
+            .iter()
+            .map(|b| b.decide_at)
+            .fold(phase_end, f64::min);
+        let dt = (next - t).max(1e-6);
+        let (b, c) = p.at((t + dt / 2.0 - starts[phase]) / p.secs);
+        let limits: Vec<usize> = budgets.iter().map(Budget::limit).collect();
+        let flow = s.flow(b, c, &limits, workers);
+        // Each budget's own pause, then the chain runs only while none is.
+        let mut own_paused: Vec<f64> = budgets
+            .iter()
+            .map(|bu| {
+                if cfg.honor_retry_after {
+                    (bu.paused_until - t).clamp(0.0, dt)
+                } else {
+                    0.0
+                }
+            })
+            .collect();
+        let paused = own_paused.iter().copied().fold(0.0, f64::max);
+        let mut active = dt - paused;
+        let over = |i: usize| flow.apis[i].over_limit > 0.0;
+        let bursts: Vec<bool> = (0..k)
+            .map(|i| cfg.honor_retry_after && apis[i].retry_after.is_some() && over(i))
+            .collect();
+        if active > 0.0 {
+            for i in (0..k).filter(|&i| bursts[i]) {
+                // One burst of 429s; the budget pauses once its answers arrive.
+                active = active.min(if i == 0 { b } else { apis[i].base });
+            }
+        }
+        let mut in_ra = 0.0;
+        let mut throttled = 0;
+        for (i, bu) in budgets.iter_mut().enumerate() {
+            let (Some(ra), r) = (apis[i].retry_after, &flow.apis[i]) else {
+                continue;
+            };
+            let n = if bursts[i] && active > 0.0 {
+                bu.paused_until = t + paused + active + ra;
+                own_paused[i] = dt - active;
+                r.over_limit.ceil() as u64
+            } else if over(i) && !cfg.honor_retry_after {
+                // 429s come back in about a millisecond, and calls go on.
+                in_ra += (r.attempts() + r.over_limit / 0.001) * active;
+                bu.ra_until = t + dt + ra;
+                (r.over_limit / 0.001 * active).round() as u64
+            } else {
+                if !cfg.honor_retry_after {
+                    in_ra += r.attempts() * (bu.ra_until - t).clamp(0.0, dt);
+                }
+                0
+            };
+            if n > 0 {
+                bu.window.throttled += n;
+                bu.window.retry_after = Some(bu.window.retry_after.unwrap_or(0.0).max(ra));
+            }
+            throttled += n;
+        }
+        let mut good = 0;
+        let mut failures = throttled;
+        for (i, bu) in budgets.iter_mut().enumerate() {
+            let r = &flow.apis[i];
+            let cv2 = (apis[i].sigma * apis[i].sigma).exp() - 1.0;
+            let completions = count(&mut rng, r.good * active, cv2);
+            let failed = count(&mut rng, (r.timeouts + r.errors) * active, cv2);
+            let seen = Seen {
+                dt,
+                active,
+                own_paused: own_paused[i],
+                upstream: i > 0,
+                downstream: i + 1 < k,
+                limit: limits[i],
+                workers_idle: flow.workers_idle,
+                completions,
+                failures: failed,
+            };
+            bu.window.add(r, seen);
+            failures += failed;
+            good = completions;
+        }
+        steps.push(Step {
+            t,
+            secs: dt,
+            phase,
+            limits,
+            workers,
+            good,
+            expected: flow.good * active,
+            failures,
+            paused: dt - active,
+            in_retry_after: in_ra,
+        });
+        t += dt;
+        let phase_over = t >= phase_end - 1e-9;
+        for (i, bu) in budgets.iter_mut().enumerate() {
+            bu.window.add_chain_items(good);
+            if !(phase_over || t >= bu.decide_at - 1e-9) {
+                continue;
+            }
+            let Some(tuner) = tuners.get_mut(i) else {
+                continue;
+            };
+            let w = bu
+                .window
+                .window(&mut rng, bu, s.cores, workers, apis[i].sigma);
+            let d = tuner.decide(&w);
+            if let Some(a) = d.agents {
+                bu.agents = a.clamp(1, MAX_LIMIT);
+            }
+            if let Some(a) = d.api_permits {
+                bu.permits = a.clamp(1, MAX_LIMIT);
+            }
+            if let (Some(w), true) = (d.workers, i + 1 == k) {
+                workers = w.clamp(1, s.cores);
+            }
+            bu.window = Measured::default();
+            bu.decide_at = t + window_secs(&**tuner);
+        }
+    }
+    let mut names: Vec<&str> = tuners.iter().take(k).map(|t| t.name()).collect();
+    names.dedup();
+    Trajectory {
+        tuner: names.join("+"),
+        steps,
+    }
+}
+
+/// What the loop needs of API `i` beyond its rates.
+struct ApiParams {
+    sigma: f64,
+    base: f64,
+    retry_after: Option<f64>,
+}
+
+impl ApiParams {
+    fn of(s: &Scenario, i: usize) -> ApiParams {
+        let (sigma, base, failure) = match (&s.second, i) {
+            (Some(a), 1) => (a.sigma, a.base, a.failure),
+            _ => (s.sigma, f64::NAN, s.failure),
+        };
+        ApiParams {
+            sigma,
+            base,
+            retry_after: match failure {
+                Failure::HardLimit { retry_after } => Some(retry_after),
+                _ => None,
+            },
+        }
+    }
+}
+
+/// A tuner's next window in seconds, within what the simulator runs.
+fn window_secs(t: &dyn Tuner) -> f64 {
+    let want = t.window().as_secs_f64();
+    if want.is_finite() {
+        want.clamp(WINDOW.0, WINDOW.1)
+    } else {
+        WINDOW.1
+    }
 }
 
 /// A count with mean `x` and the spread of a renewal process whose
@@ -115,134 +305,14 @@ fn count(rng: &mut StdRng, x: f64, cv2: f64) -> u64 {
         .max(0.0) as u64
 }
 
-fn secs(x: f64) -> Option<Duration> {
-    Duration::try_from_secs_f64(x).ok()
-}
-
-/// Runs `tuner` over the whole of `s` and returns every window. Same
-/// scenario, tuner and config: same trajectory.
-pub fn simulate(s: &Scenario, tuner: &mut dyn Tuner, cfg: &SimConfig) -> Trajectory {
-    let mut rng = StdRng::seed_from_u64(s.seed ^ 0x5151_7ea1_0c0f_fee5);
-    let starts = s.phase_starts();
-    let total = s.secs();
-    let cv2 = (s.sigma * s.sigma).exp() - 1.0;
-    let (mut agents, mut permits) = (cfg.start.clamp(1, MAX_LIMIT), cfg.start.clamp(1, MAX_LIMIT));
-    let mut workers = s.cores;
-    let (mut paused_until, mut ra_until) = (0.0f64, f64::NEG_INFINITY);
-    let mut steps = Vec::new();
-    let (mut t, mut phase) = (0.0f64, 0usize);
-    while t < total - 1e-9 {
-        while phase + 1 < s.phases.len() && t >= starts[phase] + s.phases[phase].secs - 1e-9 {
-            phase += 1;
-        }
-        let p = &s.phases[phase];
-        let want = tuner.window().as_secs_f64();
-        let want = if want.is_finite() {
-            want.clamp(WINDOW.0, WINDOW.1)
-        } else {
-            WINDOW.1
-        };
-        let dt = want.min(starts[phase] + p.secs - t).max(1e-6);
-        let (b, c) = p.at((t + dt / 2.0 - starts[phase]) / p.secs);
-        let limit = agents.min(permits);
-        let r = s.rates(b, c, limit, workers);
-        let paused = if cfg.honor_retry_after {
-            (paused_until - t).clamp(0.0, dt)
-        } else {
-            0.0
-        };
-        let mut active = dt - paused;
-        let (mut throttled, mut retry_after, mut in_ra) = (0u64, None, 0.0);
-        let attempts = r.good + r.timeouts + r.errors;
-        if let Failure::HardLimit { retry_after: ra } = s.failure {
-            if r.over_limit > 0.0 && active > 0.0 {
-                retry_after = secs(ra);
-                if cfg.honor_retry_after {
-                    // One burst of 429s; the budget pauses once its answers arrive.
-                    throttled = r.over_limit.ceil() as u64;
-                    active = active.min(b);
-                    paused_until = t + paused + active + ra;
-                } else {
-                    // 429s come back in about a millisecond, and calls go on.
-                    throttled = (r.over_limit / 0.001 * active).round() as u64;
-                    in_ra = (attempts + r.over_limit / 0.001) * active;
-                    ra_until = t + dt + ra;
-                }
-            } else if !cfg.honor_retry_after {
-                in_ra = attempts * (ra_until - t).clamp(0.0, dt);
-            }
-        }
-        let expected = r.good * active;
-        let good = count(&mut rng, expected, cv2);
-        let failures = count(&mut rng, (r.timeouts + r.errors) * active, cv2);
-        let (p50, p90, min, mean) = if good > 0 {
-            let median = r.latency / (s.sigma * s.sigma / 2.0).exp();
-            let p50 = median * (s.sigma * (1.57 / good as f64).sqrt() * normal(&mut rng)).exp();
-            let tail = (2.0 * (good as f64 + 1.0).ln()).sqrt().min(3.5);
-            (
-                secs(p50),
-                secs(p50 * (1.2816 * s.sigma).exp()),
-                secs(p50 * (-s.sigma * tail).exp()),
-                secs(p50 * (s.sigma * s.sigma / 2.0).exp()),
-            )
-        } else {
-            (None, None, None, None)
-        };
-        let timeouts = if r.timeouts > 0.0 { failures } else { 0 };
-        let errors = failures - timeouts;
-        let busy = active / dt;
-        let window = Window {
-            elapsed: secs(dt).unwrap_or_default(),
-            cores: s.cores,
-            agents,
-            api_permits: permits,
-            workers,
-            max_workers: s.cores,
-            io_completions: good,
-            latency_p50: p50,
-            latency_p90: p90,
-            latency_min: min,
-            latency_mean: mean,
-            mean_in_flight: r.in_flight * busy,
-            peak_in_flight: if active > 0.0 { limit } else { 0 },
-            cpu_items: good,
-            queue_min: if r.blocked > 0.01 { QUEUE } else { 0 },
-            queue_capacity: QUEUE,
-            agents_blocked: r.blocked * busy,
-            agents_idle: 0.0,
-            workers_idle: 1.0 - (1.0 - r.workers_idle) * busy,
-            throttled,
-            timeouts,
-            errors,
-            retry_after,
-            paused: secs(dt - active).unwrap_or_default(),
-        };
-        steps.push(Step {
-            t,
-            secs: dt,
-            phase,
-            limit,
-            workers,
-            good,
-            expected,
-            failures: failures + throttled,
-            paused: dt - active,
-            in_retry_after: in_ra,
-        });
-        let d = tuner.decide(&window);
-        if let Some(a) = d.agents {
-            agents = a.clamp(1, MAX_LIMIT);
-        }
-        if let Some(a) = d.api_permits {
-            permits = a.clamp(1, MAX_LIMIT);
-        }
-        if let Some(w) = d.workers {
-            workers = w.clamp(1, s.cores);
-        }
-        t += dt;
-    }
-    Trajectory {
-        tuner: tuner.name().to_string(),
-        steps,
-    }
+/// Runs a fresh tuner from `make(cores)` on each API of `s` (see
+/// [`simulate`]).
+pub fn simulate_with(
+    s: &Scenario,
+    make: &dyn Fn(usize) -> Box<dyn Tuner>,
+    cfg: &SimConfig,
+) -> Trajectory {
+    let mut tuners: Vec<Box<dyn Tuner>> = (0..s.apis()).map(|_| make(s.cores)).collect();
+    let mut refs: Vec<&mut dyn Tuner> = tuners.iter_mut().map(|t| t.as_mut()).collect();
+    simulate(s, &mut refs, cfg)
 }

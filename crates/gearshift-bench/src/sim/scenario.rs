@@ -1,5 +1,6 @@
 //! Seeded random scenarios: an API (latency shape, capacity, failure
-//! behaviour, noise), phases that step or drift, and a CPU stage.
+//! behaviour, noise), phases that step or drift, and a CPU stage; or two
+//! APIs in series before the CPU stage.
 
 use std::ops::Range;
 
@@ -32,11 +33,30 @@ pub enum Family {
     Step,
     /// The CPU stage is the bottleneck.
     Cpu,
+    /// Two APIs in series, each drawn like one of the single-phase API
+    /// families, then the CPU stage.
+    TwoApis,
 }
 
 impl Family {
-    /// Every family, in the order seeds draw them.
-    pub const ALL: [Family; 9] = [
+    /// Every family.
+    pub const ALL: [Family; 10] = [
+        Family::Flat,
+        Family::Queueing,
+        Family::Retrograde,
+        Family::Drops,
+        Family::Errors,
+        Family::HardLimit,
+        Family::Drift,
+        Family::Step,
+        Family::Cpu,
+        Family::TwoApis,
+    ];
+
+    /// The families of one API, in the order seeds draw them (two APIs are
+    /// decided from a stream of their own, so adding them moved no other
+    /// seed's draws).
+    const ONE_API: [Family; 9] = [
         Family::Flat,
         Family::Queueing,
         Family::Retrograde,
@@ -113,7 +133,25 @@ impl Phase {
     }
 }
 
-/// One simulated workload: an API and a CPU stage.
+/// The second API of a two-API scenario (the first is the scenario's own
+/// fields): one phase, so its no-load latency and capacity are fixed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SecondApi {
+    /// Latency shape.
+    pub shape: Shape,
+    /// Behaviour past capacity.
+    pub failure: Failure,
+    /// Lognormal sigma of a single call's latency.
+    pub sigma: f64,
+    /// Timeout of a call (seconds).
+    pub timeout: f64,
+    /// No-load latency (seconds).
+    pub base: f64,
+    /// Capacity (calls).
+    pub capacity: f64,
+}
+
+/// One simulated workload: an API (or two in series) and a CPU stage.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Scenario {
     /// The seed it was generated from (also seeds the run's noise).
@@ -134,6 +172,53 @@ pub struct Scenario {
     pub cores: usize,
     /// The phases, in order.
     pub phases: Vec<Phase>,
+    /// The API after the first one, for [`Family::TwoApis`].
+    pub second: Option<SecondApi>,
+}
+
+/// Share of seeds that draw [`Family::TwoApis`].
+const TWO_APIS_SHARE: f64 = 0.1;
+/// Mixed into the seed for the draw of the two-API family and its
+/// parameters, a stream apart from the one-API draws.
+const TWO_APIS_STREAM: u64 = 0x7a0a_7150_2a91_0b5e;
+/// The single-phase API families a two-API scenario draws each API from.
+const ONE_PHASE_API: [Family; 6] = [
+    Family::Flat,
+    Family::Queueing,
+    Family::Retrograde,
+    Family::Drops,
+    Family::Errors,
+    Family::HardLimit,
+];
+
+/// The latency shape, failure behaviour and timeout of a single-phase API
+/// family (other families: a flat API that never fails).
+fn api_behaviour(rng: &mut StdRng, family: Family) -> (Shape, Failure, f64) {
+    match family {
+        Family::Queueing => (Shape::Queueing, Failure::None, 1.0),
+        Family::Retrograde => (
+            Shape::Retrograde(rng.random_range(0.2..1.0)),
+            Failure::None,
+            1.0,
+        ),
+        Family::Drops => (Shape::Flat, Failure::Drops, rng.random_range(0.5..2.0)),
+        Family::Errors => (
+            Shape::Queueing,
+            Failure::Errors {
+                floor: rng.random_range(0.0..0.05),
+                slope: rng.random_range(0.2..1.0),
+            },
+            1.0,
+        ),
+        Family::HardLimit => (
+            Shape::Flat,
+            Failure::HardLimit {
+                retry_after: rng.random_range(1..=2) as f64,
+            },
+            1.0,
+        ),
+        _ => (Shape::Flat, Failure::None, 1.0),
+    }
 }
 
 fn log_uniform(rng: &mut StdRng, lo: f64, hi: f64) -> f64 {
@@ -151,8 +236,12 @@ fn base(rng: &mut StdRng) -> f64 {
 impl Scenario {
     /// The scenario of `seed`: a family and its parameters, deterministically.
     pub fn generate(seed: u64) -> Scenario {
+        let mut side = StdRng::seed_from_u64(seed ^ TWO_APIS_STREAM);
+        if side.random_bool(TWO_APIS_SHARE) {
+            return Scenario::two_apis(seed, &mut side);
+        }
         let mut rng = StdRng::seed_from_u64(seed);
-        let family = Family::ALL[rng.random_range(0..Family::ALL.len())];
+        let family = Family::ONE_API[rng.random_range(0..Family::ONE_API.len())];
         let mut s = Scenario {
             seed,
             family,
@@ -167,26 +256,17 @@ impl Scenario {
             },
             cores: rng.random_range(1..=8),
             phases: vec![Phase::fixed(20.0, base(&mut rng), capacity(&mut rng))],
+            second: None,
         };
         match family {
-            Family::Flat => {}
-            Family::Queueing => s.shape = Shape::Queueing,
-            Family::Retrograde => s.shape = Shape::Retrograde(rng.random_range(0.2..1.0)),
-            Family::Drops => {
-                s.failure = Failure::Drops;
-                s.timeout = rng.random_range(0.5..2.0);
-            }
-            Family::Errors => {
-                s.shape = Shape::Queueing;
-                s.failure = Failure::Errors {
-                    floor: rng.random_range(0.0..0.05),
-                    slope: rng.random_range(0.2..1.0),
-                };
-            }
-            Family::HardLimit => {
-                s.failure = Failure::HardLimit {
-                    retry_after: rng.random_range(1..=2) as f64,
-                };
+            Family::Flat
+            | Family::Queueing
+            | Family::Retrograde
+            | Family::Drops
+            | Family::Errors
+            | Family::HardLimit
+            | Family::TwoApis => {
+                (s.shape, s.failure, s.timeout) = api_behaviour(&mut rng, family);
             }
             Family::Drift | Family::Step => {
                 if rng.random_bool(0.5) {
@@ -226,6 +306,45 @@ impl Scenario {
             }
         }
         s
+    }
+
+    /// Two APIs, each drawn like a single-phase API family, then the CPU
+    /// stage.
+    fn two_apis(seed: u64, rng: &mut StdRng) -> Scenario {
+        let mut api = || {
+            let kind = ONE_PHASE_API[rng.random_range(0..ONE_PHASE_API.len())];
+            let (shape, failure, timeout) = api_behaviour(rng, kind);
+            SecondApi {
+                shape,
+                failure,
+                sigma: rng.random_range(0.2..1.5),
+                timeout,
+                base: base(rng),
+                capacity: capacity(rng),
+            }
+        };
+        let (first, second) = (api(), api());
+        Scenario {
+            seed,
+            family: Family::TwoApis,
+            shape: first.shape,
+            failure: first.failure,
+            sigma: first.sigma,
+            timeout: first.timeout,
+            cpu_ms: if rng.random_bool(0.3) {
+                rng.random_range(0.0..5.0)
+            } else {
+                0.0
+            },
+            cores: rng.random_range(1..=8),
+            phases: vec![Phase::fixed(20.0, first.base, first.capacity)],
+            second: Some(second),
+        }
+    }
+
+    /// How many APIs the items pass through (1 or 2).
+    pub fn apis(&self) -> usize {
+        1 + usize::from(self.second.is_some())
     }
 
     /// Total length in seconds.

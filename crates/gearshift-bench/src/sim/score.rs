@@ -1,8 +1,8 @@
-//! The oracle (the best fixed setting of each phase, by a sweep) and a
-//! run's scores against it. Scores use each window's expected goodput, so
-//! the noise moves a tuner's decisions, not its luck.
+//! A run's scores against the oracle. Scores use each step's expected
+//! goodput, so the noise moves a tuner's decisions, not its luck.
 
-use super::run::{Fixed, MAX_LIMIT, SimConfig, Trajectory, simulate};
+use super::oracle::Oracle;
+use super::run::Trajectory;
 use super::scenario::Scenario;
 
 /// Goodput within this fraction of the oracle's counts as settled.
@@ -11,20 +11,6 @@ const SETTLED: f64 = 0.05;
 const GRACE: f64 = 3.0;
 /// The limit counts as runaway above this multiple of the oracle's.
 const RUNAWAY: f64 = 2.0;
-
-/// The best fixed setting of each phase.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Oracle {
-    /// Per phase: the best fixed calls in flight.
-    pub limits: Vec<usize>,
-    /// Per phase: its goodput (items/s).
-    pub goodput: Vec<f64>,
-    /// Per phase: its goodput (items/s) over each 1 s of the phase, at
-    /// the best setting (what settling compares with, so drifts count).
-    pub per_second: Vec<Vec<f64>>,
-    /// Every setting swept, with its goodput per phase.
-    pub swept: Vec<(usize, Vec<f64>)>,
-}
 
 /// Goodput (items/s) over each 1 s of phase `ph`, every window spread over
 /// the seconds it overlaps (the last, partial second by its width).
@@ -62,74 +48,6 @@ pub fn phase_goodput(s: &Scenario, run: &Trajectory) -> Vec<f64> {
         .collect()
 }
 
-fn fixed(s: &Scenario, n: usize) -> Trajectory {
-    let cfg = SimConfig {
-        start: n,
-        ..SimConfig::for_scenario(s)
-    };
-    simulate(s, &mut Fixed(n), &cfg)
-}
-
-fn fixed_run(s: &Scenario, n: usize) -> Vec<f64> {
-    phase_goodput(s, &fixed(s, n))
-}
-
-/// Index of the first (smallest) setting with the best goodput in `ph`.
-fn best_of(swept: &[(usize, Vec<f64>)], ph: usize) -> usize {
-    let mut best = 0;
-    for (i, (_, g)) in swept.iter().enumerate() {
-        if g[ph] > swept[best].1[ph] * (1.0 + 1e-9) {
-            best = i;
-        }
-    }
-    best
-}
-
-/// Sweeps fixed settings: a geometric grid from 1 to [`MAX_LIMIT`], then,
-/// per phase, finer steps between the best and its neighbours down to
-/// every single setting.
-pub fn oracle(s: &Scenario) -> Oracle {
-    let mut grid = vec![1usize];
-    while *grid.last().unwrap_or(&MAX_LIMIT) < MAX_LIMIT {
-        let last = grid[grid.len() - 1];
-        grid.push(((last as f64 * 1.25).ceil() as usize).min(MAX_LIMIT));
-    }
-    let mut swept: Vec<(usize, Vec<f64>)> = grid.iter().map(|&n| (n, fixed_run(s, n))).collect();
-    for ph in 0..s.phases.len() {
-        // Narrow down between the best and its neighbours until the step is 1.
-        loop {
-            swept.sort_by_key(|(n, _)| *n);
-            let best = best_of(&swept, ph);
-            let lo = swept[best.saturating_sub(1)].0;
-            let hi = swept[(best + 1).min(swept.len() - 1)].0;
-            let step = ((hi - lo) / 16).max(1);
-            let new: Vec<usize> = (lo..=hi)
-                .step_by(step)
-                .filter(|n| !swept.iter().any(|(m, _)| m == n))
-                .collect();
-            if new.is_empty() {
-                break;
-            }
-            swept.extend(new.into_iter().map(|n| (n, fixed_run(s, n))));
-        }
-    }
-    swept.sort_by_key(|(n, _)| *n);
-    let (mut limits, mut goodput, mut seconds) = (Vec::new(), Vec::new(), Vec::new());
-    for ph in 0..s.phases.len() {
-        // The smallest of the best settings: ties go to fewer calls.
-        let (n, g) = &swept[best_of(&swept, ph)];
-        limits.push(*n);
-        goodput.push(g[ph]);
-        seconds.push(per_second(s, &fixed(s, *n), ph));
-    }
-    Oracle {
-        limits,
-        goodput,
-        per_second: seconds,
-        swept,
-    }
-}
-
 /// One phase's scores.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PhaseScore {
@@ -139,8 +57,9 @@ pub struct PhaseScore {
     /// 95% or more of the oracle's same second; `None` if the phase's last
     /// second is still below.
     pub settling: Option<f64>,
-    /// Seconds, after the first 3 s, with the limit above 2x the oracle's.
-    pub runaway: f64,
+    /// Per API: seconds, after the first 3 s, with its limit above 2x the
+    /// oracle's setting for that API.
+    pub runaway: Vec<f64>,
 }
 
 /// A run's scores against the oracle.
@@ -164,9 +83,9 @@ impl Score {
             .try_fold(0.0f64, |m, p| p.settling.map(|s| m.max(s)))
     }
 
-    /// Runaway seconds over all phases.
+    /// Runaway seconds over all phases and APIs.
     pub fn runaway(&self) -> f64 {
-        self.phases.iter().map(|p| p.runaway).sum()
+        self.phases.iter().flat_map(|p| &p.runaway).sum()
     }
 }
 
@@ -192,13 +111,20 @@ pub fn score(s: &Scenario, run: &Trajectory, o: &Oracle) -> Score {
                 .take_while(|&k| ok(k))
                 .last()
                 .map(|k| k as f64);
-            let cap = RUNAWAY * o.limits[ph] as f64;
-            let runaway = run
-                .steps
+            let runaway = o.limits[ph]
                 .iter()
-                .filter(|st| st.phase == ph && st.limit as f64 > cap)
-                .map(|st| (st.t + st.secs - (t0 + GRACE).max(st.t)).max(0.0))
-                .fold(0.0, |a, b| a + b);
+                .enumerate()
+                .map(|(i, &best)| {
+                    let cap = RUNAWAY * best as f64;
+                    run.steps
+                        .iter()
+                        .filter(|st| {
+                            st.phase == ph && st.limits.get(i).is_some_and(|&n| n as f64 > cap)
+                        })
+                        .map(|st| (st.t + st.secs - (t0 + GRACE).max(st.t)).max(0.0))
+                        .fold(0.0, |a, b| a + b)
+                })
+                .collect();
             PhaseScore {
                 fraction: ratio(got[ph], o.goodput[ph]),
                 settling,

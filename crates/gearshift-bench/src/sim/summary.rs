@@ -6,7 +6,8 @@ use std::ops::Range;
 use gearshift::tuner::Tuner;
 
 use super::evaluate;
-use super::scenario::Family;
+use super::scenario::{Family, Scenario};
+use super::score::Score;
 
 /// One scenario's result in a [`Summary`].
 #[derive(Debug, Clone, PartialEq)]
@@ -23,6 +24,36 @@ pub struct Outcome {
     pub runaway: f64,
     /// Calls started inside a `Retry-After`.
     pub in_retry_after: f64,
+    /// Seconds the chain was paused by `Retry-After`.
+    pub paused: f64,
+}
+
+impl Outcome {
+    /// The outcome of a run on `s` that scored `sc`.
+    pub fn of(s: &Scenario, sc: &Score) -> Outcome {
+        Outcome {
+            seed: s.seed,
+            family: s.family,
+            fraction: sc.fraction,
+            settling: sc.settling(),
+            runaway: sc.runaway(),
+            in_retry_after: sc.in_retry_after,
+            paused: sc.paused,
+        }
+    }
+}
+
+impl Outcome {
+    /// Why a run scored low, in a few words: runaway, settling, pauses.
+    pub fn why(&self) -> String {
+        let settling = self.settling.map_or("never settled".to_string(), |x| {
+            format!("settled after {x:.0}s")
+        });
+        format!(
+            "runaway {:.1}s, {settling}, paused {:.1}s, calls in Retry-After {:.0}",
+            self.runaway, self.paused, self.in_retry_after
+        )
+    }
 }
 
 /// A tuner over a range of seeds.
@@ -45,23 +76,14 @@ pub fn quantile(xs: &[f64], q: f64) -> f64 {
 }
 
 impl Summary {
-    /// Runs a fresh tuner from `make(cores)` on every seed of `seeds`.
+    /// Runs fresh tuners from `make(cores)` (one per API) on every seed of
+    /// `seeds`.
     pub fn run(seeds: Range<u64>, make: impl Fn(usize) -> Box<dyn Tuner>) -> Summary {
-        let mut name = String::new();
+        let name = make(1).name().to_string();
         let outcomes = seeds
             .map(|seed| {
-                let cores = super::Scenario::generate(seed).cores;
-                let mut tuner = make(cores);
-                name = tuner.name().to_string();
-                let (s, _, sc) = evaluate(seed, tuner.as_mut());
-                Outcome {
-                    seed,
-                    family: s.family,
-                    fraction: sc.fraction,
-                    settling: sc.settling(),
-                    runaway: sc.runaway(),
-                    in_retry_after: sc.in_retry_after,
-                }
+                let (s, _, sc) = evaluate(seed, &make);
+                Outcome::of(&s, &sc)
             })
             .collect();
         Summary {
@@ -136,8 +158,11 @@ impl Summary {
         }
         for w in self.worst(5) {
             out += &format!(
-                "  worst: seed {} {:?} fraction {:.3} runaway {:.1}s\n",
-                w.seed, w.family, w.fraction, w.runaway
+                "  worst: seed {} {:?} fraction {:.3} {}\n",
+                w.seed,
+                w.family,
+                w.fraction,
+                w.why()
             );
         }
         out

@@ -88,7 +88,7 @@ pub(super) async fn measure(
         Control::Tuner(t) => (
             Api::new(API).tuner(t),
             Vec::new(),
-            SimConfig::for_scenario(s).start,
+            SimConfig::for_scenario(s).start[0],
         ),
     };
     let config = Config {
