@@ -77,7 +77,7 @@ pub struct TunerArgs {
     #[arg(long = "phase", value_name = "NAME", value_delimiter = ',')]
     pub phases: Vec<String>,
     /// Run only the systems whose name contains this text, any case
-    /// (repeatable), e.g. `--system adaptive`; by default every one.
+    /// (repeatable), e.g. `--system default`; by default every one.
     #[arg(long = "system", value_name = "TEXT")]
     pub systems: Vec<String>,
 }

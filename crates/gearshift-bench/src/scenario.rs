@@ -402,12 +402,11 @@ impl Scenario {
             Preset::ApiHeavy,
             None,
         ));
-        // No hand-set concurrency: the adaptive tuner starts from the seed's
+        // Nothing set: the default controller starts from the seed's
         // 2 x cores and finds the rest.
-        let mut tuned = Config::default().with_cores(cores);
-        Preset::ApiHeavy.apply_to(&mut tuned);
+        let tuned = Config::default().with_cores(cores);
         systems.push(System::Gearshift {
-            label: "gearshift adaptive tuner (from 2 x cores)".into(),
+            label: "gearshift, nothing set (default controller)".into(),
             config: Box::new(tuned),
             switch_to: None,
             tuned: true,

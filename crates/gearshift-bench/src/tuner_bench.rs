@@ -1,4 +1,4 @@
-//! `gearshift-bench tuner`: the adaptive tuner against the seed's rule, the
+//! `gearshift-bench tuner`: the default controller against the seed's rule, the
 //! presets and the best single fixed setting, over a run whose workload
 //! changes phase, scored against a per-phase oracle.
 //!
@@ -40,7 +40,7 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use gearshift::http::HttpFetcher;
-use gearshift::tuner::{Adaptive, SeedRule};
+use gearshift::tuner::SeedRule;
 use gearshift::{Agents, Api, Config, Outcome, Pipeline, Preset};
 use serde::Serialize;
 
@@ -183,7 +183,8 @@ struct PhaseMeasure {
 /// A system of the comparison.
 #[derive(Debug, Clone)]
 enum Sys {
-    Adaptive,
+    /// Nothing set: the budget runs the default controller.
+    Default,
     SeedRule,
     Preset(Preset),
     Fixed(usize),
@@ -195,7 +196,7 @@ impl Sys {
     fn name(&self) -> String {
         match self {
             Sys::Oracle(_) => "oracle (per phase)".into(),
-            Sys::Adaptive => "adaptive tuner".into(),
+            Sys::Default => "default controller".into(),
             Sys::SeedRule => "seed rule tuner".into(),
             Sys::Preset(p) => format!("preset {p}"),
             Sys::Fixed(n) => format!("best fixed ({n})"),
@@ -287,7 +288,7 @@ pub async fn tuner_bench(opts: &TunerOptions) -> anyhow::Result<Vec<TunerRow>> {
                 mean(x).total_cmp(&mean(y))
             })
             .unwrap_or(1);
-        let mut systems = vec![Sys::Oracle(settings.clone()), Sys::Adaptive, Sys::SeedRule];
+        let mut systems = vec![Sys::Oracle(settings.clone()), Sys::Default, Sys::SeedRule];
         systems.extend(Preset::ALL.into_iter().map(Sys::Preset));
         systems.push(Sys::Fixed(best_fixed));
         systems.retain(|s| {
@@ -497,12 +498,13 @@ async fn run_phases(
         Sys::Preset(p) => p.apply_to(&mut config),
         Sys::Fixed(n) => config.agents = Agents::Total(*n),
         Sys::Oracle(settings) => config.agents = Agents::Total(settings[0]),
-        Sys::Adaptive | Sys::SeedRule => config.agents = Agents::Total(start_agents),
+        // Nothing set: 2 agents per core, the default controller from there.
+        Sys::Default => config.agents = Agents::Auto,
+        Sys::SeedRule => config.agents = Agents::Total(start_agents),
     }
     let base = api.base_url();
     let (w, idx) = (Arc::clone(&works), Arc::clone(&now));
     let budget = match sys {
-        Sys::Adaptive => Api::new("mock-api").tuner(Adaptive::new(opts.cores)),
         Sys::SeedRule => Api::new("mock-api").tuner(SeedRule::default()),
         _ => Api::new("mock-api"),
     };

@@ -96,7 +96,11 @@ fn rows_are_sized_to_run_equally_long_at_their_own_limit() {
     assert_eq!(items("agents = capacity"), (1120, 12));
     assert_eq!(items("tokio+rayon (C=8)"), (280, 12));
     assert_eq!(items("seed rule"), (140, 12));
-    assert_eq!(items("adaptive tuner"), (1120, 12), "the tuner: the limit");
+    assert_eq!(
+        items("default controller"),
+        (1120, 12),
+        "the controller: the limit"
+    );
     assert_eq!(items("sequential"), (34, 12));
     // cpu_bound: every concurrency runs at the cores' 500/s.
     let cpu = Scenario::by_name("cpu_bound").unwrap();

@@ -1,12 +1,11 @@
-//! The adaptive tuner against the mock API on 127.0.0.1, at a tiny size:
-//! it finds an API's capacity far above the rule of thumb, and every item is
-//! accounted for.
+//! The default controller against the mock API on 127.0.0.1, at a tiny
+//! size, with nothing set: it finds an API's capacity far above the rule of
+//! thumb, and every item is accounted for.
 
 use std::time::{Duration, Instant};
 
 use gearshift::http::HttpFetcher;
-use gearshift::tuner::Adaptive;
-use gearshift::{Agents, Api, Config, Pipeline};
+use gearshift::{Config, Pipeline};
 use gearshift_bench::mock_api::{MockApi, MockConfig};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -21,12 +20,9 @@ async fn finds_the_apis_capacity_from_a_small_start() {
             let (f, url) = (fetcher.clone(), format!("{base}/item/{id}"));
             async move { f.get(&url).await }
         })
-        .api(&Api::new("mock-api").tuner(Adaptive::new(2)))
+        .named("mock-api")
         .cpu(|body| body.len())
-        .config(Config {
-            agents: Agents::Total(2),
-            ..Config::default().with_cores(2)
-        })
+        .config(Config::default().with_cores(2))
         .spawn_stream()
         .unwrap();
     let counter = tokio::spawn(async move {
@@ -80,9 +76,9 @@ async fn finds_the_apis_capacity_from_a_small_start() {
             && snap
                 .decisions
                 .iter()
-                .all(|d| d.tuner == "adaptive" && d.api == "mock-api")
+                .all(|d| d.tuner == "gradient" && d.api == "mock-api")
     );
-    // Startup doubles past the knee once (BBR-like) before settling.
+    // Startup doubles past the knee once before settling.
     let peak = api.stats().max_in_flight;
     assert!(peak <= 64, "startup overshoot: {peak} in flight at once");
 }

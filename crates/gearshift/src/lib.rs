@@ -114,4 +114,4 @@ pub use outcome::{Call, Failure, ItemId, Outcome};
 pub use pipeline::{Outcomes, Pipeline, ToCaller, ToSink};
 pub use preset::{Preset, UnknownPreset};
 pub use stats::{Percentiles, Report, StageKind};
-pub use tuner::{Adaptive, Decision, Tuner, Window};
+pub use tuner::{Decision, Gradient, Tuner, Window};

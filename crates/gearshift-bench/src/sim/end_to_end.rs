@@ -16,8 +16,8 @@ use std::time::Duration;
 use gearshift::tuner::Tuner;
 
 use self::measure::{Capped, Control, measure};
-use super::scenario::{Failure, Family, Scenario, Shape};
 use super::oracle::oracle;
+use super::scenario::{Failure, Family, Scenario, Shape};
 use crate::mock_api::{MockConfig, Overload};
 
 /// How a scenario is cut down to run end to end.

@@ -7,13 +7,12 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use bytes::Bytes;
 use futures::StreamExt;
-use gearshift::tuner::Adaptive;
 use gearshift::{Api, BuildError, Config, ErrorKind, Outcome, Pipeline, Preset, Report};
 
 use super::RunCtx;
 use crate::ledger::Ledger;
 
-/// Runs a gearshift pipeline with `config` (and the adaptive tuner if
+/// Runs a gearshift pipeline with `config` (under the default controller if
 /// `tuned`) over the context's items. If `switch_to` is set and the scenario has a phase change, that preset is
 /// applied through the handle when the phase changes.
 ///
@@ -38,12 +37,11 @@ pub async fn run(
     let (fetcher, base) = (ctx.fetcher.clone(), ctx.base_url.clone());
     let io_ledger = Arc::clone(ledger);
     let (work, calls) = (ctx.work.clone(), Arc::clone(&cpu_calls));
+    if tuned {
+        // Nothing fixes the concurrency: the budget runs the default controller.
+        config.agents = gearshift::Agents::Auto;
+    }
     let api = Api::new("mock-api");
-    let api = if tuned {
-        api.tuner(Adaptive::new(config.cores))
-    } else {
-        api
-    };
     let (handle, mut outcomes) = Pipeline::from_iter(0..ctx.items)
         .config(config)
         .io(move |id: u64| {

@@ -124,7 +124,8 @@ pub enum System {
         config: Box<Config>,
         /// A preset applied live when the scenario's phase changes.
         switch_to: Option<Preset>,
-        /// Whether the adaptive tuner runs (starting from `config`).
+        /// Whether nothing fixes the concurrency, so the default controller
+        /// runs (from 2 agents per core).
         tuned: bool,
     },
     /// A system of the two-API scenario (fetch, compute, upload).

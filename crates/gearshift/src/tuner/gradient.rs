@@ -246,16 +246,23 @@ impl Gradient {
 
     /// Overload: cut to `backoff` x the calls the API took, and remember
     /// that level as a ceiling.
-    fn overload(&mut self, took: f64, why: String, workers: Option<usize>) -> Decision {
+    /// Without an estimate (`None`), the ceiling is the cut level: the
+    /// limit itself is known to be too high.
+    fn overload(&mut self, took: Option<f64>, why: String, workers: Option<usize>) -> Decision {
         // One window never more than halves the limit: one noisy reading
         // must not throw away what many others found.
-        let took = self.clamp(took.clamp(self.limit / 2.0, self.limit));
-        let target = self.params.backoff * took;
-        self.ceiling = Some((took, self.clock + self.params.ceiling_memory.as_secs_f64()));
+        let took = took.map(|t| self.clamp(t.min(self.limit - 1.0).max(self.limit / 2.0)));
+        let target = self.params.backoff * took.unwrap_or(self.limit);
+        let ceiling = took.unwrap_or(target);
+        self.ceiling = Some((
+            ceiling,
+            self.clock + self.params.ceiling_memory.as_secs_f64(),
+        ));
+        let took = took.map_or("an unknown number of".into(), |t| format!("{t:.1}"));
         self.slow_start = false;
         self.probe = None;
         let reason = format!(
-            "{why}: the API took {took:.1} calls, limit {:.0} -> {:.0}",
+            "{why}: the API took {took} calls, limit {:.0} -> {:.0}",
             self.limit,
             self.clamp(target).round()
         );
@@ -310,11 +317,7 @@ impl Tuner for Gradient {
             );
             // Probing past a hard limit again costs another pause: take
             // the estimate's lower bound, and none from too few calls.
-            let took = if r.rate_se < 0.5 {
-                r.served * (-Z * r.rate_se).exp()
-            } else {
-                self.limit
-            };
+            let took = (r.rate_se < 0.5).then(|| r.served * (-Z * r.rate_se).exp());
             return self.overload(took, why, workers);
         }
         let baseline = self.failures.iter().copied().fold(f64::INFINITY, f64::min);
@@ -334,7 +337,7 @@ impl Tuner for Gradient {
                 r.failure_share * 100.0,
                 baseline * 100.0
             );
-            return self.overload(took, why, workers);
+            return self.overload(Some(took), why, workers);
         }
 
         // 3. The CPU stage: no more calls than it drains (Little's law).

@@ -1,30 +1,70 @@
-//! Tuners: automatic changes of the IO/CPU ratio from what the pipeline
-//! measures.
+//! Tuners: control laws that set an API budget's concurrency from what the
+//! pipeline measures.
 //!
-//! Every control window the pipeline hands the tuner a [`Window`] of
-//! measurements and applies the [`Decision`] it returns through the same path
-//! as a [`PipelineHandle`](crate::PipelineHandle) change, so no item is lost.
+//! Every control window the pipeline hands the budget's tuner a [`Window`]
+//! of measurements and applies the [`Decision`] it returns through the same
+//! path as a [`PipelineHandle`](crate::PipelineHandle) change, so no item is
+//! lost.
 //!
 //! | tuner            | use it when                                                  |
 //! |------------------|--------------------------------------------------------------|
-//! | [`Adaptive`]     | the API's capacity, or the IO/CPU balance, is unknown or shifts: it finds the concurrency from throughput, latency and queue depth (`docs/tuner.md`) |
-//! | [`SeedRule`]     | you want the design note's rule: latency > 1 s adds an agent per core, < 0.1 s removes one |
-//! | your own         | implement [`Tuner`]: one method                               |
+//! | set nothing      | the default: a budget whose concurrency nothing fixes runs [`Gradient`] |
+//! | [`Gradient`]     | explicitly, or with your own [`GradientParams`] (`docs/tuner.md` has the law on one page) |
+//! | [`SeedRule`]     | you want the design note's rule: latency > 1 s adds an agent per core, < 0.1 s removes one (a baseline) |
+//! | your own         | implement [`Tuner`]: one method, [`Tuner::decide`]            |
 //!
-//! A tuner controls one API budget: give it with
+//! A tuner controls one API budget. A budget whose concurrency nothing
+//! fixes (no preset or schedule, no fixed [`Agents`](crate::Agents) on a
+//! stage drawing on it, no [`Api::max_in_flight`](crate::Api::max_in_flight),
+//! no [`Api::tuner`](crate::Api::tuner)) runs [`default_for`], starting from
+//! the seed's 2 agents per core. Give another with
 //! [`Api::tuner`](crate::Api::tuner) or, live,
-//! [`ApiHandle::tune`](crate::ApiHandle::tune). Its decisions set the
-//! budget's calls in flight, the agents of every stage drawing on the
-//! budget, and the workers of the CPU stage after the first of them. Tuners
-//! are off unless chosen.
+//! [`ApiHandle::tune`](crate::ApiHandle::tune). A fixed setting made live
+//! holds the controller until
+//! [`ApiHandle::resume_controller`](crate::ApiHandle::resume_controller);
+//! [`ApiReport::tuner`](crate::stats::ApiReport::tuner) says which one runs. Its
+//! decisions set the budget's calls in flight, the agents of every stage
+//! drawing on the budget, and the workers of the CPU stage after the first
+//! of them.
+//!
+//! # Examples
+//!
+//! A control law of your own: hold 8 calls in flight unless the API
+//! throttles, then 4.
+//!
+//! ```
+//! use gearshift::tuner::{Decision, Tuner, Window};
+//!
+//! struct TwoLevels;
+//!
+//! impl Tuner for TwoLevels {
+//!     fn name(&self) -> &str {
+//!         "two-levels"
+//!     }
+//!
+//!     fn decide(&mut self, w: &Window) -> Decision {
+//!         let want = if w.throttled > 0 { 4 } else { 8 };
+//!         if want == w.api_permits {
+//!             return Decision::hold("unchanged");
+//!         }
+//!         Decision {
+//!             agents: Some(want),
+//!             api_permits: Some(want),
+//!             workers: None,
+//!             reason: format!("{} throttled", w.throttled),
+//!         }
+//!     }
+//! }
+//!
+//! let api = gearshift::Api::new("search").tuner(TwoLevels);
+//! # drop(api);
+//! ```
 
-mod adaptive;
 mod gradient;
 mod seed_rule;
 
 use std::time::Duration;
 
-pub use adaptive::{Adaptive, Mode};
 pub use gradient::{Gradient, GradientParams};
 pub use seed_rule::SeedRule;
 
@@ -152,9 +192,12 @@ impl Decision {
     }
 }
 
-/// The controller a budget runs when nothing fixes its concurrency: the
-/// default control law, starting from the seed's rule of thumb.
+/// The controller a budget runs when nothing fixes its concurrency:
+/// [`Gradient`] with its default parameters. gearshift calls it at spawn,
+/// once per such budget (`cores` is the pipeline's); users rarely need it.
 pub fn default_for(cores: usize) -> Box<dyn Tuner> {
+    // The law starts from the budget's limit (2 agents per core), so it
+    // needs no core count of its own.
     let _ = cores;
     Box::new(Gradient::new())
 }
