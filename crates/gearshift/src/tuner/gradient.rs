@@ -26,6 +26,7 @@
 //! read finely and a noisy one coarsely. `docs/tuner.md` has the page.
 
 use std::collections::VecDeque;
+use std::f64::consts::SQRT_2;
 use std::time::Duration;
 
 use super::{Decision, Tuner, Window};
@@ -81,17 +82,16 @@ impl Default for GradientParams {
     }
 }
 
-/// Calls a window should see, when latencies allow.
-const CALLS_PER_WINDOW: f64 = 32.0;
+/// Standard error of the log median a window aims for: it sets how many
+/// calls a window must see (more for a noisier API).
+const PRECISION: f64 = 0.15;
 /// Standard errors a difference must exceed to count.
 const Z: f64 = 2.0;
 /// Windows whose lowest failure share is the baseline.
 const BASELINE_WINDOWS: usize = 8;
-/// Share of the limit in use (over the unpaused time) that counts as used.
-const USED: f64 = 0.8;
-/// Channel occupancy, and agent time blocked on it, that count as full.
-const FULL: f64 = 0.8;
-const BLOCKED: f64 = 0.2;
+/// Share of the limit in use (over the unpaused time) that counts as used:
+/// above `1 / headroom`, so a limit cut to the use x headroom is not grown.
+const USED: f64 = 0.9;
 /// Worker idle time below which the CPU stage counts as saturated.
 const SATURATED: f64 = 0.1;
 
@@ -128,12 +128,15 @@ pub struct Gradient {
 enum Probe {
     /// Grown from `from` when the goodput was `rate` (relative error `se`).
     Up { from: f64, rate: f64, se: f64 },
-    /// Cut from `from` for latency, when the median was `p50` (log error `se`).
-    Down { from: f64, p50: f64, se: f64 },
+    /// Cut from `from` for latency, when the median was `p50`; queueing
+    /// would bring it down to `expect`.
+    Down { from: f64, p50: f64, expect: f64 },
 }
 
 /// What one window says, with its noise.
 struct Reading {
+    sigma: f64,
+    mean: Option<f64>,
     good: f64,
     rate: f64,
     rate_se: f64,
@@ -209,6 +212,8 @@ impl Gradient {
         let ended = good + fails;
         let share = if ended > 0.0 { fails / ended } else { 0.0 };
         Reading {
+            sigma,
+            mean: secs(w.latency_mean),
             good,
             rate: w.active_io_rate(),
             rate_se: (cv2 / good.max(1.0)).sqrt(),
@@ -292,14 +297,22 @@ impl Tuner for Gradient {
             self.ceiling = None;
         }
         let r = self.read(w);
-        if let Some(p50) = r.p50 {
-            // Long enough for a few latencies and enough calls to read.
+        if let Some(latency) = r.mean.or(r.p50) {
+            // Long enough for a few latencies, and for enough calls to
+            // read the median to `PRECISION` (its error is sigma x
+            // sqrt(1.57 / calls)).
+            // (Doubling needs no precision: it stops at the first signal.)
+            let calls = if self.slow_start {
+                0.0
+            } else {
+                1.57 * (r.sigma / PRECISION).powi(2)
+            };
             let latencies = self
                 .params
                 .latencies_per_window
-                .max(CALLS_PER_WINDOW / self.limit.max(1.0));
+                .max(calls / self.limit.max(1.0));
             let next =
-                Duration::try_from_secs_f64(p50 * latencies).unwrap_or(self.params.max_window);
+                Duration::try_from_secs_f64(latency * latencies).unwrap_or(self.params.max_window);
             self.window = next.clamp(self.params.min_window, self.params.max_window);
         }
         let workers = self.workers(w);
@@ -340,36 +353,37 @@ impl Tuner for Gradient {
             return self.overload(Some(took), why, workers);
         }
 
-        // 3. The CPU stage: no more calls than it drains (Little's law).
-        let full = w.queue_capacity > 0
-            && w.queue_min as f64 >= FULL * w.queue_capacity as f64
-            && w.agents_blocked >= BLOCKED;
-        if full && let Some(p50) = r.p50 {
-            let latency = r.served / r.rate.max(1e-9);
-            let latency = if latency > 0.0 { latency } else { p50 };
-            let cap = (w.cpu_rate() * latency * self.params.headroom).max(1.0);
-            if self.limit > cap {
-                self.probe = None;
-                let reason = format!(
-                    "CPU stage full: drains {:.0}/s x latency {:.1} ms x {} = {cap:.1} calls",
-                    w.cpu_rate(),
-                    latency * 1e3,
-                    self.params.headroom
-                );
-                return self.set(cap, workers, reason);
-            }
+        // 3. An unused limit: the stage is fed less than it could take,
+        // or blocked by the CPU stage or the next one. By Little's law the
+        // calls in flight are what the flow needs; more is not used.
+        let active = 1.0 - w.paused.as_secs_f64() / w.elapsed.as_secs_f64().max(1e-9);
+        let in_flight = w.mean_in_flight / active.max(1e-3);
+        let headroom = self.params.headroom;
+        if in_flight * headroom < self.limit.round() {
+            self.probe = None;
+            self.slow_start = false;
+            let cap = in_flight * headroom;
+            let reason = format!(
+                "limit {:.0} used by {in_flight:.1} calls on average: {:.0} is enough (x{headroom})",
+                self.limit,
+                self.clamp(cap).round()
+            );
+            return self.set(cap, workers, reason);
         }
 
         // 2. Latency against its no-load value.
         let Some(p50) = r.p50 else {
             return self.hold(workers, "no successful call to read latency from".into());
         };
+        // A cut that does not take the latency at least halfway (in log
+        // terms) to where queueing would have taken it was not about our
+        // queue: the API got slower.
         if let Some(Probe::Down {
             from,
             p50: before,
-            se,
+            expect,
         }) = self.probe.take()
-            && (before / p50).ln() < Z * (se * se + r.p50_se * r.p50_se).sqrt()
+            && (before / p50).ln() < 0.5 * (before / expect).ln()
         {
             self.noload = Some(p50);
             let reason = format!(
@@ -380,21 +394,26 @@ impl Tuner for Gradient {
             );
             return self.set(from, workers, reason);
         }
-        // One standard error up: the lowest of many noisy medians would
+        // The noise's upper bound: the lowest of many noisy medians would
         // sit below the true no-load value.
-        let candidate = p50 * r.p50_se.exp();
+        let candidate = p50 * (Z * r.p50_se).exp();
         let noload = self.noload.map_or(candidate, |n| n.min(candidate));
         self.noload = Some(noload);
         let ratio = p50 / noload;
         let tolerance = self.params.tolerance;
-        if ratio > tolerance * (Z * r.p50_se).exp() {
+        if ratio > tolerance {
             self.slow_start = false;
-            self.probe = Some(Probe::Down {
+            let target = self.limit * (tolerance / ratio).max(0.5);
+            // Queueing latency falls with the calls in flight, down to the
+            // no-load value. A cut too small to tell from the noise is not
+            // judged.
+            let k = self.clamp(target).round() / self.limit.round().max(1.0);
+            let expect = (p50 * k).max(noload);
+            self.probe = ((p50 / expect).ln() >= Z * SQRT_2 * r.p50_se).then_some(Probe::Down {
                 from: self.limit,
                 p50,
-                se: r.p50_se,
+                expect,
             });
-            let target = self.limit * (tolerance / ratio).max(0.5);
             let reason = format!(
                 "latency {:.1} ms is {ratio:.2}x its no-load {:.1} ms (tolerance {tolerance})",
                 p50 * 1e3,
@@ -415,9 +434,7 @@ impl Tuner for Gradient {
             );
             return self.set(from, workers, reason);
         }
-        let active = 1.0 - w.paused.as_secs_f64() / w.elapsed.as_secs_f64().max(1e-9);
-        let used = w.mean_in_flight >= USED * self.limit * active.max(0.0);
-        if full || !used {
+        if in_flight < USED * self.limit.round() {
             return self.hold(
                 workers,
                 format!(
