@@ -128,9 +128,8 @@ pub struct Gradient {
 enum Probe {
     /// Grown from `from` when the goodput was `rate` (relative error `se`).
     Up { from: f64, rate: f64, se: f64 },
-    /// Cut from `from` for latency, when the median was `p50`; queueing
-    /// would bring it down to `expect`.
-    Down { from: f64, p50: f64, expect: f64 },
+    /// A series of latency cuts began at `from`, when the median was `p50`.
+    Down { from: f64, p50: f64 },
 }
 
 /// What one window says, with its noise.
@@ -375,28 +374,32 @@ impl Tuner for Gradient {
         let Some(p50) = r.p50 else {
             return self.hold(workers, "no successful call to read latency from".into());
         };
-        // A cut that does not take the latency at least halfway (in log
-        // terms) to where queueing would have taken it was not about our
-        // queue: the API got slower.
-        if let Some(Probe::Down {
-            from,
-            p50: before,
-            expect,
-        }) = self.probe.take()
-            && (before / p50).ln() < 0.5 * (before / expect).ln()
-        {
-            self.noload = Some(p50);
-            let reason = format!(
-                "latency {:.1} ms did not fall after the cut ({:.1} ms before): the API is slower, \
-                 not queued; no-load latency re-based",
-                p50 * 1e3,
-                before * 1e3
-            );
-            return self.set(from, workers, reason);
+        // Latency cuts are judged as a series, from the first: cuts that
+        // do not take the latency at least halfway (in log terms) to where
+        // queueing would have taken it were not about our queue: the API
+        // got slower. Until the series is large enough to tell from the
+        // noise, it goes on.
+        if let Some(Probe::Down { from, p50: before }) = self.probe {
+            let k = self.limit.round() / from.round().max(1.0);
+            let expect = (before * k).max(self.noload.unwrap_or(0.0));
+            let span = (before / expect.max(1e-9)).ln();
+            if span >= Z * SQRT_2 * r.p50_se {
+                self.probe = None;
+                if (before / p50).ln() < 0.5 * span {
+                    self.noload = Some(p50);
+                    let reason = format!(
+                        "latency {:.1} ms did not fall with the cuts ({:.1} ms at {from:.0} calls): \
+                         the API is slower, not queued; no-load latency re-based",
+                        p50 * 1e3,
+                        before * 1e3
+                    );
+                    return self.set(from, workers, reason);
+                }
+            }
         }
-        // The noise's upper bound: the lowest of many noisy medians would
+        // One standard error up: the lowest of many noisy medians would
         // sit below the true no-load value.
-        let candidate = p50 * (Z * r.p50_se).exp();
+        let candidate = p50 * r.p50_se.exp();
         let noload = self.noload.map_or(candidate, |n| n.min(candidate));
         self.noload = Some(noload);
         let ratio = p50 / noload;
@@ -404,16 +407,12 @@ impl Tuner for Gradient {
         if ratio > tolerance {
             self.slow_start = false;
             let target = self.limit * (tolerance / ratio).max(0.5);
-            // Queueing latency falls with the calls in flight, down to the
-            // no-load value. A cut too small to tell from the noise is not
-            // judged.
-            let k = self.clamp(target).round() / self.limit.round().max(1.0);
-            let expect = (p50 * k).max(noload);
-            self.probe = ((p50 / expect).ln() >= Z * SQRT_2 * r.p50_se).then_some(Probe::Down {
-                from: self.limit,
-                p50,
-                expect,
-            });
+            if !matches!(self.probe, Some(Probe::Down { .. })) {
+                self.probe = Some(Probe::Down {
+                    from: self.limit,
+                    p50,
+                });
+            }
             let reason = format!(
                 "latency {:.1} ms is {ratio:.2}x its no-load {:.1} ms (tolerance {tolerance})",
                 p50 * 1e3,
@@ -423,9 +422,10 @@ impl Tuner for Gradient {
         }
 
         // 4. Growth, judged by throughput.
-        if let Some(Probe::Up { from, rate, se }) = self.probe.take()
+        if let Some(Probe::Up { from, rate, se }) = self.probe
             && r.rate < rate * (-Z * (se * se + r.rate_se * r.rate_se).sqrt()).exp()
         {
+            self.probe = None;
             self.slow_start = false;
             self.ceiling = Some((from, self.clock + self.params.ceiling_memory.as_secs_f64()));
             let reason = format!(
