@@ -87,7 +87,8 @@ impl Default for GradientParams {
 const PRECISION: f64 = 0.15;
 /// Standard errors a difference must exceed to count.
 const Z: f64 = 2.0;
-/// Windows whose lowest failure share is the baseline.
+/// Windows whose median failure share is the baseline (a median, not the
+/// lowest: the lowest of noisy shares would make noise look like overload).
 const BASELINE_WINDOWS: usize = 8;
 /// Share of the limit in use (over the unpaused time) that counts as used:
 /// above `1 / headroom`, so a limit cut to the use x headroom is not grown.
@@ -332,12 +333,12 @@ impl Tuner for Gradient {
             let took = (r.rate_se < 0.5).then(|| r.served * (-Z * r.rate_se).exp());
             return self.overload(took, why, workers);
         }
-        let baseline = self.failures.iter().copied().fold(f64::INFINITY, f64::min);
+        let baseline = median(&self.failures);
         self.failures.push_back(r.failure_share);
         if self.failures.len() > BASELINE_WINDOWS {
             self.failures.pop_front();
         }
-        if baseline.is_finite()
+        if let Some(baseline) = baseline
             && r.failure_share > baseline + self.params.failure_margin + Z * r.failure_se
         {
             // Failed calls held their slots (a timeout for its whole
@@ -490,4 +491,11 @@ impl Gradient {
         let grow = w.cpu_items > 0 && w.workers_idle < SATURATED && w.workers < w.max_workers;
         grow.then(|| (w.workers + (w.workers / 2).max(1)).min(w.max_workers))
     }
+}
+
+/// The median of `xs`; `None` when empty.
+fn median(xs: &VecDeque<f64>) -> Option<f64> {
+    let mut v: Vec<f64> = xs.iter().copied().collect();
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied()
 }
