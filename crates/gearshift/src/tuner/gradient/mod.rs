@@ -29,58 +29,13 @@ use std::collections::VecDeque;
 use std::f64::consts::SQRT_2;
 use std::time::Duration;
 
+mod params;
+mod reading;
+
+pub use params::GradientParams;
+use reading::{Reading, median};
+
 use super::{Decision, Tuner, Window};
-use crate::config::MAX_CONCURRENCY;
-
-/// The parameters of [`Gradient`]; `GradientParams::default()` is the law
-/// as documented in `docs/tuner.md`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct GradientParams {
-    /// Median latency over its no-load value above which calls count as
-    /// queued and the limit is cut; growth stops at its square root. By
-    /// default, 1.5.
-    pub tolerance: f64,
-    /// What an overload signal cuts the limit to, as a share of the calls
-    /// the API served. By default, 0.9.
-    pub backoff: f64,
-    /// Failure share above its baseline (the lowest of recent windows)
-    /// that counts as overload, before noise. By default, 0.02.
-    pub failure_margin: f64,
-    /// How long a level that brought pushback, failures or a loss of
-    /// throughput bounds growth. By default, 30 s.
-    pub ceiling_memory: Duration,
-    /// Headroom over Little's law when the CPU stage is the bottleneck. By
-    /// default, 1.25.
-    pub headroom: f64,
-    /// A window lasts this many median latencies, within
-    /// `min_window..=max_window`. By default, 4.
-    pub latencies_per_window: f64,
-    /// Shortest window. By default, 200 ms.
-    pub min_window: Duration,
-    /// Longest window. By default, 5 s.
-    pub max_window: Duration,
-    /// Fewest calls in flight. By default, 1.
-    pub min_limit: usize,
-    /// Most calls in flight. By default, 4,096.
-    pub max_limit: usize,
-}
-
-impl Default for GradientParams {
-    fn default() -> Self {
-        GradientParams {
-            tolerance: 1.5,
-            backoff: 0.9,
-            failure_margin: 0.02,
-            ceiling_memory: Duration::from_secs(30),
-            headroom: 1.25,
-            latencies_per_window: 4.0,
-            min_window: Duration::from_millis(200),
-            max_window: Duration::from_secs(5),
-            min_limit: 1,
-            max_limit: 4096,
-        }
-    }
-}
 
 /// Standard error of the log median a window aims for: it sets how many
 /// calls a window must see (more for a noisier API).
@@ -133,20 +88,6 @@ enum Probe {
     Down { from: f64, p50: f64 },
 }
 
-/// What one window says, with its noise.
-struct Reading {
-    sigma: f64,
-    mean: Option<f64>,
-    good: f64,
-    rate: f64,
-    rate_se: f64,
-    p50: Option<f64>,
-    p50_se: f64,
-    served: f64,
-    failure_share: f64,
-    failure_se: f64,
-}
-
 impl Gradient {
     /// The law with its default parameters. It starts from the limit the
     /// budget has (the seed's 2 agents per core, unless set).
@@ -155,26 +96,8 @@ impl Gradient {
     }
 
     /// The law with `params`; out-of-range values are clamped to sane ones.
-    pub fn with_params(mut params: GradientParams) -> Self {
-        let fin =
-            |x: f64, lo: f64, hi: f64, d: f64| if x.is_finite() { x.clamp(lo, hi) } else { d };
-        let d = GradientParams::default();
-        params.tolerance = fin(params.tolerance, 1.01, 100.0, d.tolerance);
-        params.backoff = fin(params.backoff, 0.1, 0.99, d.backoff);
-        params.failure_margin = fin(params.failure_margin, 0.0, 1.0, d.failure_margin);
-        params.headroom = fin(params.headroom, 1.0, 100.0, d.headroom);
-        params.latencies_per_window = fin(
-            params.latencies_per_window,
-            1.0,
-            1000.0,
-            d.latencies_per_window,
-        );
-        params.max_limit = params.max_limit.clamp(1, MAX_CONCURRENCY);
-        params.min_limit = params.min_limit.clamp(1, params.max_limit);
-        params.max_window = params.max_window.max(Duration::from_millis(10));
-        params.min_window = params
-            .min_window
-            .clamp(Duration::from_millis(10), params.max_window);
+    pub fn with_params(params: GradientParams) -> Self {
+        let params = params.sane();
         Gradient {
             window: params
                 .min_window
@@ -197,32 +120,9 @@ impl Gradient {
         &self.params
     }
 
-    fn read(&self, w: &Window) -> Reading {
-        let good = w.io_completions as f64;
-        let fails = (w.timeouts + w.errors) as f64;
-        let secs = |d: Option<Duration>| d.map(|d| d.as_secs_f64()).filter(|s| *s > 0.0);
-        let (p50, p90) = (secs(w.latency_p50), secs(w.latency_p90));
-        // The spread of one call's latency, from the window itself
-        // (lognormal: p90 = p50 x e^(1.28 sigma)).
-        let sigma = match (p50, p90) {
-            (Some(a), Some(b)) => ((b / a).ln() / 1.2816).clamp(0.05, 3.0),
-            _ => 1.0,
-        };
-        let cv2 = ((sigma * sigma).exp() - 1.0).max(1.0);
-        let ended = good + fails;
-        let share = if ended > 0.0 { fails / ended } else { 0.0 };
-        Reading {
-            sigma,
-            mean: secs(w.latency_mean),
-            good,
-            rate: w.active_io_rate(),
-            rate_se: (cv2 / good.max(1.0)).sqrt(),
-            p50,
-            p50_se: sigma * (1.57 / good.max(1.0)).sqrt(),
-            served: w.active_io_rate() * secs(w.latency_mean).or(p50).unwrap_or(0.0),
-            failure_share: share,
-            failure_se: (share.max(0.01) * (1.0 - share) / ended.max(1.0)).sqrt(),
-        }
+    /// The calls in flight the law last set (0 before its first window).
+    pub fn limit(&self) -> usize {
+        self.limit.round() as usize
     }
 
     fn clamp(&self, limit: f64) -> f64 {
@@ -296,7 +196,7 @@ impl Tuner for Gradient {
         if self.ceiling.is_some_and(|(_, until)| self.clock >= until) {
             self.ceiling = None;
         }
-        let r = self.read(w);
+        let r = Reading::of(w);
         if let Some(latency) = r.mean.or(r.p50) {
             // Long enough for a few latencies, and for enough calls to
             // read the median to `PRECISION` (its error is sigma x
@@ -316,7 +216,7 @@ impl Tuner for Gradient {
             self.window = next.clamp(self.params.min_window, self.params.max_window);
         }
         let workers = self.workers(w);
-        if r.good == 0.0 && w.timeouts + w.errors + w.throttled == 0 {
+        if r.good == 0.0 && w.timeouts == 0 && w.errors == 0 && w.throttled == 0 {
             return self.hold(workers, "no call ended in the window".into());
         }
 
@@ -491,11 +391,4 @@ impl Gradient {
         let grow = w.cpu_items > 0 && w.workers_idle < SATURATED && w.workers < w.max_workers;
         grow.then(|| (w.workers + (w.workers / 2).max(1)).min(w.max_workers))
     }
-}
-
-/// The median of `xs`; `None` when empty.
-fn median(xs: &VecDeque<f64>) -> Option<f64> {
-    let mut v: Vec<f64> = xs.iter().copied().collect();
-    v.sort_by(f64::total_cmp);
-    v.get(v.len() / 2).copied()
 }

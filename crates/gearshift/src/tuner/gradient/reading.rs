@@ -1,0 +1,66 @@
+//! [`Reading`]: what one window says, with its noise. Every comparison the
+//! law makes allows for it, so a quiet API is read finely and a noisy one
+//! coarsely.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use crate::tuner::Window;
+
+/// What one window says, with its noise.
+pub(super) struct Reading {
+    /// Lognormal sigma of one call's latency, from p90 over p50.
+    pub(super) sigma: f64,
+    /// Mean latency of successful calls (seconds).
+    pub(super) mean: Option<f64>,
+    /// Successful calls.
+    pub(super) good: f64,
+    /// Successful calls per unpaused second, and its relative error.
+    pub(super) rate: f64,
+    pub(super) rate_se: f64,
+    /// Median latency (seconds), and the error of its log.
+    pub(super) p50: Option<f64>,
+    pub(super) p50_se: f64,
+    /// Calls the API served at once (Little's law: rate x mean latency).
+    pub(super) served: f64,
+    /// Share of ended calls that failed (timeouts, resets, 5xx), and its error.
+    pub(super) failure_share: f64,
+    pub(super) failure_se: f64,
+}
+
+impl Reading {
+    pub(super) fn of(w: &Window) -> Reading {
+        let good = w.io_completions as f64;
+        let fails = w.timeouts as f64 + w.errors as f64;
+        let secs = |d: Option<Duration>| d.map(|d| d.as_secs_f64()).filter(|s| *s > 0.0);
+        let (p50, p90) = (secs(w.latency_p50), secs(w.latency_p90));
+        // The spread of one call's latency, from the window itself
+        // (lognormal: p90 = p50 x e^(1.28 sigma)).
+        let sigma = match (p50, p90) {
+            (Some(a), Some(b)) => ((b / a).ln() / 1.2816).clamp(0.05, 3.0),
+            _ => 1.0,
+        };
+        let cv2 = ((sigma * sigma).exp() - 1.0).max(1.0);
+        let ended = good + fails;
+        let share = if ended > 0.0 { fails / ended } else { 0.0 };
+        Reading {
+            sigma,
+            mean: secs(w.latency_mean),
+            good,
+            rate: w.active_io_rate(),
+            rate_se: (cv2 / good.max(1.0)).sqrt(),
+            p50,
+            p50_se: sigma * (1.57 / good.max(1.0)).sqrt(),
+            served: w.active_io_rate() * secs(w.latency_mean).or(p50).unwrap_or(0.0),
+            failure_share: share,
+            failure_se: (share.max(0.01) * (1.0 - share) / ended.max(1.0)).sqrt(),
+        }
+    }
+}
+
+/// The median of `xs`; `None` when empty.
+pub(super) fn median(xs: &VecDeque<f64>) -> Option<f64> {
+    let mut v: Vec<f64> = xs.iter().copied().collect();
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied()
+}

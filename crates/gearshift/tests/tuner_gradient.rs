@@ -1,0 +1,229 @@
+//! The default control law, one rule at a time, on hand-made windows: each
+//! test fails if its rule is taken out.
+
+use std::time::Duration;
+
+use gearshift::tuner::{Gradient, GradientParams, Tuner, Window};
+
+/// A window of `limit` calls in flight, all used, answering `ok` calls at
+/// a median of `p50_ms` (p90 at 1.5x, so a quiet API) in 1 s.
+fn window(limit: usize, ok: u64, p50_ms: f64) -> Window {
+    let ms = |x: f64| Duration::from_secs_f64(x / 1e3);
+    Window {
+        elapsed: Duration::from_secs(1),
+        cores: 2,
+        agents: limit,
+        api_permits: limit,
+        workers: 2,
+        max_workers: 2,
+        io_completions: ok,
+        latency_p50: Some(ms(p50_ms)),
+        latency_p90: Some(ms(p50_ms * 1.5)),
+        latency_min: Some(ms(p50_ms * 0.5)),
+        latency_mean: Some(ms(p50_ms * 1.1)),
+        mean_in_flight: limit as f64,
+        peak_in_flight: limit,
+        cpu_items: ok,
+        queue_capacity: 64,
+        workers_idle: 0.5,
+        ..Window::default()
+    }
+}
+
+#[test]
+fn a_used_limit_at_no_load_latency_doubles_then_grows_by_its_square_root() {
+    let mut law = Gradient::new();
+    let d = law.decide(&window(4, 200, 20.0));
+    assert_eq!(d.api_permits, Some(8), "{}", d.reason);
+    assert_eq!(d.agents, Some(8), "agents follow the limit");
+    let d = law.decide(&window(8, 400, 20.0));
+    assert_eq!(d.api_permits, Some(16), "{}", d.reason);
+    // The first signal ends the doubling: latency past tolerance cuts...
+    let d = law.decide(&window(16, 400, 40.0));
+    assert_eq!(d.api_permits, Some(12), "16 x 1.5 / 2: {}", d.reason);
+    // ...and growth is additive from then on: sqrt(12) a window.
+    let d = law.decide(&window(12, 600, 20.0));
+    assert!(matches!(d.api_permits, Some(15 | 16)), "{}", d.reason);
+}
+
+#[test]
+fn latency_within_tolerance_holds() {
+    let mut law = Gradient::new();
+    law.decide(&window(8, 400, 20.0)); // no-load 20 ms; -> 16
+    let d = law.decide(&window(16, 600, 27.0)); // 1.35x: above sqrt(1.5)
+    assert_eq!(d.api_permits, None, "{}", d.reason);
+    assert_eq!(law.limit(), 16);
+}
+
+#[test]
+fn an_unused_limit_does_not_grow_and_shrinks_to_the_calls_in_flight() {
+    let mut law = Gradient::new();
+    let mut w = window(40, 500, 20.0);
+    w.mean_in_flight = 10.0;
+    let d = law.decide(&w);
+    // Little's law: 10 calls in flight are what the flow needs; 25% headroom.
+    assert_eq!(d.api_permits, Some(13), "{}", d.reason);
+    let mut w = window(13, 500, 20.0);
+    w.mean_in_flight = 11.0;
+    let d = law.decide(&w);
+    assert_eq!(
+        d.api_permits, None,
+        "used below 90%: no growth: {}",
+        d.reason
+    );
+}
+
+#[test]
+fn pushback_cuts_to_a_lower_bound_of_what_the_api_served_and_holds_there() {
+    let mut law = Gradient::new();
+    law.decide(&window(50, 2500, 20.0)); // -> 100
+    // At 100 the API answers 429 and pauses the budget for half the
+    // window: it served 1,000 calls in 0.5 s at 22 ms (mean) = 44 calls.
+    let mut w = window(100, 1000, 20.0);
+    w.throttled = 30;
+    w.retry_after = Some(Duration::from_secs(1));
+    w.paused = Duration::from_millis(500);
+    let d = law.decide(&w);
+    let cut = d.api_permits.expect("pushback cuts");
+    // 0.9 x (44 x e^(-2 x 0.035)) = 36.9: the estimate's lower bound, so
+    // a second probe past the limit (another pause) is unlikely.
+    assert_eq!(cut, 45, "never more than half in one window: {}", d.reason);
+    let mut w = window(45, 2000, 20.0);
+    w.throttled = 5;
+    let d = law.decide(&w);
+    let cut = d.api_permits.expect("pushback cuts again");
+    assert!(
+        (36..=40).contains(&cut),
+        "0.9 x the lower bound of 44: {}",
+        d.reason
+    );
+    // Growth stops at the ceiling for `ceiling_memory` (30 s).
+    for _ in 0..20 {
+        let l = law.limit();
+        law.decide(&window(l, (l * 45) as u64, 20.0));
+    }
+    assert!(
+        law.limit() <= 44,
+        "grew past the level that brought pushback: {}",
+        law.limit()
+    );
+}
+
+#[test]
+fn steady_failures_are_the_baseline_and_a_rise_above_it_cuts() {
+    let mut law = Gradient::with_params(GradientParams {
+        max_limit: 30,
+        ..GradientParams::default()
+    });
+    // A steady 10% of errors is the baseline, not overload.
+    for _ in 0..6 {
+        let l = law.limit().max(30);
+        let mut w = window(l, 900, 20.0);
+        w.errors = 100;
+        let d = law.decide(&w);
+        assert!(!d.reason.contains("failures"), "{}", d.reason);
+    }
+    assert_eq!(law.limit(), 30);
+    // Timeouts rise to half the calls: the API took 60% (40% above baseline).
+    let mut w = window(30, 500, 20.0);
+    w.errors = 50;
+    w.timeouts = 450;
+    let d = law.decide(&w);
+    assert!(d.reason.contains("failures"), "{}", d.reason);
+    assert_eq!(d.api_permits, Some(16), "0.9 x 30 x 0.6: {}", d.reason);
+}
+
+#[test]
+fn a_cut_that_does_not_lower_latency_re_bases_the_no_load_value() {
+    let mut law = Gradient::new();
+    law.decide(&window(32, 3200, 10.0)); // no-load ~10 ms; -> 64
+    // The API gets 3x slower, whatever the load: the law cuts...
+    let d = law.decide(&window(64, 2133, 30.0));
+    assert_eq!(d.api_permits, Some(32), "{}", d.reason);
+    // ...latency stays at 30 ms at half the calls: not our queue.
+    let d = law.decide(&window(32, 1066, 30.0));
+    assert!(d.reason.contains("re-based"), "{}", d.reason);
+    assert_eq!(d.api_permits, Some(64), "the cut is undone: {}", d.reason);
+    // From the new no-load value, 30 ms is no queue: growth goes on.
+    let d = law.decide(&window(64, 2133, 30.0));
+    assert!(d.api_permits.is_some_and(|l| l > 64), "{}", d.reason);
+}
+
+#[test]
+fn growth_that_loses_throughput_is_undone_and_becomes_a_ceiling() {
+    let mut law = Gradient::new();
+    law.decide(&window(20, 1000, 20.0)); // -> 40
+    law.decide(&window(40, 2000, 40.0)); // cut -> 30, doubling over
+    let before = law.limit();
+    law.decide(&window(before, 1500, 20.0)); // grow by sqrt
+    let grown = law.limit();
+    assert!(grown > before);
+    // There throughput falls by a third (contention), latency still low.
+    let d = law.decide(&window(grown, 1000, 21.0));
+    assert_eq!(d.api_permits, Some(before), "{}", d.reason);
+    assert!(d.reason.contains("lost throughput"), "{}", d.reason);
+    for _ in 0..10 {
+        law.decide(&window(before, 1500, 20.0));
+    }
+    assert_eq!(
+        law.limit(),
+        before,
+        "the level that lost throughput is a ceiling"
+    );
+}
+
+#[test]
+fn saturated_workers_grow_to_the_pool() {
+    let mut law = Gradient::new();
+    let mut w = window(8, 400, 20.0);
+    w.workers = 2;
+    w.max_workers = 8;
+    w.workers_idle = 0.02;
+    let d = law.decide(&w);
+    assert_eq!(d.workers, Some(3), "{}", d.reason);
+    w.workers = 8;
+    assert_eq!(law.decide(&w).workers, None, "at the pool");
+}
+
+#[test]
+fn nonsense_windows_and_parameters_never_panic() {
+    let mut law = Gradient::with_params(GradientParams {
+        tolerance: f64::NAN,
+        backoff: -1.0,
+        failure_margin: f64::INFINITY,
+        headroom: 0.0,
+        latencies_per_window: f64::NAN,
+        min_window: Duration::ZERO,
+        max_window: Duration::MAX,
+        min_limit: 0,
+        max_limit: usize::MAX,
+        ..GradientParams::default()
+    });
+    let extremes = [
+        Window::default(),
+        Window {
+            elapsed: Duration::MAX,
+            agents: usize::MAX,
+            api_permits: usize::MAX,
+            io_completions: u64::MAX,
+            latency_p50: Some(Duration::MAX),
+            latency_p90: Some(Duration::ZERO),
+            latency_mean: Some(Duration::MAX),
+            mean_in_flight: f64::NAN,
+            timeouts: u64::MAX,
+            errors: u64::MAX,
+            throttled: u64::MAX,
+            retry_after: Some(Duration::MAX),
+            paused: Duration::MAX,
+            ..Window::default()
+        },
+        window(1, 1, 0.0),
+    ];
+    for w in extremes.iter().cycle().take(30) {
+        let d = law.decide(w);
+        if let Some(l) = d.api_permits {
+            assert!((1..=gearshift::MAX_CONCURRENCY).contains(&l), "{d:?}");
+        }
+        assert!(law.window() >= Duration::from_millis(10));
+    }
+}
