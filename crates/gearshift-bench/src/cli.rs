@@ -71,6 +71,11 @@ pub struct TunerArgs {
     /// scenario (calls in flight and goodput, with the oracle's).
     #[arg(long, requires = "held_out")]
     pub svg: Option<PathBuf>,
+    /// With `--held-out`: also run the first N single-API scenarios of the
+    /// range end to end (a real pipeline against the mock API, beside the
+    /// oracle's settings). By default, none.
+    #[arg(long, value_name = "N", requires = "held_out")]
+    pub end_to_end: Option<u64>,
     /// Run only these phases, in the run's order (repeatable or
     /// comma-separated: `--phase B,C,A'`), with the oracle sweeps they
     /// need; for quick iteration. By default every phase.
@@ -386,7 +391,7 @@ async fn run_soak(args: SoakArgs) -> anyhow::Result<String> {
 
 async fn run_tuner(args: TunerArgs) -> anyhow::Result<String> {
     if args.held_out {
-        return run_held_out(args).await;
+        return crate::held_out::command(args).await;
     }
     let seeds = args.seeds.unwrap_or(1);
     let phase = gearshift::duration_from_secs("phase_s", args.phase_s)?;
@@ -416,44 +421,4 @@ async fn run_tuner(args: TunerArgs) -> anyhow::Result<String> {
             .map_err(|e| anyhow::anyhow!("could not write {}: {e}", path.display()))?;
     }
     Ok(crate::tuner_bench::tuner_table(&rows))
-}
-
-async fn run_held_out(args: TunerArgs) -> anyhow::Result<String> {
-    use crate::held_out;
-    use crate::sim::{HELD_OUT_START, TRAINING};
-
-    if !args.phases.is_empty() || !args.systems.is_empty() {
-        anyhow::bail!("--phase and --system apply to the phase benchmark, not to --held-out");
-    }
-    let n = args.seeds.unwrap_or(300);
-    let most = if args.training {
-        TRAINING.end - TRAINING.start
-    } else {
-        1_000_000
-    };
-    if n == 0 || n > most {
-        anyhow::bail!("seeds must be between 1 and {most}, got {n}");
-    }
-    let start = if args.training {
-        TRAINING.start
-    } else {
-        HELD_OUT_START
-    };
-    let opts = held_out::HeldOutOptions {
-        seeds: start..start + n,
-        training: args.training,
-        progress: std::io::stderr().is_terminal(),
-    };
-    let report = tokio::task::spawn_blocking(move || held_out::run(&opts)).await?;
-    if let Some(path) = &args.json {
-        held_out::write_json(path, &report)?;
-    }
-    if let Some(path) = &args.svg {
-        let worst = report.tuners.first().and_then(|t| t.worst.first());
-        if let Some(w) = worst {
-            held_out::plot_default_run(path, w.seed)?;
-            tracing::info!(path = %path.display(), seed = w.seed, "wrote plot");
-        }
-    }
-    Ok(held_out::render(&report))
 }

@@ -19,8 +19,10 @@ use crate::sim::{
     Family, Outcome, SimConfig, Summary, fixed_run, oracle, quantile, score, simulate_with,
 };
 
+mod command;
 mod text;
 
+pub use command::command;
 pub use text::{plot_default_run, render, write_json};
 
 /// Fixed settings swept for the best single one (calls in flight per API).
