@@ -227,3 +227,33 @@ fn nonsense_windows_and_parameters_never_panic() {
         assert!(law.window() >= Duration::from_millis(10));
     }
 }
+
+#[test]
+fn a_failure_cut_that_does_not_lower_the_share_is_undone_and_re_bases() {
+    let mut law = Gradient::with_params(GradientParams {
+        max_limit: 40,
+        ..GradientParams::default()
+    });
+    for _ in 0..4 {
+        let l = law.limit().max(40);
+        law.decide(&window(l, 2000, 20.0));
+    }
+    assert_eq!(law.limit(), 40);
+    // A steady fault mix starts: 10% of calls stall, whatever the load.
+    let mut w = window(40, 1800, 20.0);
+    w.timeouts = 200;
+    let d = law.decide(&w);
+    let cut = d.api_permits.expect("a jump above the baseline cuts");
+    assert!(d.reason.contains("failures"), "{}", d.reason);
+    // At the lower limit the share stays 10%: not overload.
+    let mut w = window(cut, 1800, 20.0);
+    w.timeouts = 200;
+    let d = law.decide(&w);
+    assert!(d.reason.contains("re-based"), "{}", d.reason);
+    assert_eq!(d.api_permits, Some(40), "the cut is undone: {}", d.reason);
+    // 10% is the baseline now: it cuts no more.
+    let mut w = window(40, 1800, 20.0);
+    w.timeouts = 200;
+    let d = law.decide(&w);
+    assert!(!d.reason.contains("failures"), "{}", d.reason);
+}

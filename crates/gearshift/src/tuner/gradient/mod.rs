@@ -86,6 +86,14 @@ enum Probe {
     Up { from: f64, rate: f64, se: f64 },
     /// A series of latency cuts began at `from`, when the median was `p50`.
     Down { from: f64, p50: f64 },
+    /// Cut from `from` for a failure `share`, which overload would bring
+    /// down to `expect`; `ceiling` was the ceiling before.
+    Fail {
+        from: f64,
+        share: f64,
+        expect: f64,
+        ceiling: Option<(f64, f64)>,
+    },
 }
 
 impl Gradient {
@@ -233,6 +241,34 @@ impl Tuner for Gradient {
             let took = (r.rate_se < 0.5).then(|| r.served * (-Z * r.rate_se).exp());
             return self.overload(took, why, workers);
         }
+        // A failure cut that does not take the failure share at least
+        // halfway to where it would go if the API dropped what it could
+        // not take was not about our load (a steady fault mix that
+        // changed): undo it, and the share is the new baseline.
+        if let Some(Probe::Fail {
+            from,
+            share,
+            expect,
+            ceiling,
+        }) = self.probe
+            && r.good + r.failure_share > 0.0
+        {
+            self.probe = None;
+            // Under noise the cut stands: only a share clearly above the
+            // halfway mark undoes it.
+            let halfway = share - 0.5 * (share - expect);
+            if r.failure_share - halfway > Z * r.failure_se {
+                self.failures.iter_mut().for_each(|f| *f = r.failure_share);
+                self.ceiling = ceiling;
+                let reason = format!(
+                    "failures {:.1}% did not fall with the cut ({:.1}% before): not overload; \
+                     baseline re-based",
+                    r.failure_share * 100.0,
+                    share * 100.0
+                );
+                return self.set(from, workers, reason);
+            }
+        }
         let baseline = median(&self.failures);
         self.failures.push_back(r.failure_share);
         if self.failures.len() > BASELINE_WINDOWS {
@@ -250,7 +286,17 @@ impl Tuner for Gradient {
                 r.failure_share * 100.0,
                 baseline * 100.0
             );
-            return self.overload(Some(took), why, workers);
+            let (from, ceiling) = (self.limit, self.ceiling);
+            let decision = self.overload(Some(took), why, workers);
+            // At the new limit the API would drop all but `took`.
+            let expect = (1.0 - took / self.limit.max(1.0)).clamp(baseline, 1.0);
+            self.probe = Some(Probe::Fail {
+                from,
+                share: r.failure_share,
+                expect,
+                ceiling,
+            });
+            return decision;
         }
 
         // 3. An unused limit: the stage is fed less than it could take,
