@@ -128,7 +128,7 @@ pub struct RunArgs {
     #[arg(long = "scenario", value_name = "NAME")]
     pub scenarios: Vec<String>,
     /// Run only the systems whose name contains this text, in any case
-    /// (repeatable), e.g. `--system tuner --system capacity`; by default
+    /// (repeatable), e.g. `--system default --system capacity`; by default
     /// every one.
     #[arg(long = "system", value_name = "TEXT")]
     pub systems: Vec<String>,

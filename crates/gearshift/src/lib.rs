@@ -8,9 +8,9 @@
 //!   budget ([`Api`]: a resizable limit on calls in flight, a rate limit and
 //!   a `Retry-After` pause, shared by every stage that calls the same API),
 //!   with a timeout per attempt, retries with backoff and jitter.
-//! - **Concurrency**: on by default, as in Vector's adaptive concurrency. A
-//!   budget whose concurrency nothing fixes runs the default controller
-//!   ([`tuner::default_for`]): its stages start at 2 agents per core (the
+//! - **Concurrency**: automatic by default. A budget whose concurrency
+//!   nothing fixes runs the default controller ([`tuner::default_for`], a
+//!   [`Gradient`] law): its stages start at 2 agents per core (the
 //!   seed's rule of thumb) and the controller sets their agents and the
 //!   budget's calls in flight from what it measures. A preset, a schedule,
 //!   fixed agents ([`Agents::PerCore`], [`Agents::Total`]) or a budget's

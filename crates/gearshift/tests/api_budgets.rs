@@ -249,7 +249,7 @@ fn agents_of(handle: &PipelineHandle) -> usize {
 #[tokio::test(start_paused = true)]
 async fn a_manual_change_to_a_budget_holds_its_controller_until_resumed() {
     let captured = common::Captured::default();
-    let _log = tracing::subscriber::set_default(captured.subscriber());
+    let _log = captured.set_default();
     let mut keep = Vec::new();
     let api = Api::new("search").max_in_flight(9).tuner(Wants(5));
     let handle = endless(&mut keep, &api).spawn().unwrap();
@@ -287,7 +287,7 @@ async fn a_manual_change_to_a_budget_holds_its_controller_until_resumed() {
 #[tokio::test(start_paused = true)]
 async fn a_stages_own_setting_wins_over_presets_and_a_preset_over_the_controller() {
     let captured = common::Captured::default();
-    let _log = tracing::subscriber::set_default(captured.subscriber());
+    let _log = captured.set_default();
     let mut keep = Vec::new();
     // Stage "fetch" follows the defaults; stage "own" has agents of its own.
     let (tx, rx) = gearshift::async_channel::bounded(1);

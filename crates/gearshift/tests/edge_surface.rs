@@ -333,7 +333,7 @@ fn idle(keep: &mut Vec<async_channel::Sender<u64>>) -> Pipeline<u64> {
 #[tokio::test(flavor = "current_thread")]
 async fn a_preset_survives_a_later_config_and_says_so() {
     let captured = Captured::default();
-    let _log = tracing::subscriber::set_default(captured.subscriber());
+    let _log = captured.set_default();
     let base = Config::default().with_cores(4);
     let mut keep = Vec::new();
     let first = idle(&mut keep)
@@ -377,7 +377,7 @@ async fn a_preset_survives_a_later_config_and_says_so() {
 #[tokio::test(start_paused = true)]
 async fn a_manual_change_holds_against_the_schedule_until_resumed() {
     let captured = Captured::default();
-    let _log = tracing::subscriber::set_default(captured.subscriber());
+    let _log = captured.set_default();
     let mut keep = Vec::new();
     let handle = idle(&mut keep)
         .configure(|c| *c = c.clone().with_cores(2))
@@ -441,7 +441,7 @@ impl Tuner for Five {
 #[tokio::test(start_paused = true)]
 async fn schedule_tuner_and_handle_override_each_other_out_loud() {
     let captured = Captured::default();
-    let _log = tracing::subscriber::set_default(captured.subscriber());
+    let _log = captured.set_default();
     let mut keep = Vec::new();
     let handle = idle(&mut keep)
         .configure(|c| *c = c.clone().with_cores(2))

@@ -66,7 +66,7 @@ fn agents_left_unset_start_from_the_rule_of_thumb() {
 #[tokio::test(start_paused = true)]
 async fn a_budget_nothing_fixes_runs_the_default_controller() {
     let captured = Captured::default();
-    let _log = tracing::subscriber::set_default(captured.subscriber());
+    let _log = captured.set_default();
     let search = Api::new("search");
     let mut keep = Vec::new();
     let handle = idle(&mut keep)
@@ -102,7 +102,7 @@ async fn a_budget_nothing_fixes_runs_the_default_controller() {
 #[tokio::test(start_paused = true)]
 async fn anything_that_fixes_the_concurrency_turns_it_off_and_says_why() {
     let captured = Captured::default();
-    let _log = tracing::subscriber::set_default(captured.subscriber());
+    let _log = captured.set_default();
     let mut keep = Vec::new();
     // The control: the same pipeline with nothing set.
     let handle = idle(&mut keep).spawn().unwrap();
@@ -226,7 +226,7 @@ async fn one_stage_with_fixed_agents_fixes_a_budget_it_shares() {
 #[tokio::test(start_paused = true)]
 async fn a_preset_applied_live_holds_every_default_controller() {
     let captured = Captured::default();
-    let _log = tracing::subscriber::set_default(captured.subscriber());
+    let _log = captured.set_default();
     let mut keep = Vec::new();
     let handle = idle(&mut keep)
         .io(|x| async move { Ok::<_, StageError>(x) })

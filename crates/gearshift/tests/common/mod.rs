@@ -5,7 +5,7 @@
 
 use std::future::Future;
 use std::io;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Once};
 use std::time::Duration;
 
 use tokio::io::AsyncReadExt;
@@ -75,6 +75,24 @@ impl Captured {
         String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
     }
 
+    /// Installs [`Self::subscriber`] as this thread's default, for as long
+    /// as the guard lives.
+    ///
+    /// tracing caches each callsite's interest for the whole process,
+    /// asked of the first thread that reaches it. While one dispatcher is
+    /// registered, a sibling test's thread with no subscriber would cache
+    /// "never" and silence this capture (tokio-rs/tracing#3611), so a
+    /// global subscriber that defers every decision to the thread's own
+    /// (and takes nothing itself) is installed first.
+    pub fn set_default(&self) -> tracing::subscriber::DefaultGuard {
+        static UNDECIDED: Once = Once::new();
+        UNDECIDED.call_once(|| {
+            // Refused only if the binary set one already, which serves too.
+            let _ = tracing::subscriber::set_global_default(Undecided);
+        });
+        tracing::subscriber::set_default(self.subscriber())
+    }
+
     /// A subscriber that logs everything, at every level, into this buffer.
     pub fn subscriber(&self) -> impl tracing::Subscriber + Send + Sync + 'static {
         let writer = self.clone();
@@ -95,4 +113,32 @@ impl io::Write for Captured {
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
     }
+}
+
+/// A global subscriber that enables nothing but answers every callsite
+/// "sometimes", so each event asks the current thread's subscriber.
+struct Undecided;
+
+impl tracing::Subscriber for Undecided {
+    fn register_callsite(&self, _: &tracing::Metadata<'_>) -> tracing::subscriber::Interest {
+        tracing::subscriber::Interest::sometimes()
+    }
+
+    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+        false
+    }
+
+    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        tracing::span::Id::from_u64(1)
+    }
+
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+
+    fn event(&self, _: &tracing::Event<'_>) {}
+
+    fn enter(&self, _: &tracing::span::Id) {}
+
+    fn exit(&self, _: &tracing::span::Id) {}
 }
