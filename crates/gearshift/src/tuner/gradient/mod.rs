@@ -1,29 +1,7 @@
-//! [`Gradient`]: the default control law of an API budget, in the family of
-//! TCP Vegas and Netflix's Gradient2.
-//!
-//! One window at a time it reads what the budget's calls did and moves one
-//! number, the limit on calls in flight (and the agents with it):
-//!
-//! 1. **Pushback** (a 429/503 or a `Retry-After`) and **failures above
-//!    their baseline** (timeouts, resets, 5xx) cut the limit to `backoff` x
-//!    the calls the API actually served (Little's law: completions per
-//!    second x mean latency), and that level becomes a ceiling for
-//!    `ceiling_memory`.
-//! 2. **Latency inflation**: a median above `tolerance` x its no-load value
-//!    cuts the limit in proportion (at most by half). A cut that does not
-//!    lower the latency is undone and the no-load value moves: the API got
-//!    slower, our calls did not queue.
-//! 3. **The CPU stage**: while the channel into it stays full, the limit
-//!    need not exceed what the workers drain x the latency (Little's law)
-//!    x `headroom`; saturated workers grow to the pool.
-//! 4. **Growth**, only when the limit is used and latency is near its
-//!    no-load value: doubling until the first signal, then `sqrt(limit)`
-//!    a window. A step that loses throughput is undone and becomes a
-//!    ceiling.
-//!
-//! Every comparison allows for the window's noise (two standard errors,
-//! estimated from the window's own latency spread), so a quiet API is
-//! read finely and a noisy one coarsely. `docs/tuner.md` has the page.
+//! [`Gradient`]: the default control law of an API budget. The rules are
+//! on the type's docs and, with their reasons, in `docs/tuner.md`; the
+//! parameters in `params.rs`; a window's numbers and their noise in
+//! `reading.rs`.
 
 use std::collections::VecDeque;
 use std::f64::consts::SQRT_2;
@@ -51,8 +29,34 @@ const USED: f64 = 0.9;
 /// Worker idle time below which the CPU stage counts as saturated.
 const SATURATED: f64 = 0.1;
 
-/// The default control law of an API budget; see the [module
-/// docs](self) and `docs/tuner.md`.
+/// The default control law of an API budget, in the family of TCP Vegas,
+/// Netflix's Gradient2 and Vector's adaptive request concurrency.
+///
+/// One window at a time it reads what the budget's calls did and moves one
+/// number, the limit on calls in flight (the agents follow it); the first
+/// rule that fires decides:
+///
+/// 1. **Pushback** (a 429/503, a `Retry-After`): cut to `backoff` x a lower
+///    bound of what the API served (Little's law: completions per unpaused
+///    second x mean latency); that level is a ceiling for `ceiling_memory`.
+/// 2. **Failures above their baseline** (timeouts, resets, 5xx; the
+///    baseline is the median share of recent windows): cut to `backoff` x
+///    the share the API took. A cut after which the share does not fall is
+///    undone, and the share becomes the baseline.
+/// 3. **An unused limit** (the stage is fed less, or blocked by the CPU
+///    stage or the next one): cut to the calls in flight x `headroom`, by
+///    Little's law what the flow needs. Saturated workers grow to the pool.
+/// 4. **Latency inflation**: a median over `tolerance` x its no-load value
+///    cuts in proportion. Cuts after which the latency does not fall are
+///    undone, and the no-load value moves: the API got slower.
+/// 5. **Growth**, only when the limit is used and latency is near no-load:
+///    doubling until the first signal, then `sqrt(limit)` a window, never
+///    past a ceiling. A step that loses throughput is undone and becomes a
+///    ceiling.
+///
+/// Every comparison allows for the window's noise (two standard errors,
+/// from the window's own latency spread), and one window never cuts by more
+/// than half. Every decision says why, with its numbers.
 ///
 /// # Examples
 ///
