@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use crate::config::MAX_CONCURRENCY;
 
-/// The parameters of [`Gradient`]; `GradientParams::default()` is the law
+/// The parameters of [`Gradient`](super::Gradient); `GradientParams::default()` is the law
 /// as documented in `docs/tuner.md`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct GradientParams {
