@@ -397,10 +397,13 @@ impl Tuner for Gradient {
         if ratio > tolerance.sqrt() {
             return self.hold(workers, format!("latency {ratio:.2}x no-load: holding"));
         }
+        // Far below the knee (latency at no-load) steps are large; near it
+        // (at the square root of the tolerance), sqrt(limit).
+        let room = ((tolerance.sqrt() - ratio) / (tolerance.sqrt() - 1.0)).clamp(0.0, 1.0);
         let step = if self.slow_start {
             self.limit
         } else {
-            self.limit.sqrt()
+            (self.limit * room / 2.0).max(self.limit.sqrt())
         }
         .max(1.0);
         let mut target = self.limit + step;
