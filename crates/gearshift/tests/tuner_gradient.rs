@@ -41,9 +41,18 @@ fn a_used_limit_at_no_load_latency_doubles_then_grows_by_its_square_root() {
     // The first signal ends the doubling: latency past tolerance cuts...
     let d = law.decide(&window(16, 400, 40.0));
     assert_eq!(d.api_permits, Some(12), "16 x 1.5 / 2: {}", d.reason);
-    // ...and growth is additive from then on: sqrt(12) a window.
+    // ...and growth slows from then on: half the limit at no-load latency,
+    // sqrt(limit) near the knee.
     let d = law.decide(&window(12, 600, 20.0));
-    assert!(matches!(d.api_permits, Some(15 | 16)), "{}", d.reason);
+    assert!(matches!(d.api_permits, Some(17 | 18)), "{}", d.reason);
+    let l = law.limit();
+    let d = law.decide(&window(l, 600, 24.0));
+    let want = l + (l as f64).sqrt().round() as usize;
+    assert!(
+        d.api_permits.is_some_and(|n| n.abs_diff(want) <= 1),
+        "{want}: {}",
+        d.reason
+    );
 }
 
 #[test]
@@ -56,16 +65,23 @@ fn latency_within_tolerance_holds() {
 }
 
 #[test]
-fn an_unused_limit_does_not_grow_and_shrinks_to_the_calls_in_flight() {
+fn an_unused_limit_does_not_grow_and_shrinks_to_what_carries_the_flow() {
+    let waiting = |limit: usize, idle: f64, blocked: f64| {
+        let mut w = window(limit, 500, 20.0);
+        w.agents_idle = idle;
+        w.agents_blocked = blocked;
+        w
+    };
+    // The window after a move saw the agents ramp: it says nothing of use.
     let mut law = Gradient::new();
-    let mut w = window(40, 500, 20.0);
-    w.mean_in_flight = 10.0;
-    let d = law.decide(&w);
-    // Little's law: 10 calls in flight are what the flow needs; 25% headroom.
+    let d = law.decide(&waiting(40, 0.5, 0.25));
+    assert_eq!(d.api_permits, None, "no cut, and no growth: {}", d.reason);
+    // Then: a quarter of the limit carries the flow (Little's law), 25%
+    // headroom.
+    let d = law.decide(&waiting(40, 0.5, 0.25));
     assert_eq!(d.api_permits, Some(13), "{}", d.reason);
-    let mut w = window(13, 500, 20.0);
-    w.mean_in_flight = 11.0;
-    let d = law.decide(&w);
+    law.decide(&waiting(13, 0.0, 0.0)); // the window after the move
+    let d = law.decide(&waiting(13, 0.15, 0.0));
     assert_eq!(
         d.api_permits, None,
         "used below 90%: no growth: {}",

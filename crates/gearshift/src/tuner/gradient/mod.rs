@@ -23,8 +23,9 @@ const Z: f64 = 2.0;
 /// Windows whose median failure share is the baseline (a median, not the
 /// lowest: the lowest of noisy shares would make noise look like overload).
 const BASELINE_WINDOWS: usize = 8;
-/// Share of the limit in use (over the unpaused time) that counts as used:
-/// above `1 / headroom`, so a limit cut to the use x headroom is not grown.
+/// Share of the limit carrying the flow (agents not waiting for input or
+/// on a full channel) that counts as used: above `1 / headroom`, so a
+/// limit cut to the use x headroom is not grown.
 const USED: f64 = 0.9;
 /// Worker idle time below which the CPU stage counts as saturated.
 const SATURATED: f64 = 0.1;
@@ -81,6 +82,9 @@ pub struct Gradient {
     /// The last move, judged by the next window.
     probe: Option<Probe>,
     clock: f64,
+    /// Whether the last decision moved the limit: the window after it saw
+    /// the agents ramp, so it does not say the limit is unused.
+    moved: bool,
     window: Duration,
 }
 
@@ -124,6 +128,7 @@ impl Gradient {
             ceiling: None,
             probe: None,
             clock: 0.0,
+            moved: true,
         }
     }
 
@@ -146,6 +151,7 @@ impl Gradient {
         self.limit = self.clamp(limit);
         let after = self.limit.round() as usize;
         let changed = (after != before).then_some(after);
+        self.moved = changed.is_some();
         Decision {
             agents: changed,
             api_permits: changed,
@@ -154,7 +160,8 @@ impl Gradient {
         }
     }
 
-    fn hold(&self, workers: Option<usize>, reason: String) -> Decision {
+    fn hold(&mut self, workers: Option<usize>, reason: String) -> Decision {
+        self.moved = false;
         Decision {
             workers,
             ..Decision::hold(reason)
@@ -202,6 +209,7 @@ impl Tuner for Gradient {
         if !self.started || (actual - self.limit.round()).abs() >= 1.0 {
             // First window, or someone else moved the limit: start from it.
             self.started = true;
+            self.moved = true;
             self.limit = self.clamp(actual);
             self.probe = None;
         }
@@ -303,18 +311,22 @@ impl Tuner for Gradient {
             return decision;
         }
 
-        // 3. An unused limit: the stage is fed less than it could take,
-        // or blocked by the CPU stage or the next one. By Little's law the
-        // calls in flight are what the flow needs; more is not used.
+        // 3. An unused limit: the agents wait for input (the stage is fed
+        // less than it could take) or on a full channel (the CPU stage or
+        // the next one drains less). Only the share of the limit not
+        // waiting carries the flow (Little's law); more is not used.
         let active = 1.0 - w.paused.as_secs_f64() / w.elapsed.as_secs_f64().max(1e-9);
-        let in_flight = w.mean_in_flight / active.max(1e-3);
+        let waiting = ((w.agents_idle + w.agents_blocked) / active.max(1e-3)).clamp(0.0, 1.0);
+        let needed = self.limit.round() * (1.0 - waiting);
         let headroom = self.params.headroom;
-        if in_flight * headroom < self.limit.round() {
+        if !self.moved && needed * headroom < self.limit.round() {
             self.probe = None;
             self.slow_start = false;
-            let cap = in_flight * headroom;
+            let cap = needed * headroom;
             let reason = format!(
-                "limit {:.0} used by {in_flight:.1} calls on average: {:.0} is enough (x{headroom})",
+                "agents waited on the flow {:.0}% of the time: {needed:.1} of {:.0} calls carry it, \
+                 {:.0} is enough (x{headroom})",
+                waiting * 100.0,
                 self.limit,
                 self.clamp(cap).round()
             );
@@ -385,12 +397,13 @@ impl Tuner for Gradient {
             );
             return self.set(from, workers, reason);
         }
-        if in_flight < USED * self.limit.round() {
+        if needed < USED * self.limit.round() {
             return self.hold(
                 workers,
                 format!(
-                    "limit {:.0} not used ({:.1} calls in flight on average)",
-                    self.limit, w.mean_in_flight
+                    "limit {:.0} not used: agents waited on the flow {:.0}% of the time",
+                    self.limit,
+                    waiting * 100.0
                 ),
             );
         }
