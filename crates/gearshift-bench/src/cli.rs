@@ -73,7 +73,7 @@ pub struct TunerArgs {
     pub svg: Option<PathBuf>,
     /// With `--held-out`: also run the first N single-API scenarios of the
     /// range end to end (a real pipeline against the mock API, beside the
-    /// oracle's settings). By default, none.
+    /// oracle's settings, phases of 10 s). By default, none.
     #[arg(long, value_name = "N", requires = "held_out")]
     pub end_to_end: Option<u64>,
     /// Run only these phases, in the run's order (repeatable or

@@ -58,7 +58,12 @@ pub async fn command(args: TunerArgs) -> anyhow::Result<String> {
 /// Runs the first `k` single-API scenarios of `seeds` end to end with the
 /// default controller, and a line per scenario.
 async fn end_to_end_sample(seeds: Range<u64>, k: u64) -> anyhow::Result<String> {
-    let opts = end_to_end::EndToEndOptions::default();
+    // Phases of 10 s: long enough for a controller to settle, short
+    // enough for a sample to fit in minutes.
+    let opts = end_to_end::EndToEndOptions {
+        phase: std::time::Duration::from_secs(10),
+        ..end_to_end::EndToEndOptions::default()
+    };
     let mut out = format!(
         "\nend to end against the mock API (phases cut to {:?}):\n",
         opts.phase
