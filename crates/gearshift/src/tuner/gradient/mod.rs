@@ -176,7 +176,9 @@ impl Gradient {
         // One window never more than halves the limit: one noisy reading
         // must not throw away what many others found.
         let took = took.map(|t| self.clamp(t.min(self.limit - 1.0).max(self.limit / 2.0)));
-        let target = self.params.backoff * took.unwrap_or(self.limit);
+        // Without an estimate, halve (as TCP does): the limit is known to be
+        // too high and by how much is not.
+        let target = took.map_or(self.limit / 2.0, |t| self.params.backoff * t);
         let ceiling = took.unwrap_or(target);
         self.ceiling = Some((
             ceiling,
