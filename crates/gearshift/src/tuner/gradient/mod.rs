@@ -39,7 +39,8 @@ const SATURATED: f64 = 0.1;
 ///
 /// 1. **Pushback** (a 429/503, a `Retry-After`): cut to `backoff` x a lower
 ///    bound of what the API served (Little's law: completions per unpaused
-///    second x mean latency); that level is a ceiling for `ceiling_memory`.
+///    second x mean latency), or halved when too few calls give none; that
+///    level is a ceiling for `ceiling_memory`.
 /// 2. **Failures above their baseline** (timeouts, resets, 5xx; the
 ///    baseline is the median share of recent windows): cut to `backoff` x
 ///    the share the API took. A cut after which the share does not fall is
