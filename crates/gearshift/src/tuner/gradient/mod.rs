@@ -52,8 +52,8 @@ const SATURATED: f64 = 0.1;
 ///    cuts in proportion. Cuts after which the latency does not fall are
 ///    undone, and the no-load value moves: the API got slower.
 /// 5. **Growth**, only when the limit is used and latency is near no-load:
-///    doubling until the first signal, then `sqrt(limit)` a window, never
-///    past a ceiling. A step that loses throughput is undone and becomes a
+///    doubling until the first signal, then from half the limit (at no-load)
+///    down to `sqrt(limit)` (near the knee) a window, never past a ceiling. A step that loses throughput is undone and becomes a
 ///    ceiling.
 ///
 /// Every comparison allows for the window's noise (two standard errors,
