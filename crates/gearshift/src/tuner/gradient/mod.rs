@@ -1,7 +1,8 @@
 //! [`Gradient`]: the default control law of an API budget. The rules are
 //! on the type's docs and, with their reasons, in `docs/tuner.md`; the
 //! parameters in `params.rs`; a window's numbers and their noise in
-//! `reading.rs`.
+//! `reading.rs`. `decide` is long on purpose: the five rules in order, to
+//! be read top to bottom beside `docs/tuner.md`.
 
 use std::collections::VecDeque;
 use std::f64::consts::SQRT_2;
