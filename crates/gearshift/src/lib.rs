@@ -105,10 +105,6 @@ pub mod tuner;
 /// The channel [`Pipeline::from_channel`] reads from, re-exported so that
 /// its version always matches: `gearshift::async_channel::bounded(n)`.
 pub use async_channel;
-/// The date and time crate whose [`TimeZone`](jiff::tz::TimeZone)
-/// [`Schedule::time_of_day_in_zone`] takes, re-exported so that its version
-/// always matches.
-pub use jiff;
 pub use config::{
     AUTO_AGENTS_PER_CORE, Agents, Config, DEFAULT_MAX_PAUSE, MAX_AGENTS, MAX_ATTEMPTS,
     MAX_CAPACITY, MAX_CONCURRENCY, MAX_DURATION, MAX_RATE_LIMIT, MAX_WORKERS, MIN_RATE_LIMIT,
@@ -119,6 +115,10 @@ pub use control::{
     StageHandle, StageSettings,
 };
 pub use error::{BuildError, ConfigError, ErrorKind, LookupError, StageError};
+/// The date and time crate whose [`TimeZone`](jiff::tz::TimeZone)
+/// [`Schedule::time_of_day_in_zone`] takes, re-exported so that its version
+/// always matches.
+pub use jiff;
 pub use outcome::{Call, Failure, ItemId, Outcome};
 pub use pipeline::{Outcomes, Pipeline, ToCaller, ToSink};
 pub use preset::{CustomPreset, Preset, UnknownPreset};

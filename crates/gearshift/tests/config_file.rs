@@ -54,6 +54,9 @@ item_deadline = "45s"
 [apis.search.retry]
 max_attempts = 2
 
+[apis.store]
+burst = 2
+
 [stages.fetch]
 agents = { per_core = 2 }
 items_per_batch = 5
@@ -113,6 +116,12 @@ fn a_full_file_sets_every_key() {
     assert_eq!((retry.max_attempts, retry.jitter), (2, false));
     assert_eq!(retry.max_backoff, Duration::from_secs(3));
 
+    let store = file.api("store").settings();
+    assert_eq!(
+        (store.burst, store.max_in_flight, store.retry.is_none()),
+        (2, None, true)
+    );
+
     let fetch = file.stage("fetch");
     assert_eq!(fetch.agents, Some(Agents::PerCore(2.0)));
     assert_eq!(fetch.items_per_batch, Some(5));
@@ -137,9 +146,12 @@ fn the_settings_in_effect_round_trip_through_toml() {
     assert!(text.contains("item_deadline = \"1m 30s\""), "{text}");
     assert!(text.contains("stats_interval = \"off\""), "{text}");
     let again = parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
-    assert_eq!(format!("{:?}", again.config()), format!("{:?}", file.config()));
+    assert_eq!(
+        format!("{:?}", again.config()),
+        format!("{:?}", file.config())
+    );
     assert_eq!(again.preset("night"), file.preset("night"));
-    for api in ["search"] {
+    for api in ["search", "store"] {
         let (a, b) = (again.api_settings(api), file.api_settings(api));
         assert_eq!(format!("{a:?}"), format!("{b:?}"));
     }
@@ -178,34 +190,64 @@ fn each_bad_value_is_a_typed_error_naming_file_and_key() {
     let invalid = [
         ("cores = 0", "cores", "cores"),
         ("api_timeout = \"0s\"", "api_timeout", "api_timeout"),
-        ("drain_timeout = \"10000h\"", "drain_timeout", "drain_timeout"),
+        (
+            "drain_timeout = \"10000h\"",
+            "drain_timeout",
+            "drain_timeout",
+        ),
         ("agents = { per_core = -1 }", "agents", "agents_per_core"),
         ("agents = 0", "agents", "agents"),
         ("order = { window = 0 }", "order.window", "order.window"),
         ("workers = 4\nmax_workers = 2", "max_workers", "max_workers"),
-        ("[retry]\nmax_attempts = 0", "retry.max_attempts", "retry.max_attempts"),
-        ("[apis.search]\nrate_limit = -5.0", "apis.search.rate_limit", "rate_limit"),
+        (
+            "[retry]\nmax_attempts = 0",
+            "retry.max_attempts",
+            "retry.max_attempts",
+        ),
+        (
+            "[apis.search]\nrate_limit = -5.0",
+            "apis.search.rate_limit",
+            "rate_limit",
+        ),
         ("[apis.search]\nburst = 0", "apis.search.burst", "burst"),
         (
             "[apis.search.retry]\nmax_backoff = \"1ms\"",
             "apis.search.retry.max_backoff",
             "retry.max_backoff",
         ),
-        ("[stages.fetch]\nitems_per_batch = 0", "stages.fetch.items_per_batch", "items_per_batch"),
-        ("[stages.parse]\nworkers = 100000", "stages.parse.workers", "workers"),
-        ("[presets.night]\nitems_per_batch = 0", "presets.night.items_per_batch", "items_per_batch"),
+        (
+            "[stages.fetch]\nitems_per_batch = 0",
+            "stages.fetch.items_per_batch",
+            "items_per_batch",
+        ),
+        (
+            "[stages.parse]\nworkers = 100000",
+            "stages.parse.workers",
+            "workers",
+        ),
+        (
+            "[presets.night]\nitems_per_batch = 0",
+            "presets.night.items_per_batch",
+            "items_per_batch",
+        ),
     ];
     for (text, key, field) in invalid {
         let err = refused(text);
         assert_eq!(err.key(), key, "{text}: {err}");
-        let inner = err.config_error().unwrap_or_else(|| panic!("{text}: {err}"));
+        let inner = err
+            .config_error()
+            .unwrap_or_else(|| panic!("{text}: {err}"));
         assert_eq!(inner.field, field, "{text}: {err}");
         assert!(err.to_string().contains(&inner.to_string()), "{err}");
     }
     // Values of the wrong form.
     let bad = [
         ("api_timeout = 30", "api_timeout", "needs a unit"),
-        ("api_timeout = \"30 parsecs\"", "api_timeout", "not a duration"),
+        (
+            "api_timeout = \"30 parsecs\"",
+            "api_timeout",
+            "not a duration",
+        ),
         ("batch_wait = \"-5ms\"", "batch_wait", "negative"),
         ("item_deadline = true", "item_deadline", "duration"),
         ("agents = 2.5", "agents", "per_core = 2.5"),
@@ -214,9 +256,17 @@ fn each_bad_value_is_a_typed_error_naming_file_and_key() {
         ("on_error = \"explode\"", "on_error", "explode"),
         ("cores = -1", "cores", "-1"),
         ("preset = \"nigth\"", "preset", "nigth"),
-        ("[presets.morning]\nworkers = 1", "presets.morning", "built-in"),
+        (
+            "[presets.morning]\nworkers = 1",
+            "presets.morning",
+            "built-in",
+        ),
         ("[presets.x]\nbase = \"dusk\"", "presets.x.base", "dusk"),
-        ("[apis.search]\nmax_pause = 5", "apis.search.max_pause", "needs a unit"),
+        (
+            "[apis.search]\nmax_pause = 5",
+            "apis.search.max_pause",
+            "needs a unit",
+        ),
     ];
     for (text, key, says) in bad {
         let err = refused(text);
@@ -229,12 +279,21 @@ fn each_bad_value_is_a_typed_error_naming_file_and_key() {
     }
     // Not TOML at all: the line is in the message.
     let err = refused("cores = \n");
-    assert!(matches!(err.kind(), ConfigFileErrorKind::Syntax(_)), "{err:?}");
+    assert!(
+        matches!(err.kind(), ConfigFileErrorKind::Syntax(_)),
+        "{err:?}"
+    );
     assert!(err.to_string().contains("line 1"), "{err}");
     // No file.
     let err = ConfigFile::load_with_env("/nonexistent/gearshift.toml", NO_ENV).unwrap_err();
-    assert!(matches!(err.kind(), ConfigFileErrorKind::Read(_)), "{err:?}");
-    assert!(err.to_string().contains("/nonexistent/gearshift.toml"), "{err}");
+    assert!(
+        matches!(err.kind(), ConfigFileErrorKind::Read(_)),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string().contains("/nonexistent/gearshift.toml"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -244,7 +303,10 @@ fn unknown_keys_are_refused() {
         ("[retry]\nmax_attempt = 4", "retry.max_attempt"),
         ("[apis.search]\nrate_limt = 5.0", "apis.search.rate_limt"),
         ("[stages.fetch]\nagent = 4", "stages.fetch.agent"),
-        ("[presets.night]\nbase = \"evening\"\nagent = 2", "presets.night.agent"),
+        (
+            "[presets.night]\nbase = \"evening\"\nagent = 2",
+            "presets.night.agent",
+        ),
         ("agents = { per_cor = 2 }", "agents.per_cor"),
         ("[pipeline]\ncores = 2", "pipeline"),
     ];
@@ -261,9 +323,16 @@ fn unknown_keys_are_refused() {
     assert!(err.to_string().contains("rate_limit"), "{err}");
     // A variable that names no key is a typo too, and says so.
     let err = ConfigFile::parse("test.toml", "", [("GEARSHIFT_CORSE", "8")]).unwrap_err();
-    assert!(matches!(err.kind(), ConfigFileErrorKind::UnknownKey(_)), "{err:?}");
+    assert!(
+        matches!(err.kind(), ConfigFileErrorKind::UnknownKey(_)),
+        "{err:?}"
+    );
     assert_eq!(err.env_var(), Some("GEARSHIFT_CORSE"));
-    assert!(err.to_string().starts_with("GEARSHIFT_CORSE (over test.toml): corse"), "{err}");
+    assert!(
+        err.to_string()
+            .starts_with("GEARSHIFT_CORSE (over test.toml): corse"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -301,16 +370,23 @@ fn a_variable_wins_over_the_file() {
     assert_eq!(plain.api("search").settings().rate_limit, Some(10.0));
 
     // A bad value from a variable names the variable, the file and the key.
-    let err = ConfigFile::parse("test.toml", text, [("GEARSHIFT_RETRY__MAX_ATTEMPTS", "0")])
-        .unwrap_err();
+    let err =
+        ConfigFile::parse("test.toml", text, [("GEARSHIFT_RETRY__MAX_ATTEMPTS", "0")]).unwrap_err();
     assert_eq!(err.env_var(), Some("GEARSHIFT_RETRY__MAX_ATTEMPTS"));
     assert_eq!(err.key(), "retry.max_attempts");
     assert!(err.config_error().is_some(), "{err:?}");
     let message = err.to_string();
-    assert!(message.starts_with("GEARSHIFT_RETRY__MAX_ATTEMPTS (over test.toml): retry.max_attempts: "), "{message}");
-    let err = ConfigFile::parse("test.toml", text, [("GEARSHIFT_API_TIMEOUT", "soon")]).unwrap_err();
+    assert!(
+        message.starts_with("GEARSHIFT_RETRY__MAX_ATTEMPTS (over test.toml): retry.max_attempts: "),
+        "{message}"
+    );
+    let err =
+        ConfigFile::parse("test.toml", text, [("GEARSHIFT_API_TIMEOUT", "soon")]).unwrap_err();
     assert_eq!(err.env_var(), Some("GEARSHIFT_API_TIMEOUT"));
-    assert!(matches!(err.kind(), ConfigFileErrorKind::BadValue(_)), "{err:?}");
+    assert!(
+        matches!(err.kind(), ConfigFileErrorKind::BadValue(_)),
+        "{err:?}"
+    );
     // A variable inside a key that holds a value.
     let err = ConfigFile::parse("test.toml", text, [("GEARSHIFT_CORES__X", "1")]).unwrap_err();
     assert_eq!(err.key(), "cores");
@@ -338,7 +414,10 @@ async fn a_custom_preset_works_by_name() {
     // From a variable, by name.
     let env = [("GEARSHIFT_PRESET", "rush")];
     let rushed = ConfigFile::parse("test.toml", text, env).unwrap().config();
-    assert_eq!((rushed.agents, rushed.items_per_batch), (Agents::Total(12), 3));
+    assert_eq!(
+        (rushed.agents, rushed.items_per_batch),
+        (Agents::Total(12), 3)
+    );
     // A name the file does not define lists the ones it does.
     let err = parse(&text.replace("preset = \"night\"", "preset = \"nite\"")).unwrap_err();
     assert!(err.to_string().contains("night, rush"), "{err}");
@@ -378,7 +457,10 @@ async fn a_file_sets_the_stages_and_budgets_of_a_pipeline() {
     let file = parse(text).unwrap();
     let search = file.api("search");
     // One budget per name: a second call is the same budget.
-    file.api("search").handle().set_max_in_flight(Some(2)).unwrap();
+    file.api("search")
+        .handle()
+        .set_max_in_flight(Some(2))
+        .unwrap();
     assert_eq!(search.settings().max_in_flight, Some(2));
 
     let handle = Pipeline::from_iter(0..50u64)
@@ -392,8 +474,14 @@ async fn a_file_sets_the_stages_and_budgets_of_a_pipeline() {
         .stage_settings(file.stage("parse"))
         .spawn()
         .unwrap();
-    assert_eq!(handle.stage("fetch").unwrap().settings().agents, Some(Agents::Total(3)));
-    assert_eq!(handle.stage("parse").unwrap().settings().items_per_batch, Some(4));
+    assert_eq!(
+        handle.stage("fetch").unwrap().settings().agents,
+        Some(Agents::Total(3))
+    );
+    assert_eq!(
+        handle.stage("parse").unwrap().settings().items_per_batch,
+        Some(4)
+    );
     assert_eq!(handle.join().await.ok, 50);
     assert_eq!(file.unused(), ["stages.spare"]);
 
@@ -403,5 +491,14 @@ async fn a_file_sets_the_stages_and_budgets_of_a_pipeline() {
         .stage_settings(file.stage("spare"))
         .spawn()
         .unwrap_err();
-    assert!(matches!(err, BuildError::StageSetting { setting: "workers", .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            BuildError::StageSetting {
+                setting: "workers",
+                ..
+            }
+        ),
+        "{err}"
+    );
 }

@@ -75,9 +75,7 @@ fn set_one(table: &mut Table, var: &str, raw: &str) -> Result<String, Problem> {
     for segment in tables {
         let name = existing_key(at, segment).unwrap_or_else(|| segment.clone());
         path.push(name.clone());
-        let entry = at
-            .entry(name)
-            .or_insert_with(|| Value::Table(Table::new()));
+        let entry = at.entry(name).or_insert_with(|| Value::Table(Table::new()));
         at = match entry {
             Value::Table(t) => t,
             _ => {

@@ -16,6 +16,12 @@ use crate::error::ConfigError;
 /// finite number of calls per second between 1e-6 and 1e9, got -5.0`.
 #[derive(Debug)]
 pub struct ConfigFileError {
+    /// Boxed: a `Result` carrying it stays small.
+    inner: Box<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
     path: PathBuf,
     env_var: Option<String>,
     key: String,
@@ -44,44 +50,48 @@ pub enum ConfigFileErrorKind {
 #[derive(Debug)]
 pub(super) struct Problem {
     pub(super) key: String,
-    pub(super) kind: ConfigFileErrorKind,
+    /// Boxed: a `Result` carrying it stays small.
+    pub(super) kind: Box<ConfigFileErrorKind>,
 }
 
 impl ConfigFileError {
     pub(super) fn new(path: &Path, env_var: Option<String>, problem: Problem) -> Self {
-        ConfigFileError {
+        let inner = Inner {
             path: path.to_owned(),
             env_var,
             key: problem.key,
-            kind: problem.kind,
+            kind: *problem.kind,
+        };
+        ConfigFileError {
+            inner: Box::new(inner),
         }
     }
 
     /// The file's path.
     pub fn path(&self) -> &Path {
-        &self.path
+        &self.inner.path
     }
 
     /// The environment variable the refused value came from, if it did not
     /// come from the file.
     pub fn env_var(&self) -> Option<&str> {
-        self.env_var.as_deref()
+        self.inner.env_var.as_deref()
     }
 
     /// The refused key, dotted (`apis.search.rate_limit`); empty when the
     /// file as a whole was refused (unreadable, not TOML).
     pub fn key(&self) -> &str {
-        &self.key
+        &self.inner.key
     }
 
     /// What was wrong.
     pub fn kind(&self) -> &ConfigFileErrorKind {
-        &self.kind
+        &self.inner.kind
     }
 
     /// The builders' own error, for a value they would refuse too.
     pub fn config_error(&self) -> Option<&ConfigError> {
-        match &self.kind {
+        match &self.inner.kind {
             ConfigFileErrorKind::Invalid(e) => Some(e),
             _ => None,
         }
@@ -89,24 +99,28 @@ impl ConfigFileError {
 }
 
 impl Problem {
-    pub(super) fn bad_value(key: impl Into<String>, message: impl Into<String>) -> Problem {
+    pub(super) fn new(key: impl Into<String>, kind: ConfigFileErrorKind) -> Problem {
         Problem {
             key: key.into(),
-            kind: ConfigFileErrorKind::BadValue(message.into()),
+            kind: Box::new(kind),
         }
+    }
+
+    pub(super) fn bad_value(key: impl Into<String>, message: impl Into<String>) -> Problem {
+        Problem::new(key, ConfigFileErrorKind::BadValue(message.into()))
     }
 }
 
 impl fmt::Display for ConfigFileError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.env_var {
-            Some(var) => write!(f, "{var} (over {})", self.path.display())?,
-            None => write!(f, "{}", self.path.display())?,
+        match &self.inner.env_var {
+            Some(var) => write!(f, "{var} (over {})", self.inner.path.display())?,
+            None => write!(f, "{}", self.inner.path.display())?,
         }
-        if !self.key.is_empty() {
-            write!(f, ": {}", self.key)?;
+        if !self.inner.key.is_empty() {
+            write!(f, ": {}", self.inner.key)?;
         }
-        match &self.kind {
+        match &self.inner.kind {
             ConfigFileErrorKind::Read(e) => write!(f, ": cannot read the file: {e}"),
             ConfigFileErrorKind::Syntax(e) => write!(f, ": not valid TOML: {e}"),
             ConfigFileErrorKind::UnknownKey(m) => write!(f, ": {m}"),

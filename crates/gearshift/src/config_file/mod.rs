@@ -114,7 +114,9 @@ impl ConfigFile {
         let vars = std::env::vars_os().filter_map(|(k, v)| {
             let k = k.into_string().ok()?;
             // A non-UTF-8 value of ours becomes a string the checks refuse.
-            let v = v.into_string().unwrap_or_else(|v| v.to_string_lossy().into());
+            let v = v
+                .into_string()
+                .unwrap_or_else(|v| v.to_string_lossy().into());
             Some((k, v))
         });
         Self::load_with_env(path, vars)
@@ -137,10 +139,7 @@ impl ConfigFile {
     {
         let path = path.as_ref();
         let text = std::fs::read_to_string(path).map_err(|e| {
-            let problem = Problem {
-                key: String::new(),
-                kind: ConfigFileErrorKind::Read(e),
-            };
+            let problem = Problem::new("", ConfigFileErrorKind::Read(e));
             ConfigFileError::new(path, None, problem)
         })?;
         Self::parse(path, &text, vars)
@@ -164,10 +163,7 @@ impl ConfigFile {
         let path = path.as_ref();
         let fail = |env_var, problem| ConfigFileError::new(path, env_var, problem);
         let mut table: toml::Table = toml::from_str(text).map_err(|e| {
-            let problem = Problem {
-                key: String::new(),
-                kind: ConfigFileErrorKind::Syntax(e),
-            };
+            let problem = Problem::new("", ConfigFileErrorKind::Syntax(e));
             fail(None, problem)
         })?;
         let vars = vars.into_iter().map(|(k, v)| (k.into(), v.into()));
@@ -185,7 +181,7 @@ impl ConfigFile {
             })
             .map_err(|(key, kind)| {
                 let var = origin(&from_env, &key);
-                fail(var, Problem { key, kind })
+                fail(var, Problem::new(key, kind))
             })?;
         let parts = schema.into_parts().map_err(|p| {
             let var = origin(&from_env, &p.key);
@@ -265,7 +261,12 @@ impl ConfigFile {
         let schema = FileSchema::from_parts(&self.parts);
         // Every value has a TOML form (no NaN survives the checks, maps
         // have string keys): an error here is a bug in the layout.
-        toml::to_string(&schema).unwrap_or_else(|e| format!("# cannot write the settings: {e}\n"))
+        let mut text = toml::to_string(&schema)
+            .unwrap_or_else(|e| format!("# cannot write the settings: {e}"));
+        if !text.ends_with('\n') {
+            text.push('\n');
+        }
+        text
     }
 
     fn note_asked(&self, table: &str, name: &str) {

@@ -253,7 +253,10 @@ impl FileSchema {
 impl RetrySchema {
     fn apply(&self, mut policy: RetryPolicy) -> RetryPolicy {
         set(&mut policy.max_attempts, self.max_attempts);
-        set(&mut policy.initial_backoff, self.initial_backoff.map(|d| d.0));
+        set(
+            &mut policy.initial_backoff,
+            self.initial_backoff.map(|d| d.0),
+        );
         set(&mut policy.max_backoff, self.max_backoff.map(|d| d.0));
         set(&mut policy.jitter, self.jitter);
         policy
@@ -280,9 +283,10 @@ impl PresetSchema {
         }
         let base = match &self.base {
             None => None,
-            Some(b) => Some(b.parse::<Preset>().map_err(|e| {
-                Problem::bad_value(format!("{prefix}base"), e.to_string())
-            })?),
+            Some(b) => Some(
+                b.parse::<Preset>()
+                    .map_err(|e| Problem::bad_value(format!("{prefix}base"), e.to_string()))?,
+            ),
         };
         let preset = CustomPreset {
             name: name.to_owned(),
@@ -291,7 +295,9 @@ impl PresetSchema {
             workers: self.workers,
             items_per_batch: self.items_per_batch,
         };
-        preset.validate().map_err(|e| Problem::invalid(&prefix, e))?;
+        preset
+            .validate()
+            .map_err(|e| Problem::invalid(&prefix, e))?;
         Ok(preset)
     }
 
@@ -307,9 +313,11 @@ impl PresetSchema {
 
 impl ApiSchema {
     fn to_settings(&self, name: &str, retry: &RetryPolicy) -> Result<ApiSettings, Problem> {
-        let mut s = ApiSettings::default();
-        s.max_in_flight = self.max_in_flight;
-        s.rate_limit = self.rate_limit;
+        let mut s = ApiSettings {
+            max_in_flight: self.max_in_flight,
+            rate_limit: self.rate_limit,
+            ..ApiSettings::default()
+        };
         set(&mut s.burst, self.burst);
         set(&mut s.max_pause, self.max_pause.map(|d| d.0));
         s.timeout = self.timeout.map(|d| d.0);
@@ -383,9 +391,6 @@ pub(super) fn key_of(prefix: &str, e: &ConfigError) -> String {
 
 impl Problem {
     fn invalid(prefix: &str, e: ConfigError) -> Problem {
-        Problem {
-            key: key_of(prefix, &e),
-            kind: ConfigFileErrorKind::Invalid(e),
-        }
+        Problem::new(key_of(prefix, &e), ConfigFileErrorKind::Invalid(e))
     }
 }

@@ -80,7 +80,7 @@ fn an_unchecked_time_of_day_never_overflows() {
 
 /// A fixed instant (RFC 3339, UTC), never the wall clock.
 fn instant(rfc3339: &str) -> SystemTime {
-    SystemTime::from(rfc3339.parse::<Timestamp>().unwrap())
+    SystemTime::try_from(rfc3339.parse::<Timestamp>().unwrap()).unwrap()
 }
 
 /// Berlin's rule (CET, CEST from the last Sunday of March to the last
@@ -94,8 +94,7 @@ const BERLIN_POSIX: &str = "CET-1CEST,M3.5.0,M10.5.0/3";
 fn a_zoned_switch_keeps_its_wall_clock_hour_across_dst() {
     let switches = [(6, Preset::Morning), (14, Preset::Evening)];
     let zoned =
-        Schedule::time_of_day_in_zone(TimeZone::posix(BERLIN_POSIX).unwrap(), switches)
-            .unwrap();
+        Schedule::time_of_day_in_zone(TimeZone::posix(BERLIN_POSIX).unwrap(), switches).unwrap();
     let fixed = Schedule::time_of_day(60, switches).unwrap();
     let at = |s: &Schedule, t| s.preset_at(Duration::ZERO, instant(t));
     // Winter: 05:30 UTC is 06:30 CET; both agree.
