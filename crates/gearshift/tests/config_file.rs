@@ -502,3 +502,40 @@ async fn a_file_sets_the_stages_and_budgets_of_a_pipeline() {
         "{err}"
     );
 }
+
+/// `load` reads the process's `GEARSHIFT_*` variables. The variables of a
+/// test process are shared by every test in it, so the test runs itself
+/// again as a child with the variables set, and the child does the check.
+#[test]
+fn load_reads_the_process_environment() {
+    const CHILD: &str = "CONFIG_FILE_TEST_PATH";
+    if let Some(path) = std::env::var_os(CHILD) {
+        let file = ConfigFile::load(path).unwrap();
+        assert_eq!(file.config().cores, 3);
+        assert_eq!(file.config().api_timeout, Duration::from_secs(5));
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("gearshift-config-{}", std::process::id()));
+    let path = dir.join("gearshift.toml");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(&path, "cores = 2\napi_timeout = \"30s\"\n").unwrap();
+    let run = |vars: &[(&str, &str)]| {
+        std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "load_reads_the_process_environment"])
+            .env(CHILD, &path)
+            .envs(vars.iter().copied())
+            .output()
+            .unwrap()
+    };
+    let out = run(&[("GEARSHIFT_CORES", "3"), ("GEARSHIFT_API_TIMEOUT", "5s")]);
+    let output = String::from_utf8_lossy(&out.stdout) + String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{output}");
+    assert!(
+        output.contains("1 passed"),
+        "the child ran no test: {output}"
+    );
+    // Without the variables, the child reads the file's values and fails.
+    let out = run(&[]);
+    assert!(!out.status.success());
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -28,9 +28,13 @@
 //! Every key, with its default, is in `examples/gearshift.toml`; the
 //! variables are described in [`ConfigFile::load`].
 //!
-//! The parsing is the `toml` crate's and the reading serde's; what is
-//! hand-written here is the layout (which key sets which field) and the
-//! merge of the variables, which no crate knows.
+//! The parsing is the `toml` crate's, the reading serde's, the key paths
+//! in errors `serde_path_to_error`'s and the durations `jiff`'s. Written
+//! here: the layout (which key sets which field) and the merge of the
+//! variables into the TOML table. `figment` and `config` merge variables
+//! too, but each brings its own value model and error type; a hundred
+//! lines keep every error a [`ConfigFileError`] that names the key and the
+//! variable.
 //!
 //! # Examples
 //!
