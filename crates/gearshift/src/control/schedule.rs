@@ -101,6 +101,9 @@ impl Schedule {
     /// IANA name such as `"Europe/Berlin"` or `"America/New_York"`, looked
     /// up in the system's tz database), daylight saving time included: a
     /// switch at 6 runs at 06:00 on the local clock in winter and summer.
+    /// A switch at an hour the clock skips (02:00 in Berlin on the last
+    /// Sunday of March) runs when the clock reaches the next hour; in the
+    /// hour the clock repeats in autumn, nothing switches twice.
     ///
     /// # Errors
     ///

@@ -111,6 +111,18 @@ fn a_zoned_switch_keeps_its_wall_clock_hour_across_dst() {
     assert_eq!(at(&zoned, "2026-10-26T04:30:00Z"), Some(Preset::Evening));
 }
 
+/// A switch at an hour the clock skips runs at the next hour of the day.
+#[test]
+fn a_switch_in_the_skipped_hour_runs_at_the_next_one() {
+    let tz = TimeZone::posix(BERLIN_POSIX).unwrap();
+    let s =
+        Schedule::time_of_day_in_zone(tz, [(2, Preset::Evening), (6, Preset::Morning)]).unwrap();
+    let at = |t| s.preset_at(Duration::ZERO, instant(t));
+    // 00:30 UTC is 01:30 CET; 01:00 UTC jumps the clock to 03:00 CEST.
+    assert_eq!(at("2026-03-29T00:30:00Z"), Some(Preset::Morning));
+    assert_eq!(at("2026-03-29T01:30:00Z"), Some(Preset::Evening));
+}
+
 /// The same through the system's tz database, by name, for New York
 /// (clocks went forward on 8 March 2026).
 #[test]
