@@ -79,12 +79,17 @@
 //! | give one stage its own agents, workers, batch | [`Pipeline::agents`], [`Pipeline::workers`], [`StageSettings`] |
 //! | change the ratio while it runs               | [`PipelineHandle`], [`StageHandle`], [`ApiHandle`], [`Schedule`], [`tuner`] |
 //! | fetch over HTTP safely                       | [`http::HttpFetcher`] (feature `http`, on by default) |
+//! | read settings from a TOML file and `GEARSHIFT_*` variables | [`config_file::ConfigFile`] (feature `config-file`, on by default) |
+//! | a preset of my own                           | [`CustomPreset`] (in code, or `[presets.<name>]` in a file) |
+//! | switch presets at wall-clock hours, DST included | [`Schedule::time_of_day_in`]                |
 //!
 //! The design is in `docs/architecture.md`; the promises and the tests that
 //! hold them to account are in `docs/guarantees.md`.
 #![warn(missing_docs)]
 
 mod config;
+#[cfg(feature = "config-file")]
+pub mod config_file;
 pub mod control;
 mod error;
 #[cfg(feature = "http")]
@@ -110,8 +115,12 @@ pub use control::{
     StageHandle, StageSettings,
 };
 pub use error::{BuildError, ConfigError, ErrorKind, LookupError, StageError};
+/// The date and time crate whose [`TimeZone`](jiff::tz::TimeZone)
+/// [`Schedule::time_of_day_in_zone`] takes, re-exported so that its version
+/// always matches.
+pub use jiff;
 pub use outcome::{Call, Failure, ItemId, Outcome};
 pub use pipeline::{Outcomes, Pipeline, ToCaller, ToSink};
-pub use preset::{Preset, UnknownPreset};
+pub use preset::{CustomPreset, Preset, UnknownPreset};
 pub use stats::{Percentiles, Report, StageKind};
 pub use tuner::{Decision, Gradient, Tuner, Window};

@@ -19,6 +19,9 @@
 //! let a [`Tuner`](crate::Tuner) find it (with no preset and nothing else
 //! fixed, the default controller does).
 //!
+//! When none of them fits, a [`CustomPreset`] names knobs of your own (in
+//! code, or under `[presets.<name>]` in a config file).
+//!
 //! A preset fixes the agents: a budget runs the default controller only
 //! while nothing fixes its concurrency, so a preset at build time turns it
 //! off, and one applied live holds it.
@@ -27,6 +30,10 @@ use std::fmt;
 use std::str::FromStr;
 
 use crate::config::{Agents, Config};
+
+mod custom;
+
+pub use custom::CustomPreset;
 
 /// A named starting point for the IO/CPU ratio.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -8,7 +8,7 @@ use super::stage_handle::StageHandle;
 use crate::config::{Agents, Config, RetryPolicy};
 use crate::control::shared::{Shared, Source};
 use crate::error::{ConfigError, LookupError};
-use crate::preset::Preset;
+use crate::preset::{CustomPreset, Preset};
 use crate::stats::report::Report;
 
 /// A cheap, clonable handle on a running pipeline. No method blocks.
@@ -91,6 +91,21 @@ impl PipelineHandle {
     pub fn apply(&self, preset: Preset) -> Result<(), ConfigError> {
         self.shared.apply_preset(Source::Manual, preset)?;
         tracing::info!(%preset, "preset applied");
+        Ok(())
+    }
+
+    /// Switches to a [`CustomPreset`]'s ratio, as [`apply`](Self::apply)
+    /// does for a built-in one (and with the same effect on a schedule, a
+    /// tuner and the default controllers).
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] if the result does not validate: the preset's
+    /// workers above the pool's threads, for one.
+    pub fn apply_custom(&self, preset: &CustomPreset) -> Result<(), ConfigError> {
+        self.shared
+            .apply_ratio(Source::Manual, &preset.name, |c| preset.apply_to(c))?;
+        tracing::info!(preset = %preset.name, "custom preset applied");
         Ok(())
     }
 

@@ -1,7 +1,25 @@
 //! [`Schedule`]: switch presets by time of day (the seed's morning and
 //! evening) or by time since the pipeline started.
+//!
+//! # Which time of day?
+//!
+//! | the switch hours are...                      | use                                   |
+//! |----------------------------------------------|---------------------------------------|
+//! | wall-clock hours where the work happens      | [`Schedule::time_of_day_in`] (a time zone name, e.g. `"Europe/Berlin"`) |
+//! | hours in a zone built in code (POSIX rule, fixed) | [`Schedule::time_of_day_in_zone`] |
+//! | hours at a fixed UTC offset                  | [`Schedule::time_of_day`]             |
+//!
+//! A fixed offset is not a time zone: where clocks change for daylight
+//! saving time, a switch set at 06:00 on the winter offset runs at 07:00
+//! wall-clock time all summer. A time zone (read through the `jiff` crate,
+//! from the system's tz database) follows the clock change, so a "morning"
+//! switch stays at the same wall-clock hour all year. The time zone rules
+//! are `jiff`'s; this module only picks the preset for an hour.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use jiff::Timestamp;
+use jiff::tz::TimeZone;
 
 use crate::preset::Preset;
 
@@ -15,8 +33,9 @@ use crate::preset::Preset;
 /// use std::time::Duration;
 /// use gearshift::{Preset, Schedule};
 ///
-/// // Morning until 14:00 UTC+1, then Evening until 06:00.
-/// let daily = Schedule::time_of_day(60, [(6, Preset::Morning), (14, Preset::Evening)]);
+/// // Morning from 06:00 Berlin time (summer or winter), Evening from 14:00.
+/// let daily = Schedule::time_of_day_in("Europe/Berlin", [(6, Preset::Morning), (14, Preset::Evening)]);
+/// # let daily = daily.or_else(|_| Schedule::time_of_day(60, [(6, Preset::Morning)])); // no tz database
 /// assert!(daily.is_ok());
 ///
 /// let ramp = Schedule::after([(Duration::ZERO, Preset::Morning), (Duration::from_secs(600), Preset::Evening)]);
@@ -24,11 +43,20 @@ use crate::preset::Preset;
 /// ```
 #[derive(Debug, Clone, PartialEq)]
 pub enum Schedule {
-    /// Presets by local hour: `(from_hour, preset)`, sorted by hour, with
-    /// local time = UTC + `utc_offset_minutes`.
+    /// Presets by hour at a fixed offset from UTC: `(from_hour, preset)`,
+    /// sorted by hour, with local time = UTC + `utc_offset_minutes`. It does
+    /// **not** follow daylight saving time (see [`Zoned`](Self::Zoned)).
     TimeOfDay {
         /// Local time's offset from UTC, in minutes.
         utc_offset_minutes: i32,
+        /// `(from_hour, preset)` pairs, sorted by hour.
+        switches: Vec<(u8, Preset)>,
+    },
+    /// Presets by wall-clock hour in a time zone, daylight saving time
+    /// included: `(from_hour, preset)`, sorted by hour.
+    Zoned {
+        /// The time zone whose clock the hours are read on.
+        time_zone: TimeZone,
         /// `(from_hour, preset)` pairs, sorted by hour.
         switches: Vec<(u8, Preset)>,
     },
@@ -42,7 +70,12 @@ pub enum Schedule {
 pub struct ScheduleError(String);
 
 impl Schedule {
-    /// Presets by hour of the day.
+    /// Presets by hour at a fixed offset from UTC, in minutes.
+    ///
+    /// A fixed offset does not follow daylight saving time: where clocks
+    /// change, the switches run an hour off wall-clock time for half the
+    /// year. Use [`time_of_day_in`](Self::time_of_day_in) with the time
+    /// zone's name unless a fixed offset is what you mean.
     ///
     /// # Errors
     ///
@@ -52,22 +85,64 @@ impl Schedule {
         utc_offset_minutes: i32,
         switches: impl IntoIterator<Item = (u8, Preset)>,
     ) -> Result<Self, ScheduleError> {
-        let mut switches: Vec<_> = switches.into_iter().collect();
-        if switches.is_empty() {
-            return Err(ScheduleError("a schedule needs at least one switch".into()));
-        }
-        if let Some((h, _)) = switches.iter().find(|(h, _)| *h > 23) {
-            return Err(ScheduleError(format!("hour must be 0..=23, got {h}")));
-        }
+        let switches = sorted_hours(switches)?;
         if utc_offset_minutes.unsigned_abs() > MAX_UTC_OFFSET_MINUTES {
             return Err(ScheduleError(format!(
                 "utc_offset_minutes must be within ±{MAX_UTC_OFFSET_MINUTES}, got {utc_offset_minutes}"
             )));
         }
-        switches.sort_by_key(|(h, _)| *h);
         Ok(Schedule::TimeOfDay {
             utc_offset_minutes,
             switches,
+        })
+    }
+
+    /// Presets by wall-clock hour in the time zone named `time_zone` (an
+    /// IANA name such as `"Europe/Berlin"` or `"America/New_York"`, looked
+    /// up in the system's tz database), daylight saving time included: a
+    /// switch at 6 runs at 06:00 on the local clock in winter and summer.
+    /// A switch at an hour the clock skips (02:00 in Berlin on the last
+    /// Sunday of March) runs when the clock reaches the next hour; in the
+    /// hour the clock repeats in autumn, nothing switches twice.
+    ///
+    /// # Errors
+    ///
+    /// An unknown time zone (or no tz database on the machine), an hour
+    /// over 23, or no switch at all.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use gearshift::{Preset, Schedule};
+    ///
+    /// let daily = Schedule::time_of_day_in("America/New_York", [(7, Preset::Morning), (19, Preset::Evening)]);
+    /// # if daily.is_err() { return; } // no tz database on this machine
+    /// assert!(daily.is_ok());
+    /// assert!(Schedule::time_of_day_in("Mars/Olympus_Mons", [(7, Preset::Morning)]).is_err());
+    /// ```
+    pub fn time_of_day_in(
+        time_zone: &str,
+        switches: impl IntoIterator<Item = (u8, Preset)>,
+    ) -> Result<Self, ScheduleError> {
+        let tz = TimeZone::get(time_zone)
+            .map_err(|e| ScheduleError(format!("unknown time zone {time_zone:?}: {e}")))?;
+        Self::time_of_day_in_zone(tz, switches)
+    }
+
+    /// Presets by wall-clock hour in `time_zone`: one from the tz database
+    /// ([`TimeZone::get`]), a POSIX rule ([`TimeZone::posix`], for a
+    /// machine without a tz database) or a fixed offset.
+    ///
+    /// # Errors
+    ///
+    /// An hour over 23, or no switch at all.
+    pub fn time_of_day_in_zone(
+        time_zone: TimeZone,
+        switches: impl IntoIterator<Item = (u8, Preset)>,
+    ) -> Result<Self, ScheduleError> {
+        Ok(Schedule::Zoned {
+            time_zone,
+            switches: sorted_hours(switches)?,
         })
     }
 
@@ -95,17 +170,50 @@ impl Schedule {
                 let utc = now.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs() % DAY;
                 let offset = i64::from(*utc_offset_minutes) * 60;
                 let local = (utc as i64 + offset.rem_euclid(DAY as i64)) % DAY as i64;
-                let hour = local / 3600;
-                // Before the first switch of the day, the last one of the previous day holds.
-                switches
-                    .iter()
-                    .rev()
-                    .find(|(h, _)| i64::from(*h) <= hour)
-                    .or(switches.last())
-                    .map(|(_, p)| *p)
+                preset_for_hour(switches, local / 3600)
+            }
+            Schedule::Zoned {
+                time_zone,
+                switches,
+            } => {
+                // A clock outside jiff's range (years -9999 to 9999) reads
+                // as the nearest end of it.
+                let ts = Timestamp::try_from(now).unwrap_or(if now < UNIX_EPOCH {
+                    Timestamp::MIN
+                } else {
+                    Timestamp::MAX
+                });
+                let hour = time_zone.to_datetime(ts).hour();
+                preset_for_hour(switches, i64::from(hour))
             }
         }
     }
+}
+
+/// Checks and sorts `(from_hour, preset)` switches.
+fn sorted_hours(
+    switches: impl IntoIterator<Item = (u8, Preset)>,
+) -> Result<Vec<(u8, Preset)>, ScheduleError> {
+    let mut switches: Vec<_> = switches.into_iter().collect();
+    if switches.is_empty() {
+        return Err(ScheduleError("a schedule needs at least one switch".into()));
+    }
+    if let Some((h, _)) = switches.iter().find(|(h, _)| *h > 23) {
+        return Err(ScheduleError(format!("hour must be 0..=23, got {h}")));
+    }
+    switches.sort_by_key(|(h, _)| *h);
+    Ok(switches)
+}
+
+/// The preset of the last switch at or before `hour`; before the first
+/// switch of the day, the last one of the previous day holds.
+fn preset_for_hour(switches: &[(u8, Preset)], hour: i64) -> Option<Preset> {
+    switches
+        .iter()
+        .rev()
+        .find(|(h, _)| i64::from(*h) <= hour)
+        .or(switches.last())
+        .map(|(_, p)| *p)
 }
 
 /// The largest offset from UTC a schedule takes, either way, in minutes:
@@ -116,91 +224,4 @@ pub const MAX_UTC_OFFSET_MINUTES: u32 = 14 * 60;
 const DAY: u64 = 86_400;
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn at_hour(h: u64) -> SystemTime {
-        UNIX_EPOCH + Duration::from_secs(h * 3600 + 17)
-    }
-
-    #[test]
-    fn time_of_day_wraps_around_midnight() {
-        let s = Schedule::time_of_day(0, [(14, Preset::Evening), (6, Preset::Morning)]).unwrap();
-        assert_eq!(
-            s.preset_at(Duration::ZERO, at_hour(7)),
-            Some(Preset::Morning)
-        );
-        assert_eq!(
-            s.preset_at(Duration::ZERO, at_hour(15)),
-            Some(Preset::Evening)
-        );
-        assert_eq!(
-            s.preset_at(Duration::ZERO, at_hour(3)),
-            Some(Preset::Evening)
-        );
-    }
-
-    #[test]
-    fn offset_shifts_the_hour() {
-        let s = Schedule::time_of_day(120, [(6, Preset::Morning), (14, Preset::Evening)]).unwrap();
-        // 05:00 UTC is 07:00 at UTC+2.
-        assert_eq!(
-            s.preset_at(Duration::ZERO, at_hour(5)),
-            Some(Preset::Morning)
-        );
-    }
-
-    #[test]
-    fn bad_schedules_are_refused() {
-        assert!(Schedule::time_of_day(0, [(24, Preset::Morning)]).is_err());
-        assert!(Schedule::time_of_day(0, []).is_err());
-        assert!(Schedule::time_of_day(900, [(1, Preset::Morning)]).is_err());
-    }
-
-    /// Defect 12 of issue 20: `i32::MIN.abs()` overflowed (a panic in debug
-    /// builds, and the offset accepted in release builds).
-    #[test]
-    fn extreme_offsets_are_refused_without_overflow() {
-        for offset in [i32::MIN, i32::MIN + 1, i32::MAX, -841, 841] {
-            let err = Schedule::time_of_day(offset, [(6, Preset::Morning)]).unwrap_err();
-            assert!(err.to_string().contains(&offset.to_string()), "{err}");
-        }
-        assert!(Schedule::time_of_day(-840, [(6, Preset::Morning)]).is_ok());
-        assert!(Schedule::time_of_day(840, [(6, Preset::Morning)]).is_ok());
-    }
-
-    /// The variant's fields are public: an unchecked offset or a far-future
-    /// clock gives an answer, never an overflow.
-    #[test]
-    fn an_unchecked_time_of_day_never_overflows() {
-        // The latest time the clock holds (`i64::MAX` seconds on Unix).
-        let far = UNIX_EPOCH
-            .checked_add(Duration::from_secs(i64::MAX as u64))
-            .unwrap_or(UNIX_EPOCH + Duration::from_secs(1 << 40));
-        for offset in [i32::MIN, i32::MAX, 0] {
-            let s = Schedule::TimeOfDay {
-                utc_offset_minutes: offset,
-                switches: vec![(6, Preset::Morning), (200, Preset::Evening)],
-            };
-            for now in [UNIX_EPOCH, at_hour(7), far] {
-                assert!(s.preset_at(Duration::MAX, now).is_some());
-            }
-        }
-        let s = Schedule::time_of_day(-120, [(6, Preset::Morning), (14, Preset::Evening)]).unwrap();
-        // 15:00 UTC is 13:00 at UTC-2.
-        assert_eq!(
-            s.preset_at(Duration::ZERO, at_hour(15)),
-            Some(Preset::Morning)
-        );
-    }
-
-    #[test]
-    fn elapsed_schedule_holds_nothing_before_its_first_switch() {
-        let s = Schedule::after([(Duration::from_secs(5), Preset::Evening)]);
-        assert_eq!(s.preset_at(Duration::from_secs(4), SystemTime::now()), None);
-        assert_eq!(
-            s.preset_at(Duration::from_secs(5), SystemTime::now()),
-            Some(Preset::Evening)
-        );
-    }
-}
+mod tests;

@@ -253,8 +253,19 @@ impl Shared {
         source: Source,
         preset: crate::preset::Preset,
     ) -> Result<bool, ConfigError> {
+        self.apply_ratio(source, preset.as_str(), |c| preset.apply_to(c))
+    }
+
+    /// [`apply_preset`](Self::apply_preset) for any preset: `apply` sets
+    /// the ratio knobs of the defaults, `preset` names it in logs.
+    pub(crate) fn apply_ratio(
+        &self,
+        source: Source,
+        preset: &str,
+        apply: impl FnOnce(&mut Config),
+    ) -> Result<bool, ConfigError> {
         let applied = self.update(source, |live| {
-            preset.apply_to(&mut live.defaults);
+            apply(&mut live.defaults);
             if live.clear_tuned() {
                 tracing::info!(%preset, by = source.as_str(), "preset replaces the ratio the controllers chose; they adjust from it");
             }

@@ -91,6 +91,50 @@ impl<T, O> Pipeline<T, O> {
         })
     }
 
+    /// Sets every override `settings` holds on the last stage, as the
+    /// setters above do one by one (each `None` is left alone): for
+    /// settings kept apart from the code, such as a config file's
+    /// `[stages.<name>]` ([`ConfigFile::stage`](crate::config_file::ConfigFile::stage)).
+    /// A setting of the other kind of stage (workers on an IO stage, agents
+    /// on a CPU stage) is a [`BuildError::StageSetting`] from `spawn`.
+    pub fn stage_settings(mut self, settings: StageSettings) -> Self {
+        let StageSettings {
+            agents,
+            workers,
+            items_per_batch,
+            batch_wait,
+            retry,
+            api_timeout,
+            item_deadline,
+            channel_capacity,
+        } = settings;
+        if let Some(v) = agents {
+            self = self.agents(v);
+        }
+        if let Some(v) = workers {
+            self = self.workers(v);
+        }
+        if let Some(v) = items_per_batch {
+            self = self.items_per_batch(v);
+        }
+        if let Some(v) = batch_wait {
+            self = self.batch_wait(v);
+        }
+        if let Some(v) = retry {
+            self = self.retry(v);
+        }
+        if let Some(v) = api_timeout {
+            self = self.api_timeout(v);
+        }
+        if let Some(v) = item_deadline {
+            self = self.item_deadline(v);
+        }
+        if let Some(v) = channel_capacity {
+            self = self.channel_capacity(v);
+        }
+        self
+    }
+
     fn setting(
         self,
         setting: &'static str,
