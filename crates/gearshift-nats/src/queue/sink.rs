@@ -22,7 +22,7 @@ use serde::Serialize;
 use tokio::task::JoinHandle;
 
 use super::record::{Record, Status};
-use super::state::{Counters, Shared, WorkerReport};
+use super::state::{Counters, Held, Shared, WorkerReport};
 
 /// How many outcomes are written at once.
 const RECORDING: usize = 64;
@@ -43,6 +43,7 @@ pub(crate) enum Settle {
 /// has joined, call [`finish`](Self::finish).
 pub struct QueueSink {
     pub(crate) shared: Arc<Shared>,
+    pub(crate) kv: Store,
     pub(crate) tx: mpsc::UnboundedSender<Settle>,
     pub(crate) tasks: Vec<JoinHandle<()>>,
     pub(crate) fetcher: Option<JoinHandle<()>>,
@@ -90,7 +91,8 @@ impl QueueSink {
     }
 
     /// Marks the whole job as cancelled: from now on `Cancelled` outcomes
-    /// (of a pipeline cancelled after this call) are recorded as such.
+    /// (of a pipeline cancelled after this call) are recorded as such, and
+    /// so are the items [`finish`](Self::finish) finds still held.
     /// Without it, a cancelled pipeline is one worker shutting down, and
     /// its items are handed back to the others.
     pub fn cancel_job(&self) {
@@ -109,8 +111,9 @@ impl QueueSink {
 
     /// Ends the worker, after the pipeline has joined: stops fetching,
     /// waits (up to 30 s) until the outcomes handed over are written, then
-    /// naks every item still held with `nak_delay` (recording nothing), and
-    /// stops the heartbeat. Returns what the worker did.
+    /// naks every item still held with `nak_delay`, recording nothing
+    /// (after [`cancel_job`](Self::cancel_job): records them `Cancelled`),
+    /// and stops the heartbeat. Returns what the worker did.
     pub async fn finish(mut self) -> WorkerReport {
         self.shared.stop_taking.cancel();
         if let Some(fetcher) = self.fetcher.take() {
@@ -129,10 +132,17 @@ impl QueueSink {
         if settled.is_err() {
             tracing::warn!("outcomes still being written at finish; their items are redelivered");
         }
+        // Fetched but never handed to the pipeline (or its outcome lost):
+        // handed back, or recorded `Cancelled` if the job is cancelled.
         let held: Vec<_> = self.shared.held().drain().map(|(_, h)| h).collect();
         let delay = self.shared.config.nak_delay;
         for h in held {
-            hand_back(&self.shared, &h.msg, &h.key, delay).await;
+            if self.shared.job_cancelled.load(Ordering::Acquire) {
+                let record = Record::of(&Outcome::<()>::Cancelled { id: 0 }, 0);
+                write(&self.shared, &self.kv, h, record).await;
+            } else {
+                hand_back(&self.shared, &h.msg, &h.key, delay).await;
+            }
         }
         self.tx.close_channel();
         self.shared.stop_heartbeat.cancel();
@@ -169,7 +179,6 @@ pub(crate) async fn record(shared: Arc<Shared>, kv: Store, rx: mpsc::UnboundedRe
 }
 
 async fn settle_one(shared: &Shared, kv: &Store, settle: Settle) {
-    let counters = &shared.counters;
     let (id, record) = match settle {
         Settle::Record(id, record) => (id, Some(record)),
         Settle::HandBack(id) => (id, None),
@@ -181,10 +190,15 @@ async fn settle_one(shared: &Shared, kv: &Store, settle: Settle) {
         );
         return;
     };
-    let Some(mut record) = record else {
-        hand_back(shared, &held.msg, &held.key, shared.config.nak_delay).await;
-        return;
-    };
+    match record {
+        Some(record) => write(shared, kv, held, record).await,
+        None => hand_back(shared, &held.msg, &held.key, shared.config.nak_delay).await,
+    }
+}
+
+/// Records `record` for a held item (first writer wins), then acks it.
+async fn write(shared: &Shared, kv: &Store, held: Held, mut record: Record) {
+    let counters = &shared.counters;
     record.delivery = held.delivery;
     let key = &held.key;
     match kv.create(key, record.to_bytes()).await {

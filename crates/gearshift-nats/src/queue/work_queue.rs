@@ -117,6 +117,7 @@ impl WorkQueue {
         };
         let sink = QueueSink {
             shared,
+            kv: self.kv.clone(),
             tx: settle_tx,
             tasks,
             fetcher: Some(fetcher),
