@@ -15,7 +15,8 @@ use gearshift_nats::{LocalServer, QueueConfig, QueueItem, WorkQueue};
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "warn,gearshift_nats=info".into()),
         )
         .init();
     // A throwaway server unless NATS_URL names one.

@@ -44,6 +44,8 @@ pub(crate) enum Settle {
 pub struct QueueSink {
     pub(crate) shared: Arc<Shared>,
     pub(crate) kv: Store,
+    /// Flushed at `finish`, so the naks leave before the process does.
+    pub(crate) client: async_nats::Client,
     pub(crate) tx: mpsc::UnboundedSender<Settle>,
     pub(crate) tasks: Vec<JoinHandle<()>>,
     pub(crate) fetcher: Option<JoinHandle<()>>,
@@ -148,6 +150,9 @@ impl QueueSink {
         self.shared.stop_heartbeat.cancel();
         for task in self.tasks.drain(..) {
             let _ = task.await;
+        }
+        if let Err(e) = self.client.flush().await {
+            tracing::debug!(error = %e, "flush at finish failed; unsent naks expire after ack_wait");
         }
         self.shared.counters.report()
     }

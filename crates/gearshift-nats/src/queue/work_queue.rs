@@ -118,6 +118,7 @@ impl WorkQueue {
         let sink = QueueSink {
             shared,
             kv: self.kv.clone(),
+            client: self.js.client(),
             tx: settle_tx,
             tasks,
             fetcher: Some(fetcher),
