@@ -7,6 +7,10 @@
 //! the client's buffer age past `ack_wait` without a heartbeat and are
 //! redelivered behind the worker's back. Each fetch here asks for the free
 //! room only, and every message is held (and heartbeated) from arrival.
+//!
+//! The server's idle heartbeats are not asked for: async-nats' `Batch`
+//! swallows them without waking the task again. A fetch that outlives its
+//! expiry by a second counts as a missed heartbeat instead, and is retried.
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -32,6 +32,23 @@
 //! that items are processed in order; that the outcome bucket survives the
 //! loss of the server's store (run a replicated cluster for that).
 //!
+//! # Failure modes tested
+//!
+//! Against a real nats-server (`tests/queue_*.rs`): two workers share 300
+//! items, one outcome each; a worker dies holding items, another gets them
+//! within `ack_wait`; a stage three times slower than `ack_wait` keeps its
+//! item (heartbeats); two workers race on a redelivered item, the first
+//! writer's outcome stays; an item out of attempts is recorded `failed` and
+//! terminated; a worker aborted with items hands them back and records
+//! nothing; a cancelled job records `cancelled`; nats-server killed with
+//! SIGKILL and restarted on its store loses no outcome. After such a kill,
+//! nats-server 2.9 may deliver some items again as first deliveries (its
+//! consumer state on disk lagged): they are processed again and their
+//! outcome's `create` loses, so each is still recorded once. It may also
+//! keep some acked items in the stream, below the consumer's ack floor,
+//! where they are never delivered again: [`WorkQueue::remaining`] counts
+//! them, but their outcomes are recorded.
+//!
 //! # Example
 //!
 //! ```no_run

@@ -64,6 +64,10 @@ impl QueueSink {
     /// recorder task, which writes it (the value as JSON) and acks the
     /// message. A `Cancelled` outcome is handed back instead (nak'ed, not
     /// recorded) unless [`cancel_job`](Self::cancel_job) was called.
+    ///
+    /// Every outcome must reach it: with `Pipeline::dead_letter`, failures
+    /// go elsewhere, their items stay held until `finish` hands them back,
+    /// and they come round again until their attempts are used up.
     pub fn recorder<T: Serialize>(&self) -> impl FnMut(Outcome<T>) + Send + 'static {
         let shared = Arc::clone(&self.shared);
         let tx = self.tx.clone();
