@@ -4,6 +4,7 @@
 //! ```sh
 //! cargo run -p gearshift-nats --example work_queue            # starts nats-server from PATH
 //! NATS_URL=nats://127.0.0.1:4222 cargo run -p gearshift-nats --example work_queue
+//! cargo run -p gearshift-nats --example work_queue -- 5000 0   # items, stage ms
 //! ```
 
 use std::time::{Duration, Instant};
@@ -33,7 +34,10 @@ async fn main() -> anyhow::Result<()> {
         .stop_when_idle(Some(Duration::from_secs(1)));
     let client = async_nats::connect(&url).await?;
     let queue = WorkQueue::open(async_nats::jetstream::new(client), config.clone()).await?;
-    let items = 1_000;
+    let mut args = std::env::args().skip(1);
+    let items: u64 = args.next().map_or(Ok(1_000), |a| a.parse())?;
+    let stage_ms: u64 = args.next().map_or(Ok(5), |a| a.parse())?;
+    let stage = Duration::from_millis(stage_ms.min(60_000));
     let started = Instant::now();
     let new = queue
         .producer()
@@ -50,9 +54,9 @@ async fn main() -> anyhow::Result<()> {
         workers.push(tokio::spawn(async move {
             let (items, sink) = queue.worker().await?;
             let handle = Pipeline::from_stream(items)
-                .io(|item: QueueItem| async move {
+                .io(move |item: QueueItem| async move {
                     // An API call, usually; `item.key` is its idempotency key.
-                    tokio::time::sleep(Duration::from_millis(5)).await;
+                    tokio::time::sleep(stage).await;
                     Ok::<_, StageError>(item.payload.len())
                 })
                 .cpu(|len| len * 2)
@@ -71,9 +75,10 @@ async fn main() -> anyhow::Result<()> {
             report.redelivered
         );
     }
+    let elapsed = started.elapsed();
     println!(
-        "done in {:?}; item-7: {:?}; left in the queue: {}",
-        started.elapsed(),
+        "{items} items in {elapsed:?} ({:.0} items/s); item-7: {:?}; left in the queue: {}",
+        items as f64 / elapsed.as_secs_f64(),
         queue.outcome("item-7").await?,
         queue.remaining().await?
     );
