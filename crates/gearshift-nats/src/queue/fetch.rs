@@ -58,8 +58,8 @@ impl Fetcher {
                 tracing::info!(?idle, "queue idle; this worker takes no more items");
                 break;
             }
-            // Fetch only when the source has handed out what it had, and
-            // only as many as there is room for.
+            // Fetch only when the source has less than a batch ready for
+            // the pipeline, and only as many as there is room for.
             while self.tx.len() >= config.max_batch {
                 tokio::select! {
                     _ = self.shared.progress.notified() => {}
