@@ -1,0 +1,285 @@
+//! The leader's duties for one term: follow the members, divide the limit,
+//! step the control law once per control window, write the grant.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::kv::{Operation, Store, UpdateErrorKind};
+use futures::StreamExt;
+use gearshift::tuner::Tuner;
+use tokio::task::JoinHandle;
+
+use super::fair::fair_shares;
+use super::record::{GrantRecord, GrantShare, MemberRecord, Totals, cluster_window};
+use super::{ClusterConfig, Keys};
+
+/// A member as the leader last saw it.
+#[derive(Debug, Clone)]
+struct Seen {
+    record: MemberRecord,
+    /// When its record last changed, by the leader's clock.
+    changed_at: Instant,
+}
+
+type Members = Arc<Mutex<HashMap<String, Seen>>>;
+
+/// One term of leadership.
+pub(crate) struct Leader {
+    pub term: u64,
+    /// The leader key's revision this process wrote last.
+    pub revision: u64,
+    /// When the leader key was last renewed.
+    pub renewed_at: Instant,
+    grant_revision: Option<u64>,
+    limit: u64,
+    steps: u64,
+    tuner: Box<dyn Tuner>,
+    last_step: Instant,
+    /// Each member's totals at the last control step (or first sighting).
+    base: HashMap<String, (u64, Totals)>,
+    members: Members,
+    watch: JoinHandle<()>,
+    watch_started: Instant,
+}
+
+/// What a leader tick found.
+pub(crate) enum Led {
+    /// The grant is written; the leader goes on.
+    Granted(GrantRecord),
+    /// The grant could not be written this time; try again next renewal.
+    Retry,
+    /// Another process wrote the grant: it leads now.
+    Deposed,
+}
+
+impl Leader {
+    /// Starts a term: reads the last grant (its limit carries over) and
+    /// follows the members' records.
+    pub async fn start(
+        kv: &Store,
+        keys: &Keys,
+        cfg: &ClusterConfig,
+        term: u64,
+        revision: u64,
+    ) -> Leader {
+        let previous = kv.entry(keys.grant.clone()).await.ok().flatten();
+        let (grant_revision, limit) = match &previous {
+            Some(e) if e.operation == Operation::Put => (
+                Some(e.revision),
+                serde_json::from_slice::<GrantRecord>(&e.value)
+                    .map_or(cfg.initial_limit as u64, |g| g.limit),
+            ),
+            Some(e) => (Some(e.revision), cfg.initial_limit as u64),
+            None => (None, cfg.initial_limit as u64),
+        };
+        let members = Members::default();
+        let now = Instant::now();
+        Leader {
+            term,
+            revision,
+            renewed_at: now,
+            grant_revision,
+            limit: limit.clamp(1, cfg.max_limit as u64),
+            steps: 0,
+            tuner: (cfg.tuner)(),
+            last_step: now,
+            base: HashMap::new(),
+            watch: follow(kv.clone(), keys.members.clone(), Arc::clone(&members), cfg.renewal),
+            watch_started: now,
+            members,
+        }
+    }
+
+    /// One renewal: drop silent members, step the law if a control window
+    /// has passed, divide the limit, write the grant. `own` is this
+    /// process's member key, `own_put` when its record was last put.
+    pub async fn tick(
+        &mut self,
+        kv: &Store,
+        keys: &Keys,
+        cfg: &ClusterConfig,
+        own: &str,
+        own_put: Option<Instant>,
+    ) -> Led {
+        let live = self.live(cfg.lease);
+        self.restart_stalled_watch(kv, keys, cfg, own, own_put, &live);
+        self.base.retain(|id, _| live.contains_key(id));
+        for (id, m) in &live {
+            match self.base.get(id) {
+                // First sight: count from now.
+                None => {
+                    self.base.insert(id.clone(), (m.incarnation, m.totals));
+                }
+                // Restarted under the same id: its totals start from zero.
+                Some((inc, _)) if *inc != m.incarnation => {
+                    self.base
+                        .insert(id.clone(), (m.incarnation, Totals::default()));
+                }
+                Some(_) => {}
+            }
+        }
+        let window = self
+            .tuner
+            .window()
+            .clamp(cfg.renewal, Duration::from_secs(60));
+        if self.last_step.elapsed() >= window && !live.is_empty() {
+            self.step(&live, cfg);
+        }
+        let demands: Vec<u64> = live.values().map(|m| m.demand).collect();
+        let shares = fair_shares(self.limit, &demands);
+        let grant = GrantRecord {
+            term: self.term,
+            limit: self.limit,
+            steps: self.steps,
+            shares: live
+                .iter()
+                .zip(shares)
+                .map(|((id, m), calls)| {
+                    let share = GrantShare {
+                        incarnation: m.incarnation,
+                        calls,
+                    };
+                    (id.clone(), share)
+                })
+                .collect(),
+        };
+        let Ok(value) = serde_json::to_vec(&grant) else {
+            return Led::Retry;
+        };
+        let write = async {
+            match self.grant_revision {
+                Some(rev) => kv.update(&keys.grant, value.into(), rev).await.map_err(|e| {
+                    matches!(e.kind(), UpdateErrorKind::WrongLastRevision)
+                }),
+                None => kv.create(&keys.grant, value.into()).await.map_err(|e| {
+                    matches!(
+                        e.kind(),
+                        async_nats::jetstream::kv::CreateErrorKind::AlreadyExists
+                    )
+                }),
+            }
+        };
+        match tokio::time::timeout(cfg.op_timeout(), write).await {
+            Ok(Ok(rev)) => {
+                self.grant_revision = Some(rev);
+                Led::Granted(grant)
+            }
+            Ok(Err(true)) => Led::Deposed,
+            Ok(Err(false)) | Err(_) => Led::Retry,
+        }
+    }
+
+    /// One control step for the whole cluster, from every live member's
+    /// calls since the last step.
+    fn step(&mut self, live: &BTreeMap<String, MemberRecord>, cfg: &ClusterConfig) {
+        let mut sum = Totals::default();
+        let mut gauges = Vec::with_capacity(live.len());
+        for (id, m) in live {
+            if let Some((_, base)) = self.base.get_mut(id) {
+                sum = sum.plus(&m.totals.since(base));
+                *base = m.totals;
+            }
+            gauges.push(m.gauges);
+        }
+        let elapsed = self.last_step.elapsed();
+        self.last_step = Instant::now();
+        let window = cluster_window(elapsed, self.limit, &sum, &gauges);
+        let decision = self.tuner.decide(&window);
+        self.steps += 1;
+        if let Some(p) = decision.api_permits {
+            let limit = (p as u64).clamp(1, cfg.max_limit as u64);
+            if limit != self.limit {
+                tracing::info!(
+                    term = self.term,
+                    limit,
+                    was = self.limit,
+                    members = live.len(),
+                    throttled = window.throttled,
+                    io_rate = window.io_rate(),
+                    reason = %decision.reason,
+                    "cluster limit"
+                );
+                self.limit = limit;
+            }
+        }
+    }
+
+    /// Members whose record changed within the lease, by id.
+    fn live(&self, lease: Duration) -> BTreeMap<String, MemberRecord> {
+        let members = self.members.lock().unwrap_or_else(|e| e.into_inner());
+        members
+            .iter()
+            .filter(|(_, s)| s.changed_at.elapsed() <= lease)
+            .map(|(k, s)| (k.clone(), s.record.clone()))
+            .collect()
+    }
+
+    /// A watch can stall without an error (a server restart under an
+    /// ordered consumer); this process's own record, put every renewal,
+    /// must show up in it, else the watch starts over.
+    fn restart_stalled_watch(
+        &mut self,
+        kv: &Store,
+        keys: &Keys,
+        cfg: &ClusterConfig,
+        own: &str,
+        own_put: Option<Instant>,
+        live: &BTreeMap<String, MemberRecord>,
+    ) {
+        let put_recently = own_put.is_some_and(|t| t.elapsed() < cfg.renewal * 2);
+        let settled = self.watch_started.elapsed() > cfg.lease / 2;
+        if (self.watch.is_finished() || (!live.contains_key(own) && put_recently)) && settled {
+            tracing::debug!(term = self.term, "member watch starts over");
+            self.watch.abort();
+            self.watch = follow(
+                kv.clone(),
+                keys.members.clone(),
+                Arc::clone(&self.members),
+                cfg.renewal,
+            );
+            self.watch_started = Instant::now();
+        }
+    }
+
+    pub fn steps(&self) -> u64 {
+        self.steps
+    }
+}
+
+impl Drop for Leader {
+    fn drop(&mut self) {
+        self.watch.abort();
+    }
+}
+
+/// Follows the members' records into `members`, starting over after an
+/// error.
+fn follow(kv: Store, filter: String, members: Members, renewal: Duration) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            match kv.watch_with_history(&filter).await {
+                Ok(mut watch) => {
+                    while let Some(Ok(entry)) = watch.next().await {
+                        let id = entry.key.rsplit('.').next().unwrap_or_default().to_owned();
+                        let mut m = members.lock().unwrap_or_else(|e| e.into_inner());
+                        let record = (entry.operation == Operation::Put)
+                            .then(|| serde_json::from_slice::<MemberRecord>(&entry.value).ok())
+                            .flatten();
+                        match record {
+                            Some(record) => {
+                                let changed_at = Instant::now();
+                                m.insert(id, Seen { record, changed_at });
+                            }
+                            None => {
+                                m.remove(&id);
+                            }
+                        }
+                    }
+                }
+                Err(e) => tracing::debug!(error = %e, "member watch failed"),
+            }
+            tokio::time::sleep(renewal).await;
+        }
+    })
+}

@@ -1,0 +1,107 @@
+//! What one process knows: its measurements since the last put, its demand
+//! and its grant. Shared by the tuner (which must never wait) and the
+//! background task (which talks to NATS).
+
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use gearshift::tuner::Window;
+
+use super::record::{Gauges, Totals};
+
+/// Share of agent time idle or blocked under which the local limit counts
+/// as used: the member could use more than it holds.
+const USED: f64 = 0.1;
+/// Calls in flight a member asks for over what its flow used.
+const HEADROOM: f64 = 1.25;
+
+/// A process's view of the cluster budget.
+#[derive(Debug)]
+pub(crate) struct Local {
+    floor: usize,
+    lease: Duration,
+    state: Mutex<State>,
+}
+
+/// Guarded by [`Local`]'s lock; held for a few field updates, never across
+/// an await.
+#[derive(Debug, Default)]
+pub(crate) struct State {
+    pub totals: Totals,
+    pub gauges: Gauges,
+    /// Calls the member could use; `None` before its first window.
+    pub demand: Option<u64>,
+    /// The latest grant and since when it is known fresh.
+    pub grant: Option<Held>,
+    /// The term of the latest grant read.
+    pub leader_term: Option<u64>,
+    /// Control steps of that term.
+    pub steps: u64,
+    /// Whether this process leads.
+    pub leading: bool,
+}
+
+/// A grant as this process holds it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Held {
+    /// This process's calls in flight; `None` when the grant does not list it.
+    pub share: Option<u64>,
+    /// The cluster's limit.
+    pub limit: u64,
+    /// The grant was written after this instant (by this process's clock).
+    pub fresh_at: Instant,
+}
+
+impl Local {
+    pub fn new(floor: usize, lease: Duration) -> Self {
+        Local {
+            floor,
+            lease,
+            state: Mutex::new(State::default()),
+        }
+    }
+
+    pub fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic elsewhere while holding the lock leaves plain numbers behind.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The grant, if written less than a lease ago and listing this process.
+    pub fn fresh(&self, s: &State) -> Option<Held> {
+        s.grant
+            .filter(|g| g.fresh_at.elapsed() <= self.lease && g.share.is_some())
+    }
+
+    /// Calls in flight this process may make now: its share of a fresh
+    /// grant, else the floor (fail closed).
+    pub fn share(&self, s: &State) -> usize {
+        self.fresh(s)
+            .and_then(|g| g.share)
+            .map_or(self.floor, |c| usize::try_from(c).unwrap_or(usize::MAX).max(1))
+    }
+
+    /// Takes a local window: adds it to the totals, updates the demand, and
+    /// returns the share to hold.
+    pub fn observe(&self, w: &Window) -> usize {
+        let mut s = self.lock();
+        s.totals.add(w);
+        s.gauges.add(w);
+        s.demand = Some(demand(w));
+        self.share(&s)
+    }
+}
+
+/// Calls in flight a window says its process could use: all it can get
+/// when the limit was used (agents neither waiting for input nor blocked
+/// downstream, calls in flight reaching the limit), else what its flow
+/// needed plus headroom.
+pub(crate) fn demand(w: &Window) -> u64 {
+    let unused = (w.agents_idle + w.agents_blocked).clamp(0.0, 1.0);
+    if unused < USED && w.peak_in_flight >= w.api_permits.max(1) {
+        return u64::MAX;
+    }
+    let needed = (w.mean_in_flight.max(0.0) * HEADROOM).ceil();
+    // `as` saturates on floats; the cap keeps a corrupt window from asking
+    // for everything.
+    (needed as u64).clamp(1, u64::from(u32::MAX))
+}

@@ -1,0 +1,330 @@
+//! The cluster-wide budget against a real nats-server: several members in
+//! one test process, each with its own client and process id.
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use gearshift::tuner::{Decision, Tuner, Window};
+use gearshift_nats::budget::{ClusterBudget, ClusterConfig, ClusterTuner, Status};
+use gearshift_nats::server::LocalServer;
+use tokio::task::JoinHandle;
+
+const RENEWAL: Duration = Duration::from_millis(100);
+const LEASE: Duration = Duration::from_secs(1);
+
+/// A control law that never moves the limit: the share tests see the
+/// division alone.
+struct Hold;
+
+impl Tuner for Hold {
+    fn name(&self) -> &str {
+        "hold"
+    }
+    fn decide(&mut self, _: &Window) -> Decision {
+        Decision::hold("test")
+    }
+}
+
+/// Halves the limit on any throttled call and records every window it is
+/// given.
+struct HalveOnThrottle {
+    seen: Arc<Mutex<Vec<Window>>>,
+}
+
+impl Tuner for HalveOnThrottle {
+    fn name(&self) -> &str {
+        "halve-on-throttle"
+    }
+    fn window(&self) -> Duration {
+        Duration::from_millis(500)
+    }
+    fn decide(&mut self, w: &Window) -> Decision {
+        self.seen.lock().unwrap().push(w.clone());
+        if w.throttled == 0 {
+            return Decision::hold("no throttle");
+        }
+        Decision {
+            api_permits: Some((w.api_permits / 2).max(1)),
+            ..Decision::hold("throttled")
+        }
+    }
+}
+
+fn config(id: &str, limit: usize) -> ClusterConfig {
+    ClusterConfig {
+        process_id: id.into(),
+        renewal: RENEWAL,
+        lease: LEASE,
+        initial_limit: limit,
+        ..ClusterConfig::default()
+    }
+    .tuner(|| Hold)
+}
+
+async fn join(server: &LocalServer, cfg: ClusterConfig) -> ClusterBudget {
+    let client = async_nats::connect(server.url()).await.expect("connect");
+    ClusterBudget::connect(client, "search", cfg)
+        .await
+        .expect("join the budget")
+}
+
+/// Plays a pipeline's part: every 50 ms hands the tuner a window and
+/// applies its decision to the local limit.
+struct Feed {
+    permits: Arc<AtomicUsize>,
+    throttle: Arc<AtomicU64>,
+    task: JoinHandle<()>,
+}
+
+impl Feed {
+    /// `in_flight`: `None` uses every call it holds (wants more); `Some(x)`
+    /// keeps `x` calls in flight with agents half idle.
+    fn start(mut tuner: ClusterTuner, in_flight: Option<f64>) -> Feed {
+        let permits = Arc::new(AtomicUsize::new(4));
+        let throttle = Arc::new(AtomicU64::new(0));
+        let (p, t) = (Arc::clone(&permits), Arc::clone(&throttle));
+        let task = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                let now = p.load(Ordering::SeqCst);
+                let w = window(now, in_flight, t.swap(0, Ordering::SeqCst));
+                if let Some(next) = tuner.decide(&w).api_permits {
+                    p.store(next, Ordering::SeqCst);
+                }
+            }
+        });
+        Feed {
+            permits,
+            throttle,
+            task,
+        }
+    }
+
+    fn permits(&self) -> usize {
+        self.permits.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for Feed {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn window(permits: usize, in_flight: Option<f64>, throttled: u64) -> Window {
+    let busy = in_flight.is_none();
+    let mean = in_flight.unwrap_or(permits as f64);
+    Window {
+        elapsed: Duration::from_millis(50),
+        cores: 2,
+        agents: permits,
+        api_permits: permits,
+        workers: 2,
+        max_workers: 2,
+        io_completions: (mean * 5.0) as u64,
+        latency_p50: Some(Duration::from_millis(10)),
+        latency_p90: Some(Duration::from_millis(12)),
+        latency_min: Some(Duration::from_millis(8)),
+        latency_mean: Some(Duration::from_millis(10)),
+        mean_in_flight: mean,
+        peak_in_flight: if busy { permits } else { mean.ceil() as usize },
+        agents_idle: if busy { 0.0 } else { 0.5 },
+        throttled,
+        ..Window::default()
+    }
+}
+
+/// Polls `f` every 10 ms until it holds; how long that took, or `None`
+/// past the deadline.
+async fn within(limit: Duration, mut f: impl FnMut() -> bool) -> Option<Duration> {
+    let start = Instant::now();
+    while start.elapsed() <= limit {
+        if f() {
+            return Some(start.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    None
+}
+
+fn shares(members: &[&ClusterBudget]) -> Vec<usize> {
+    members.iter().map(|m| m.status().share).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shares_are_fair_by_demand_and_within_the_limit() {
+    let Some(server) = LocalServer::for_test() else {
+        return;
+    };
+    let a = join(&server, config("a", 20)).await;
+    let b = join(&server, config("b", 20)).await;
+    let c = join(&server, config("c", 20)).await;
+    let _fa = Feed::start(a.tuner(), None);
+    let _fb = Feed::start(b.tuner(), None);
+    // c keeps 2.4 calls in flight: it asks for ceil(2.4 x 1.25) = 3.
+    let _fc = Feed::start(c.tuner(), Some(2.4));
+    let all = [&a, &b, &c];
+    let fair = within(Duration::from_secs(10), || {
+        let s = shares(&all);
+        s[2] == 3 && s[0] + s[1] == 17 && s[0].abs_diff(s[1]) <= 1
+    })
+    .await;
+    assert!(fair.is_some(), "shares never became fair: {:?}", shares(&all));
+    // And they stay within the limit while the members renew.
+    let until = Instant::now() + Duration::from_secs(1);
+    while Instant::now() < until {
+        let s = shares(&all);
+        assert!(s.iter().sum::<usize>() <= 20, "over the limit: {s:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let statuses: Vec<Status> = all.iter().map(|m| m.status()).collect();
+    assert!(statuses.iter().all(|s| s.limit == Some(20)), "{statuses:?}");
+    assert_eq!(statuses.iter().filter(|s| s.leader).count(), 1, "{statuses:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_member_gets_its_share_within_a_renewal() {
+    let Some(server) = LocalServer::for_test() else {
+        return;
+    };
+    let a = join(&server, config("a", 20)).await;
+    let b = join(&server, config("b", 20)).await;
+    let _fa = Feed::start(a.tuner(), None);
+    let _fb = Feed::start(b.tuner(), None);
+    let settled = within(Duration::from_secs(10), || shares(&[&a, &b]) == [10, 10]).await;
+    assert!(settled.is_some(), "{:?}", shares(&[&a, &b]));
+
+    let c = join(&server, config("c", 20)).await;
+    let _fc = Feed::start(c.tuner(), None);
+    let took = within(Duration::from_secs(5), || c.status().share >= 6).await;
+    let took = took.expect("the new member never got a share");
+    println!("new member's share after {took:?}");
+    // One renewal of the leader plus the member's quick re-read, with
+    // slack for a loaded machine.
+    assert!(took <= RENEWAL * 2 + Duration::from_millis(300), "{took:?}");
+    let all = [&a, &b, &c];
+    let fair = within(Duration::from_secs(5), || {
+        let s = shares(&all);
+        s.iter().sum::<usize>() == 20 && s.iter().all(|&x| x == 6 || x == 7)
+    })
+    .await;
+    assert!(fair.is_some(), "{:?}", shares(&all));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_without_the_server_falls_to_the_floor_and_recovers() {
+    let Some(mut server) = LocalServer::for_test() else {
+        return;
+    };
+    let a = join(&server, config("a", 20)).await;
+    let b = join(&server, config("b", 20)).await;
+    let fa = Feed::start(a.tuner(), None);
+    let _fb = Feed::start(b.tuner(), None);
+    let settled = within(Duration::from_secs(10), || fa.permits() == 10).await;
+    assert!(settled.is_some(), "{:?}", shares(&[&a, &b]));
+
+    server.kill();
+    let took = within(LEASE * 2, || fa.permits() == 1 && a.status().share == 1).await;
+    let took = took.expect("a member without the server kept its share");
+    println!("floor after {took:?}");
+    assert!(took <= LEASE + Duration::from_millis(300), "{took:?}");
+    assert_eq!(a.status().limit, None);
+
+    // The broker comes back on the same store: the shares come back.
+    server.restart().expect("restart nats-server");
+    let back = within(Duration::from_secs(20), || {
+        fa.permits() == 10 && shares(&[&a, &b]) == [10, 10]
+    })
+    .await;
+    println!("shares back after restart in {back:?}");
+    assert!(back.is_some(), "{:?}", shares(&[&a, &b]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_leader_is_replaced_within_a_lease() {
+    let Some(server) = LocalServer::for_test() else {
+        return;
+    };
+    let mut members = Vec::new();
+    let mut feeds = Vec::new();
+    for id in ["a", "b", "c"] {
+        let m = join(&server, config(id, 21)).await;
+        feeds.push(Feed::start(m.tuner(), None));
+        members.push(m);
+    }
+    let settled = within(Duration::from_secs(10), || {
+        members.iter().all(|m| m.status().share == 7)
+            && members.iter().filter(|m| m.status().leader).count() == 1
+    })
+    .await;
+    assert!(settled.is_some(), "{:?}", members.iter().map(|m| m.status()).collect::<Vec<_>>());
+    let leader = members.iter().position(|m| m.status().leader).unwrap();
+    let old_term = members[leader].status().term.unwrap();
+    // Dropping stops the task with no goodbye, as a crash would.
+    drop(members.remove(leader));
+    drop(feeds.remove(leader));
+
+    let took = within(LEASE * 3, || {
+        members.iter().filter(|m| m.status().leader).count() == 1
+            && members
+                .iter()
+                .all(|m| m.status().term.is_some_and(|t| t > old_term))
+    })
+    .await;
+    let took = took.expect("no member took over");
+    println!("takeover after {took:?}");
+    assert!(took <= LEASE + Duration::from_millis(700), "{took:?}");
+    // The dead member's share goes to the living once its record is a
+    // lease old.
+    let split = within(Duration::from_secs(5), || {
+        members.iter().map(|m| m.status().share).sum::<usize>() == 21
+            && members.iter().all(|m| m.status().share >= 10)
+    })
+    .await;
+    assert!(split.is_some(), "{:?}", members.iter().map(|m| m.status()).collect::<Vec<_>>());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_throttle_seen_by_every_member_is_one_decrease() {
+    let Some(server) = LocalServer::for_test() else {
+        return;
+    };
+    let seen = Arc::new(Mutex::new(Vec::<Window>::new()));
+    let mut members = Vec::new();
+    let mut feeds = Vec::new();
+    for id in ["a", "b", "c"] {
+        let s = Arc::clone(&seen);
+        let cfg = config(id, 40).tuner(move || HalveOnThrottle {
+            seen: Arc::clone(&s),
+        });
+        let m = join(&server, cfg).await;
+        feeds.push(Feed::start(m.tuner(), None));
+        members.push(m);
+    }
+    let steps = |ms: &[ClusterBudget]| ms.iter().map(|m| m.status().steps).max().unwrap_or(0);
+    let warm = within(Duration::from_secs(10), || {
+        steps(&members) >= 2 && members.iter().all(|m| m.status().share >= 13)
+    })
+    .await;
+    assert!(warm.is_some(), "{:?}", members.iter().map(|m| m.status()).collect::<Vec<_>>());
+    // Right after a step, every member sees one throttled call.
+    let before = steps(&members);
+    assert!(within(Duration::from_secs(5), || steps(&members) > before).await.is_some());
+    for f in &feeds {
+        f.throttle.store(5, Ordering::SeqCst);
+    }
+    let after = steps(&members);
+    assert!(
+        within(Duration::from_secs(5), || steps(&members) >= after + 2)
+            .await
+            .is_some()
+    );
+    let limits: Vec<_> = members.iter().map(|m| m.status().limit).collect();
+    assert!(limits.iter().all(|&l| l == Some(20)), "one halving expected, got {limits:?}");
+    let seen = seen.lock().unwrap();
+    let throttled: Vec<u64> = seen.iter().map(|w| w.throttled).filter(|&t| t > 0).collect();
+    assert_eq!(throttled, [15], "the three members' throttles in one window");
+    // A merged window speaks for every member: three of 2 cores each.
+    assert_eq!(seen.last().unwrap().cores, 6);
+}
