@@ -170,7 +170,11 @@ async fn shares_are_fair_by_demand_and_within_the_limit() {
         s[2] == 3 && s[0] + s[1] == 17 && s[0].abs_diff(s[1]) <= 1
     })
     .await;
-    assert!(fair.is_some(), "shares never became fair: {:?}", shares(&all));
+    assert!(
+        fair.is_some(),
+        "shares never became fair: {:?}",
+        shares(&all)
+    );
     // And they stay within the limit while the members renew.
     let until = Instant::now() + Duration::from_secs(1);
     while Instant::now() < until {
@@ -180,7 +184,11 @@ async fn shares_are_fair_by_demand_and_within_the_limit() {
     }
     let statuses: Vec<Status> = all.iter().map(|m| m.status()).collect();
     assert!(statuses.iter().all(|s| s.limit == Some(20)), "{statuses:?}");
-    assert_eq!(statuses.iter().filter(|s| s.leader).count(), 1, "{statuses:?}");
+    assert_eq!(
+        statuses.iter().filter(|s| s.leader).count(),
+        1,
+        "{statuses:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -258,7 +266,11 @@ async fn a_dead_leader_is_replaced_within_a_lease() {
             && members.iter().filter(|m| m.status().leader).count() == 1
     })
     .await;
-    assert!(settled.is_some(), "{:?}", members.iter().map(|m| m.status()).collect::<Vec<_>>());
+    assert!(
+        settled.is_some(),
+        "{:?}",
+        members.iter().map(|m| m.status()).collect::<Vec<_>>()
+    );
     let leader = members.iter().position(|m| m.status().leader).unwrap();
     let old_term = members[leader].status().term.unwrap();
     // Dropping stops the task with no goodbye, as a crash would.
@@ -282,7 +294,11 @@ async fn a_dead_leader_is_replaced_within_a_lease() {
             && members.iter().all(|m| m.status().share >= 10)
     })
     .await;
-    assert!(split.is_some(), "{:?}", members.iter().map(|m| m.status()).collect::<Vec<_>>());
+    assert!(
+        split.is_some(),
+        "{:?}",
+        members.iter().map(|m| m.status()).collect::<Vec<_>>()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -307,10 +323,18 @@ async fn a_throttle_seen_by_every_member_is_one_decrease() {
         steps(&members) >= 2 && members.iter().all(|m| m.status().share >= 13)
     })
     .await;
-    assert!(warm.is_some(), "{:?}", members.iter().map(|m| m.status()).collect::<Vec<_>>());
+    assert!(
+        warm.is_some(),
+        "{:?}",
+        members.iter().map(|m| m.status()).collect::<Vec<_>>()
+    );
     // Right after a step, every member sees one throttled call.
     let before = steps(&members);
-    assert!(within(Duration::from_secs(5), || steps(&members) > before).await.is_some());
+    assert!(
+        within(Duration::from_secs(5), || steps(&members) > before)
+            .await
+            .is_some()
+    );
     for f in &feeds {
         f.throttle.store(5, Ordering::SeqCst);
     }
@@ -321,10 +345,21 @@ async fn a_throttle_seen_by_every_member_is_one_decrease() {
             .is_some()
     );
     let limits: Vec<_> = members.iter().map(|m| m.status().limit).collect();
-    assert!(limits.iter().all(|&l| l == Some(20)), "one halving expected, got {limits:?}");
+    assert!(
+        limits.iter().all(|&l| l == Some(20)),
+        "one halving expected, got {limits:?}"
+    );
     let seen = seen.lock().unwrap();
-    let throttled: Vec<u64> = seen.iter().map(|w| w.throttled).filter(|&t| t > 0).collect();
-    assert_eq!(throttled, [15], "the three members' throttles in one window");
+    let throttled: Vec<u64> = seen
+        .iter()
+        .map(|w| w.throttled)
+        .filter(|&t| t > 0)
+        .collect();
+    assert_eq!(
+        throttled,
+        [15],
+        "the three members' throttles in one window"
+    );
     // A merged window speaks for every member: three of 2 cores each.
     assert_eq!(seen.last().unwrap().cores, 6);
 }

@@ -83,7 +83,10 @@ mod tests {
             for demands in [vec![1, 7, 30], vec![u64::MAX, 2], vec![4, 4, 4, 4, 4]] {
                 let s = fair_shares(limit, &demands);
                 let sum: u64 = s.iter().sum();
-                assert!(sum <= limit.max(demands.len() as u64), "{limit} {demands:?} {s:?}");
+                assert!(
+                    sum <= limit.max(demands.len() as u64),
+                    "{limit} {demands:?} {s:?}"
+                );
                 assert!(s.iter().all(|&x| x >= 1));
             }
         }

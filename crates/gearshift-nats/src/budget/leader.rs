@@ -46,7 +46,7 @@ pub(crate) struct Leader {
 /// What a leader tick found.
 pub(crate) enum Led {
     /// The grant is written; the leader goes on.
-    Granted(GrantRecord),
+    Granted,
     /// The grant could not be written this time; try again next renewal.
     Retry,
     /// Another process wrote the grant: it leads now.
@@ -85,7 +85,12 @@ impl Leader {
             tuner: (cfg.tuner)(),
             last_step: now,
             base: HashMap::new(),
-            watch: follow(kv.clone(), keys.members.clone(), Arc::clone(&members), cfg.renewal),
+            watch: follow(
+                kv.clone(),
+                keys.members.clone(),
+                Arc::clone(&members),
+                cfg.renewal,
+            ),
             watch_started: now,
             members,
         }
@@ -149,9 +154,10 @@ impl Leader {
         };
         let write = async {
             match self.grant_revision {
-                Some(rev) => kv.update(&keys.grant, value.into(), rev).await.map_err(|e| {
-                    matches!(e.kind(), UpdateErrorKind::WrongLastRevision)
-                }),
+                Some(rev) => kv
+                    .update(&keys.grant, value.into(), rev)
+                    .await
+                    .map_err(|e| matches!(e.kind(), UpdateErrorKind::WrongLastRevision)),
                 None => kv.create(&keys.grant, value.into()).await.map_err(|e| {
                     matches!(
                         e.kind(),
@@ -163,7 +169,7 @@ impl Leader {
         match tokio::time::timeout(cfg.op_timeout(), write).await {
             Ok(Ok(rev)) => {
                 self.grant_revision = Some(rev);
-                Led::Granted(grant)
+                Led::Granted
             }
             Ok(Err(true)) => Led::Deposed,
             Ok(Err(false)) | Err(_) => Led::Retry,
@@ -240,10 +246,6 @@ impl Leader {
             );
             self.watch_started = Instant::now();
         }
-    }
-
-    pub fn steps(&self) -> u64 {
-        self.steps
     }
 }
 

@@ -75,9 +75,9 @@ impl Local {
     /// Calls in flight this process may make now: its share of a fresh
     /// grant, else the floor (fail closed).
     pub fn share(&self, s: &State) -> usize {
-        self.fresh(s)
-            .and_then(|g| g.share)
-            .map_or(self.floor, |c| usize::try_from(c).unwrap_or(usize::MAX).max(1))
+        self.fresh(s).and_then(|g| g.share).map_or(self.floor, |c| {
+            usize::try_from(c).unwrap_or(usize::MAX).max(1)
+        })
     }
 
     /// Takes a local window: adds it to the totals, updates the demand, and

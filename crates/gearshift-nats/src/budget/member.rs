@@ -7,7 +7,7 @@ use std::time::Instant;
 use async_nats::jetstream::kv::{Operation, Store, UpdateErrorKind};
 use tokio::sync::oneshot;
 
-use super::leader::{Led, Leader};
+use super::leader::{Leader, Led};
 use super::local::{Held, Local};
 use super::record::{GrantRecord, LeaderRecord, MemberRecord};
 use super::{ClusterConfig, Keys};
@@ -31,7 +31,13 @@ pub(crate) struct Member {
 }
 
 impl Member {
-    pub fn new(kv: Store, keys: Keys, cfg: ClusterConfig, incarnation: u64, local: Arc<Local>) -> Self {
+    pub fn new(
+        kv: Store,
+        keys: Keys,
+        cfg: ClusterConfig,
+        incarnation: u64,
+        local: Arc<Local>,
+    ) -> Self {
         Member {
             kv,
             keys,
@@ -142,7 +148,10 @@ impl Member {
             Ok(Ok(Some(e))) => match self.leader_seen {
                 Some((rev, since)) if rev == e.revision && since.elapsed() > self.cfg.lease => {
                     let take = self.kv.update(&self.keys.leader, me.into(), e.revision);
-                    tokio::time::timeout(timeout, take).await.ok().and_then(Result::ok)
+                    tokio::time::timeout(timeout, take)
+                        .await
+                        .ok()
+                        .and_then(Result::ok)
                 }
                 Some((rev, _)) if rev == e.revision => None,
                 _ => {

@@ -231,13 +231,21 @@ fn check(c: &ClusterConfig, api: &str) -> Result<(), BudgetError> {
         return bad("renewal", "within 1 ms..=60 s", format!("{:?}", c.renewal));
     }
     if c.lease < c.renewal * 2 || c.lease > Duration::from_secs(3600) {
-        return bad("lease", "at least 2 renewals and at most 1 h", format!("{:?}", c.lease));
+        return bad(
+            "lease",
+            "at least 2 renewals and at most 1 h",
+            format!("{:?}", c.lease),
+        );
     }
     if c.floor == 0 {
         return bad("floor", "> 0", "0".into());
     }
     if c.initial_limit == 0 || c.initial_limit > c.max_limit {
-        return bad("initial_limit", "within 1..=max_limit", c.initial_limit.to_string());
+        return bad(
+            "initial_limit",
+            "within 1..=max_limit",
+            c.initial_limit.to_string(),
+        );
     }
     Ok(())
 }
