@@ -182,15 +182,8 @@ impl Gauges {
         self.queue_min = w.queue_min;
         self.queue_capacity = w.queue_capacity;
         self.peak_in_flight = self.peak_in_flight.max(w.peak_in_flight);
-        let min = |a: Option<f64>, b: Option<Duration>| match (a, b.map(|d| d.as_secs_f64())) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-        self.latency_min_s = min(self.latency_min_s, w.latency_min);
-        self.retry_after_s = match (self.retry_after_s, w.retry_after.map(|d| d.as_secs_f64())) {
-            (Some(a), Some(b)) => Some(a.max(b)),
-            (a, b) => a.or(b),
-        };
+        self.latency_min_s = extreme(self.latency_min_s, w.latency_min, f64::min);
+        self.retry_after_s = extreme(self.retry_after_s, w.retry_after, f64::max);
     }
 
     /// Forgets the extremes once they are put.
@@ -257,6 +250,15 @@ pub(crate) fn cluster_window(
         errors: sum.errors,
         retry_after: retry_after.map(secs),
         paused: elapsed.mul_f64(frac(sum.paused_s, sum.elapsed_s).clamp(0.0, 1.0)),
+    }
+}
+
+/// The smaller (or larger) of a kept value and a window's, either may be
+/// missing.
+fn extreme(kept: Option<f64>, new: Option<Duration>, pick: fn(f64, f64) -> f64) -> Option<f64> {
+    match (kept, new.map(|d| d.as_secs_f64())) {
+        (Some(a), Some(b)) => Some(pick(a, b)),
+        (a, b) => a.or(b),
     }
 }
 
