@@ -5,7 +5,10 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use gearshift::http::HttpFetcher;
 use gearshift::tuner::{Decision, Tuner, Window};
+use gearshift::{Api, Config, Pipeline};
+use gearshift_bench::mock_api::{MockApi, MockConfig};
 use gearshift_nats::budget::{ClusterBudget, ClusterConfig, ClusterTuner, Status};
 use gearshift_nats::server::LocalServer;
 use tokio::task::JoinHandle;
@@ -362,4 +365,101 @@ async fn a_throttle_seen_by_every_member_is_one_decrease() {
     );
     // A merged window speaks for every member: three of 2 cores each.
     assert_eq!(seen.last().unwrap().cores, 6);
+}
+
+/// Calls in flight from every pipeline of the test, as the API is offered
+/// them (the mock's own counter leaves out the calls it refuses).
+#[derive(Default)]
+struct Offered {
+    now: AtomicUsize,
+    peak: AtomicUsize,
+}
+
+impl Offered {
+    async fn call(
+        &self,
+        f: &HttpFetcher,
+        url: &str,
+    ) -> Result<bytes::Bytes, gearshift::StageError> {
+        let n = self.now.fetch_add(1, Ordering::SeqCst) + 1;
+        self.peak.fetch_max(n, Ordering::SeqCst);
+        let r = f.get(url).await;
+        self.now.fetch_sub(1, Ordering::SeqCst);
+        r
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_pipelines_share_a_hard_limited_api() {
+    let Some(server) = LocalServer::for_test() else {
+        return;
+    };
+    // 16 calls at 20 ms, 429 past 16: 800 calls/s at most.
+    const CAPACITY: usize = 16;
+    let mut mock = MockConfig::with_latency(Duration::from_millis(20), Some(CAPACITY));
+    mock.latency.hard_limit = Some(CAPACITY);
+    let api = MockApi::start_with_threads(mock, 2).expect("mock api");
+    let offered = Arc::new(Offered::default());
+    let mut runs = Vec::new();
+    for id in ["p1", "p2"] {
+        let cfg = ClusterConfig {
+            process_id: id.into(),
+            initial_limit: 4,
+            ..ClusterConfig::default()
+        };
+        let cluster = join(&server, cfg).await;
+        let budget = Api::new("mock").tuner(cluster.tuner());
+        let fetcher = HttpFetcher::builder().build().expect("fetcher");
+        let (base, offered) = (api.base_url(), Arc::clone(&offered));
+        let handle = Pipeline::from_iter(0..u64::MAX)
+            .io(move |id| {
+                let (f, o, url) = (
+                    fetcher.clone(),
+                    Arc::clone(&offered),
+                    format!("{base}/item/{id}"),
+                );
+                async move { o.call(&f, &url).await }
+            })
+            .api(&budget)
+            .cpu(|body: bytes::Bytes| body.len())
+            .config(Config::default().with_cores(2))
+            .spawn()
+            .expect("pipeline");
+        runs.push((cluster, handle));
+    }
+    // The cluster probes past the limit once, is refused, and settles.
+    let refused = within(Duration::from_secs(20), || api.stats().status(429) > 0).await;
+    assert!(
+        refused.is_some(),
+        "the cluster never reached the API's limit"
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    offered
+        .peak
+        .store(offered.now.load(Ordering::SeqCst), Ordering::SeqCst);
+    let before = api.stats();
+    let start = Instant::now();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let after = api.stats();
+    let peak = offered.peak.load(Ordering::SeqCst);
+    let served = after.status(200).saturating_sub(before.status(200));
+    let rate = served as f64 / start.elapsed().as_secs_f64();
+    let limits: Vec<Status> = runs.iter().map(|(c, _)| c.status()).collect();
+    println!(
+        "settled: peak offered {peak} (capacity {CAPACITY}), {rate:.0} calls/s ({:.2} of 800), \
+         429s {} in the window, statuses {limits:?}",
+        rate / 800.0,
+        after.status(429).saturating_sub(before.status(429)),
+    );
+    for (_, h) in &runs {
+        h.abort();
+    }
+    for (_, h) in runs {
+        let report = h.join().await;
+        assert!(report.ok > 0);
+    }
+    assert!(
+        peak as f64 <= CAPACITY as f64 * 1.1,
+        "two processes offered {peak} calls at once to an API of capacity {CAPACITY}"
+    );
 }

@@ -14,6 +14,12 @@ use super::fair::fair_shares;
 use super::record::{GrantRecord, GrantShare, MemberRecord, Totals, cluster_window};
 use super::{ClusterConfig, Keys};
 
+/// Renewals a limit change takes to act and be measured: the grant is
+/// written (one), read (two), applied at the member's next window (three),
+/// and its calls reach the leader with the next put (four). A shorter
+/// control window would judge a move before it acted, and move again.
+const LOOP_RENEWALS: u32 = 4;
+
 /// A member as the leader last saw it.
 #[derive(Debug, Clone)]
 struct Seen {
@@ -127,7 +133,7 @@ impl Leader {
         let window = self
             .tuner
             .window()
-            .clamp(cfg.renewal, Duration::from_secs(60));
+            .clamp(cfg.renewal * LOOP_RENEWALS, Duration::from_secs(60));
         if self.last_step.elapsed() >= window && !live.is_empty() {
             self.step(&live, cfg);
         }
