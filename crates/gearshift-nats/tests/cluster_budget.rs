@@ -224,6 +224,29 @@ async fn a_new_member_gets_its_share_within_a_renewal() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leaving_leader_hands_over_at_once() {
+    let Some(server) = LocalServer::for_test() else {
+        return;
+    };
+    let a = join(&server, config("a", 20)).await;
+    let b = join(&server, config("b", 20)).await;
+    let _fa = Feed::start(a.tuner(), None);
+    let _fb = Feed::start(b.tuner(), None);
+    let settled = within(Duration::from_secs(10), || shares(&[&a, &b]) == [10, 10]).await;
+    assert!(settled.is_some(), "{:?}", shares(&[&a, &b]));
+    let (leaving, staying) = if a.status().leader { (a, b) } else { (b, a) };
+    leaving.leave().await;
+    // Well within a lease: the records are deleted, not left to expire.
+    let took = within(LEASE, || {
+        let s = staying.status();
+        s.leader && s.share == 20
+    })
+    .await;
+    println!("handed over after {took:?}");
+    assert!(took.is_some(), "{:?}", staying.status());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_member_without_the_server_falls_to_the_floor_and_recovers() {
     let Some(mut server) = LocalServer::for_test() else {
         return;

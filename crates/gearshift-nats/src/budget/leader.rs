@@ -69,7 +69,12 @@ impl Leader {
         term: u64,
         revision: u64,
     ) -> Leader {
-        let previous = kv.entry(keys.grant.clone()).await.ok().flatten();
+        let read = kv.entry(keys.grant.clone());
+        let previous = tokio::time::timeout(cfg.op_timeout(), read)
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .flatten();
         let (grant_revision, limit) = match &previous {
             Some(e) if e.operation == Operation::Put => (
                 Some(e.revision),

@@ -117,12 +117,13 @@ impl Member {
     /// process's clock).
     async fn elect(&mut self) {
         let timeout = self.cfg.op_timeout();
-        let me = serde_json::to_vec(&LeaderRecord {
+        let me: bytes::Bytes = serde_json::to_vec(&LeaderRecord {
             id: self.cfg.process_id.clone(),
         })
-        .unwrap_or_default();
+        .unwrap_or_default()
+        .into();
         if let Some(l) = &mut self.leading {
-            let renew = self.kv.update(&self.keys.leader, me.into(), l.revision);
+            let renew = self.kv.update(&self.keys.leader, me.clone(), l.revision);
             match tokio::time::timeout(timeout, renew).await {
                 Ok(Ok(rev)) => {
                     l.revision = rev;
@@ -139,15 +140,21 @@ impl Member {
             return;
         }
         let start = Instant::now();
+        let create = async {
+            let take = self.kv.create(&self.keys.leader, me.clone());
+            tokio::time::timeout(timeout, take)
+                .await
+                .ok()
+                .and_then(Result::ok)
+        };
         let won = match tokio::time::timeout(timeout, self.kv.entry(self.keys.leader.clone())).await
         {
-            Ok(Ok(None)) => self.kv.create(&self.keys.leader, me.into()).await.ok(),
-            Ok(Ok(Some(e))) if e.operation != Operation::Put => {
-                self.kv.create(&self.keys.leader, me.into()).await.ok()
-            }
+            // Free (never taken, or given up by a leaving leader).
+            Ok(Ok(None)) => create.await,
+            Ok(Ok(Some(e))) if e.operation != Operation::Put => create.await,
             Ok(Ok(Some(e))) => match self.leader_seen {
                 Some((rev, since)) if rev == e.revision && since.elapsed() > self.cfg.lease => {
-                    let take = self.kv.update(&self.keys.leader, me.into(), e.revision);
+                    let take = self.kv.update(&self.keys.leader, me.clone(), e.revision);
                     tokio::time::timeout(timeout, take)
                         .await
                         .ok()
