@@ -468,6 +468,14 @@ async fn two_pipelines_share_a_hard_limited_api() {
     let served = after.status(200).saturating_sub(before.status(200));
     let rate = served as f64 / start.elapsed().as_secs_f64();
     let limits: Vec<Status> = runs.iter().map(|(c, _)| c.status()).collect();
+    // Each pipeline's budget runs the cluster's tuner and holds its share.
+    let follows = within(Duration::from_secs(2), || {
+        runs.iter().all(|(c, h)| {
+            let api = &h.snapshot().apis[0];
+            api.tuner.as_deref() == Some("cluster") && api.max_in_flight == Some(c.status().share)
+        })
+    })
+    .await;
     println!(
         "settled: peak offered {peak} (capacity {CAPACITY}), {rate:.0} calls/s ({:.2} of 800), \
          429s {} in the window, statuses {limits:?}",
@@ -481,6 +489,10 @@ async fn two_pipelines_share_a_hard_limited_api() {
         let report = h.join().await;
         assert!(report.ok > 0);
     }
+    assert!(
+        follows.is_some(),
+        "the local limits do not follow the grant"
+    );
     assert!(
         peak as f64 <= CAPACITY as f64 * 1.1,
         "two processes offered {peak} calls at once to an API of capacity {CAPACITY}"

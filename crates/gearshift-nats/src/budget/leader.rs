@@ -24,6 +24,7 @@ const LOOP_RENEWALS: u32 = 4;
 #[derive(Debug, Clone)]
 struct Seen {
     record: MemberRecord,
+    revision: u64,
     /// When its record last changed, by the leader's clock.
     changed_at: Instant,
 }
@@ -280,9 +281,18 @@ fn follow(kv: Store, filter: String, members: Members, renewal: Duration) -> Joi
                             .then(|| serde_json::from_slice::<MemberRecord>(&entry.value).ok())
                             .flatten();
                         match record {
+                            // A watch that starts over delivers the last
+                            // records again: only a new revision is a sign
+                            // of life.
+                            Some(_) if m.get(&id).is_some_and(|s| s.revision == entry.revision) => {
+                            }
                             Some(record) => {
-                                let changed_at = Instant::now();
-                                m.insert(id, Seen { record, changed_at });
+                                let seen = Seen {
+                                    record,
+                                    revision: entry.revision,
+                                    changed_at: Instant::now(),
+                                };
+                                m.insert(id, seen);
                             }
                             None => {
                                 m.remove(&id);
