@@ -21,6 +21,9 @@
 //!   floor (1 call), never its old share: it fails closed.
 //!
 //! `docs/cluster.md` has the protocol, the failure modes and why NATS.
+//! The protocol is hand-written on async-nats' key-value store: no crate
+//! offers leases whose leader runs a gearshift control law, and the whole
+//! of it is a few compare-and-set calls per renewal.
 //!
 //! [`Window`]: gearshift::tuner::Window
 //! [`Gradient`]: gearshift::tuner::Gradient
