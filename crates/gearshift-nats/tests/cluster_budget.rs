@@ -414,6 +414,10 @@ impl Offered {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_pipelines_share_a_hard_limited_api() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
     let Some(server) = LocalServer::for_test() else {
         return;
     };

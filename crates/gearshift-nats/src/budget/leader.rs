@@ -43,6 +43,10 @@ pub(crate) struct Leader {
     steps: u64,
     tuner: Box<dyn Tuner>,
     last_step: Instant,
+    /// After a step that moved the limit: that step, and when it was taken.
+    /// The next window starts once every member holds its new share (or a
+    /// lease has passed), so it measures the new limit only.
+    settling: Option<(u64, Instant)>,
     /// Each member's totals at the last control step (or first sighting).
     base: HashMap<String, (u64, Totals)>,
     members: Members,
@@ -96,6 +100,7 @@ impl Leader {
             steps: 0,
             tuner: (cfg.tuner)(),
             last_step: now,
+            settling: None,
             base: HashMap::new(),
             watch: follow(
                 kv.clone(),
@@ -140,7 +145,20 @@ impl Leader {
             .tuner
             .window()
             .clamp(cfg.renewal * LOOP_RENEWALS, Duration::from_secs(60));
-        if self.last_step.elapsed() >= window && !live.is_empty() {
+        if let Some((step, since)) = self.settling {
+            let held = live
+                .values()
+                .all(|m| m.applied.0 == self.term && m.applied.1 >= step);
+            if held || since.elapsed() > cfg.lease {
+                for (id, m) in &live {
+                    self.base.insert(id.clone(), (m.incarnation, m.totals));
+                }
+                self.last_step = Instant::now();
+                self.settling = None;
+            }
+        }
+        let due = self.settling.is_none() && self.last_step.elapsed() >= window;
+        if due && !live.is_empty() {
             self.step(&live, cfg);
         }
         let demands: Vec<u64> = live.values().map(|m| m.demand).collect();
@@ -219,6 +237,7 @@ impl Leader {
                     "cluster limit"
                 );
                 self.limit = limit;
+                self.settling = Some((self.steps, Instant::now()));
             }
         }
     }

@@ -39,6 +39,8 @@ pub(crate) struct State {
     pub steps: u64,
     /// Whether this process leads.
     pub leading: bool,
+    /// The term and step of the grant whose share the last window applied.
+    pub applied: (u64, u64),
 }
 
 /// A grant as this process holds it.
@@ -48,6 +50,9 @@ pub(crate) struct Held {
     pub share: Option<u64>,
     /// The cluster's limit.
     pub limit: u64,
+    /// The term and control step of the grant.
+    pub term: u64,
+    pub steps: u64,
     /// The grant was written after this instant (by this process's clock).
     pub fresh_at: Instant,
 }
@@ -87,6 +92,9 @@ impl Local {
         s.totals.add(w);
         s.gauges.add(w);
         s.demand = Some(demand(w));
+        if let Some(g) = self.fresh(&s) {
+            s.applied = (g.term, g.steps);
+        }
         self.share(&s)
     }
 }

@@ -89,6 +89,7 @@ impl Member {
                 demand: s.demand.unwrap_or(u64::MAX),
                 totals: s.totals,
                 gauges: s.gauges,
+                applied: s.applied,
             };
             s.gauges.reset_extremes();
             r
@@ -231,6 +232,8 @@ impl Member {
             s.grant = Some(Held {
                 share: mine,
                 limit: grant.limit,
+                term: grant.term,
+                steps: grant.steps,
                 fresh_at,
             });
         }

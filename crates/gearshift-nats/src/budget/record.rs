@@ -23,6 +23,10 @@ pub(crate) struct MemberRecord {
     pub totals: Totals,
     /// Gauges of the member's latest window.
     pub gauges: Gauges,
+    /// The term and control step of the grant the member holds its share
+    /// from: the leader measures a new limit only once all hold it.
+    #[serde(default)]
+    pub applied: (u64, u64),
 }
 
 /// The leader's record, `<api>.leader`, renewed every renewal.
