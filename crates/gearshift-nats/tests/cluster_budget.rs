@@ -77,6 +77,9 @@ async fn join(server: &LocalServer, cfg: ClusterConfig) -> ClusterBudget {
 struct Feed {
     permits: Arc<AtomicUsize>,
     throttle: Arc<AtomicU64>,
+    /// Every window with more permits than this sees 3 throttled calls, as
+    /// from an API refusing what passes its limit.
+    refuse_above: Arc<AtomicUsize>,
     task: JoinHandle<()>,
 }
 
@@ -86,12 +89,18 @@ impl Feed {
     fn start(mut tuner: ClusterTuner, in_flight: Option<f64>) -> Feed {
         let permits = Arc::new(AtomicUsize::new(4));
         let throttle = Arc::new(AtomicU64::new(0));
-        let (p, t) = (Arc::clone(&permits), Arc::clone(&throttle));
+        let refuse_above = Arc::new(AtomicUsize::new(usize::MAX));
+        let (p, t, r) = (
+            Arc::clone(&permits),
+            Arc::clone(&throttle),
+            Arc::clone(&refuse_above),
+        );
         let task = tokio::spawn(async move {
             loop {
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 let now = p.load(Ordering::SeqCst);
-                let w = window(now, in_flight, t.swap(0, Ordering::SeqCst));
+                let refused = if now > r.load(Ordering::SeqCst) { 3 } else { 0 };
+                let w = window(now, in_flight, t.swap(0, Ordering::SeqCst) + refused);
                 if let Some(next) = tuner.decide(&w).api_permits {
                     p.store(next, Ordering::SeqCst);
                 }
@@ -100,6 +109,7 @@ impl Feed {
         Feed {
             permits,
             throttle,
+            refuse_above,
             task,
         }
     }
@@ -221,6 +231,69 @@ async fn a_new_member_gets_its_share_within_a_renewal() {
     })
     .await;
     assert!(fair.is_some(), "{:?}", shares(&all));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_move_is_measured_once_every_member_holds_it() {
+    let Some(server) = LocalServer::for_test() else {
+        return;
+    };
+    let seen = Arc::new(Mutex::new(Vec::<Window>::new()));
+    let mut members = Vec::new();
+    let mut feeds = Vec::new();
+    for id in ["a", "b", "c"] {
+        let s = Arc::clone(&seen);
+        let cfg = config(id, 40).tuner(move || HalveOnThrottle {
+            seen: Arc::clone(&s),
+        });
+        let m = join(&server, cfg).await;
+        feeds.push(Feed::start(m.tuner(), None));
+        members.push(m);
+    }
+    let warm = within(Duration::from_secs(10), || {
+        members
+            .iter()
+            .all(|m| m.status().steps >= 2 && m.status().share >= 13)
+    })
+    .await;
+    assert!(
+        warm.is_some(),
+        "{:?}",
+        members.iter().map(|m| m.status()).collect::<Vec<_>>()
+    );
+    // The API refuses calls while the cluster holds more than 21: every
+    // member is refused until it holds its share of a halved limit, which
+    // takes it a few renewals after the leader's step.
+    for f in &feeds {
+        f.refuse_above.store(7, Ordering::SeqCst);
+    }
+    let halved = within(Duration::from_secs(5), || {
+        members.iter().all(|m| m.status().limit == Some(20))
+    })
+    .await;
+    assert!(
+        halved.is_some(),
+        "{:?}",
+        members.iter().map(|m| m.status()).collect::<Vec<_>>()
+    );
+    let at = members[0].status().steps;
+    let settled = within(Duration::from_secs(5), || {
+        members.iter().all(|m| m.status().steps >= at + 3)
+    })
+    .await;
+    assert!(settled.is_some());
+    let limits: Vec<_> = members.iter().map(|m| m.status().limit).collect();
+    assert!(
+        limits.iter().all(|&l| l == Some(20)),
+        "refusals from before the members held the new limit cut again: {limits:?}"
+    );
+    let throttled = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|w| w.throttled > 0)
+        .count();
+    assert_eq!(throttled, 1, "windows with refusals");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
