@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use async_nats::jetstream::kv::{Operation, Store, UpdateErrorKind};
+use async_nats::jetstream::kv::{CreateErrorKind, Operation, Store, UpdateErrorKind};
 use futures::StreamExt;
 use gearshift::tuner::Tuner;
 use tokio::task::JoinHandle;
@@ -115,7 +115,7 @@ impl Leader {
 
     /// One renewal: drop silent members, step the law if a control window
     /// has passed, divide the limit, write the grant. `own` is this
-    /// process's member key, `own_put` when its record was last put.
+    /// process's id, `own_put` when its record was last put.
     pub async fn tick(
         &mut self,
         kv: &Store,
@@ -126,8 +126,24 @@ impl Leader {
     ) -> Led {
         let live = self.live(cfg.lease);
         self.restart_stalled_watch(kv, keys, cfg, own, own_put, &live);
+        self.track(&live);
+        self.settle(&live, cfg);
+        let window = self
+            .tuner
+            .window()
+            .clamp(cfg.renewal * LOOP_RENEWALS, Duration::from_secs(60));
+        let due = self.settling.is_none() && self.last_step.elapsed() >= window;
+        if due && !live.is_empty() {
+            self.step(&live, cfg);
+        }
+        let grant = self.grant(&live);
+        self.write(kv, keys, cfg, &grant).await
+    }
+
+    /// Keeps a baseline of totals per live member.
+    fn track(&mut self, live: &BTreeMap<String, MemberRecord>) {
         self.base.retain(|id, _| live.contains_key(id));
-        for (id, m) in &live {
+        for (id, m) in live {
             match self.base.get(id) {
                 // First sight: count from now.
                 None => {
@@ -141,45 +157,56 @@ impl Leader {
                 Some(_) => {}
             }
         }
-        let window = self
-            .tuner
-            .window()
-            .clamp(cfg.renewal * LOOP_RENEWALS, Duration::from_secs(60));
-        if let Some((step, since)) = self.settling {
-            let held = live
-                .values()
-                .all(|m| m.applied.0 == self.term && m.applied.1 >= step);
-            if held || since.elapsed() > cfg.lease {
-                for (id, m) in &live {
-                    self.base.insert(id.clone(), (m.incarnation, m.totals));
-                }
-                self.last_step = Instant::now();
-                self.settling = None;
+    }
+
+    /// After a move: once every member holds its new share (or a lease has
+    /// passed), starts the next window from there.
+    fn settle(&mut self, live: &BTreeMap<String, MemberRecord>, cfg: &ClusterConfig) {
+        let Some((step, since)) = self.settling else {
+            return;
+        };
+        let held = live
+            .values()
+            .all(|m| m.applied.0 == self.term && m.applied.1 >= step);
+        if held || since.elapsed() > cfg.lease {
+            for (id, m) in live {
+                self.base.insert(id.clone(), (m.incarnation, m.totals));
             }
+            self.last_step = Instant::now();
+            self.settling = None;
         }
-        let due = self.settling.is_none() && self.last_step.elapsed() >= window;
-        if due && !live.is_empty() {
-            self.step(&live, cfg);
-        }
+    }
+
+    /// The limit divided among the live members, fair by demand.
+    fn grant(&self, live: &BTreeMap<String, MemberRecord>) -> GrantRecord {
         let demands: Vec<u64> = live.values().map(|m| m.demand).collect();
         let shares = fair_shares(self.limit, &demands);
-        let grant = GrantRecord {
+        let shares = live.iter().zip(shares).map(|((id, m), calls)| {
+            let share = GrantShare {
+                incarnation: m.incarnation,
+                calls,
+            };
+            (id.clone(), share)
+        });
+        GrantRecord {
             term: self.term,
             limit: self.limit,
             steps: self.steps,
-            shares: live
-                .iter()
-                .zip(shares)
-                .map(|((id, m), calls)| {
-                    let share = GrantShare {
-                        incarnation: m.incarnation,
-                        calls,
-                    };
-                    (id.clone(), share)
-                })
-                .collect(),
-        };
-        let Ok(value) = serde_json::to_vec(&grant) else {
+            shares: shares.collect(),
+        }
+    }
+
+    /// Writes the grant by compare-and-set on its last revision. A
+    /// mismatch is a deposition unless the grant there is this term's own
+    /// (a write that timed out here and landed later).
+    async fn write(
+        &mut self,
+        kv: &Store,
+        keys: &Keys,
+        cfg: &ClusterConfig,
+        grant: &GrantRecord,
+    ) -> Led {
+        let Ok(value) = serde_json::to_vec(grant) else {
             return Led::Retry;
         };
         let write = async {
@@ -187,13 +214,11 @@ impl Leader {
                 Some(rev) => kv
                     .update(&keys.grant, value.into(), rev)
                     .await
-                    .map_err(|e| matches!(e.kind(), UpdateErrorKind::WrongLastRevision)),
-                None => kv.create(&keys.grant, value.into()).await.map_err(|e| {
-                    matches!(
-                        e.kind(),
-                        async_nats::jetstream::kv::CreateErrorKind::AlreadyExists
-                    )
-                }),
+                    .map_err(|e| e.kind() == UpdateErrorKind::WrongLastRevision),
+                None => kv
+                    .create(&keys.grant, value.into())
+                    .await
+                    .map_err(|e| e.kind() == CreateErrorKind::AlreadyExists),
             }
         };
         match tokio::time::timeout(cfg.op_timeout(), write).await {
@@ -201,7 +226,21 @@ impl Leader {
                 self.grant_revision = Some(rev);
                 Led::Granted
             }
-            Ok(Err(true)) => Led::Deposed,
+            Ok(Err(true)) => {
+                let read = tokio::time::timeout(cfg.op_timeout(), kv.entry(keys.grant.clone()));
+                match read.await {
+                    Ok(Ok(Some(e))) if e.operation == Operation::Put => {
+                        let there = serde_json::from_slice::<GrantRecord>(&e.value);
+                        if there.is_ok_and(|g| g.term == self.term) {
+                            self.grant_revision = Some(e.revision);
+                            Led::Retry
+                        } else {
+                            Led::Deposed
+                        }
+                    }
+                    _ => Led::Retry,
+                }
+            }
             Ok(Err(false)) | Err(_) => Led::Retry,
         }
     }

@@ -131,7 +131,21 @@ impl Member {
                     l.renewed_at = Instant::now();
                 }
                 Ok(Err(e)) if e.kind() == UpdateErrorKind::WrongLastRevision => {
-                    self.step_down("another process took the leader key");
+                    // Unless the key holds this process's own renewal, one
+                    // that timed out here and landed later.
+                    let read = self.kv.entry(self.keys.leader.clone());
+                    let own = match tokio::time::timeout(timeout, read).await {
+                        Ok(Ok(Some(e))) if e.operation == Operation::Put => {
+                            serde_json::from_slice::<LeaderRecord>(&e.value)
+                                .is_ok_and(|r| r.id == self.cfg.process_id)
+                                .then_some(e.revision)
+                        }
+                        _ => None,
+                    };
+                    match (own, &mut self.leading) {
+                        (Some(rev), Some(l)) => l.revision = rev,
+                        _ => self.step_down("another process took the leader key"),
+                    }
                 }
                 _ if l.renewed_at.elapsed() > self.cfg.lease => {
                     self.step_down("could not renew the leader key for a lease");
