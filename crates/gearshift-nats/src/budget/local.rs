@@ -113,3 +113,47 @@ pub(crate) fn demand(w: &Window) -> u64 {
     // for everything.
     (needed as u64).clamp(1, u64::from(u32::MAX))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn window(permits: usize, peak: usize, mean: f64, idle: f64) -> Window {
+        Window {
+            api_permits: permits,
+            peak_in_flight: peak,
+            mean_in_flight: mean,
+            agents_idle: idle,
+            ..Window::default()
+        }
+    }
+
+    #[test]
+    fn a_used_limit_wants_all_it_can_get() {
+        assert_eq!(demand(&window(4, 4, 3.9, 0.0)), u64::MAX);
+    }
+
+    #[test]
+    fn an_unused_limit_wants_its_flow_and_headroom() {
+        // Agents waiting for input half the time: 2.4 calls x 1.25.
+        assert_eq!(demand(&window(8, 4, 2.4, 0.5)), 3);
+        // Never below one call.
+        assert_eq!(demand(&window(8, 0, 0.0, 1.0)), 1);
+        assert_eq!(demand(&window(8, 0, f64::NAN, 1.0)), 1);
+    }
+
+    #[test]
+    fn without_a_fresh_grant_the_share_is_the_floor() {
+        let local = Local::new(1, Duration::from_millis(50));
+        local.lock().grant = Some(Held {
+            share: Some(9),
+            limit: 20,
+            term: 1,
+            steps: 1,
+            fresh_at: Instant::now(),
+        });
+        assert_eq!(local.observe(&window(4, 4, 4.0, 0.0)), 9);
+        std::thread::sleep(Duration::from_millis(60));
+        assert_eq!(local.observe(&window(9, 9, 9.0, 0.0)), 1);
+    }
+}

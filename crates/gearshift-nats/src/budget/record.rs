@@ -118,15 +118,15 @@ impl Totals {
         self.latency_s += secs(w.latency_mean) * n;
         self.p50_s += secs(w.latency_p50) * n;
         self.p90_s += secs(w.latency_p90) * n;
-        self.in_flight_s += w.mean_in_flight * el;
+        self.in_flight_s += finite(w.mean_in_flight) * el;
         self.paused_s += w.paused.as_secs_f64().min(el);
         let agents = w.agents as f64 * el;
         self.agent_s += agents;
-        self.agent_idle_s += w.agents_idle.clamp(0.0, 1.0) * agents;
-        self.agent_blocked_s += w.agents_blocked.clamp(0.0, 1.0) * agents;
+        self.agent_idle_s += fraction(w.agents_idle) * agents;
+        self.agent_blocked_s += fraction(w.agents_blocked) * agents;
         let workers = w.workers as f64 * el;
         self.worker_s += workers;
-        self.worker_idle_s += w.workers_idle.clamp(0.0, 1.0) * workers;
+        self.worker_idle_s += fraction(w.workers_idle) * workers;
     }
 
     /// What happened between `earlier` and `self`.
@@ -257,6 +257,17 @@ pub(crate) fn cluster_window(
     }
 }
 
+/// A measured number, 0 when not finite: JSON has no NaN, and a record
+/// that does not parse would cost its member its share.
+fn finite(x: f64) -> f64 {
+    if x.is_finite() { x.max(0.0) } else { 0.0 }
+}
+
+/// A measured fraction within 0..=1.
+fn fraction(x: f64) -> f64 {
+    finite(x).min(1.0)
+}
+
 /// The smaller (or larger) of a kept value and a window's, either may be
 /// missing.
 fn extreme(kept: Option<f64>, new: Option<Duration>, pick: fn(f64, f64) -> f64) -> Option<f64> {
@@ -270,4 +281,73 @@ fn extreme(kept: Option<f64>, new: Option<Duration>, pick: fn(f64, f64) -> f64) 
 /// processes and may hold anything).
 fn secs(s: f64) -> Duration {
     Duration::try_from_secs_f64(s.clamp(0.0, 3600.0)).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn window(completions: u64, p50_ms: u64, in_flight: f64, idle: f64) -> Window {
+        let ms = |m| Some(Duration::from_millis(m));
+        Window {
+            elapsed: Duration::from_secs(1),
+            cores: 2,
+            agents: 4,
+            io_completions: completions,
+            latency_p50: ms(p50_ms),
+            latency_p90: ms(p50_ms * 2),
+            latency_mean: ms(p50_ms),
+            latency_min: ms(p50_ms / 2),
+            mean_in_flight: in_flight,
+            peak_in_flight: in_flight.ceil() as usize,
+            agents_idle: idle,
+            throttled: 1,
+            ..Window::default()
+        }
+    }
+
+    #[test]
+    fn members_merge_as_one_pipeline() {
+        let (mut a, mut b) = (Totals::default(), Totals::default());
+        let (mut ga, mut gb) = (Gauges::default(), Gauges::default());
+        a.add(&window(300, 10, 3.0, 0.0));
+        ga.add(&window(300, 10, 3.0, 0.0));
+        b.add(&window(100, 50, 5.0, 0.5));
+        gb.add(&window(100, 50, 5.0, 0.5));
+        let sum = a.since(&Totals::default()).plus(&b);
+        let w = cluster_window(Duration::from_secs(1), 12, &sum, &[ga, gb]);
+        assert_eq!(w.io_completions, 400);
+        assert_eq!(w.throttled, 2);
+        assert_eq!(w.cores, 4);
+        assert_eq!((w.agents, w.api_permits), (12, 12));
+        // Weighted by completions: (300 x 10 + 100 x 50) / 400 = 20 ms.
+        assert_eq!(w.latency_p50, Some(Duration::from_millis(20)));
+        assert_eq!(w.latency_min, Some(Duration::from_millis(5)));
+        assert!((w.mean_in_flight - 8.0).abs() < 1e-9);
+        assert_eq!(w.peak_in_flight, 8);
+        // Half of b's agent time out of all: 0.5 x 4 / 8.
+        assert!((w.agents_idle - 0.25).abs() < 1e-9);
+    }
+
+    #[test]
+    fn differences_count_each_call_once() {
+        let mut t = Totals::default();
+        t.add(&window(10, 10, 1.0, 0.0));
+        let first = t;
+        t.add(&window(5, 10, 1.0, 0.0));
+        assert_eq!(t.since(&first).completions, 5);
+        // A member restarted under the same id reads as nothing, not as
+        // a negative count.
+        assert_eq!(first.since(&t).completions, 0);
+    }
+
+    #[test]
+    fn numbers_that_json_cannot_hold_become_zero() {
+        let mut t = Totals::default();
+        t.add(&window(10, 10, f64::NAN, f64::INFINITY));
+        let json = serde_json::to_vec(&t).unwrap();
+        let back: Totals = serde_json::from_slice(&json).unwrap();
+        assert_eq!(back.in_flight_s, 0.0);
+        assert_eq!(back.agent_idle_s, 0.0);
+    }
 }
