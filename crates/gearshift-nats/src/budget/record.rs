@@ -92,7 +92,6 @@ pub(crate) struct Totals {
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
 pub(crate) struct Gauges {
     pub cores: usize,
-    pub agents: usize,
     pub workers: usize,
     pub max_workers: usize,
     pub queue_min: usize,
@@ -180,7 +179,6 @@ impl Gauges {
     /// last put.
     pub fn add(&mut self, w: &Window) {
         self.cores = w.cores;
-        self.agents = w.agents;
         self.workers = w.workers;
         self.max_workers = w.max_workers;
         self.queue_min = w.queue_min;
