@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use gearshift::http::HttpFetcher;
 use gearshift::tuner::{Decision, Tuner, Window};
-use gearshift::{Api, Config, Pipeline};
+use gearshift::{Config, Pipeline};
 use gearshift_bench::mock_api::{MockApi, MockConfig};
 use gearshift_nats::budget::{ClusterBudget, ClusterConfig, ClusterTuner, Status};
 use gearshift_nats::server::LocalServer;
@@ -508,7 +508,7 @@ async fn two_pipelines_share_a_hard_limited_api() {
             ..ClusterConfig::default()
         };
         let cluster = join(&server, cfg).await;
-        let budget = Api::new("mock").tuner(cluster.tuner());
+        let budget = cluster.api();
         let fetcher = HttpFetcher::builder().build().expect("fetcher");
         let (base, offered) = (api.base_url(), Arc::clone(&offered));
         let handle = Pipeline::from_iter(0..u64::MAX)

@@ -43,15 +43,26 @@ pub(crate) struct Leader {
     steps: u64,
     tuner: Box<dyn Tuner>,
     last_step: Instant,
-    /// After a step that moved the limit: that step, and when it was taken.
-    /// The next window starts once every member holds its new share (or a
-    /// lease has passed), so it measures the new limit only.
-    settling: Option<(u64, Instant)>,
+    /// After a step that moved the limit, until the next window starts.
+    settling: Option<Settling>,
     /// Each member's totals at the last control step (or first sighting).
     base: HashMap<String, (u64, Totals)>,
     members: Members,
     watch: JoinHandle<()>,
     watch_started: Instant,
+}
+
+/// The wait after a move. The next window starts once every member holds
+/// its share of the new limit and has put its record since the last of
+/// them took it (or a lease has passed): a member's calls until then met
+/// other members still over their new shares.
+#[derive(Debug)]
+struct Settling {
+    step: u64,
+    since: Instant,
+    /// Each member's record revision when the last of them took the new
+    /// share.
+    held: Option<HashMap<String, u64>>,
 }
 
 /// What a leader tick found.
@@ -159,16 +170,30 @@ impl Leader {
         }
     }
 
-    /// After a move: once every member holds its new share (or a lease has
-    /// passed), starts the next window from there.
+    /// After a move: once every member holds its new share and has put its
+    /// record since (or a lease has passed), starts the next window there.
     fn settle(&mut self, live: &BTreeMap<String, MemberRecord>, cfg: &ClusterConfig) {
-        let Some((step, since)) = self.settling else {
+        let Some(settling) = &mut self.settling else {
             return;
         };
-        let held = live
-            .values()
-            .all(|m| m.applied.0 == self.term && m.applied.1 >= step);
-        if held || since.elapsed() > cfg.lease {
+        let late = settling.since.elapsed() > cfg.lease;
+        let held = match &settling.held {
+            None => {
+                let step = settling.step;
+                if live
+                    .values()
+                    .all(|m| m.applied.0 == self.term && m.applied.1 >= step)
+                {
+                    let revisions = live.iter().map(|(id, m)| (id.clone(), m.revision));
+                    settling.held = Some(revisions.collect());
+                }
+                false
+            }
+            Some(revisions) => live
+                .iter()
+                .all(|(id, m)| revisions.get(id).is_none_or(|&r| m.revision > r)),
+        };
+        if held || late {
             for (id, m) in live {
                 self.base.insert(id.clone(), (m.incarnation, m.totals));
             }
@@ -276,7 +301,11 @@ impl Leader {
                     "cluster limit"
                 );
                 self.limit = limit;
-                self.settling = Some((self.steps, Instant::now()));
+                self.settling = Some(Settling {
+                    step: self.steps,
+                    since: Instant::now(),
+                    held: None,
+                });
             }
         }
     }
@@ -287,7 +316,11 @@ impl Leader {
         members
             .iter()
             .filter(|(_, s)| s.changed_at.elapsed() <= lease)
-            .map(|(k, s)| (k.clone(), s.record.clone()))
+            .map(|(k, s)| {
+                let mut record = s.record.clone();
+                record.revision = s.revision;
+                (k.clone(), record)
+            })
             .collect()
     }
 

@@ -36,7 +36,8 @@
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! let client = async_nats::connect("nats://127.0.0.1:4222").await?;
 //! let cluster = ClusterBudget::connect(client, "search", ClusterConfig::default()).await?;
-//! let api = gearshift::Api::new("search").tuner(cluster.tuner());
+//! // Starts at the floor, then holds this process's share.
+//! let api = cluster.api();
 //! # drop(api);
 //! # Ok(())
 //! # }
@@ -73,6 +74,7 @@ pub struct ClusterBudget {
     api: String,
     process_id: String,
     renewal: Duration,
+    floor: usize,
     local: Arc<Local>,
     task: Option<JoinHandle<()>>,
     stop: Option<oneshot::Sender<()>>,
@@ -123,13 +125,27 @@ impl ClusterBudget {
             api: api.to_owned(),
             process_id: config.process_id,
             renewal: config.renewal,
+            floor: config.floor,
             local,
             task: Some(task),
             stop: Some(stop),
         })
     }
 
-    /// The tuner to give the local budget: `Api::new(name).tuner(cluster.tuner())`.
+    /// The local budget for this process's pipeline: named as the API,
+    /// starting at the floor (no share is known yet), resized to the
+    /// process's share every renewal. Give it to one pipeline: a process's
+    /// share is one budget's limit.
+    pub fn api(&self) -> gearshift::Api {
+        gearshift::Api::new(self.api.as_str())
+            .max_in_flight(self.floor)
+            .tuner(self.tuner())
+    }
+
+    /// The tuner behind [`ClusterBudget::api`], for a budget built by hand
+    /// (`Api::new(name).tuner(cluster.tuner())`; without a fixed
+    /// `max_in_flight` it starts from the pipeline's default limit until
+    /// its first window). Give it to one budget only.
     pub fn tuner(&self) -> ClusterTuner {
         ClusterTuner {
             local: Arc::clone(&self.local),
@@ -153,7 +169,7 @@ impl ClusterBudget {
     }
 
     /// The API this budget is for.
-    pub fn api(&self) -> &str {
+    pub fn name(&self) -> &str {
         &self.api
     }
 

@@ -27,6 +27,9 @@ pub(crate) struct MemberRecord {
     /// from: the leader measures a new limit only once all hold it.
     #[serde(default)]
     pub applied: (u64, u64),
+    /// The record's revision in the bucket, as the leader read it.
+    #[serde(skip)]
+    pub revision: u64,
 }
 
 /// The leader's record, `<api>.leader`, renewed every renewal.
