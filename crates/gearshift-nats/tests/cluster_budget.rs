@@ -559,6 +559,16 @@ async fn two_pipelines_share_a_hard_limited_api() {
         rate / 800.0,
         after.status(429).saturating_sub(before.status(429)),
     );
+    if std::env::var_os("DEBUG_E2E").is_some() {
+        for (_, h) in &runs {
+            for d in h.snapshot().decisions.iter().rev().take(40).rev() {
+                println!(
+                    "{:?} {} permits {} {}",
+                    d.at, d.api, d.api_permits, d.reason
+                );
+            }
+        }
+    }
     for (_, h) in &runs {
         h.abort();
     }

@@ -12,6 +12,8 @@ use super::record::{Gauges, Totals};
 /// Share of agent time idle or blocked under which the local limit counts
 /// as used: the member could use more than it holds.
 const USED: f64 = 0.1;
+/// The longest `Retry-After` believed (it comes from the remote API).
+const MAX_PAUSE: Duration = Duration::from_secs(60);
 /// Calls in flight a member asks for over what its flow used.
 const HEADROOM: f64 = 1.25;
 
@@ -29,8 +31,14 @@ pub(crate) struct Local {
 pub(crate) struct State {
     pub totals: Totals,
     pub gauges: Gauges,
-    /// Calls the member could use; `None` before its first window.
+    /// Most calls the member could use in a window since the last put;
+    /// `None` when no window said.
     pub demand: Option<u64>,
+    /// The demand put last (all it can get before any window said).
+    pub last_demand: Option<u64>,
+    /// Until when the API asked for a pause (`Retry-After`): the budget
+    /// waits, and its windows say nothing of the demand.
+    pub paused_until: Option<Instant>,
     /// The latest grant and since when it is known fresh.
     pub grant: Option<Held>,
     /// The term of the latest grant read.
@@ -66,6 +74,14 @@ impl Local {
         }
     }
 
+    /// The demand to put: the most any window since the last put wanted,
+    /// else what was put last. Taking it starts the next period.
+    pub fn take_demand(s: &mut State) -> u64 {
+        let d = s.demand.take().or(s.last_demand).unwrap_or(u64::MAX);
+        s.last_demand = Some(d);
+        d
+    }
+
     pub fn lock(&self) -> MutexGuard<'_, State> {
         // A panic elsewhere while holding the lock leaves plain numbers behind.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
@@ -91,7 +107,18 @@ impl Local {
         let mut s = self.lock();
         s.totals.add(w);
         s.gauges.add(w);
-        s.demand = Some(demand(w));
+        // Windows with refusals or inside a `Retry-After` pause say nothing
+        // of the demand (agents wait on backoffs and the pause, not for
+        // input): the last one holds.
+        let now = Instant::now();
+        if let Some(pause) = w.retry_after {
+            let until = now.checked_add(pause.min(MAX_PAUSE));
+            s.paused_until = until.max(s.paused_until);
+        }
+        let pausing = s.paused_until.is_some_and(|t| now < t);
+        if !pausing && w.paused.is_zero() && w.throttled == 0 {
+            s.demand = Some(s.demand.map_or(demand(w), |d| d.max(demand(w))));
+        }
         if let Some(g) = self.fresh(&s) {
             s.applied = (g.term, g.steps);
         }

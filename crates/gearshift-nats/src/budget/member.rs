@@ -86,7 +86,7 @@ impl Member {
             let mut s = self.local.lock();
             let r = MemberRecord {
                 incarnation: self.incarnation,
-                demand: s.demand.unwrap_or(u64::MAX),
+                demand: Local::take_demand(&mut s),
                 totals: s.totals,
                 gauges: s.gauges,
                 applied: s.applied,
