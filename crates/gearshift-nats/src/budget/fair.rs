@@ -49,9 +49,72 @@ pub(crate) fn fair_shares(limit: u64, demands: &[u64]) -> Vec<u64> {
     shares
 }
 
+/// What to grant members holding `holding` on their way to `targets`,
+/// without the calls held passing `limit`: a share shrinks at once, and
+/// grows only into calls nobody holds (shared out level by level among the
+/// members growing). Members take a grant when they read it, so granting a
+/// growth before the others have shrunk would let the cluster hold more
+/// than its limit in between.
+pub(crate) fn phased(limit: u64, targets: &[u64], holding: &[u64]) -> Vec<u64> {
+    let held = holding.iter().fold(0u64, |a, &h| a.saturating_add(h));
+    let wants: Vec<u64> = targets
+        .iter()
+        .zip(holding)
+        .map(|(&t, &h)| t.saturating_sub(h))
+        .collect();
+    let extra = fill(limit.saturating_sub(held), &wants);
+    targets
+        .iter()
+        .zip(holding)
+        .zip(extra)
+        .map(|((&t, &h), e)| if t <= h { t } else { h + e })
+        .collect()
+}
+
+/// `room` shared max-min fair among members wanting `wants` more.
+fn fill(room: u64, wants: &[u64]) -> Vec<u64> {
+    let mut got = vec![0u64; wants.len()];
+    let mut left = room;
+    while left > 0 {
+        let open: Vec<usize> = (0..got.len()).filter(|&i| got[i] < wants[i]).collect();
+        if open.is_empty() {
+            break;
+        }
+        let each = left / open.len() as u64;
+        if each == 0 {
+            let mut by_got = open;
+            by_got.sort_by_key(|&i| (got[i], i));
+            for &i in by_got.iter().take(left as usize) {
+                got[i] += 1;
+            }
+            break;
+        }
+        for i in open {
+            let add = each.min(wants[i] - got[i]);
+            got[i] += add;
+            left -= add;
+        }
+    }
+    got
+}
+
 #[cfg(test)]
 mod tests {
-    use super::fair_shares;
+    use super::{fair_shares, phased};
+
+    #[test]
+    fn shrinking_comes_before_growing() {
+        // A newcomer holding 1 beside two holding 10 of 20: the two shrink
+        // now, the newcomer grows once they have.
+        let targets = fair_shares(20, &[u64::MAX; 3]);
+        assert_eq!(phased(20, &targets, &[10, 10, 1]), vec![7, 7, 1]);
+        assert_eq!(phased(20, &targets, &[7, 7, 1]), vec![7, 7, 6]);
+        // A limit cut applies at once; nobody grows past it.
+        assert_eq!(phased(10, &[5, 5], &[10, 10]), vec![5, 5]);
+        // Room is shared fairly among the growing.
+        assert_eq!(phased(20, &[10, 10], &[2, 2]), vec![10, 10]);
+        assert_eq!(phased(20, &[10, 10, 1], &[2, 2, 12]), vec![4, 4, 1]);
+    }
 
     #[test]
     fn small_demand_is_met_and_the_rest_split() {

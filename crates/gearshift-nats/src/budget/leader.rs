@@ -10,7 +10,7 @@ use futures::StreamExt;
 use gearshift::tuner::Tuner;
 use tokio::task::JoinHandle;
 
-use super::fair::fair_shares;
+use super::fair::{fair_shares, phased};
 use super::record::{GrantRecord, GrantShare, MemberRecord, Totals, cluster_window};
 use super::{ClusterConfig, Keys};
 
@@ -39,6 +39,9 @@ pub(crate) struct Leader {
     /// When the leader key was last renewed.
     pub renewed_at: Instant,
     grant_revision: Option<u64>,
+    /// Each member's share in the last grant written: it may take it any
+    /// moment, so it counts as held.
+    granted: HashMap<String, u64>,
     limit: u64,
     steps: u64,
     tuner: Box<dyn Tuner>,
@@ -91,15 +94,15 @@ impl Leader {
             .ok()
             .and_then(Result::ok)
             .flatten();
-        let (grant_revision, limit) = match &previous {
-            Some(e) if e.operation == Operation::Put => (
-                Some(e.revision),
-                serde_json::from_slice::<GrantRecord>(&e.value)
-                    .map_or(cfg.initial_limit as u64, |g| g.limit),
-            ),
-            Some(e) => (Some(e.revision), cfg.initial_limit as u64),
-            None => (None, cfg.initial_limit as u64),
-        };
+        let last = previous
+            .as_ref()
+            .filter(|e| e.operation == Operation::Put)
+            .and_then(|e| serde_json::from_slice::<GrantRecord>(&e.value).ok());
+        let grant_revision = previous.as_ref().map(|e| e.revision);
+        let limit = last.as_ref().map_or(cfg.initial_limit as u64, |g| g.limit);
+        let granted = last.map_or_else(HashMap::new, |g| {
+            g.shares.into_iter().map(|(id, s)| (id, s.calls)).collect()
+        });
         let members = Members::default();
         let now = Instant::now();
         Leader {
@@ -107,6 +110,7 @@ impl Leader {
             revision,
             renewed_at: now,
             grant_revision,
+            granted,
             limit: limit.clamp(1, cfg.max_limit as u64),
             steps: 0,
             tuner: (cfg.tuner)(),
@@ -148,6 +152,11 @@ impl Leader {
             self.step(&live, cfg);
         }
         let grant = self.grant(&live);
+        self.granted = grant
+            .shares
+            .iter()
+            .map(|(id, s)| (id.clone(), s.calls))
+            .collect();
         self.write(kv, keys, cfg, &grant).await
     }
 
@@ -205,7 +214,14 @@ impl Leader {
     /// The limit divided among the live members, fair by demand.
     fn grant(&self, live: &BTreeMap<String, MemberRecord>) -> GrantRecord {
         let demands: Vec<u64> = live.values().map(|m| m.demand).collect();
-        let shares = fair_shares(self.limit, &demands);
+        let holding: Vec<u64> = live
+            .iter()
+            .map(|(id, m)| {
+                let granted = self.granted.get(id).copied().unwrap_or(0);
+                m.holding.max(granted).max(1)
+            })
+            .collect();
+        let shares = phased(self.limit, &fair_shares(self.limit, &demands), &holding);
         let shares = live.iter().zip(shares).map(|((id, m), calls)| {
             let share = GrantShare {
                 incarnation: m.incarnation,

@@ -49,6 +49,8 @@ pub(crate) struct State {
     pub leading: bool,
     /// The term and step of the grant whose share the last window applied.
     pub applied: (u64, u64),
+    /// The share the last window applied; `None` before the first.
+    pub holding: Option<u64>,
 }
 
 /// A grant as this process holds it.
@@ -80,6 +82,12 @@ impl Local {
         let d = s.demand.take().or(s.last_demand).unwrap_or(u64::MAX);
         s.last_demand = Some(d);
         d
+    }
+
+    /// Calls in flight the process's budget allows: the share the last
+    /// window applied, the floor before any.
+    pub fn holding(&self, s: &State) -> u64 {
+        s.holding.unwrap_or(self.floor as u64)
     }
 
     pub fn lock(&self) -> MutexGuard<'_, State> {
@@ -122,7 +130,9 @@ impl Local {
         if let Some(g) = self.fresh(&s) {
             s.applied = (g.term, g.steps);
         }
-        self.share(&s)
+        let share = self.share(&s);
+        s.holding = Some(share as u64);
+        share
     }
 }
 

@@ -90,6 +90,7 @@ impl Member {
                 totals: s.totals,
                 gauges: s.gauges,
                 applied: s.applied,
+                holding: self.local.holding(&s),
                 revision: 0,
             };
             s.gauges.reset_extremes();

@@ -27,6 +27,9 @@ pub(crate) struct MemberRecord {
     /// from: the leader measures a new limit only once all hold it.
     #[serde(default)]
     pub applied: (u64, u64),
+    /// Calls in flight the member's budget allows now.
+    #[serde(default)]
+    pub holding: u64,
     /// The record's revision in the bucket, as the leader read it.
     #[serde(skip)]
     pub revision: u64,
