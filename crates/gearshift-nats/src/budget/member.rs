@@ -59,7 +59,7 @@ impl Member {
             let started = Instant::now();
             let listed = self.tick().await;
             // Not yet in the grant: look again soon, so a new process gets
-            // its share right after the leader's next renewal.
+            // its first share right after the leader's next renewal.
             let pause = if listed {
                 self.cfg.renewal
             } else {

@@ -13,7 +13,9 @@
 //!   compare-and-set when its revision has not moved for a lease (judged on
 //!   the observer's own clock, never by comparing clocks);
 //! - when leading, divides the cluster's limit among the live members, max-min
-//!   fair by demand, writes the grant, `<api>.grant`, and once per control
+//!   fair by demand (a share shrinks at once and grows only into calls no
+//!   member holds, so the budgets together never allow more than the
+//!   limit), writes the grant, `<api>.grant`, and once per control
 //!   window merges the members' calls into one [`Window`] and runs one step
 //!   of one control law (by default [`Gradient`]) for the whole cluster: a
 //!   429 seen by three processes is one decrease, not three;
