@@ -2,16 +2,16 @@
 //! step the control law once per control window, write the grant.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::kv::{CreateErrorKind, Operation, Store, UpdateErrorKind};
-use futures::StreamExt;
 use gearshift::tuner::Tuner;
 use tokio::task::JoinHandle;
 
 use super::fair::{fair_shares, phased};
 use super::record::{GrantRecord, GrantShare, MemberRecord, Totals, cluster_window};
+use super::watch::{Members, follow};
 use super::{ClusterConfig, Keys};
 
 /// Renewals a limit change takes to act and be measured: the grant is
@@ -19,17 +19,6 @@ use super::{ClusterConfig, Keys};
 /// and its calls reach the leader with the next put (four). A shorter
 /// control window would judge a move before it acted, and move again.
 const LOOP_RENEWALS: u32 = 4;
-
-/// A member as the leader last saw it.
-#[derive(Debug, Clone)]
-struct Seen {
-    record: MemberRecord,
-    revision: u64,
-    /// When its record last changed, by the leader's clock.
-    changed_at: Instant,
-}
-
-type Members = Arc<Mutex<HashMap<String, Seen>>>;
 
 /// One term of leadership.
 pub(crate) struct Leader {
@@ -372,44 +361,4 @@ impl Drop for Leader {
     fn drop(&mut self) {
         self.watch.abort();
     }
-}
-
-/// Follows the members' records into `members`, starting over after an
-/// error.
-fn follow(kv: Store, filter: String, members: Members, renewal: Duration) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        loop {
-            match kv.watch_with_history(&filter).await {
-                Ok(mut watch) => {
-                    while let Some(Ok(entry)) = watch.next().await {
-                        let id = entry.key.rsplit('.').next().unwrap_or_default().to_owned();
-                        let mut m = members.lock().unwrap_or_else(|e| e.into_inner());
-                        let record = (entry.operation == Operation::Put)
-                            .then(|| serde_json::from_slice::<MemberRecord>(&entry.value).ok())
-                            .flatten();
-                        match record {
-                            // A watch that starts over delivers the last
-                            // records again: only a new revision is a sign
-                            // of life.
-                            Some(_) if m.get(&id).is_some_and(|s| s.revision == entry.revision) => {
-                            }
-                            Some(record) => {
-                                let seen = Seen {
-                                    record,
-                                    revision: entry.revision,
-                                    changed_at: Instant::now(),
-                                };
-                                m.insert(id, seen);
-                            }
-                            None => {
-                                m.remove(&id);
-                            }
-                        }
-                    }
-                }
-                Err(e) => tracing::debug!(error = %e, "member watch failed"),
-            }
-            tokio::time::sleep(renewal).await;
-        }
-    })
 }

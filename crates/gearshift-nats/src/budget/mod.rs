@@ -53,6 +53,7 @@ mod local;
 mod member;
 mod record;
 mod tuner;
+mod watch;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
