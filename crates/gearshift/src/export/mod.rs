@@ -84,6 +84,12 @@
 //!   give their stages distinct names (a budget's figures are its own and
 //!   are the same whichever pipeline publishes them, but its latency
 //!   samples are recorded by each pipeline drawing on it).
+//! - Every latency sample is forwarded, so the recorder sees exact counts
+//!   and sums. A recorder that keeps raw samples between its reads
+//!   (`metrics-exporter-prometheus` does, until its upkeep, every 5 s by
+//!   default) holds each sample with a timestamp meanwhile, 24 bytes: about
+//!   12 MB per histogram at 100 000 items/s. Shorten its upkeep for
+//!   pipelines far faster.
 //! - A recorder must be installed before the pipeline spawns for the metric
 //!   descriptions (`# HELP`) to reach it; the values reach any recorder
 //!   installed by the next publication.
