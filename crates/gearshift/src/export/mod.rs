@@ -11,7 +11,8 @@
 //! registry lookup (or a handle per agent) and a second atomic add on every
 //! call; instead each pipeline publishes what it already has:
 //!
-//! - a task wakes every [`PUBLISH_INTERVAL`], takes a live report (as
+//! - a task wakes every [`PUBLISH_INTERVAL`] and, on tokio's blocking
+//!   pool (so that it never holds up an agent), takes a live report (as
 //!   [`PipelineHandle::snapshot`](crate::PipelineHandle::snapshot) does) and
 //!   sets each counter to its total ([`metrics::Counter::absolute`]) and
 //!   each gauge to its value; the latency histograms' samples since the last
@@ -121,7 +122,14 @@ pub(crate) fn spawn(shared: Arc<Shared>) {
         loop {
             tokio::select! {
                 _ = done.wait_for(|r| r.is_some()) => break,
-                _ = tick.tick() => shared.export.publish_live(&shared),
+                _ = tick.tick() => {
+                    // CPU work (a report, histogram windows: about 2-20 ms
+                    // in a debug build) for the blocking pool, not a
+                    // runtime worker, so that it never delays an agent.
+                    let shared = Arc::clone(&shared);
+                    let publish = move || shared.export.publish_live(&shared);
+                    let _ = tokio::task::spawn_blocking(publish).await;
+                }
             }
         }
     });
