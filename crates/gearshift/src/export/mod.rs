@@ -120,17 +120,19 @@ pub(crate) fn spawn(shared: Arc<Shared>) {
         let mut tick = tokio::time::interval(PUBLISH_INTERVAL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            tokio::select! {
-                _ = done.wait_for(|r| r.is_some()) => break,
-                _ = tick.tick() => {
-                    // CPU work (a report, histogram windows: about 2-20 ms
-                    // in a debug build) for the blocking pool, not a
-                    // runtime worker, so that it never delays an agent.
-                    let shared = Arc::clone(&shared);
-                    let publish = move || shared.export.publish_live(&shared);
-                    let _ = tokio::task::spawn_blocking(publish).await;
-                }
+            let finished = tokio::select! {
+                _ = done.wait_for(|r| r.is_some()) => true,
+                _ = tick.tick() => false,
+            };
+            if finished {
+                break;
             }
+            // CPU work (a report, histogram windows: about 2-20 ms in a
+            // debug build) for the blocking pool, not a runtime worker, so
+            // that it never delays an agent.
+            let shared = Arc::clone(&shared);
+            let publish = move || shared.export.publish_live(&shared);
+            let _ = tokio::task::spawn_blocking(publish).await;
         }
     });
 }
