@@ -67,6 +67,15 @@ impl ErrorKind {
     }
 }
 
+/// Written as [`as_str`](ErrorKind::as_str) (feature `serde`), as in the
+/// report's tables and tracing fields.
+#[cfg(feature = "serde")]
+impl serde::Serialize for ErrorKind {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
 impl fmt::Display for ErrorKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())

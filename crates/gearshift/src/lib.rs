@@ -83,6 +83,15 @@
 //! | a preset of my own                           | [`CustomPreset`] (in code, or `[presets.<name>]` in a file) |
 //! | switch presets at wall-clock hours, DST included | [`Schedule::time_of_day_in`]                |
 //!
+//! # Optional features
+//!
+//! | feature  | what it adds |
+//! |----------|--------------|
+//! | `http` (default) | [`http::HttpFetcher`], on reqwest |
+//! | `tls` (default)  | HTTPS for the fetcher (rustls) |
+//! | `metrics` | every per-stage and per-budget figure published through the `metrics` facade, under Prometheus-style names: see `export` (documented when the feature is on). Off, nothing of it is compiled |
+//! | `serde`  | `serde::Serialize` for [`Report`] and every snapshot in it ([`StageReport`](stats::StageReport), [`ApiReport`](stats::ApiReport), [`Percentiles`], ...), durations as seconds |
+//!
 //! The design is in `docs/architecture.md`; the promises and the tests that
 //! hold them to account are in `docs/guarantees.md`.
 #![warn(missing_docs)]
@@ -92,6 +101,8 @@ mod config;
 pub mod config_file;
 pub mod control;
 mod error;
+#[cfg(feature = "metrics")]
+pub mod export;
 #[cfg(feature = "http")]
 pub mod http;
 mod loom;

@@ -161,6 +161,8 @@ impl Controller {
             return next;
         }
         let pool = self.shared.pool_threads;
+        #[cfg(feature = "metrics")]
+        let before = self.limits(t);
         let applied = self.shared.update(Source::Tuner, |live| {
             for (i, api) in self.shared.stage_apis.iter().enumerate() {
                 if let (Some(a), Some(api)) = (decision.agents, api)
@@ -199,6 +201,8 @@ impl Controller {
                     reason = %decision.reason,
                     "tuner decision"
                 );
+                #[cfg(feature = "metrics")]
+                crate::export::decision(&t.budget.name, before, self.limits(t));
                 self.shared.record_decision(TunerDecision {
                     at: self.shared.started.elapsed(),
                     tuner: name,
@@ -215,6 +219,17 @@ impl Controller {
             }
         }
         next
+    }
+
+    /// The limits a decision of `t`'s tuner sets, as they are now.
+    #[cfg(feature = "metrics")]
+    fn limits(&self, t: &Tuned) -> crate::export::Limits {
+        let live = self.shared.settings.borrow();
+        crate::export::Limits {
+            api_permits: t.budget.permits.size(),
+            agents: live.agents(t.io),
+            workers: t.cpu.map_or(0, |c| live.workers(c)),
+        }
     }
 }
 

@@ -58,6 +58,9 @@ pub(crate) struct Shared {
     /// Who changes the ratio now. Its lock is also the one lock around
     /// every change's read, validate and publish (see [`Shared::update`]).
     authority: Mutex<Authority>,
+    /// Publishes the figures through the `metrics` facade.
+    #[cfg(feature = "metrics")]
+    pub(crate) export: crate::export::Exporter,
 }
 
 /// Who asks for a change to the live configuration: the precedence rule in
@@ -165,6 +168,8 @@ impl Shared {
             decisions: Mutex::new(VecDeque::new()),
             report: watch::Sender::new(None),
             authority: Mutex::new(Authority::default()),
+            #[cfg(feature = "metrics")]
+            export: Default::default(),
         })
     }
 

@@ -223,6 +223,9 @@ impl<T: Send + 'static> Collector<T> {
         for budget in shared.budgets() {
             budget.release_driver(shared.id);
         }
+        // Before `join` returns, so a scrape after it sees every item.
+        #[cfg(feature = "metrics")]
+        shared.export.publish_final(&shared, &report);
         shared.report.send_replace(Some(Arc::new(report)));
     }
 }

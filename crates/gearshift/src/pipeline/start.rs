@@ -156,6 +156,8 @@ impl<T: Send + 'static, O> Pipeline<T, O> {
             schedule: self.schedule,
         };
         tokio::spawn(controller.run());
+        #[cfg(feature = "metrics")]
+        crate::export::spawn(Arc::clone(&shared));
         tracing::info!(
             stages = ?names,
             apis = ?shared.budgets().iter().map(|b| b.name.to_string()).collect::<Vec<_>>(),

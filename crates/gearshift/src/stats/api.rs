@@ -122,6 +122,7 @@ pub(crate) struct ApiGauge {
 /// of them, since the budget was made. Counts of calls are added by agents
 /// in batches (at the latest before an agent waits), so a live report may
 /// lag a little behind; a finished pipeline's are complete.
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ApiReport {
     /// The budget's name.
@@ -148,8 +149,13 @@ pub struct ApiReport {
     /// Calls per second allowed, if limited.
     pub rate_limit: Option<f64>,
     /// Wall time paused by `Retry-After` over the run.
+    #[cfg_attr(feature = "serde", serde(serialize_with = "crate::stats::secs::secs"))]
     pub paused: Duration,
     /// Time left in a pause under way.
+    #[cfg_attr(
+        feature = "serde",
+        serde(serialize_with = "crate::stats::secs::opt_secs")
+    )]
     pub pause_left: Option<Duration>,
     /// The name of the [`Tuner`](crate::Tuner) that controls the budget's
     /// concurrency (held off or not); `None`: it is fixed.

@@ -15,6 +15,11 @@ use super::window::{WindowedMax, WindowedMin, millis_ceil};
 use crate::error::ErrorKind;
 
 /// Which kind of stage.
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize),
+    serde(rename_all = "lowercase")
+)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StageKind {
     /// Async agents on tokio.

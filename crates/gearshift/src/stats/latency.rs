@@ -8,21 +8,28 @@ use std::time::Duration;
 use hdrhistogram::Histogram;
 
 /// Percentiles of a latency distribution.
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Percentiles {
     /// Samples recorded.
     pub count: u64,
     /// Smallest sample.
+    #[cfg_attr(feature = "serde", serde(serialize_with = "crate::stats::secs::secs"))]
     pub min: Duration,
     /// Mean.
+    #[cfg_attr(feature = "serde", serde(serialize_with = "crate::stats::secs::secs"))]
     pub mean: Duration,
     /// Median.
+    #[cfg_attr(feature = "serde", serde(serialize_with = "crate::stats::secs::secs"))]
     pub p50: Duration,
     /// 90th percentile.
+    #[cfg_attr(feature = "serde", serde(serialize_with = "crate::stats::secs::secs"))]
     pub p90: Duration,
     /// 99th percentile.
+    #[cfg_attr(feature = "serde", serde(serialize_with = "crate::stats::secs::secs"))]
     pub p99: Duration,
     /// Largest sample.
+    #[cfg_attr(feature = "serde", serde(serialize_with = "crate::stats::secs::secs"))]
     pub max: Duration,
 }
 
@@ -139,8 +146,13 @@ pub(crate) struct LatencyDelta {
 impl LatencyDelta {
     /// A reader whose first window starts with the samples so far.
     pub(crate) fn new(source: &ShardedLatency) -> Self {
+        Self::new_with(|h| source.add_to(h))
+    }
+
+    /// A reader of any cumulative source: `fill` adds every sample so far.
+    pub(crate) fn new_with(fill: impl FnOnce(&mut Histogram<u64>)) -> Self {
         let mut prev = new_histogram();
-        source.add_to(&mut prev);
+        fill(&mut prev);
         LatencyDelta {
             prev,
             now: new_histogram(),
@@ -150,8 +162,14 @@ impl LatencyDelta {
 
     /// The samples recorded since the previous read.
     pub(crate) fn read(&mut self, source: &ShardedLatency) -> &Histogram<u64> {
+        self.read_with(|h| source.add_to(h))
+    }
+
+    /// [`read`](Self::read) of any cumulative source, as given to
+    /// [`new_with`](Self::new_with).
+    pub(crate) fn read_with(&mut self, fill: impl FnOnce(&mut Histogram<u64>)) -> &Histogram<u64> {
         self.now.reset();
-        source.add_to(&mut self.now);
+        fill(&mut self.now);
         self.delta.reset();
         let _ = self.delta.add(&self.now);
         // Every shard only grows, so the new copy holds the old one.

@@ -3,11 +3,21 @@
 //! views: what they know of a stage's or a budget's concurrency comes from
 //! gauges the owner gives, and any number of readers can take windows of
 //! them without disturbing each other.
+//!
+//! With the feature `serde`, [`Report`] and every type in it implement
+//! `serde::Serialize` (behind a feature, as serde's derive is a build cost
+//! not every user wants): durations are written as seconds (a float, under
+//! the field's own name), [`StageKind`] as `"io"` or `"cpu"` and error kinds
+//! by [`ErrorKind::as_str`](crate::ErrorKind::as_str), in maps as in values.
+//! With the feature `metrics`, the same figures are published through the
+//! `metrics` facade (see `gearshift::export`).
 
 pub(crate) mod api;
 pub(crate) mod counters;
 pub(crate) mod latency;
 pub(crate) mod report;
+#[cfg(feature = "serde")]
+mod secs;
 mod table;
 pub(crate) mod window;
 

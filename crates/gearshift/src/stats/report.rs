@@ -56,11 +56,13 @@ use crate::error::ErrorKind;
 /// | `limit`      | the budget's cap on calls in flight; `-`: none beyond the stages' agents (`max_in_flight`) |
 /// | `paused s`   | seconds the budget was paused by `Retry-After` over the run (`paused`) |
 /// | `p50 ms`, `p99 ms` | latency of successful calls, over the run (`latency`) |
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[derive(Debug, Clone, Default)]
 pub struct Report {
     /// Whether every item has its outcome (the report of `join`).
     pub finished: bool,
     /// Time since the pipeline started.
+    #[cfg_attr(feature = "serde", serde(serialize_with = "crate::stats::secs::secs"))]
     pub elapsed: Duration,
     /// Items taken from the source (each numbered with an [`ItemId`](crate::ItemId)).
     /// In a finished report it equals [`outcomes`](Self::outcomes); while
@@ -107,6 +109,7 @@ impl Report {
 }
 
 /// One stage's figures.
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[derive(Debug, Clone)]
 pub struct StageReport {
     /// The stage's name.
@@ -134,8 +137,10 @@ pub struct StageReport {
     /// Failed attempts by reason.
     pub errors_by_kind: BTreeMap<ErrorKind, u64>,
     /// Time spent blocked on a full output channel, summed over agents/workers.
+    #[cfg_attr(feature = "serde", serde(serialize_with = "crate::stats::secs::secs"))]
     pub blocked_put: Duration,
     /// Time spent waiting for input, summed over agents (IO) or the batcher (CPU).
+    #[cfg_attr(feature = "serde", serde(serialize_with = "crate::stats::secs::secs"))]
     pub blocked_get: Duration,
     /// Fraction of the capacity the stage had that it used, over the run:
     /// time in API calls over agent-time alive (IO), time running batches
@@ -145,6 +150,7 @@ pub struct StageReport {
     pub busy_fraction: f64,
     /// Agent-time (IO) or worker-time (CPU) the stage had over the run:
     /// the denominator of [`busy_fraction`](Self::busy_fraction).
+    #[cfg_attr(feature = "serde", serde(serialize_with = "crate::stats::secs::secs"))]
     pub capacity_provided: Duration,
     /// Per-attempt latency (IO) or per-item run time (CPU).
     pub latency: Percentiles,
@@ -164,6 +170,7 @@ pub struct StageReport {
 }
 
 /// One agent's figures.
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[derive(Debug, Clone)]
 pub struct AgentReport {
     /// The agent's number within its stage.
@@ -175,19 +182,24 @@ pub struct AgentReport {
     /// Retries.
     pub retries: u64,
     /// Time spent in API calls.
+    #[cfg_attr(feature = "serde", serde(serialize_with = "crate::stats::secs::secs"))]
     pub api_time: Duration,
     /// Time blocked on a full output channel.
+    #[cfg_attr(feature = "serde", serde(serialize_with = "crate::stats::secs::secs"))]
     pub blocked_put: Duration,
     /// Time waiting for input.
+    #[cfg_attr(feature = "serde", serde(serialize_with = "crate::stats::secs::secs"))]
     pub idle: Duration,
     /// Whether it has retired after a shrink.
     pub retired: bool,
 }
 
 /// A tuner decision, as recorded.
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[derive(Debug, Clone)]
 pub struct TunerDecision {
     /// When, since the pipeline started.
+    #[cfg_attr(feature = "serde", serde(serialize_with = "crate::stats::secs::secs"))]
     pub at: Duration,
     /// Which tuner.
     pub tuner: String,
