@@ -9,8 +9,8 @@ use gearshift::http::HttpFetcher;
 use gearshift::tuner::{Decision, Tuner, Window};
 use gearshift::{Config, Pipeline};
 use gearshift_bench::mock_api::{MockApi, MockConfig};
-use gearshift_nats::budget::{ClusterBudget, ClusterConfig, ClusterTuner, Status};
 use gearshift_nats::LocalServer;
+use gearshift_nats::budget::{ClusterBudget, ClusterConfig, ClusterTuner, Status};
 use tokio::task::JoinHandle;
 
 const RENEWAL: Duration = Duration::from_millis(100);
@@ -257,11 +257,11 @@ async fn a_new_member_gets_its_share_without_the_cluster_passing_its_limit() {
     assert!(fair.is_some(), "{:?}", shares(&all));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_move_is_measured_once_every_member_holds_it() {
-    let Some(server) = LocalServer::for_test() else {
-        return;
-    };
+/// Three members of a cluster starting at 40 calls, whose law halves on
+/// a throttle and keeps every window it saw, each fed by a [`Feed`].
+async fn three_halving_members(
+    server: &LocalServer,
+) -> (Vec<ClusterBudget>, Vec<Feed>, Arc<Mutex<Vec<Window>>>) {
     let seen = Arc::new(Mutex::new(Vec::<Window>::new()));
     let mut members = Vec::new();
     let mut feeds = Vec::new();
@@ -270,10 +270,19 @@ async fn a_move_is_measured_once_every_member_holds_it() {
         let cfg = config(id, 40).tuner(move || HalveOnThrottle {
             seen: Arc::clone(&s),
         });
-        let m = join(&server, cfg).await;
+        let m = join(server, cfg).await;
         feeds.push(Feed::start(m.tuner(), None));
         members.push(m);
     }
+    (members, feeds, seen)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_move_is_measured_once_every_member_holds_it() {
+    let Some(server) = LocalServer::for_test() else {
+        return;
+    };
+    let (members, feeds, seen) = three_halving_members(&server).await;
     let warm = within(Duration::from_secs(10), || {
         members
             .iter()
@@ -429,18 +438,7 @@ async fn a_throttle_seen_by_every_member_is_one_decrease() {
     let Some(server) = LocalServer::for_test() else {
         return;
     };
-    let seen = Arc::new(Mutex::new(Vec::<Window>::new()));
-    let mut members = Vec::new();
-    let mut feeds = Vec::new();
-    for id in ["a", "b", "c"] {
-        let s = Arc::clone(&seen);
-        let cfg = config(id, 40).tuner(move || HalveOnThrottle {
-            seen: Arc::clone(&s),
-        });
-        let m = join(&server, cfg).await;
-        feeds.push(Feed::start(m.tuner(), None));
-        members.push(m);
-    }
+    let (members, feeds, seen) = three_halving_members(&server).await;
     let steps = |ms: &[ClusterBudget]| ms.iter().map(|m| m.status().steps).max().unwrap_or(0);
     let warm = within(Duration::from_secs(10), || {
         steps(&members) >= 2 && members.iter().all(|m| m.status().share >= 13)
