@@ -82,7 +82,11 @@ pub async fn run_row(o: &Options) -> anyhow::Result<Row> {
         .producer()
         .publish_all((0..o.items).map(|i| (item_key(i), i.to_string().into())))
         .await?;
-    anyhow::ensure!(published == o.items, "published {published} of {} items", o.items);
+    anyhow::ensure!(
+        published == o.items,
+        "published {published} of {} items",
+        o.items
+    );
 
     let (nats_url, api_url) = (server.url(), api.base_url());
     let spawn = |id: u32| spawn_worker(o, &nats_url, &api_url, &name, id);
@@ -123,7 +127,9 @@ pub async fn run_row(o: &Options) -> anyhow::Result<Row> {
             broker_killed_ms = Some(unix_ms());
             tracing::info!(recorded, "nats-server killed with SIGKILL");
             tokio::time::sleep(BROKER_DOWN).await;
-            server.restart().context("restart nats-server on its store")?;
+            server
+                .restart()
+                .context("restart nats-server on its store")?;
             tracing::info!("nats-server restarted on its store");
         }
         if last_progress.elapsed() >= Duration::from_secs(1) {
@@ -205,7 +211,10 @@ async fn stop_worker(child: &mut Child) -> String {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     if matches!(child.try_wait(), Ok(None)) {
-        tracing::warn!(pid = child.id(), "worker did not stop after SIGTERM; killed");
+        tracing::warn!(
+            pid = child.id(),
+            "worker did not stop after SIGTERM; killed"
+        );
         let _ = child.kill();
         let _ = child.wait();
     }

@@ -10,8 +10,21 @@ pub fn render(rows: &[Row]) -> String {
     let _ = writeln!(
         out,
         "{:>5} {:>7} {:>8} {:>4} {:>4} {:>7} {:>6} {:>5} {:>10} {:>8} {:>6} {:>6} {:>6} {:>9} {:>7}",
-        "procs", "items", "recorded", "lost", "dup", "redeliv", "failed", "429s",
-        "peak/K", "items/s", "limit", "frac", "killed", "redeliv_s", "broker"
+        "procs",
+        "items",
+        "recorded",
+        "lost",
+        "dup",
+        "redeliv",
+        "failed",
+        "429s",
+        "peak/K",
+        "items/s",
+        "limit",
+        "frac",
+        "killed",
+        "redeliv_s",
+        "broker"
     );
     for r in rows {
         let _ = writeln!(
