@@ -39,3 +39,32 @@ async fn a_killed_worker_loses_and_duplicates_nothing() {
     let redelivery = row.redelivery_s.expect("a redelivery time");
     assert!(redelivery <= 2.0, "{row:?}");
 }
+
+/// The duplicate count is not zero by construction: a second write to a
+/// key shows, though the bucket keeps one value per key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_write_to_an_outcome_key_counts_as_a_duplicate() {
+    use gearshift_bench::cluster::measure::bucket_writes;
+    let Some(server) = LocalServer::for_test() else {
+        return;
+    };
+    let js = async_nats::jetstream::new(async_nats::connect(server.url()).await.expect("connect"));
+    let config = gearshift_nats::QueueConfig::new("dups");
+    let bucket = config.outcome_bucket();
+    gearshift_nats::WorkQueue::open(js.clone(), config)
+        .await
+        .expect("open the queue");
+    let kv = gearshift_nats::key_value(&js, &bucket)
+        .await
+        .expect("bucket");
+    kv.put("m.item-0", "a".into()).await.expect("put");
+    kv.put("m.item-1", "b".into()).await.expect("put");
+    let (keys, writes) = bucket_writes(&js, &bucket).await.expect("read");
+    assert_eq!(writes - keys, 0);
+    // What the queue never does: write a recorded item's outcome again.
+    kv.put("m.item-0", "c".into()).await.expect("put");
+    // A create that loses is refused and takes no sequence.
+    assert!(kv.create("m.item-1", "d".into()).await.is_err());
+    let (keys, writes) = bucket_writes(&js, &bucket).await.expect("read");
+    assert_eq!((keys, writes), (2, 3));
+}

@@ -144,6 +144,10 @@ pub async fn run_row(o: &Options) -> anyhow::Result<Row> {
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     let elapsed = started.elapsed().as_secs_f64();
+    // All at once: each takes up to a fetch expiry to stop.
+    for w in &workers {
+        terminate(w);
+    }
     for w in &mut workers {
         let report = stop_worker(w).await;
         tracing::debug!(report, "worker stopped");
@@ -200,12 +204,16 @@ fn spawn_worker(o: &Options, nats: &str, api: &str, queue: &str, id: u32) -> any
         .with_context(|| format!("start worker {id} ({})", o.worker_exe.display()))
 }
 
-/// SIGTERM, then up to [`STOP_GRACE`] for it to finish its held items and
-/// exit (SIGKILL after); its report line, if it printed one.
-async fn stop_worker(child: &mut Child) -> String {
+/// Sends SIGTERM (through `kill`: std has no signal but SIGKILL).
+fn terminate(child: &Child) {
     let _ = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status();
+}
+
+/// Up to [`STOP_GRACE`] after SIGTERM for it to finish its held items and
+/// exit (SIGKILL after); its report line, if it printed one.
+async fn stop_worker(child: &mut Child) -> String {
     let until = Instant::now() + STOP_GRACE;
     while matches!(child.try_wait(), Ok(None)) && Instant::now() < until {
         tokio::time::sleep(Duration::from_millis(50)).await;
