@@ -39,6 +39,12 @@ pub enum Command {
     /// fixed setting over phase changes, scored against a per-phase oracle;
     /// with `--held-out`, on the simulator's held-out scenarios instead.
     Tuner(TunerArgs),
+    /// N worker processes share a NATS work queue and the API's limit,
+    /// one is killed mid-run: lost, duplicated, peak in flight, items/s.
+    Cluster(crate::cluster::ClusterArgs),
+    /// One worker of `cluster` (started by it).
+    #[command(hide = true)]
+    ClusterWorker(crate::cluster::WorkerArgs),
 }
 
 /// `gearshift-bench tuner`.
@@ -248,6 +254,8 @@ pub async fn execute(cli: Cli) -> anyhow::Result<String> {
         Command::MockApi(args) => mock_api(args).await,
         Command::Soak(args) => run_soak(args).await,
         Command::Tuner(args) => run_tuner(args).await,
+        Command::Cluster(args) => crate::cluster::run(args).await,
+        Command::ClusterWorker(args) => crate::cluster::worker::run(args).await,
     }
 }
 

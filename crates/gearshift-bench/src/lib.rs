@@ -8,6 +8,7 @@
 
 pub mod cli;
 pub mod client;
+pub mod cluster;
 pub mod held_out;
 pub mod ledger;
 pub mod mock_api;
