@@ -55,6 +55,11 @@ struct Settling {
     /// Each member's record revision when the last of them took the new
     /// share.
     held: Option<HashMap<String, u64>>,
+    /// Whether the move raised the limit: then what the calls met while
+    /// it took hold (refusals above all) was caused by the new, higher
+    /// limit and counts in the next window; after a cut it was caused by
+    /// the old one and does not.
+    grew: bool,
 }
 
 /// What a leader tick found.
@@ -169,7 +174,8 @@ impl Leader {
     }
 
     /// After a move: once every member holds its new share and has put its
-    /// record since (or a lease has passed), starts the next window there.
+    /// record since (or a lease has passed), starts the next window there
+    /// (after a raise, the window keeps what the calls met meanwhile).
     fn settle(&mut self, live: &BTreeMap<String, MemberRecord>, cfg: &ClusterConfig) {
         let Some(settling) = &mut self.settling else {
             return;
@@ -192,10 +198,12 @@ impl Leader {
                 .all(|(id, m)| revisions.get(id).is_none_or(|&r| m.revision > r)),
         };
         if held || late {
-            for (id, m) in live {
-                self.base.insert(id.clone(), (m.incarnation, m.totals));
+            if !settling.grew {
+                for (id, m) in live {
+                    self.base.insert(id.clone(), (m.incarnation, m.totals));
+                }
+                self.last_step = Instant::now();
             }
-            self.last_step = Instant::now();
             self.settling = None;
         }
     }
@@ -305,12 +313,13 @@ impl Leader {
                     reason = %decision.reason,
                     "cluster limit"
                 );
-                self.limit = limit;
                 self.settling = Some(Settling {
                     step: self.steps,
                     since: Instant::now(),
                     held: None,
+                    grew: limit > self.limit,
                 });
+                self.limit = limit;
             }
         }
     }
