@@ -382,17 +382,12 @@ fn plan(scenarios: &[Scenario], opts: &RunOptions) -> anyhow::Result<(u64, f64)>
         let (systems, _) = scenario::selected_systems(s, opts)?;
         for system in &systems {
             let n = s.items_for(system, opts.items, opts.cores);
-            seconds += s.row_seconds(system, n, opts.cores) + ROW_OVERHEAD_S;
+            seconds += s.row_seconds(system, n, opts.cores);
             rows += 1;
         }
     }
     Ok((rows, seconds))
 }
-
-/// Seconds a row takes beyond its items (the ramp-up and tail, resetting
-/// the mock API, starting a pipeline): a first guess, corrected as rows
-/// finish.
-const ROW_OVERHEAD_S: f64 = 0.3;
 
 fn row_seconds(common: &Common) -> anyhow::Result<f64> {
     let t = common.row_seconds;

@@ -116,6 +116,11 @@ pub enum Size {
 /// allow in a scenario's 20 s.
 pub const ROW_SECONDS: f64 = 1.4;
 
+/// Seconds a row takes beyond its items at their rate (ramp-up and tail,
+/// resetting the mock API, starting a pipeline): a first guess for the
+/// progress line, which corrects it as rows finish.
+pub const ROW_OVERHEAD_S: f64 = 0.3;
+
 /// The fewest items a row runs.
 const MIN_ROW_ITEMS: f64 = 20.0;
 
@@ -278,7 +283,8 @@ impl Scenario {
 
     /// Seconds a row of `items` items of `system` should take: the items
     /// over the rate its concurrency allows (at most the scenario's
-    /// limit). An estimate for the progress line, not a measurement.
+    /// limit), plus [`ROW_OVERHEAD_S`]. An estimate for the progress line,
+    /// not a measurement.
     pub fn row_seconds(&self, system: &System, items: u64, cores: usize) -> f64 {
         let rate = match (system, &self.upload) {
             (System::TwoApi(s), Some(up)) => s.rate_per_s(&self.phases[0], up, cores),
@@ -286,9 +292,9 @@ impl Scenario {
         }
         .min(self.limit_per_s(cores));
         if rate.is_finite() && rate > 0.0 {
-            items as f64 / rate
+            items as f64 / rate + ROW_OVERHEAD_S
         } else {
-            0.0
+            ROW_OVERHEAD_S
         }
     }
 

@@ -82,11 +82,14 @@ impl Estimate {
         Duration::from_secs_f64((self.estimated_left_s * scale).clamp(0.0, 1e6))
     }
 
-    /// `row 5 of 165, about 3m 10s left`.
+    /// `row 5 of 165, about 3m 10s left`, or `all 165 rows done`.
     pub fn line(&self) -> String {
+        if self.done >= self.rows {
+            return format!("all {} rows done", self.rows);
+        }
         format!(
             "row {} of {}, about {} left",
-            (self.done + 1).min(self.rows),
+            self.done + 1,
             self.rows,
             minutes(self.left())
         )

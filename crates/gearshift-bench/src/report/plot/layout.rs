@@ -63,14 +63,15 @@ pub fn quantile(values: &[f64], q: f64) -> f64 {
     v[rank]
 }
 
-/// A round number at or above `x` (1, 2 or 5 times a power of ten), for
-/// the top of an axis.
+/// A round number at or above `x` (1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6 or 8
+/// times a power of ten), for the top of an axis: close enough above `x`
+/// that the data fills most of the plot.
 pub fn nice_ceiling(x: f64) -> f64 {
     if !(x.is_finite() && x > 0.0) {
         return 1.0;
     }
     let p = 10f64.powf(x.log10().floor());
-    [1.0, 2.0, 2.5, 5.0, 10.0]
+    [1.0, 1.2, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0]
         .iter()
         .map(|m| m * p)
         .find(|&c| c >= x * 0.999_999)
@@ -112,6 +113,7 @@ mod tests {
         v.push(5000.0);
         assert_eq!(quantile(&v, 0.95), 400.0);
         assert_eq!(nice_ceiling(430.0), 500.0);
+        assert_eq!(nice_ceiling(768.0), 800.0);
         assert_eq!(nice_ceiling(0.0), 1.0);
     }
 }

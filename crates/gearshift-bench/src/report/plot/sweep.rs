@@ -90,6 +90,8 @@ pub fn plot_sweep(path: &Path, plot: &SweepPlot<'_>) -> anyhow::Result<()> {
         .configure_mesh()
         .x_desc("agents per core (agents = this x cores; the baseline's C the same)")
         .y_desc("items/s")
+        .y_label_formatter(&|v| format!("{v:.0}"))
+        .light_line_style(RGBColor(240, 240, 240))
         .draw()
         .map_err(draw_err)?;
     let dashed = |pts: Vec<(f64, f64)>, color: RGBColor| {

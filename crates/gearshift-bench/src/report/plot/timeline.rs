@@ -97,6 +97,8 @@ pub fn plot_timeline(
         .configure_mesh()
         .x_desc("seconds since the row started")
         .y_desc("items/s")
+        .y_label_formatter(&|v| format!("{v:.0}"))
+        .light_line_style(RGBColor(240, 240, 240))
         .draw()
         .map_err(draw_err)?;
     for l in finite_limits {
