@@ -276,13 +276,8 @@ fn options(common: &Common) -> anyhow::Result<RunOptions> {
     if common.items == Some(0) {
         anyhow::bail!("items must be > 0, got 0");
     }
-    let cal = work::calibration();
-    tracing::info!(
-        "CPU work model: {:.1} SHA-256 rounds over 4 KiB = 1 ms (median of {} tries of {} rounds)",
-        cal.rounds_per_ms,
-        cal.tries,
-        cal.rounds_timed
-    );
+    // Calibrated (and logged) before any row, not inside the first one.
+    let _ = work::calibration();
     Ok(RunOptions {
         items: common.items,
         seed: common.seed,

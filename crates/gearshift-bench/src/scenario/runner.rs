@@ -12,7 +12,7 @@ use super::{Phase, RunOptions, Scenario, ScenarioResult};
 use crate::cpu_share::CpuSample;
 use crate::ledger::PhaseSwitch;
 use crate::mock_api::{MockApi, MockApiError, MockConfig};
-use crate::report::progress_bar;
+use crate::report::{progress_bar, rounded};
 use crate::systems::{self, RunCtx, System, WorkFn};
 use crate::work::Work;
 
@@ -163,11 +163,11 @@ pub async fn run_systems(
             tracing::info!(
                 scenario = scenario.name,
                 system = %row.system,
-                items_per_s = round(row.items_per_s(), 1),
+                items_per_s = rounded(row.items_per_s(), 1),
                 ok = row.ok,
                 failed = row.failed,
                 peak_in_flight = ?row.peak_in_flight,
-                others_cpu = row.others_cpu.map(|x| round(x, 3)),
+                others_cpu = row.others_cpu.map(|x| rounded(x, 3)),
                 progress = overall.as_ref().map(|(_, line)| line.as_str()),
                 "system done"
             );
@@ -190,8 +190,3 @@ pub async fn run_systems(
     })
 }
 
-/// `x` rounded to `digits` decimals, for a log field a person reads.
-fn round(x: f64, digits: i32) -> f64 {
-    let p = 10f64.powi(digits);
-    (x * p).round() / p
-}

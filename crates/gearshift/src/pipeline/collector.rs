@@ -227,7 +227,7 @@ impl<T: Send + 'static> Collector<T> {
             ok = report.ok,
             failed = report.failed,
             cancelled = report.cancelled,
-            items_per_s = (report.items_per_s * 10.0).round() / 10.0,
+            items_per_s = crate::stats::rounded(report.items_per_s, 1),
             "pipeline finished"
         );
         if report.failed > 0 {
