@@ -342,7 +342,11 @@ async fn run(args: RunArgs) -> anyhow::Result<String> {
     std::fs::create_dir_all(dir)
         .map_err(|e| anyhow::anyhow!("could not create {}: {e}", dir.display()))?;
     let mut written = Vec::new();
-    let json = args.common.json.clone().unwrap_or_else(|| dir.join("run.json"));
+    let json = args
+        .common
+        .json
+        .clone()
+        .unwrap_or_else(|| dir.join("run.json"));
     report::write_json(&json, &results)?;
     written.push(json);
     let summary = dir.join("summary.svg");
@@ -416,8 +420,9 @@ async fn run_sweep(args: SweepArgs) -> anyhow::Result<String> {
         args.agents_per_core.clone()
     };
     let swept = sweep::sweep(&scenario, &values, &opts).await?;
-    let results: Vec<RepeatedScenario> =
-        RepeatedScenario::merge(vec![swept.result]).into_iter().collect();
+    let results: Vec<RepeatedScenario> = RepeatedScenario::merge(vec![swept.result])
+        .into_iter()
+        .collect();
     let dir = &args.common.out;
     std::fs::create_dir_all(dir)
         .map_err(|e| anyhow::anyhow!("could not create {}: {e}", dir.display()))?;

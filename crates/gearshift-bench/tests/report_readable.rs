@@ -93,10 +93,7 @@ fn repeats_give_the_median_and_the_spread() {
     assert_eq!(gear.median_run().ok, 500);
     // The table shows the medians, the spread and the ratio of medians.
     let table = report::table(&[r]);
-    let line = table
-        .lines()
-        .find(|l| l.contains("tokio+rayon"))
-        .unwrap();
+    let line = table.lines().find(|l| l.contains("tokio+rayon")).unwrap();
     assert!(line.contains(" 200.0 "), "{line}");
     assert!(line.contains(" 100-300 "), "{line}");
     assert!(line.contains(" 25.0% "), "{line}");
@@ -104,7 +101,10 @@ fn repeats_give_the_median_and_the_spread() {
     // JSON keeps every repeat.
     let json = report::json_rows(&[three_repeats(None)]);
     assert_eq!(json[1].runs_items_per_s, vec![300.0, 100.0, 200.0]);
-    assert_eq!((json[1].items_per_s_min, json[1].items_per_s_max), (100.0, 300.0));
+    assert_eq!(
+        (json[1].items_per_s_min, json[1].items_per_s_max),
+        (100.0, 300.0)
+    );
     assert!(json[0].reference && !json[1].reference);
 }
 
@@ -125,7 +125,9 @@ fn the_legend_explains_every_column_and_the_reference_is_marked() {
         let entry = format!("  {name:<9} {what}");
         assert!(table.contains(&entry), "no legend for {name}:\n{table}");
     }
-    assert!(table.contains(&format!("  {REFERENCE_MARK:<9} the scenario's reference row")));
+    assert!(table.contains(&format!(
+        "  {REFERENCE_MARK:<9} the scenario's reference row"
+    )));
     // The reference row, and only it, carries the mark.
     let marked: Vec<&str> = table
         .lines()
@@ -160,7 +162,11 @@ fn the_summary_chart_shows_every_scenario_and_system() {
     second.scenario = "io_bound".into();
     report::plot_summary(&path, &[three_repeats(None), second]).unwrap();
     let svg = std::fs::read_to_string(&path).unwrap();
-    for name in ["mixed: limit 800", "io_bound: limit 800", "tokio+rayon (C=8)"] {
+    for name in [
+        "mixed: limit 800",
+        "io_bound: limit 800",
+        "tokio+rayon (C=8)",
+    ] {
         assert!(svg.contains(name), "{name} not in the chart");
     }
     assert!(svg.contains(&format!("{REFERENCE_MARK} gearshift ref")));
@@ -202,7 +208,10 @@ async fn run_writes_json_and_svg_to_the_out_dir_and_names_them() {
     for file in ["run.json", "summary.svg", "morning_evening_timeline.svg"] {
         let path = dir.join(file);
         assert!(path.exists(), "{file} not written");
-        assert!(out.contains(&path.display().to_string()), "{file} not named:\n{out}");
+        assert!(
+            out.contains(&path.display().to_string()),
+            "{file} not named:\n{out}"
+        );
     }
     assert!(out.contains("Each row ran 2 times"), "{out}");
     let json: serde_json::Value =

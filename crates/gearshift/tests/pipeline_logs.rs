@@ -9,8 +9,8 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::Router;
 use axum::http::StatusCode;
@@ -64,10 +64,18 @@ async fn a_4xx_taken_by_a_dead_letter_sink_is_no_warning() {
     let warnings: Vec<&str> = logs.lines().filter(|l| l.contains(" WARN ")).collect();
     assert!(warnings.is_empty(), "{warnings:#?}");
     // Each item at debug, with its kind; one summary at info.
-    assert_eq!(lines_at(&logs, "DEBUG", "item failed").len(), ITEMS as usize, "{logs}");
+    assert_eq!(
+        lines_at(&logs, "DEBUG", "item failed").len(),
+        ITEMS as usize,
+        "{logs}"
+    );
     let summary = lines_at(&logs, " INFO ", "items failed");
     assert_eq!(summary.len(), 1, "{logs}");
-    assert!(summary[0].contains(&format!("failed={ITEMS}")), "{}", summary[0]);
+    assert!(
+        summary[0].contains(&format!("failed={ITEMS}")),
+        "{}",
+        summary[0]
+    );
     assert!(summary[0].contains("rejected_4xx 20"), "{}", summary[0]);
     assert!(summary[0].contains("dead-letter"), "{}", summary[0]);
 }
@@ -80,5 +88,9 @@ async fn a_failure_nobody_takes_is_a_warning_per_item() {
     let report = pipeline!(base).run().await.unwrap();
     assert_eq!(report.failed, ITEMS);
     let logs = captured.text();
-    assert_eq!(lines_at(&logs, " WARN ", "item failed").len(), ITEMS as usize, "{logs}");
+    assert_eq!(
+        lines_at(&logs, " WARN ", "item failed").len(),
+        ITEMS as usize,
+        "{logs}"
+    );
 }

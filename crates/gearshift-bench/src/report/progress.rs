@@ -126,10 +126,9 @@ impl Overall {
 
     /// A bar for one system's run, drawn under the overall line.
     pub fn row_bar(&self, len: u64, label: &str) -> ProgressBar {
-        self.multi
-            .add(progress_bar(len, label, self.visible).with_finish(
-                indicatif::ProgressFinish::AndClear,
-            ))
+        self.multi.add(
+            progress_bar(len, label, self.visible).with_finish(indicatif::ProgressFinish::AndClear),
+        )
     }
 
     /// A row estimated at `estimated_s` took `measured_s`; returns the new

@@ -189,4 +189,3 @@ pub async fn run_systems(
         apis: scenario.apis(),
     })
 }
-

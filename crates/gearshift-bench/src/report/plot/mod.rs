@@ -69,19 +69,28 @@ fn place_legend(entries: &[LegendEntry], width: i32) -> Vec<(i32, usize)> {
 }
 
 /// Draws `entries` in rows on `area`, left to right.
-fn draw_legend(area: &DrawingArea<SVGBackend<'_>, Shift>, entries: &[LegendEntry]) -> anyhow::Result<()> {
+fn draw_legend(
+    area: &DrawingArea<SVGBackend<'_>, Shift>,
+    entries: &[LegendEntry],
+) -> anyhow::Result<()> {
     let width = area.dim_in_pixel().0 as i32;
     for (e, (x, row)) in entries.iter().zip(place_legend(entries, width)) {
         let (x, y) = (x + 10, row as i32 * LEGEND_ROW_PX + LEGEND_ROW_PX / 2 + 4);
         let style = e.color.stroke_width(2);
         if e.dashed {
             for seg in [(0, 8), (12, 20), (24, 26)] {
-                area.draw(&PathElement::new(vec![(x + seg.0, y), (x + seg.1, y)], style))
-                    .map_err(draw_err)?;
+                area.draw(&PathElement::new(
+                    vec![(x + seg.0, y), (x + seg.1, y)],
+                    style,
+                ))
+                .map_err(draw_err)?;
             }
         } else {
-            area.draw(&PathElement::new(vec![(x, y), (x + LEGEND_SAMPLE_PX, y)], style))
-                .map_err(draw_err)?;
+            area.draw(&PathElement::new(
+                vec![(x, y), (x + LEGEND_SAMPLE_PX, y)],
+                style,
+            ))
+            .map_err(draw_err)?;
         }
         area.draw(&Text::new(
             e.label.clone(),

@@ -21,7 +21,8 @@ const ROW_PX: i32 = 20;
 const HEADING_PX: i32 = 28;
 const TOP_PX: i32 = 50;
 const AXIS_PX: i32 = 40;
-const RIGHT_PX: i32 = 70;
+/// The right margin, which holds each row's value.
+const RIGHT_PX: i32 = 80;
 
 /// The families a system's name starts with, and their colour.
 fn family(system: &str) -> (usize, &'static str) {
@@ -99,8 +100,11 @@ pub fn plot_summary(path: &Path, results: &[RepeatedScenario]) -> anyhow::Result
         } else {
             RGBColor(220, 220, 220).stroke_width(1)
         };
-        root.draw(&PathElement::new(vec![(x, body_top - 6), (x, body_bottom)], style))
-            .map_err(draw_err)?;
+        root.draw(&PathElement::new(
+            vec![(x, body_top - 6), (x, body_bottom)],
+            style,
+        ))
+        .map_err(draw_err)?;
         for y in [body_top - 14, body_bottom + 12] {
             root.draw(&Text::new(
                 format!("{:.0}%", tick * 100.0),
@@ -111,6 +115,12 @@ pub fn plot_summary(path: &Path, results: &[RepeatedScenario]) -> anyhow::Result
         }
         tick += 0.2;
     }
+    root.draw(&Text::new(
+        "median",
+        (WIDTH - 10, body_top - 14),
+        centered(HPos::Right),
+    ))
+    .map_err(draw_err)?;
     root.draw(&Text::new(
         "share of the scenario's limit (100% = the best any system can do)",
         ((x0 + x1) / 2, body_bottom + 30),
@@ -158,10 +168,12 @@ pub fn plot_summary(path: &Path, results: &[RepeatedScenario]) -> anyhow::Result
                 root.draw(&PathElement::new(vec![(x, mid - 4), (x, mid + 4)], whisker))
                     .map_err(draw_err)?;
             }
+            // The value in a column of its own, right of the plot, where
+            // no bar, whisker or grid line can cross it.
             root.draw(&Text::new(
                 format!("{:.0}%", 100.0 * s.median),
-                (hi.max(px(s.median)) + 6, mid),
-                centered(HPos::Left),
+                (WIDTH - 10, mid),
+                centered(HPos::Right),
             ))
             .map_err(draw_err)?;
             y += ROW_PX;

@@ -118,7 +118,10 @@ pub fn plot_sweep(path: &Path, plot: &SweepPlot<'_>) -> anyhow::Result<()> {
     for (i, (_, points)) in plot.series.iter().enumerate() {
         let color = COLORS[i % COLORS.len()];
         chart
-            .draw_series(LineSeries::new(points.iter().copied(), color.stroke_width(2)))
+            .draw_series(LineSeries::new(
+                points.iter().copied(),
+                color.stroke_width(2),
+            ))
             .map_err(draw_err)?;
         chart
             .draw_series(points.iter().map(|&p| Circle::new(p, 3, color.filled())))
