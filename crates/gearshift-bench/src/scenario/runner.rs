@@ -3,7 +3,6 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-
 use std::time::Instant;
 
 use gearshift::http::HttpFetcher;
@@ -159,22 +158,25 @@ pub async fn run_systems(
             let estimate = scenario.row_seconds(system, n, opts.cores);
             (o, o.finish_row(estimate, wall))
         });
-        let log = || {
-            tracing::info!(
-                scenario = scenario.name,
-                system = %row.system,
-                items_per_s = rounded(row.items_per_s(), 1),
-                ok = row.ok,
-                failed = row.failed,
-                peak_in_flight = ?row.peak_in_flight,
-                others_cpu = row.others_cpu.map(|x| rounded(x, 3)),
-                progress = overall.as_ref().map(|(_, line)| line.as_str()),
-                "system done"
-            );
-        };
+        // With the bars on screen the line would repeat them: debug then.
+        macro_rules! row_done {
+            ($level:ident) => {
+                tracing::$level!(
+                    scenario = scenario.name,
+                    system = %row.system,
+                    items_per_s = rounded(row.items_per_s(), 1),
+                    ok = row.ok,
+                    failed = row.failed,
+                    peak_in_flight = ?row.peak_in_flight,
+                    others_cpu = row.others_cpu.map(|x| rounded(x, 3)),
+                    progress = overall.as_ref().map(|(_, line)| line.as_str()),
+                    "system done"
+                )
+            };
+        }
         match &overall {
-            Some((o, _)) if o.visible() => o.suspend(log),
-            _ => log(),
+            Some((o, _)) if o.visible() => o.suspend(|| row_done!(debug)),
+            _ => row_done!(info),
         }
         if let Some(e) = &row.accounting_error {
             tracing::error!(scenario = scenario.name, system = %row.system, error = %e, "accounting error");
