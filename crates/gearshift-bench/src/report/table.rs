@@ -146,10 +146,12 @@ fn line(r: &RepeatedScenario, row: &RepeatedRow, reference: Option<f64>) -> Stri
 
 /// The legend: every column, then the marks and the notes a row may carry.
 pub fn legend(repeats: usize, results: &[RepeatedScenario]) -> String {
-    let mut out = format!(
-        "\nEach row ran {repeats} time{} (--repeat); figures are medians over them.\n",
-        if repeats == 1 { "" } else { "s" }
-    );
+    let mut out = if repeats > 1 {
+        format!("\nEach row ran {repeats} times (--repeat); figures are medians over them.\n")
+    } else {
+        "\nEach row ran once: min-max is that one run (`run --repeat N` gives a spread).\n"
+            .to_owned()
+    };
     for (name, what) in COLUMNS {
         let _ = writeln!(out, "  {name:<9} {what}");
     }

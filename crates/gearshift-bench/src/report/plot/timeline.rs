@@ -73,10 +73,12 @@ pub fn plot_timeline(
     root.fill(&WHITE).map_err(draw_err)?;
     let (top, bottom) = root.split_vertically(height);
     let subtitle = if clipped > 0 {
-        format!(
-            "median repeat of each system; y axis to the 95th percentile, {clipped} \
-             brief peaks above it are cut off"
-        )
+        let peaks = if clipped == 1 {
+            "1 brief peak above it is".to_owned()
+        } else {
+            format!("{clipped} brief peaks above it are")
+        };
+        format!("median repeat of each system; y axis to the 95th percentile, {peaks} cut off")
     } else {
         "median repeat of each system".to_owned()
     };
