@@ -1,14 +1,17 @@
-//! The command line: `run`, `sweep` and `mock-api`. `main.rs` only parses
+//! The command line: `run`, `sweep`, `mock-api`, `soak` and `tuner`.
+//! `main.rs` only parses
 //! the arguments, sets up tracing and a runtime, and prints what
 //! [`execute`] returns.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
 use crate::mock_api::{FaultRates, LatencyModel, MockConfig};
+use crate::repeat::RepeatedScenario;
 use crate::report;
 use crate::scenario::{self, RunOptions, Scenario};
 use crate::sweep;
@@ -113,12 +116,17 @@ pub struct Common {
     /// Items per system instead of each scenario's default.
     #[arg(long)]
     pub items: Option<u64>,
-    /// Write one JSON object per (scenario, system) row to this file.
+    /// Write the JSON rows to this file instead of `<out>/run.json`
+    /// (`sweep`: `<out>/sweep_<scenario>.json`).
     #[arg(long)]
     pub json: Option<PathBuf>,
-    /// Write SVG plots to this directory.
-    #[arg(long)]
-    pub out: Option<PathBuf>,
+    /// The directory the JSON and SVG files go to (created if missing).
+    #[arg(long, default_value = DEFAULT_OUT)]
+    pub out: PathBuf,
+    /// Seconds each row of a scenario sized by time runs at its limit
+    /// (io_bound, cpu_bound, mixed, two_apis; the sweep's points).
+    #[arg(long, default_value_t = scenario::ROW_SECONDS)]
+    pub row_seconds: f64,
     /// Seed of the mock API's jitter and faults.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
@@ -127,9 +135,16 @@ pub struct Common {
     pub cores: Option<usize>,
 }
 
+/// Where `run` and `sweep` write their files by default (git-ignored).
+pub const DEFAULT_OUT: &str = "bench-out";
+
 /// `gearshift-bench run`.
 #[derive(Debug, Args)]
 pub struct RunArgs {
+    /// Run every row this many times; the table shows the median and the
+    /// slowest and fastest run.
+    #[arg(long, default_value_t = 3)]
+    pub repeat: u32,
     /// A scenario to run (repeatable); by default every one.
     #[arg(long = "scenario", value_name = "NAME")]
     pub scenarios: Vec<String>,
@@ -149,10 +164,12 @@ pub struct SweepArgs {
     /// The scenario to sweep.
     #[arg(long, default_value = "mixed")]
     pub scenario: String,
-    /// The agents-per-core values.
-    #[arg(long, value_delimiter = ',', default_value = "0.5,1,2,3,4")]
+    /// The agents-per-core values. By default, from a sixteenth of the
+    /// API's capacity to one and a half times it (mixed on 2 cores: 1 to
+    /// 24).
+    #[arg(long, value_delimiter = ',')]
     pub agents_per_core: Vec<f64>,
-    /// Shared options (`--items` defaults to 200 here).
+    /// Shared options.
     #[command(flatten)]
     pub common: Common,
 }
@@ -267,13 +284,8 @@ fn options(common: &Common) -> anyhow::Result<RunOptions> {
     if common.items == Some(0) {
         anyhow::bail!("items must be > 0, got 0");
     }
-    let cal = work::calibration();
-    tracing::info!(
-        "CPU work model: {:.1} SHA-256 rounds over 4 KiB = 1 ms (median of {} tries of {} rounds)",
-        cal.rounds_per_ms,
-        cal.tries,
-        cal.rounds_timed
-    );
+    // Calibrated (and logged) before any row, not inside the first one.
+    let _ = work::calibration();
     Ok(RunOptions {
         items: common.items,
         seed: common.seed,
@@ -293,7 +305,11 @@ fn scenario_named(name: &str) -> anyhow::Result<Scenario> {
 }
 
 async fn run(args: RunArgs) -> anyhow::Result<String> {
-    let scenarios = if args.scenarios.is_empty() {
+    if !(1..=100).contains(&args.repeat) {
+        anyhow::bail!("repeat must be between 1 and 100, got {}", args.repeat);
+    }
+    let row_s = row_seconds(&args.common)?;
+    let scenarios: Vec<Scenario> = if args.scenarios.is_empty() {
         Scenario::all()
     } else {
         args.scenarios
@@ -301,65 +317,149 @@ async fn run(args: RunArgs) -> anyhow::Result<String> {
             .map(|n| scenario_named(n))
             .collect::<anyhow::Result<_>>()?
     };
-    let opts = RunOptions {
+    let scenarios: Vec<Scenario> = scenarios
+        .iter()
+        .map(|s| s.with_row_seconds(row_s))
+        .collect();
+    let mut opts = RunOptions {
         systems: args.systems.clone(),
         ..options(&args.common)?
     };
+    let repeat = u64::from(args.repeat);
+    let (rows, estimate_s) = plan(&scenarios, &opts)?;
+    let overall = Arc::new(report::Overall::new(
+        rows * repeat,
+        estimate_s * repeat as f64,
+        opts.progress,
+    ));
+    tracing::info!(
+        "benchmark: {rows} systems x {repeat} repeats; {}",
+        overall.line()
+    );
+    opts.overall = Some(Arc::clone(&overall));
     let mut results = Vec::new();
     for s in &scenarios {
-        tracing::info!(scenario = s.name, "running");
-        results.push(scenario::run(s, &opts).await?);
+        let mut repeats = Vec::new();
+        for _ in 0..repeat {
+            repeats.push(scenario::run(s, &opts).await?);
+        }
+        results.extend(RepeatedScenario::merge(repeats));
     }
-    if let Some(path) = &args.common.json {
-        report::write_json(path, &results)?;
-    }
-    if let Some(dir) = &args.common.out {
-        std::fs::create_dir_all(dir)?;
-        for r in results.iter().filter(|r| r.scenario == "morning_evening") {
-            let path = dir.join("morning_evening_timeline.svg");
-            report::plot_timeline(&path, r)?;
-            tracing::info!(path = %path.display(), "wrote plot");
+    overall.finish();
+    let dir = &args.common.out;
+    std::fs::create_dir_all(dir)
+        .map_err(|e| anyhow::anyhow!("could not create {}: {e}", dir.display()))?;
+    let mut written = Vec::new();
+    let json = args
+        .common
+        .json
+        .clone()
+        .unwrap_or_else(|| dir.join("run.json"));
+    report::write_json(&json, &results)?;
+    written.push(json);
+    let summary = dir.join("summary.svg");
+    report::plot_summary(&summary, &results)?;
+    written.push(summary);
+    for (s, r) in scenarios.iter().zip(&results) {
+        if s.phases.len() > 1 {
+            let path = dir.join(format!("{}_timeline.svg", s.name));
+            let limits: Vec<f64> = s.phases.iter().map(|p| p.limit_per_s(opts.cores)).collect();
+            report::plot_timeline(&path, r, &limits)?;
+            written.push(path);
         }
     }
     let void = results
         .iter()
         .flat_map(|r| &r.rows)
-        .filter(|r| r.accounting_error.is_some())
+        .filter(|r| r.accounting_error().is_some())
         .count();
     let mut out = report::table(&results);
     if void > 0 {
         out.push_str(&format!("{void} rows failed the exactly-once check\n"));
     }
+    out.push_str(&wrote(&written));
     Ok(out)
 }
 
+/// How many rows `scenarios` run (once each) and about how many seconds
+/// they take, for the progress line.
+fn plan(scenarios: &[Scenario], opts: &RunOptions) -> anyhow::Result<(u64, f64)> {
+    let (mut rows, mut seconds) = (0u64, 0.0);
+    for s in scenarios {
+        let (systems, _) = scenario::selected_systems(s, opts)?;
+        for system in &systems {
+            let n = s.items_for(system, opts.items, opts.cores);
+            seconds += s.row_seconds(system, n, opts.cores);
+            rows += 1;
+        }
+    }
+    Ok((rows, seconds))
+}
+
+fn row_seconds(common: &Common) -> anyhow::Result<f64> {
+    let t = common.row_seconds;
+    if !(t.is_finite() && (0.1..=600.0).contains(&t)) {
+        anyhow::bail!("row_seconds must be between 0.1 and 600, got {t}");
+    }
+    Ok(t)
+}
+
+/// `Wrote:` and the paths, one a line.
+fn wrote(paths: &[PathBuf]) -> String {
+    let mut out = String::from("\nWrote:\n");
+    for p in paths {
+        out.push_str(&format!("  {}\n", p.display()));
+    }
+    out
+}
+
 async fn run_sweep(args: SweepArgs) -> anyhow::Result<String> {
-    let scenario = scenario_named(&args.scenario)?;
+    let scenario = scenario_named(&args.scenario)?.with_row_seconds(row_seconds(&args.common)?);
     if scenario.phases.len() > 1 || scenario.upload.is_some() {
         anyhow::bail!(
             "scenario must have one phase and one API to sweep, got {}",
             scenario.name
         );
     }
-    let mut opts = options(&args.common)?;
-    opts.items = Some(args.common.items.unwrap_or(200));
-    let swept = sweep::sweep(&scenario, &args.agents_per_core, &opts).await?;
-    let results = [swept.result];
-    if let Some(path) = &args.common.json {
-        report::write_json(path, &results)?;
-    }
-    if let Some(dir) = &args.common.out {
-        std::fs::create_dir_all(dir)?;
-        let path = dir.join(format!("sweep_{}.svg", scenario.name));
-        report::plot_sweep(
-            &path,
-            &format!("{}: throughput against agents per core", scenario.name),
-            &swept.series,
-            results[0].limit_per_s,
-        )?;
-        tracing::info!(path = %path.display(), "wrote plot");
-    }
-    Ok(report::table(&results))
+    let opts = options(&args.common)?;
+    let values = if args.agents_per_core.is_empty() {
+        sweep::default_agents_per_core(&scenario, opts.cores)
+    } else {
+        args.agents_per_core.clone()
+    };
+    let swept = sweep::sweep(&scenario, &values, &opts).await?;
+    let results: Vec<RepeatedScenario> = RepeatedScenario::merge(vec![swept.result])
+        .into_iter()
+        .collect();
+    let dir = &args.common.out;
+    std::fs::create_dir_all(dir)
+        .map_err(|e| anyhow::anyhow!("could not create {}: {e}", dir.display()))?;
+    let json = args
+        .common
+        .json
+        .clone()
+        .unwrap_or_else(|| dir.join(format!("sweep_{}.json", scenario.name)));
+    report::write_json(&json, &results)?;
+    let svg = dir.join(format!("sweep_{}.svg", scenario.name));
+    let limit = scenario.limit_per_s(opts.cores);
+    report::plot_sweep(
+        &svg,
+        &report::SweepPlot {
+            title: &format!(
+                "{}: throughput against agents per core ({} cores)",
+                scenario.name, opts.cores
+            ),
+            series: &swept.series,
+            limit,
+            capacity_per_core: scenario.phases[0]
+                .capacity
+                .map(|c| c as f64 / opts.cores as f64),
+            default_controller: swept.default_controller,
+        },
+    )?;
+    let mut out = report::table(&results);
+    out.push_str(&wrote(&[json, svg]));
+    Ok(out)
 }
 
 async fn mock_api(args: MockApiArgs) -> anyhow::Result<String> {

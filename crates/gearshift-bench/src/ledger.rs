@@ -111,6 +111,10 @@ pub struct RunResult {
     /// The most calls each API had in flight, by the server's own count
     /// (filled in by the scenario runner; empty otherwise).
     pub peak_in_flight: BTreeMap<String, usize>,
+    /// The share of the machine's CPU time other processes took during
+    /// the run (filled in by the scenario runner; `None` where it cannot
+    /// be read): see [`crate::cpu_share`].
+    pub others_cpu: Option<f64>,
 }
 
 impl RunResult {
@@ -268,6 +272,7 @@ impl Ledger {
             events: inner.events.clone(),
             accounting_error,
             peak_in_flight: BTreeMap::new(),
+            others_cpu: None,
         }
     }
 }

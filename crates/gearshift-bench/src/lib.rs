@@ -9,9 +9,11 @@
 pub mod cli;
 pub mod client;
 pub mod cluster;
+pub mod cpu_share;
 pub mod held_out;
 pub mod ledger;
 pub mod mock_api;
+pub mod repeat;
 pub mod report;
 pub mod scenario;
 pub mod sim;

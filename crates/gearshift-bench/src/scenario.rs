@@ -28,7 +28,7 @@ use std::time::Duration;
 
 use gearshift::{Agents, Config, Preset};
 
-pub use self::runner::{run, run_systems};
+pub use self::runner::{run, run_systems, selected_systems};
 use crate::ledger::RunResult;
 use crate::systems::{self, System};
 
@@ -116,6 +116,11 @@ pub enum Size {
 /// allow in a scenario's 20 s.
 pub const ROW_SECONDS: f64 = 1.4;
 
+/// Seconds a row takes beyond its items at their rate (ramp-up and tail,
+/// resetting the mock API, starting a pipeline): a first guess for the
+/// progress line, which corrects it as rows finish.
+pub const ROW_OVERHEAD_S: f64 = 0.3;
+
 /// The fewest items a row runs.
 const MIN_ROW_ITEMS: f64 = 20.0;
 
@@ -135,6 +140,9 @@ pub struct RunOptions {
     /// Run only the systems whose name contains one of these (any case);
     /// empty runs every system.
     pub systems: Vec<String>,
+    /// The whole run's progress line, if the caller keeps one; each row
+    /// reports to it, and each system's bar is drawn under it.
+    pub overall: Option<std::sync::Arc<crate::report::Overall>>,
 }
 
 impl Default for RunOptions {
@@ -146,6 +154,7 @@ impl Default for RunOptions {
             progress: false,
             timeout: Duration::from_secs(30),
             systems: Vec::new(),
+            overall: None,
         }
     }
 }
@@ -260,6 +269,33 @@ impl Scenario {
     /// The names of every scenario.
     pub fn names() -> Vec<&'static str> {
         Self::all().iter().map(|s| s.name).collect()
+    }
+
+    /// This scenario with rows of `t` seconds at their limit, if it is
+    /// sized by time (a scenario sized by items is returned as it is).
+    pub fn with_row_seconds(&self, t: f64) -> Scenario {
+        let mut s = self.clone();
+        if let Size::Seconds(_) = s.size {
+            s.size = Size::Seconds(t);
+        }
+        s
+    }
+
+    /// Seconds a row of `items` items of `system` should take: the items
+    /// over the rate its concurrency allows (at most the scenario's
+    /// limit), plus [`ROW_OVERHEAD_S`]. An estimate for the progress line,
+    /// not a measurement.
+    pub fn row_seconds(&self, system: &System, items: u64, cores: usize) -> f64 {
+        let rate = match (system, &self.upload) {
+            (System::TwoApi(s), Some(up)) => s.rate_per_s(&self.phases[0], up, cores),
+            _ => self.one_api_rate(system, cores),
+        }
+        .min(self.limit_per_s(cores));
+        if rate.is_finite() && rate > 0.0 {
+            items as f64 / rate + ROW_OVERHEAD_S
+        } else {
+            ROW_OVERHEAD_S
+        }
     }
 
     /// Items `system` runs: `items` if given (the sequential baseline at

@@ -1,5 +1,6 @@
 //! `gearshift-bench sweep`: throughput against agents per core on one
-//! scenario, for gearshift and for tokio + rayon at the same concurrency.
+//! scenario, for gearshift and for tokio + rayon at the same concurrency,
+//! beside gearshift with nothing set (its default controller).
 
 use gearshift::{Agents, Config};
 
@@ -13,6 +14,29 @@ pub struct SweepResult {
     pub result: ScenarioResult,
     /// (series name, [(agents per core, items/s)]) for the plot.
     pub series: Vec<(String, Vec<(f64, f64)>)>,
+    /// gearshift with nothing set (the default controller), items/s.
+    pub default_controller: Option<f64>,
+}
+
+/// The agents-per-core values a sweep of `scenario` runs by default: from
+/// a sixteenth of the API's capacity to one and a half times it, so the
+/// knee where more agents stop helping is in the middle of the plot.
+/// Without a capacity, 0.5 to 8.
+pub fn default_agents_per_core(scenario: &Scenario, cores: usize) -> Vec<f64> {
+    let Some(cap) = scenario.phases[0].capacity else {
+        return vec![0.5, 1.0, 2.0, 4.0, 8.0];
+    };
+    let mut values: Vec<f64> = [1.0 / 16.0, 0.125, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5]
+        .iter()
+        .map(|m| {
+            // Whole agents: a value whose agents round to the same count
+            // as another's would run the same setting twice.
+            let agents = (m * cap as f64).round().max(1.0);
+            agents / cores.max(1) as f64
+        })
+        .collect();
+    values.dedup();
+    values
 }
 
 /// Runs `scenario` once per value of `agents_per_core`, with gearshift at
@@ -47,8 +71,20 @@ pub async fn sweep(
         ));
         systems.push((k, System::Rayon { c: agents }));
     }
-    let list: Vec<System> = systems.iter().map(|(_, s)| s.clone()).collect();
-    let result = scenario::run_systems(scenario, &list, String::new(), opts).await?;
+    let default_label = "gearshift, nothing set (default controller)";
+    let mut list: Vec<System> = systems.iter().map(|(_, s)| s.clone()).collect();
+    list.push(System::Gearshift {
+        label: default_label.into(),
+        config: Box::new(Config::default().with_cores(opts.cores)),
+        switch_to: None,
+        tuned: true,
+    });
+    let result = scenario::run_systems(scenario, &list, default_label.into(), opts).await?;
+    let default_controller = result
+        .rows
+        .iter()
+        .find(|r| r.system == default_label)
+        .map(|r| r.items_per_s());
     let mut gear = Vec::new();
     let mut rayon = Vec::new();
     for ((k, system), row) in systems.iter().zip(&result.rows) {
@@ -65,5 +101,6 @@ pub async fn sweep(
             ("gearshift".into(), gear),
             ("tokio+rayon, same C".into(), rayon),
         ],
+        default_controller,
     })
 }

@@ -75,8 +75,10 @@ pub fn calibration() -> Calibration {
     *CAL.get_or_init(|| {
         let cal = calibrate(2000, 5);
         tracing::info!(
-            rounds_per_ms = cal.rounds_per_ms,
-            "calibrated the CPU work model: {:.1} SHA-256 rounds over 4 KiB per ms",
+            rounds_per_ms = crate::report::rounded(cal.rounds_per_ms, 1),
+            tries = cal.tries,
+            rounds_timed = cal.rounds_timed,
+            "calibrated the CPU work model: {:.1} SHA-256 rounds over 4 KiB per ms (median of the tries)",
             cal.rounds_per_ms
         );
         cal

@@ -3,23 +3,40 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
 
 use gearshift::http::HttpFetcher;
 
 use super::{Phase, RunOptions, Scenario, ScenarioResult};
+use crate::cpu_share::CpuSample;
 use crate::ledger::PhaseSwitch;
 use crate::mock_api::{MockApi, MockApiError, MockConfig};
-use crate::report::progress_bar;
+use crate::report::{progress_bar, rounded};
 use crate::systems::{self, RunCtx, System, WorkFn};
 use crate::work::Work;
 
-/// Runs every system of `scenario` on one embedded mock API.
+/// Runs every system of `scenario` (those `opts.systems` selects) on one
+/// embedded mock API.
 ///
 /// # Errors
 ///
 /// If the mock API cannot start, gearshift refuses a configuration, or
 /// `opts.systems` matches none of the scenario's systems.
 pub async fn run(scenario: &Scenario, opts: &RunOptions) -> anyhow::Result<ScenarioResult> {
+    let (systems, reference) = selected_systems(scenario, opts)?;
+    run_systems(scenario, &systems, reference, opts).await
+}
+
+/// The systems of `scenario` that `opts.systems` selects, and the
+/// scenario's reference.
+///
+/// # Errors
+///
+/// If `opts.systems` matches none of them.
+pub fn selected_systems(
+    scenario: &Scenario,
+    opts: &RunOptions,
+) -> anyhow::Result<(Vec<System>, String)> {
     let (all, reference) = scenario.systems(opts.cores);
     let wanted = |s: &System| {
         let name = s.name().to_lowercase();
@@ -39,7 +56,7 @@ pub async fn run(scenario: &Scenario, opts: &RunOptions) -> anyhow::Result<Scena
             names.join(", ")
         );
     }
-    run_systems(scenario, &systems, reference, opts).await
+    Ok((systems, reference))
 }
 
 /// Runs the given systems on `scenario`.
@@ -108,17 +125,24 @@ pub async fn run_systems(
             let (works, now) = (Arc::clone(&works), Arc::clone(&phase_now));
             Arc::new(move |body: &[u8]| works[now.load(Ordering::Relaxed)].run(body))
         };
+        let label = format!("{} / {}", scenario.name, system.name());
+        let bar = match &opts.overall {
+            Some(o) => o.row_bar(n, &label),
+            None => progress_bar(n, &label, opts.progress),
+        };
         let ctx = RunCtx {
             phase,
             upload_url: upload_api.as_ref().map(MockApi::base_url),
-            progress: Some(progress_bar(
-                n,
-                &format!("{} / {}", scenario.name, system.name()),
-                opts.progress,
-            )),
+            progress: Some(bar),
             ..RunCtx::new(fetcher.clone(), api.base_url(), n, work, opts.timeout)
         };
+        let (cpu_before, started) = (CpuSample::now(), Instant::now());
         let mut row = systems::run(system, &ctx).await?;
+        let wall = started.elapsed().as_secs_f64();
+        row.others_cpu = match (cpu_before, CpuSample::now()) {
+            (Some(a), Some(b)) => b.others_since(&a),
+            _ => None,
+        };
         if let Some(p) = &ctx.progress {
             p.finish_and_clear();
         }
@@ -130,15 +154,30 @@ pub async fn run_systems(
         .into_iter()
         .map(|(name, p)| (name.to_owned(), p))
         .collect();
-        tracing::info!(
-            scenario = scenario.name,
-            system = %row.system,
-            items_per_s = row.items_per_s(),
-            ok = row.ok,
-            failed = row.failed,
-            peak_in_flight = ?row.peak_in_flight,
-            "system done"
-        );
+        let overall = opts.overall.as_ref().map(|o| {
+            let estimate = scenario.row_seconds(system, n, opts.cores);
+            (o, o.finish_row(estimate, wall))
+        });
+        // With the bars on screen the line would repeat them: debug then.
+        macro_rules! row_done {
+            ($level:ident) => {
+                tracing::$level!(
+                    scenario = scenario.name,
+                    system = %row.system,
+                    items_per_s = rounded(row.items_per_s(), 1),
+                    ok = row.ok,
+                    failed = row.failed,
+                    peak_in_flight = ?row.peak_in_flight,
+                    others_cpu = row.others_cpu.map(|x| rounded(x, 3)),
+                    progress = overall.as_ref().map(|(_, line)| line.as_str()),
+                    "system done"
+                )
+            };
+        }
+        match &overall {
+            Some((o, _)) if o.visible() => o.suspend(|| row_done!(debug)),
+            _ => row_done!(info),
+        }
         if let Some(e) = &row.accounting_error {
             tracing::error!(scenario = scenario.name, system = %row.system, error = %e, "accounting error");
         }

@@ -15,6 +15,7 @@ use crate::control::window::WindowReader;
 use crate::preset::Preset;
 use crate::stats::counters::StageKind;
 use crate::stats::report::{Report, TunerDecision};
+use crate::stats::{ms, rounded};
 use crate::tuner::Window;
 
 /// How often the schedule is checked.
@@ -194,9 +195,9 @@ impl Controller {
                     agents,
                     api_permits,
                     workers,
-                    io_rate = window.io_rate(),
-                    cpu_rate = window.cpu_rate(),
-                    latency_p50_ms = window.latency_p50.map(|d| d.as_secs_f64() * 1e3),
+                    io_rate = rounded(window.io_rate(), 1),
+                    cpu_rate = rounded(window.cpu_rate(), 1),
+                    latency_p50_ms = window.latency_p50.map(ms),
                     queue_min = window.queue_min,
                     reason = %decision.reason,
                     "tuner decision"
@@ -248,9 +249,9 @@ fn log_stats(r: &Report) {
         ok = r.ok,
         failed = r.failed,
         cancelled = r.cancelled,
-        items_per_s = r.items_per_s,
-        p50_ms = r.latency.p50.as_secs_f64() * 1e3,
-        p99_ms = r.latency.p99.as_secs_f64() * 1e3,
+        items_per_s = rounded(r.items_per_s, 1),
+        p50_ms = ms(r.latency.p50),
+        p99_ms = ms(r.latency.p99),
         "pipeline stats"
     );
     for s in &r.stages {
@@ -263,12 +264,12 @@ fn log_stats(r: &Report) {
             queue = s.queue_len,
             concurrency = s.concurrency,
             permits = s.permits,
-            busy = s.busy_fraction,
+            busy = rounded(s.busy_fraction, 3),
             blocked_put_ms = s.blocked_put.as_millis() as u64,
             blocked_get_ms = s.blocked_get.as_millis() as u64,
-            p50_ms = s.latency.p50.as_secs_f64() * 1e3,
-            p90_ms = s.latency.p90.as_secs_f64() * 1e3,
-            p99_ms = s.latency.p99.as_secs_f64() * 1e3,
+            p50_ms = ms(s.latency.p50),
+            p90_ms = ms(s.latency.p90),
+            p99_ms = ms(s.latency.p99),
             "stage stats"
         );
         for a in s.agents.iter().filter(|a| !a.retired) {
@@ -278,8 +279,8 @@ fn log_stats(r: &Report) {
                 processed = a.processed,
                 errors = a.errors,
                 retries = a.retries,
-                api_time_s = a.api_time.as_secs_f64(),
-                blocked_put_s = a.blocked_put.as_secs_f64(),
+                api_time_s = rounded(a.api_time.as_secs_f64(), 3),
+                blocked_put_s = rounded(a.blocked_put.as_secs_f64(), 3),
                 "agent stats"
             );
         }

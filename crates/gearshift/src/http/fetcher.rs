@@ -350,13 +350,11 @@ impl HttpFetcher {
         } = failed;
         let err = FetchError::new(method, url, status, detail);
         let status = status.map(|s| s.as_u16());
-        // Transient failures are routine (the pipeline retries them); the
-        // others lose the item, so they are worth a warning.
-        if kind.is_transient() {
-            tracing::debug!(url = err.url(), status, kind = kind.as_str(), error = %err, "http attempt failed");
-        } else {
-            tracing::warn!(url = err.url(), status, kind = kind.as_str(), error = %err, "http attempt failed");
-        }
+        // One attempt is not the item's fate: the pipeline retries it or
+        // ends it as failed, and its collector logs that once, knowing
+        // whether a dead-letter sink takes the failure. A caller outside a
+        // pipeline gets the error back.
+        tracing::debug!(url = err.url(), status, kind = kind.as_str(), error = %err, "http attempt failed");
         let stage_error = StageError::new(kind, err);
         match retry_after {
             Some(pause) => stage_error.with_retry_after(pause),

@@ -156,7 +156,15 @@ impl<T: Send + 'static> Collector<T> {
             Some(failure) => {
                 ledger.failed.add(1);
                 ledger.by_kind.add(failure.kind());
-                tracing::debug!(item = failure.item, stage = %failure.stage, attempts = failure.attempts, error = %failure.error, "item failed");
+                // Taken by the user's code (a dead-letter sink, or the
+                // outcomes it reads): theirs to report; the summary at the
+                // end counts it. Taken by nobody: a warning, or it would
+                // be known only as a count.
+                if self.outputs.dead_letter.is_some() || self.outputs.outcomes.is_some() {
+                    tracing::debug!(item = failure.item, stage = %failure.stage, attempts = failure.attempts, kind = failure.kind().as_str(), error = %failure.error, "item failed");
+                } else {
+                    tracing::warn!(item = failure.item, stage = %failure.stage, attempts = failure.attempts, kind = failure.kind().as_str(), error = %failure.error, "item failed");
+                }
                 if self.on_error == OnError::Cancel {
                     self.shared.cancel();
                 }
@@ -190,6 +198,11 @@ impl<T: Send + 'static> Collector<T> {
             pool,
             ..
         } = self;
+        let failures_to = match (&outputs.dead_letter, &outputs.outcomes) {
+            (Some(_), _) => "the dead-letter sink",
+            (None, Some(_)) => "the outcomes",
+            (None, None) => "nobody (each logged as a warning)",
+        };
         drop(outputs.outcomes);
         drop(outputs.dead_letter);
         let threads = outputs.threads;
@@ -214,9 +227,22 @@ impl<T: Send + 'static> Collector<T> {
             ok = report.ok,
             failed = report.failed,
             cancelled = report.cancelled,
-            items_per_s = report.items_per_s,
+            items_per_s = crate::stats::rounded(report.items_per_s, 1),
             "pipeline finished"
         );
+        if report.failed > 0 {
+            let by_kind: Vec<String> = report
+                .failures_by_kind
+                .iter()
+                .map(|(kind, n)| format!("{} {n}", kind.as_str()))
+                .collect();
+            tracing::info!(
+                failed = report.failed,
+                by_kind = %by_kind.join(", "),
+                to = failures_to,
+                "items failed"
+            );
+        }
         shared.shutdown.done.trigger();
         // Once joined, the pipeline drives no budget's controller: a
         // pipeline spawned next may take them over at once.

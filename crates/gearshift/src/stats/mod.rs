@@ -22,6 +22,20 @@ mod table;
 pub(crate) mod window;
 
 pub use api::{ApiReport, PEAK_SPAN};
+
+use std::time::Duration;
+
+/// `x` rounded to `digits` decimals, for a `tracing` field a person reads:
+/// `0.123` rather than `0.12345678901`.
+pub(crate) fn rounded(x: f64, digits: i32) -> f64 {
+    let p = 10f64.powi(digits);
+    (x * p).round() / p
+}
+
+/// `d` in milliseconds with one decimal, for a `tracing` field.
+pub(crate) fn ms(d: Duration) -> f64 {
+    rounded(d.as_secs_f64() * 1e3, 1)
+}
 pub use counters::StageKind;
 pub use latency::Percentiles;
 pub use report::{AgentReport, Report, StageReport, TunerDecision};
