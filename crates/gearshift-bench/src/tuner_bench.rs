@@ -45,6 +45,7 @@ use gearshift::{Agents, Api, Config, Outcome, Pipeline, Preset};
 use serde::Serialize;
 
 use crate::mock_api::{MockApi, MockConfig};
+use crate::report::rounded;
 use crate::work::Work;
 
 /// Timeout of one call: 5 base latencies of phase B.
@@ -265,8 +266,8 @@ pub async fn tuner_bench(opts: &TunerOptions) -> anyhow::Result<Vec<TunerRow>> {
                 seed,
                 phase = def.name,
                 concurrency = n,
-                items_per_s = rate,
-                sweep_best_per_s = best_rate(&sweep[oracle_key(def.name)]),
+                items_per_s = rounded(*rate, 1),
+                sweep_best_per_s = rounded(best_rate(&sweep[oracle_key(def.name)]), 1),
                 "oracle: its setting's rate over the phase's second half"
             );
         }
@@ -356,14 +357,14 @@ pub async fn tuner_bench(opts: &TunerOptions) -> anyhow::Result<Vec<TunerRow>> {
                     seed,
                     phase = %r.phase,
                     system = %r.system,
-                    fraction = r.fraction_of_oracle,
-                    settle_s = ?r.settle_s,
+                    fraction = rounded(r.fraction_of_oracle, 3),
+                    settle_s = ?r.settle_s.map(|s| rounded(s, 1)),
                     peak = r.peak_in_flight,
-                    cv = r.concurrency_cv,
+                    cv = rounded(r.concurrency_cv, 3),
                     "tuner bench: phase measured"
                 );
             }
-            tracing::info!(system = %sys.name(), items_per_s = rate, "tuner bench: system done");
+            tracing::info!(system = %sys.name(), items_per_s = rounded(rate, 1), "tuner bench: system done");
         }
         per_seed.push(rows);
     }
@@ -443,7 +444,7 @@ async fn sweep_point(def: &PhaseDef, n: usize, opts: &TunerOptions) -> anyhow::R
     tracing::info!(
         phase = def.name,
         concurrency = n,
-        items_per_s = rate,
+        items_per_s = rounded(rate, 1),
         "oracle sweep"
     );
     Ok(rate)
