@@ -156,8 +156,12 @@ fn a_cut_that_does_not_lower_latency_re_bases_the_no_load_value() {
     // The API gets 3x slower, whatever the load: the law cuts...
     let d = law.decide(&window(64, 2133, 30.0));
     assert_eq!(d.api_permits, Some(32), "{}", d.reason);
-    // ...latency stays at 30 ms at half the calls: not our queue.
+    // ...latency stays at 30 ms at half the calls. That window began with
+    // calls started at 64, so it does not judge the cut: the law cuts on...
     let d = law.decide(&window(32, 1066, 30.0));
+    assert_eq!(d.api_permits, Some(16), "{}", d.reason);
+    // ...and at a quarter, a window wholly at 32 or less: not our queue.
+    let d = law.decide(&window(16, 533, 30.0));
     assert!(d.reason.contains("re-based"), "{}", d.reason);
     assert_eq!(d.api_permits, Some(64), "the cut is undone: {}", d.reason);
     // From the new no-load value, 30 ms is no queue: growth goes on.
@@ -272,4 +276,35 @@ fn a_failure_cut_that_does_not_lower_the_share_is_undone_and_re_bases() {
     w.timeouts = 200;
     let d = law.decide(&w);
     assert!(!d.reason.contains("failures"), "{}", d.reason);
+}
+
+#[test]
+fn doubling_windows_are_half_as_long_as_the_windows_after_it() {
+    let mut law = Gradient::with_params(GradientParams {
+        min_window: Duration::from_millis(10),
+        ..GradientParams::default()
+    });
+    // The mean latency of these windows is 1.1 x 100 ms = 110 ms.
+    law.decide(&window(4, 40, 100.0));
+    assert_eq!(law.window(), Duration::from_millis(220), "2 latencies");
+    law.decide(&window(8, 80, 100.0));
+    // Latency doubles: the doubling is over, the windows after the cut
+    // read 4 latencies (the window length is set as a window begins).
+    let d = law.decide(&window(16, 80, 200.0));
+    assert!(d.reason.contains("latency"), "{}", d.reason);
+    law.decide(&window(12, 100, 120.0));
+    assert_eq!(law.window(), Duration::from_millis(528), "4 x 132 ms");
+
+    // With the default `min_window` (200 ms), a fast API's doubling
+    // windows are still 2 latencies (of 11 ms), down to 20 ms.
+    let mut law = Gradient::new();
+    law.decide(&window(4, 400, 10.0));
+    assert_eq!(
+        law.window(),
+        Duration::from_millis(22),
+        "{:?}",
+        law.window()
+    );
+    law.decide(&window(8, 800, 5.0));
+    assert_eq!(law.window(), Duration::from_millis(20), "the floor");
 }

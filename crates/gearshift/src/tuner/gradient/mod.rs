@@ -25,6 +25,8 @@ const Z: f64 = 2.0;
 /// Windows whose median failure share is the baseline (a median, not the
 /// lowest: the lowest of noisy shares would make noise look like overload).
 const BASELINE_WINDOWS: usize = 8;
+/// Shortest window while doubling.
+const SHORTEST_DOUBLING: Duration = Duration::from_millis(20);
 /// Share of the limit carrying the flow (agents not waiting for input or
 /// on a full channel) that counts as used: above `1 / headroom`, so a
 /// limit cut to the use x headroom is not grown.
@@ -93,8 +95,9 @@ pub struct Gradient {
 enum Probe {
     /// Grown from `from` when the goodput was `rate` (relative error `se`).
     Up { from: f64, rate: f64, se: f64 },
-    /// A series of latency cuts began at `from`, when the median was `p50`.
-    Down { from: f64, p50: f64 },
+    /// A series of latency cuts began at `from`, when the median was `p50`;
+    /// `before` is the limit the last cut started from.
+    Down { from: f64, p50: f64, before: f64 },
     /// Cut from `from` for a failure `share`, which overload would bring
     /// down to `expect`; `ceiling` was the ceiling before.
     Fail {
@@ -116,10 +119,9 @@ impl Gradient {
     pub fn with_params(params: GradientParams) -> Self {
         let params = params.sane();
         Gradient {
-            window: params
-                .min_window
-                .max(Duration::from_millis(500))
-                .min(params.max_window),
+            // The first window, before any latency is known (shorter ones
+            // would read the no-load latency from a call or two).
+            window: params.min_window,
             params,
             limit: 0.0,
             started: false,
@@ -170,20 +172,27 @@ impl Tuner for Gradient {
         if let Some(latency) = r.mean.or(r.p50) {
             // Long enough for a few latencies, and for enough calls to
             // read the median to `PRECISION` (its error is sigma x
-            // sqrt(1.57 / calls)).
-            // (Doubling needs no precision: it stops at the first signal.)
-            let calls = if self.slow_start {
-                0.0
+            // sqrt(1.57 / calls)). Doubling needs no precision, it stops
+            // at the first signal: half as many latencies, as TCP's slow
+            // start doubles every round trip.
+            let latencies = if self.slow_start {
+                self.params.latencies_per_window / 2.0
             } else {
-                1.57 * (r.sigma / PRECISION).powi(2)
+                let calls = 1.57 * (r.sigma / PRECISION).powi(2);
+                self.params
+                    .latencies_per_window
+                    .max(calls / self.limit.max(1.0))
             };
-            let latencies = self
-                .params
-                .latencies_per_window
-                .max(calls / self.limit.max(1.0));
             let next =
                 Duration::try_from_secs_f64(latency * latencies).unwrap_or(self.params.max_window);
-            self.window = next.clamp(self.params.min_window, self.params.max_window);
+            // `min_window` gives slow signals (timeouts, drops) time to
+            // show; the doubling stops at the first signal of any kind.
+            let shortest = if self.slow_start {
+                SHORTEST_DOUBLING.min(self.params.min_window)
+            } else {
+                self.params.min_window
+            };
+            self.window = next.clamp(shortest, self.params.max_window);
         }
         let workers = self.workers(w);
         if r.good == 0.0 && w.timeouts == 0 && w.errors == 0 && w.throttled == 0 {
@@ -292,8 +301,15 @@ impl Tuner for Gradient {
         // queueing would have taken it were not about our queue: the API
         // got slower. Until the series is large enough to tell from the
         // noise, it goes on.
-        if let Some(Probe::Down { from, p50: before }) = self.probe {
-            let k = self.limit.round() / from.round().max(1.0);
+        if let Some(Probe::Down {
+            from,
+            p50: before,
+            before: last,
+        }) = self.probe
+        {
+            // A window begins with calls started before the last cut: it
+            // is judged on the higher of the last two limits.
+            let k = self.limit.max(last).round() / from.round().max(1.0);
             let expect = (before * k).max(self.noload.unwrap_or(0.0));
             let span = (before / expect.max(1e-9)).ln();
             if span >= Z * SQRT_2 * r.p50_se {
@@ -320,12 +336,18 @@ impl Tuner for Gradient {
         if ratio > tolerance {
             self.slow_start = false;
             let target = self.limit * (tolerance / ratio).max(0.5);
-            if !matches!(self.probe, Some(Probe::Down { .. })) {
-                self.probe = Some(Probe::Down {
+            self.probe = Some(match self.probe {
+                Some(Probe::Down { from, p50, .. }) => Probe::Down {
+                    from,
+                    p50,
+                    before: self.limit,
+                },
+                _ => Probe::Down {
                     from: self.limit,
                     p50,
-                });
-            }
+                    before: self.limit,
+                },
+            });
             let reason = format!(
                 "latency {:.1} ms is {ratio:.2}x its no-load {:.1} ms (tolerance {tolerance})",
                 p50 * 1e3,

@@ -27,7 +27,9 @@ pub struct GradientParams {
     /// A window lasts this many median latencies, within
     /// `min_window..=max_window`. By default, 4.
     pub latencies_per_window: f64,
-    /// Shortest window. By default, 200 ms.
+    /// Shortest window after the doubling (slow signals such as timeouts
+    /// need time to show; the doubling's windows may be as short as 20 ms).
+    /// By default, 200 ms.
     pub min_window: Duration,
     /// Longest window. By default, 5 s.
     pub max_window: Duration,
