@@ -96,8 +96,8 @@ enum Probe {
     /// Grown from `from` when the goodput was `rate` (relative error `se`).
     Up { from: f64, rate: f64, se: f64 },
     /// A series of latency cuts began at `from`, when the median was `p50`;
-    /// `before` is the limit the last cut started from.
-    Down { from: f64, p50: f64, before: f64 },
+    /// the last cut started from `last_from`.
+    Down { from: f64, p50: f64, last_from: f64 },
     /// Cut from `from` for a failure `share`, which overload would bring
     /// down to `expect`; `ceiling` was the ceiling before.
     Fail {
@@ -304,12 +304,12 @@ impl Tuner for Gradient {
         if let Some(Probe::Down {
             from,
             p50: before,
-            before: last,
+            last_from,
         }) = self.probe
         {
             // A window begins with calls started before the last cut: it
             // is judged on the higher of the last two limits.
-            let k = self.limit.max(last).round() / from.round().max(1.0);
+            let k = self.limit.max(last_from).round() / from.round().max(1.0);
             let expect = (before * k).max(self.noload.unwrap_or(0.0));
             let span = (before / expect.max(1e-9)).ln();
             if span >= Z * SQRT_2 * r.p50_se {
@@ -340,12 +340,12 @@ impl Tuner for Gradient {
                 Some(Probe::Down { from, p50, .. }) => Probe::Down {
                     from,
                     p50,
-                    before: self.limit,
+                    last_from: self.limit,
                 },
                 _ => Probe::Down {
                     from: self.limit,
                     p50,
-                    before: self.limit,
+                    last_from: self.limit,
                 },
             });
             let reason = format!(
