@@ -131,10 +131,21 @@ fn steady_failures_are_the_baseline_and_a_rise_above_it_cuts() {
         max_limit: 30,
         ..GradientParams::default()
     });
-    // A steady 10% of errors is the baseline, not overload.
+    // A steady 10% of errors from the first call: before any window the
+    // baseline is 0, so the first window cuts; the cut does not lower the
+    // share, so it is undone and 10% becomes the baseline.
+    let mut w = window(30, 900, 20.0);
+    w.errors = 100;
+    let d = law.decide(&w);
+    let cut = d.api_permits.expect("10% over a baseline of 0 cuts");
+    let mut w = window(cut, 900, 20.0);
+    w.errors = 100;
+    let d = law.decide(&w);
+    assert!(d.reason.contains("re-based"), "{}", d.reason);
+    assert_eq!(law.limit(), 30);
+    // From then on, 10% is not overload.
     for _ in 0..6 {
-        let l = law.limit().max(30);
-        let mut w = window(l, 900, 20.0);
+        let mut w = window(30, 900, 20.0);
         w.errors = 100;
         let d = law.decide(&w);
         assert!(!d.reason.contains("failures"), "{}", d.reason);
@@ -147,6 +158,27 @@ fn steady_failures_are_the_baseline_and_a_rise_above_it_cuts() {
     let d = law.decide(&w);
     assert!(d.reason.contains("failures"), "{}", d.reason);
     assert_eq!(d.api_permits, Some(16), "0.9 x 30 x 0.6: {}", d.reason);
+}
+
+#[test]
+fn an_api_that_drops_from_the_first_call_is_cut_not_learnt_as_its_baseline() {
+    // 16 calls at an API that serves 4 and drops the rest: from the first
+    // window, three quarters of the calls time out, holding their slots.
+    let mut law = Gradient::new();
+    let mut limit = 16;
+    for _ in 0..4 {
+        let mut w = window(limit, 4, 5.0);
+        w.timeouts = (4 * (limit - 4) / 4).max(1) as u64;
+        if limit <= 4 {
+            w.timeouts = 0;
+            w.io_completions = 800;
+        }
+        let d = law.decide(&w);
+        limit = d.api_permits.unwrap_or(limit);
+    }
+    // Learning 75% as the baseline would have held 16 (or grown on the
+    // flat latency); the law cuts to what the API serves.
+    assert!(limit <= 5, "still {limit} calls at an API that serves 4");
 }
 
 #[test]

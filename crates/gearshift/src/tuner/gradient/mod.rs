@@ -44,7 +44,8 @@ const USED: f64 = 0.9;
 ///    second x mean latency), or halved when too few calls give none; that
 ///    level is a ceiling for `ceiling_memory`.
 /// 2. **Failures above their baseline** (timeouts, resets, 5xx; the
-///    baseline is the median share of recent windows): cut to `backoff` x
+///    baseline is the median share of recent windows not counted as
+///    overload, 0 before any): cut to `backoff` x
 ///    the share the API took. A cut after which the share does not fall is
 ///    undone, and the share becomes the baseline.
 /// 3. **An unused limit** (the stage is fed less, or blocked by the CPU
@@ -78,7 +79,8 @@ pub struct Gradient {
     slow_start: bool,
     /// No-load median latency (seconds).
     noload: Option<f64>,
-    /// Recent failure shares; the lowest is the baseline.
+    /// Failure shares of recent windows not counted as overload; their
+    /// median is the baseline (0 before any).
     failures: VecDeque<f64>,
     /// A level growth may not pass, and until when (seconds of the run).
     ceiling: Option<(f64, f64)>,
@@ -229,7 +231,8 @@ impl Tuner for Gradient {
             // halfway mark undoes it.
             let halfway = share - 0.5 * (share - expect);
             if r.failure_share - halfway > Z * r.failure_se {
-                self.failures.iter_mut().for_each(|f| *f = r.failure_share);
+                self.failures.clear();
+                self.failures.push_back(r.failure_share);
                 self.ceiling = ceiling;
                 let reason = format!(
                     "failures {:.1}% did not fall with the cut ({:.1}% before): not overload; \
@@ -240,14 +243,13 @@ impl Tuner for Gradient {
                 return self.set(from, workers, reason);
             }
         }
-        let baseline = median(&self.failures);
-        self.failures.push_back(r.failure_share);
-        if self.failures.len() > BASELINE_WINDOWS {
-            self.failures.pop_front();
-        }
-        if let Some(baseline) = baseline
-            && r.failure_share > baseline + self.params.failure_margin + Z * r.failure_se
-        {
+        // Before any window, a healthy API fails nothing: failures from the
+        // first windows are overload until a cut fails to lower them (an
+        // API can be in collapse from the first call, its slots held by
+        // calls it dropped). A window counted as overload does not teach
+        // the baseline.
+        let baseline = median(&self.failures).unwrap_or(0.0);
+        if r.failure_share > baseline + self.params.failure_margin + Z * r.failure_se {
             // Failed calls held their slots (a timeout for its whole
             // length): the API took the share that did not fail beyond
             // the baseline.
@@ -268,6 +270,10 @@ impl Tuner for Gradient {
                 ceiling,
             });
             return decision;
+        }
+        self.failures.push_back(r.failure_share);
+        if self.failures.len() > BASELINE_WINDOWS {
+            self.failures.pop_front();
         }
 
         // 3. An unused limit: the agents wait for input (the stage is fed

@@ -15,7 +15,7 @@ pub struct GradientParams {
     /// What an overload signal cuts the limit to, as a share of the calls
     /// the API served. By default, 0.9.
     pub backoff: f64,
-    /// Failure share above its baseline (the lowest of recent windows)
+    /// Failure share above its baseline (the median of recent windows)
     /// that counts as overload, before noise. By default, 0.02.
     pub failure_margin: f64,
     /// How long a level that brought pushback, failures or a loss of
