@@ -340,3 +340,42 @@ fn doubling_windows_are_half_as_long_as_the_windows_after_it() {
     law.decide(&window(8, 800, 5.0));
     assert_eq!(law.window(), Duration::from_millis(20), "the floor");
 }
+
+#[test]
+fn a_failure_cut_bounds_growth_only_once_the_share_clearly_fell() {
+    // Healthy windows at 40, then a window where 30% of calls time out.
+    let run = |after: (u64, u64)| {
+        let mut law = Gradient::with_params(GradientParams {
+            max_limit: 40,
+            ..GradientParams::default()
+        });
+        for _ in 0..4 {
+            let l = law.limit().max(40);
+            law.decide(&window(l, 2000, 20.0));
+        }
+        let mut w = window(40, 1400, 20.0);
+        w.timeouts = 600;
+        let cut = law.decide(&w).api_permits.expect("30% over 0% cuts");
+        // The window after the cut: `after` = (successes, timeouts).
+        let mut w = window(cut, after.0, 20.0);
+        w.timeouts = after.1;
+        law.decide(&w);
+        // Healthy windows at no-load latency: growth up to any ceiling.
+        for _ in 0..12 {
+            let l = law.limit();
+            law.decide(&window(l, (l * 50) as u64, 20.0));
+        }
+        (cut, law.limit())
+    };
+    // The API took 40 x 0.7 = 28 calls: the cut goes to 0.9 x 28, and 28
+    // is the ceiling once the share fell to 1% of 2,000 calls.
+    let (cut, grown) = run((1980, 20));
+    assert_eq!(cut, 25);
+    assert!(
+        grown <= 28,
+        "grew from {cut} to {grown} past the ceiling 28"
+    );
+    // 2 of 12 calls failed: too few to tell, the cut stands but bounds nothing.
+    let (cut, grown) = run((10, 2));
+    assert!(grown > 30, "held at {grown} (cut to {cut}) on no evidence");
+}

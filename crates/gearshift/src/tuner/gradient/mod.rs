@@ -45,9 +45,10 @@ const USED: f64 = 0.9;
 ///    level is a ceiling for `ceiling_memory`.
 /// 2. **Failures above their baseline** (timeouts, resets, 5xx; the
 ///    baseline is the median share of recent windows not counted as
-///    overload, 0 before any): cut to `backoff` x
-///    the share the API took. A cut after which the share does not fall is
-///    undone, and the share becomes the baseline.
+///    overload, 0 before any): cut to `backoff` x the share the API took.
+///    A cut after which the share does not fall is undone, and the share
+///    becomes the baseline; one after which it clearly falls makes what
+///    the API took a ceiling.
 /// 3. **An unused limit** (the stage is fed less, or blocked by the CPU
 ///    stage or the next one): cut to the calls in flight x `headroom`, by
 ///    Little's law what the flow needs. Saturated workers grow to the pool.
@@ -241,6 +242,12 @@ impl Tuner for Gradient {
                     share * 100.0
                 );
                 return self.set(from, workers, reason);
+            }
+            // A ceiling marks a level shown to be too high: only a share
+            // clearly below the halfway mark shows it. Under noise the cut
+            // stands, without a ceiling.
+            if halfway - r.failure_share <= Z * r.failure_se {
+                self.ceiling = ceiling;
             }
         }
         // Before any window, a healthy API fails nothing: failures from the
