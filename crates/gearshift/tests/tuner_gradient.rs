@@ -30,6 +30,19 @@ fn window(limit: usize, ok: u64, p50_ms: f64) -> Window {
     }
 }
 
+/// A law capped at 40 calls after four healthy windows there.
+fn healthy_at_40() -> Gradient {
+    let mut law = Gradient::with_params(GradientParams {
+        max_limit: 40,
+        ..GradientParams::default()
+    });
+    for _ in 0..4 {
+        let l = law.limit().max(40);
+        law.decide(&window(l, 2000, 20.0));
+    }
+    law
+}
+
 #[test]
 fn a_used_limit_at_no_load_latency_doubles_then_grows_by_its_square_root() {
     let mut law = Gradient::new();
@@ -282,14 +295,7 @@ fn nonsense_windows_and_parameters_never_panic() {
 
 #[test]
 fn a_failure_cut_that_does_not_lower_the_share_is_undone_and_re_bases() {
-    let mut law = Gradient::with_params(GradientParams {
-        max_limit: 40,
-        ..GradientParams::default()
-    });
-    for _ in 0..4 {
-        let l = law.limit().max(40);
-        law.decide(&window(l, 2000, 20.0));
-    }
+    let mut law = healthy_at_40();
     assert_eq!(law.limit(), 40);
     // A steady fault mix starts: 10% of calls stall, whatever the load.
     let mut w = window(40, 1800, 20.0);
@@ -345,14 +351,7 @@ fn doubling_windows_are_half_as_long_as_the_windows_after_it() {
 fn a_failure_cut_bounds_growth_only_once_the_share_clearly_fell() {
     // Healthy windows at 40, then a window where 30% of calls time out.
     let run = |after: (u64, u64)| {
-        let mut law = Gradient::with_params(GradientParams {
-            max_limit: 40,
-            ..GradientParams::default()
-        });
-        for _ in 0..4 {
-            let l = law.limit().max(40);
-            law.decide(&window(l, 2000, 20.0));
-        }
+        let mut law = healthy_at_40();
         let mut w = window(40, 1400, 20.0);
         w.timeouts = 600;
         let cut = law.decide(&w).api_permits.expect("30% over 0% cuts");
