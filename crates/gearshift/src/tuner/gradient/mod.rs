@@ -1,19 +1,21 @@
 //! [`Gradient`]: the default control law of an API budget. The rules are
 //! on the type's docs and, with their reasons, in `docs/tuner.md`; the
 //! parameters in `params.rs`; a window's numbers and their noise in
-//! `reading.rs`. `decide` is long on purpose: the five rules in order, to
-//! be read top to bottom beside `docs/tuner.md`.
+//! `reading.rs`; rule 2 (failures, their baseline and the verdict on a
+//! failure cut) in `failures.rs`. `decide` is long on purpose: the rules in
+//! order, to be read top to bottom beside `docs/tuner.md`.
 
 use std::collections::VecDeque;
 use std::f64::consts::SQRT_2;
 use std::time::Duration;
 
+mod failures;
 mod moves;
 mod params;
 mod reading;
 
 pub use params::GradientParams;
-use reading::{Reading, median};
+use reading::Reading;
 
 use super::{Decision, Tuner, Window};
 
@@ -22,9 +24,6 @@ use super::{Decision, Tuner, Window};
 const PRECISION: f64 = 0.15;
 /// Standard errors a difference must exceed to count.
 const Z: f64 = 2.0;
-/// Windows whose median failure share is the baseline (a median, not the
-/// lowest: the lowest of noisy shares would make noise look like overload).
-const BASELINE_WINDOWS: usize = 8;
 /// Shortest window while doubling.
 const SHORTEST_DOUBLING: Duration = Duration::from_millis(20);
 /// Share of the limit carrying the flow (agents not waiting for input or
@@ -215,72 +214,8 @@ impl Tuner for Gradient {
             let took = (r.rate_se < 0.5).then(|| r.served * (-Z * r.rate_se).exp());
             return self.overload(took, why, workers);
         }
-        // A failure cut that does not take the failure share at least
-        // halfway to where it would go if the API dropped what it could
-        // not take was not about our load (a steady fault mix that
-        // changed): undo it, and the share is the new baseline.
-        if let Some(Probe::Fail {
-            from,
-            share,
-            expect,
-            ceiling,
-        }) = self.probe
-            && r.good + r.failure_share > 0.0
-        {
-            self.probe = None;
-            // Under noise the cut stands: only a share clearly above the
-            // halfway mark undoes it.
-            let halfway = share - 0.5 * (share - expect);
-            if r.failure_share - halfway > Z * r.failure_se {
-                self.failures.clear();
-                self.failures.push_back(r.failure_share);
-                self.ceiling = ceiling;
-                let reason = format!(
-                    "failures {:.1}% did not fall with the cut ({:.1}% before): not overload; \
-                     baseline re-based",
-                    r.failure_share * 100.0,
-                    share * 100.0
-                );
-                return self.set(from, workers, reason);
-            }
-            // A ceiling marks a level shown to be too high: only a share
-            // clearly below the halfway mark shows it. Under noise the cut
-            // stands, without a ceiling.
-            if halfway - r.failure_share <= Z * r.failure_se {
-                self.ceiling = ceiling;
-            }
-        }
-        // Before any window, a healthy API fails nothing: failures from the
-        // first windows are overload until a cut fails to lower them (an
-        // API can be in collapse from the first call, its slots held by
-        // calls it dropped). A window counted as overload does not teach
-        // the baseline.
-        let baseline = median(&self.failures).unwrap_or(0.0);
-        if r.failure_share > baseline + self.params.failure_margin + Z * r.failure_se {
-            // Failed calls held their slots (a timeout for its whole
-            // length): the API took the share that did not fail beyond
-            // the baseline.
-            let took = self.limit * (1.0 - (r.failure_share - baseline)).max(0.0);
-            let why = format!(
-                "failures {:.1}% over a baseline of {:.1}%",
-                r.failure_share * 100.0,
-                baseline * 100.0
-            );
-            let (from, ceiling) = (self.limit, self.ceiling);
-            let decision = self.overload(Some(took), why, workers);
-            // At the new limit the API would drop all but `took`.
-            let expect = (1.0 - took / self.limit.max(1.0)).clamp(baseline, 1.0);
-            self.probe = Some(Probe::Fail {
-                from,
-                share: r.failure_share,
-                expect,
-                ceiling,
-            });
+        if let Some(decision) = self.failure_rule(&r, workers) {
             return decision;
-        }
-        self.failures.push_back(r.failure_share);
-        if self.failures.len() > BASELINE_WINDOWS {
-            self.failures.pop_front();
         }
 
         // 3. An unused limit: the agents wait for input (the stage is fed

@@ -1,0 +1,86 @@
+//! Rule 2 of [`Gradient`]: failures above their baseline, and the verdict
+//! on the last failure cut. Its own file because the baseline (what the
+//! law learns) and the verdict (how it unlearns) belong together.
+
+use super::reading::{Reading, median};
+use super::{Gradient, Probe, Z};
+use crate::tuner::Decision;
+
+/// Windows whose median failure share is the baseline (a median, not the
+/// lowest: the lowest of noisy shares would make noise look like overload).
+const BASELINE_WINDOWS: usize = 8;
+
+impl Gradient {
+    /// Judges the last failure cut, then cuts on failures above their
+    /// baseline; `None` when neither moves the limit.
+    pub(super) fn failure_rule(&mut self, r: &Reading, workers: Option<usize>) -> Option<Decision> {
+        // A failure cut that does not take the failure share at least
+        // halfway to where it would go if the API dropped what it could
+        // not take was not about our load (a steady fault mix that
+        // changed): undo it, and the share is the new baseline.
+        if let Some(Probe::Fail {
+            from,
+            share,
+            expect,
+            ceiling,
+        }) = self.probe
+            && r.good + r.failure_share > 0.0
+        {
+            self.probe = None;
+            // Under noise the cut stands: only a share clearly above the
+            // halfway mark undoes it.
+            let halfway = share - 0.5 * (share - expect);
+            if r.failure_share - halfway > Z * r.failure_se {
+                self.failures.clear();
+                self.failures.push_back(r.failure_share);
+                self.ceiling = ceiling;
+                let reason = format!(
+                    "failures {:.1}% did not fall with the cut ({:.1}% before): not overload; \
+                     baseline re-based",
+                    r.failure_share * 100.0,
+                    share * 100.0
+                );
+                return Some(self.set(from, workers, reason));
+            }
+            // A ceiling marks a level shown to be too high: only a share
+            // clearly below the halfway mark shows it. Under noise the cut
+            // stands, without a ceiling.
+            if halfway - r.failure_share <= Z * r.failure_se {
+                self.ceiling = ceiling;
+            }
+        }
+        // Before any window, a healthy API fails nothing: failures from the
+        // first windows are overload until a cut fails to lower them (an
+        // API can be in collapse from the first call, its slots held by
+        // calls it dropped). A window counted as overload does not teach
+        // the baseline.
+        let baseline = median(&self.failures).unwrap_or(0.0);
+        if r.failure_share > baseline + self.params.failure_margin + Z * r.failure_se {
+            // Failed calls held their slots (a timeout for its whole
+            // length): the API took the share that did not fail beyond
+            // the baseline.
+            let took = self.limit * (1.0 - (r.failure_share - baseline)).max(0.0);
+            let why = format!(
+                "failures {:.1}% over a baseline of {:.1}%",
+                r.failure_share * 100.0,
+                baseline * 100.0
+            );
+            let (from, ceiling) = (self.limit, self.ceiling);
+            let decision = self.overload(Some(took), why, workers);
+            // At the new limit the API would drop all but `took`.
+            let expect = (1.0 - took / self.limit.max(1.0)).clamp(baseline, 1.0);
+            self.probe = Some(Probe::Fail {
+                from,
+                share: r.failure_share,
+                expect,
+                ceiling,
+            });
+            return Some(decision);
+        }
+        self.failures.push_back(r.failure_share);
+        if self.failures.len() > BASELINE_WINDOWS {
+            self.failures.pop_front();
+        }
+        None
+    }
+}
