@@ -379,3 +379,52 @@ fn a_failure_cut_bounds_growth_only_once_the_share_clearly_fell() {
     let (cut, grown) = run((10, 2));
     assert!(grown > 30, "held at {grown} (cut to {cut}) on no evidence");
 }
+
+/// `window` with a noisy API: p90 at e^(1.28 x 0.86) of the median
+/// (lognormal sigma 0.86).
+fn noisy(limit: usize, ok: u64, p50_ms: f64) -> Window {
+    Window {
+        latency_p90: Some(Duration::from_secs_f64(p50_ms * 3.0 / 1e3)),
+        ..window(limit, ok, p50_ms)
+    }
+}
+
+#[test]
+fn a_no_load_latency_read_low_from_a_few_calls_is_pooled_with_the_windows_after_it() {
+    // The first window's three calls read 80 ms; the API's median is 200
+    // ms at any load here. As a minimum, 80 ms (or one standard error up,
+    // 150 ms) would make every later window look queued and hold growth.
+    let mut law = Gradient::new();
+    law.decide(&noisy(4, 3, 80.0));
+    for _ in 0..6 {
+        let l = law.limit();
+        law.decide(&noisy(l, 60 * l as u64 / 4, 200.0));
+    }
+    assert!(law.limit() >= 64, "limit {}", law.limit());
+    // Pooled, it still tells a doubled latency from no-load: a queue.
+    let l = law.limit();
+    let d = law.decide(&noisy(l, 4000, 400.0));
+    assert!(d.api_permits.is_some_and(|n| n < l), "{}", d.reason);
+}
+
+#[test]
+fn a_window_without_a_successful_call_lengthens_the_next() {
+    let mut law = Gradient::with_params(GradientParams {
+        min_window: Duration::from_millis(10),
+        ..GradientParams::default()
+    });
+    law.decide(&window(4, 400, 10.0));
+    let short = law.window();
+    let failed = Window {
+        io_completions: 0,
+        timeouts: 1,
+        latency_p50: None,
+        latency_p90: None,
+        latency_mean: None,
+        ..window(8, 0, 10.0)
+    };
+    law.decide(&failed);
+    assert!(law.window() >= 2 * short, "{:?}", law.window());
+    law.decide(&failed);
+    assert!(law.window() >= 4 * short, "{:?}", law.window());
+}

@@ -2,7 +2,7 @@
 //! on the type's docs and, with their reasons, in `docs/tuner.md`; the
 //! parameters in `params.rs`; a window's numbers and their noise in
 //! `reading.rs`; rule 2 (failures, their baseline and the verdict on a
-//! failure cut) in `failures.rs`. `decide` is long on purpose: the rules in
+//! failure cut) in `failures.rs`; the no-load latency in `noload.rs`. `decide` is long on purpose: the rules in
 //! order, to be read top to bottom beside `docs/tuner.md`.
 
 use std::collections::VecDeque;
@@ -11,9 +11,11 @@ use std::time::Duration;
 
 mod failures;
 mod moves;
+mod noload;
 mod params;
 mod reading;
 
+use noload::NoLoad;
 pub use params::GradientParams;
 use reading::Reading;
 
@@ -77,8 +79,8 @@ pub struct Gradient {
     limit: f64,
     started: bool,
     slow_start: bool,
-    /// No-load median latency (seconds).
-    noload: Option<f64>,
+    /// No-load median latency.
+    noload: Option<NoLoad>,
     /// Failure shares of recent windows not counted as overload; their
     /// median is the baseline (0 before any).
     failures: VecDeque<f64>,
@@ -195,6 +197,12 @@ impl Tuner for Gradient {
                 self.params.min_window
             };
             self.window = next.clamp(shortest, self.params.max_window);
+        } else {
+            // No latency to size the window by: wait longer for one.
+            self.window = self
+                .window
+                .saturating_mul(2)
+                .clamp(self.params.min_window, self.params.max_window);
         }
         let workers = self.workers(w);
         if r.good == 0.0 && w.timeouts == 0 && w.errors == 0 && w.throttled == 0 {
@@ -258,12 +266,12 @@ impl Tuner for Gradient {
             // A window begins with calls started before the last cut: it
             // is judged on the higher of the last two limits.
             let k = self.limit.max(last_from).round() / from.round().max(1.0);
-            let expect = (before * k).max(self.noload.unwrap_or(0.0));
+            let expect = (before * k).max(self.noload.map_or(0.0, |n| n.secs()));
             let span = (before / expect.max(1e-9)).ln();
             if span >= Z * SQRT_2 * r.p50_se {
                 self.probe = None;
                 if (before / p50).ln() < 0.5 * span {
-                    self.noload = Some(p50);
+                    self.noload = Some(NoLoad::read(p50, r.p50_se));
                     let reason = format!(
                         "latency {:.1} ms did not fall with the cuts ({:.1} ms at {from:.0} calls): \
                          the API is slower, not queued; no-load latency re-based",
@@ -274,11 +282,14 @@ impl Tuner for Gradient {
                 }
             }
         }
-        // One standard error up: the lowest of many noisy medians would
-        // sit below the true no-load value.
-        let candidate = p50 * r.p50_se.exp();
-        let noload = self.noload.map_or(candidate, |n| n.min(candidate));
-        self.noload = Some(noload);
+        // Windows that agree within their noise are pooled (noload.rs).
+        let noload = match &mut self.noload {
+            Some(n) => {
+                n.update(p50, r.p50_se);
+                n.secs()
+            }
+            None => self.noload.insert(NoLoad::read(p50, r.p50_se)).secs(),
+        };
         let ratio = p50 / noload;
         let tolerance = self.params.tolerance;
         if ratio > tolerance {

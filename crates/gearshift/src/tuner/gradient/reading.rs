@@ -53,7 +53,12 @@ impl Reading {
             p50_se: sigma * (1.57 / good.max(1.0)).sqrt(),
             served: w.active_io_rate() * secs(w.latency_mean).or(p50).unwrap_or(0.0),
             failure_share: share,
-            failure_se: (share.max(0.01) * (1.0 - share) / ended.max(1.0)).sqrt(),
+            failure_se: {
+                // Laplace's estimate for the spread: a share of 0 or 1
+                // from a few calls is not certain.
+                let p = (fails + 1.0) / (ended + 2.0);
+                (p * (1.0 - p) / (ended + 2.0)).sqrt()
+            },
         }
     }
 }
