@@ -132,3 +132,25 @@ async fn busy_never_exceeds_the_capacity_the_stage_had_after_a_shrink() {
         "a finished report shows the agents asked for: {text}"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_pause_is_counted_in_every_window_it_spans() {
+    let handle = spawn(400, 4, true);
+    let mut reader = WindowReader::new(&handle);
+    let mut windows = Vec::new();
+    while !handle.is_finished() {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        windows.push(reader.read());
+    }
+    assert_eq!(handle.clone().join().await.ok, 400);
+    assert!(windows.iter().all(|w| w.paused <= w.elapsed), "{windows:?}");
+    // The 1 s `Retry-After` spans about 20 windows of 50 ms: each of those
+    // is paused throughout, not only the one the 429 came in.
+    let total: Duration = windows.iter().map(|w| w.paused).sum();
+    let whole = windows.iter().filter(|w| w.paused == w.elapsed).count();
+    assert!(
+        total >= Duration::from_millis(950) && total <= Duration::from_secs(1),
+        "{total:?}"
+    );
+    assert!(whole >= 18, "{whole} windows paused throughout");
+}

@@ -428,3 +428,36 @@ fn a_window_without_a_successful_call_lengthens_the_next() {
     law.decide(&failed);
     assert!(law.window() >= 4 * short, "{:?}", law.window());
 }
+
+#[test]
+fn refused_calls_bound_what_the_api_took_where_little_s_law_overcounts() {
+    let mut law = Gradient::new();
+    law.decide(&window(64, 3200, 40.0)); // -> 128
+    // At 128 a limit of 64 calls refuses 51, and the budget pauses for 2 s
+    // 2 ms into the window: the 53 calls that end in the pause make the
+    // rate per unpaused second, and Little's law, absurd (thousands).
+    let w = Window {
+        elapsed: Duration::from_millis(101),
+        paused: Duration::from_millis(99),
+        throttled: 51,
+        retry_after: Some(Duration::from_secs(2)),
+        ..window(128, 53, 80.0)
+    };
+    let d = law.decide(&w);
+    assert_eq!(d.api_permits, Some(69), "0.9 x (128 - 51): {}", d.reason);
+}
+
+#[test]
+fn a_window_paused_throughout_judges_nothing() {
+    let mut law = Gradient::new();
+    law.decide(&window(16, 800, 20.0)); // -> 32
+    // Inside a `Retry-After` pause only calls started before it end, some
+    // slowly: no reading of the limit, which no call started at.
+    let w = Window {
+        paused: Duration::from_secs(1),
+        ..window(32, 5, 200.0)
+    };
+    let d = law.decide(&w);
+    assert_eq!(d.api_permits, None, "{}", d.reason);
+    assert!(d.reason.contains("paused"), "{}", d.reason);
+}

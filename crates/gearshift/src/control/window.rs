@@ -51,7 +51,8 @@ struct IoMark {
     throttled: u64,
     timeouts: u64,
     errors: u64,
-    /// The stage's budget and its paused time at the last read.
+    /// The stage's budget and the time it had spent paused at the last
+    /// read (nanoseconds; a pause still ahead is not spent yet).
     budget: Option<(Arc<Budget>, u64)>,
 }
 
@@ -137,6 +138,20 @@ fn busy(s: &StageStats) -> u64 {
     s.total(&s.busy_nanos, |a| &a.api_nanos)
 }
 
+/// The wall time `budget` has spent paused by `now` (nanoseconds): what
+/// its pauses added, less the part of the current one still ahead.
+fn paused_by(budget: &Budget, now: Instant) -> u64 {
+    let ahead = budget
+        .pause
+        .until()
+        .map_or(0, |until| until.saturating_duration_since(now).as_nanos());
+    budget
+        .stats
+        .paused
+        .get()
+        .saturating_sub(u64::try_from(ahead).unwrap_or(u64::MAX))
+}
+
 fn idle(s: &StageStats) -> u64 {
     s.total(&s.blocked_get_nanos, |a| &a.idle_nanos)
 }
@@ -149,8 +164,8 @@ impl IoMark {
     fn new(stage: Arc<StageStats>, budget: Option<Arc<Budget>>, now: Instant) -> Self {
         IoMark {
             budget: budget.map(|b| {
-                let paused = b.stats.paused.get();
-                (b, paused)
+                let spent = paused_by(&b, now);
+                (b, spent)
             }),
             latency: LatencyDelta::new(&stage.latency),
             peak: stage.gauges.peak_in_use.reader(now),
@@ -175,7 +190,9 @@ impl IoMark {
             w.latency_mean = Some(p.mean);
         }
         if let Some((budget, mark)) = &mut self.budget {
-            let paused = Duration::from_nanos(delta(mark, budget.stats.paused.get()));
+            // A pause is counted in the windows it spans, not all in the
+            // one it began in: the windows inside it must show it.
+            let paused = Duration::from_nanos(delta(mark, paused_by(budget, now)));
             w.paused = paused.min(w.elapsed);
         }
         let c = s.gauges.concurrency.get();

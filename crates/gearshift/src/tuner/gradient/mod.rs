@@ -42,7 +42,8 @@ const USED: f64 = 0.9;
 ///
 /// 1. **Pushback** (a 429/503, a `Retry-After`): cut to `backoff` x a lower
 ///    bound of what the API served (Little's law: completions per unpaused
-///    second x mean latency), or halved when too few calls give none; that
+///    second x mean latency, at most the calls not refused), or halved
+///    when neither gives one; that
 ///    level is a ceiling for `ceiling_memory`.
 /// 2. **Failures above their baseline** (timeouts, resets, 5xx; the
 ///    baseline is the median share of recent windows not counted as
@@ -208,6 +209,11 @@ impl Tuner for Gradient {
         if r.good == 0.0 && w.timeouts == 0 && w.errors == 0 && w.throttled == 0 {
             return self.hold(workers, "no call ended in the window".into());
         }
+        if w.paused >= w.elapsed && w.throttled == 0 {
+            // Calls ending inside a pause started before it; none started
+            // at this limit.
+            return self.hold(workers, "paused by a Retry-After throughout".into());
+        }
 
         // 1. Pushback and failures above their baseline.
         if w.throttled > 0 || w.retry_after.is_some() {
@@ -219,7 +225,17 @@ impl Tuner for Gradient {
             );
             // Probing past a hard limit again costs another pause: take
             // the estimate's lower bound, and none from too few calls.
-            let took = (r.rate_se < 0.5).then(|| r.served * (-Z * r.rate_se).exp());
+            let little = (r.rate_se < 0.5).then(|| r.served * (-Z * r.rate_se).exp());
+            // The refused calls were not taken: the API took at most the
+            // rest (Little's law overcounts a window mostly paused, whose
+            // calls ended in the pause).
+            let refused = (w.throttled > 0)
+                .then(|| self.limit.round() - w.throttled as f64)
+                .filter(|rest| *rest >= 1.0);
+            let took = match (little, refused) {
+                (Some(l), Some(most)) => Some(l.min(most)),
+                (l, most) => l.or(most),
+            };
             return self.overload(took, why, workers);
         }
         if let Some(decision) = self.failure_rule(&r, workers) {
