@@ -1,8 +1,9 @@
 //! [`Gradient`]: the default control law of an API budget. The rules are
 //! on the type's docs and, with their reasons, in `docs/tuner.md`; the
 //! parameters in `params.rs`; a window's numbers and their noise in
-//! `reading.rs`; rule 2 (failures, their baseline and the verdict on a
-//! failure cut) in `failures.rs`; the no-load latency in `noload.rs`. `decide` is long on purpose: the rules in
+//! `reading.rs`; rule 1 (pushback) in `pushback.rs`; rule 2 (failures,
+//! their baseline and the verdict on a failure cut) in `failures.rs`; the
+//! no-load latency in `noload.rs`. `decide` is long on purpose: the rules in
 //! order, to be read top to bottom beside `docs/tuner.md`.
 
 use std::collections::VecDeque;
@@ -13,6 +14,7 @@ mod failures;
 mod moves;
 mod noload;
 mod params;
+mod pushback;
 mod reading;
 
 use noload::NoLoad;
@@ -215,28 +217,9 @@ impl Tuner for Gradient {
             return self.hold(workers, "paused by a Retry-After throughout".into());
         }
 
-        // 1. Pushback and failures above their baseline.
+        // 1. Pushback and 2. failures above their baseline.
         if w.throttled > 0 || w.retry_after.is_some() {
-            // Refused calls return at once and hold no slot: the calls the
-            // API took are what it served (Little's law).
-            let why = format!(
-                "{} throttled, Retry-After {:?}, served {:.1} calls (Little's law)",
-                w.throttled, w.retry_after, r.served
-            );
-            // Probing past a hard limit again costs another pause: take
-            // the estimate's lower bound, and none from too few calls.
-            let little = (r.rate_se < 0.5).then(|| r.served * (-Z * r.rate_se).exp());
-            // The refused calls were not taken: the API took at most the
-            // rest (Little's law overcounts a window mostly paused, whose
-            // calls ended in the pause).
-            let refused = (w.throttled > 0)
-                .then(|| self.limit.round() - w.throttled as f64)
-                .filter(|rest| *rest >= 1.0);
-            let took = match (little, refused) {
-                (Some(l), Some(most)) => Some(l.min(most)),
-                (l, most) => l.or(most),
-            };
-            return self.overload(took, why, workers);
+            return self.pushback(w, &r, workers);
         }
         if let Some(decision) = self.failure_rule(&r, workers) {
             return decision;

@@ -1,0 +1,33 @@
+//! Rule 1 of [`Gradient`]: pushback (a 429/503, a `Retry-After`). Its own
+//! file because its estimate of what the API took has two sources that
+//! bound each other: Little's law and the count of refused calls.
+
+use super::reading::Reading;
+use super::{Gradient, Z};
+use crate::tuner::{Decision, Window};
+
+impl Gradient {
+    /// Cuts to `backoff` x what the API took, and makes that a ceiling.
+    pub(super) fn pushback(&mut self, w: &Window, r: &Reading, workers: Option<usize>) -> Decision {
+        // Refused calls return at once and hold no slot: the calls the API
+        // took are what it served (Little's law).
+        let why = format!(
+            "{} throttled, Retry-After {:?}, served {:.1} calls (Little's law)",
+            w.throttled, w.retry_after, r.served
+        );
+        // Probing past a hard limit again costs another pause: take the
+        // estimate's lower bound, and none from too few calls.
+        let little = (r.rate_se < 0.5).then(|| r.served * (-Z * r.rate_se).exp());
+        // The refused calls were not taken: the API took at most the rest
+        // (Little's law overcounts a window mostly paused, whose calls
+        // ended in the pause).
+        let refused = (w.throttled > 0)
+            .then(|| self.limit.round() - w.throttled as f64)
+            .filter(|rest| *rest >= 1.0);
+        let took = match (little, refused) {
+            (Some(l), Some(most)) => Some(l.min(most)),
+            (l, most) => l.or(most),
+        };
+        self.overload(took, why, workers)
+    }
+}
