@@ -45,8 +45,7 @@ const USED: f64 = 0.9;
 /// 1. **Pushback** (a 429/503, a `Retry-After`): cut to `backoff` x a lower
 ///    bound of what the API served (Little's law: completions per unpaused
 ///    second x mean latency, at most the calls not refused), or halved
-///    when neither gives one; that
-///    level is a ceiling for `ceiling_memory`.
+///    when neither gives one; that level is a ceiling for `ceiling_memory`.
 /// 2. **Failures above their baseline** (timeouts, resets, 5xx; the
 ///    baseline is the median share of recent windows not counted as
 ///    overload, 0 before any): cut to `backoff` x the share the API took.
