@@ -21,6 +21,10 @@
 //! two_apis fetches from one mock API and uploads each item's digest to a
 //! second one ([`UploadApi`]); its systems are in
 //! [`systems::two_api`].
+//!
+//! Over 400 lines on purpose: it is the catalogue of every scenario (mock
+//! config, limit, systems), read as one table to compare them; split by
+//! scenario, the comparison would be scattered over files.
 
 mod runner;
 

@@ -1,5 +1,8 @@
 //! [`HttpFetcher`]: one HTTP attempt per call, bounded in time and size, its
 //! failure classified into an [`ErrorKind`] for the pipeline's retry policy.
+//!
+//! Just over 400 lines: one attempt, from request to classified outcome,
+//! kept in one place so every path that can fail is seen beside the others.
 
 use std::fmt;
 use std::sync::Arc;

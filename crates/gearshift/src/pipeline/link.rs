@@ -12,6 +12,9 @@
 //! one to give it back): a capacity of 2^24 costs nothing until items fill
 //! it, where a preallocated ring of that size takes hundreds of MiB for a
 //! run of a thousand items.
+//!
+//! Just over 400 lines with its tests (about 95 of them), which exercise
+//! both sides of the link together.
 
 use std::pin::Pin;
 use std::sync::Arc;

@@ -14,6 +14,9 @@
 //! Pacing comes before the permit so that no permit sits in an agent that
 //! sleeps. Every wait goes through [`IoCore::wait`]: it ends early on an
 //! abort and on the item's deadline, and the outbox is flushed before it.
+//!
+//! Just over 400 lines: one call's steps (pace, permit, attempt, retry) on
+//! one type, in the order a call takes them, to be read top to bottom.
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
