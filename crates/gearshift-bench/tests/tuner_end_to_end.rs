@@ -1,10 +1,12 @@
 //! The default controller against the mock API on 127.0.0.1, at a tiny
 //! size, with nothing set: it finds an API's capacity far above the rule of
-//! thumb, and every item is accounted for.
+//! thumb, and far below it, and every item is accounted for.
 
+use std::ops::RangeInclusive;
 use std::time::{Duration, Instant};
 
 use gearshift::http::HttpFetcher;
+use gearshift::stats::Report;
 use gearshift::{Config, Pipeline};
 use gearshift_bench::mock_api::{MockApi, MockConfig};
 
@@ -13,6 +15,42 @@ async fn finds_the_apis_capacity_from_a_small_start() {
     let mut mock = MockConfig::with_latency(Duration::from_millis(10), Some(24));
     mock.latency.retrograde = 0.05;
     let api = MockApi::start_with_threads(mock, 2).unwrap();
+    // 2 cores: the rule of thumb's 4 calls.
+    let snap = settle(&api, 2, 12..=48).await;
+    assert!(
+        !snap.decisions.is_empty()
+            && snap
+                .decisions
+                .iter()
+                .all(|d| d.tuner == "gradient" && d.api == "mock-api")
+    );
+    // Startup doubles past the knee once before settling.
+    let peak = api.stats().max_in_flight;
+    assert!(peak <= 64, "startup overshoot: {peak} in flight at once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drains_a_start_far_above_the_apis_capacity() {
+    // 32 cores: the rule of thumb's 64 calls against an API that serves 6
+    // and queues the rest. Every window from the first is queued, so the
+    // latency never shows the no-load value; the goodput does.
+    let api = MockApi::start_with_threads(
+        MockConfig::with_latency(Duration::from_millis(10), Some(6)),
+        2,
+    )
+    .unwrap();
+    let snap = settle(&api, 32, 3..=12).await;
+    assert!(
+        snap.decisions.iter().any(|d| d.reason.contains("draining")),
+        "{:?}",
+        snap.decisions
+    );
+}
+
+/// Runs a pipeline of `cores` with nothing set against `api` until the
+/// limit stays in `range` for 2 s, checks every item has one outcome, and
+/// returns the snapshot it settled at.
+async fn settle(api: &MockApi, cores: usize, range: RangeInclusive<usize>) -> Report {
     let fetcher = HttpFetcher::builder().build().unwrap();
     let base = api.base_url();
     let (handle, outcomes) = Pipeline::from_iter(0..u64::MAX)
@@ -22,7 +60,7 @@ async fn finds_the_apis_capacity_from_a_small_start() {
         })
         .named("mock-api")
         .cpu(|body| body.len())
-        .config(Config::default().with_cores(2))
+        .config(Config::default().with_cores(cores))
         .spawn_stream()
         .unwrap();
     let counter = tokio::spawn(async move {
@@ -40,7 +78,7 @@ async fn finds_the_apis_capacity_from_a_small_start() {
     let snap = loop {
         let snap = handle.snapshot();
         let agents = snap.stages[0].concurrency_target;
-        if (12..=48).contains(&agents) {
+        if range.contains(&agents) {
             let since = *in_range_since.get_or_insert_with(Instant::now);
             if since.elapsed() >= Duration::from_secs(2) {
                 break snap;
@@ -50,7 +88,7 @@ async fn finds_the_apis_capacity_from_a_small_start() {
         }
         assert!(
             Instant::now() < deadline,
-            "not settled within 40 s: {agents} agents for an API of capacity 24: {:?}",
+            "not settled within 40 s in {range:?}: {agents} agents: {:?}",
             snap.decisions
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -65,20 +103,5 @@ async fn finds_the_apis_capacity_from_a_small_start() {
         "every item pulled has exactly one outcome"
     );
     assert_eq!(report.outcomes(), n);
-    let agents = snap.stages[0].concurrency_target;
-    assert!(
-        (12..=48).contains(&agents),
-        "settled at {agents} agents for an API of capacity 24: {:?}",
-        snap.decisions
-    );
-    assert!(
-        !snap.decisions.is_empty()
-            && snap
-                .decisions
-                .iter()
-                .all(|d| d.tuner == "gradient" && d.api == "mock-api")
-    );
-    // Startup doubles past the knee once before settling.
-    let peak = api.stats().max_in_flight;
-    assert!(peak <= 64, "startup overshoot: {peak} in flight at once");
+    snap
 }

@@ -198,7 +198,10 @@ fn an_api_that_drops_from_the_first_call_is_cut_not_learnt_as_its_baseline() {
 #[test]
 fn a_cut_that_does_not_lower_latency_re_bases_the_no_load_value() {
     let mut law = Gradient::new();
-    law.decide(&window(32, 3200, 10.0)); // no-load ~10 ms; -> 64
+    // No-load ~10 ms; a first doubling that doubles goodput (a later one
+    // losing it is not read as a start above the knee, drain.rs): -> 64.
+    law.decide(&window(16, 1600, 10.0));
+    law.decide(&window(32, 3200, 10.0));
     // The API gets 3x slower, whatever the load: the law cuts...
     let d = law.decide(&window(64, 2133, 30.0));
     assert_eq!(d.api_permits, Some(32), "{}", d.reason);
@@ -460,4 +463,62 @@ fn a_window_paused_throughout_judges_nothing() {
     let d = law.decide(&w);
     assert_eq!(d.api_permits, None, "{}", d.reason);
     assert!(d.reason.contains("paused"), "{}", d.reason);
+}
+
+/// A window of the tuner's own length on an API that serves `capacity`
+/// calls at once at `base_ms` and queues the rest (latency grows with the
+/// calls in flight past capacity, goodput stays at its peak).
+fn queued(law: &Gradient, capacity: f64, base_ms: f64) -> Window {
+    let n = law.limit().max(1) as f64;
+    let secs = law.window().as_secs_f64();
+    let p50 = base_ms * (n / capacity).max(1.0);
+    Window {
+        elapsed: law.window(),
+        ..window(
+            n as usize,
+            (n.min(capacity) / base_ms * 1e3 * secs) as u64,
+            p50,
+        )
+    }
+}
+
+#[test]
+fn a_start_above_the_knee_is_drained_down_to_it() {
+    // 64 calls against an API that serves 10: the first window is already
+    // queued (latency 6.4x no-load), so latency alone never shows the
+    // knee. The doubling gains no goodput: the drain halves down to it.
+    let mut law = Gradient::new();
+    law.decide(&Window {
+        elapsed: law.window(),
+        ..window(64, 40, 320.0)
+    });
+    let mut limits = Vec::new();
+    for _ in 0..20 {
+        let w = queued(&law, 10.0, 50.0);
+        law.decide(&w);
+        limits.push(law.limit());
+    }
+    let tail = &limits[10..];
+    assert!(tail.iter().all(|&n| n <= 20), "limits {limits:?}");
+    assert!(tail.iter().any(|&n| n >= 10), "limits {limits:?}");
+}
+
+#[test]
+fn a_series_of_cuts_is_judged_with_the_noise_of_its_first_window() {
+    let mut law = Gradient::new();
+    law.decide(&window(16, 1600, 10.0));
+    law.decide(&window(32, 3200, 10.0)); // no-load 10 ms; -> 64
+    // The series begins on ten calls that read 16 ms (1.6x: a cut)...
+    let d = law.decide(&window(64, 10, 16.0));
+    assert!(d.api_permits.is_some_and(|n| n < 64), "{}", d.reason);
+    // ...then a precise 30 ms halves the limit...
+    let l = law.limit();
+    law.decide(&window(l, 3000, 30.0));
+    // ...and 16 ms at a third of the calls. Against the first window's 16
+    // ms that is "no fall", but ten calls cannot tell 16 ms from 24: the
+    // series is not judged yet, and 1.6x no-load is still a queue.
+    let l = law.limit();
+    let d = law.decide(&window(l, 3000, 16.0));
+    assert!(!d.reason.contains("re-based"), "{}", d.reason);
+    assert!(d.api_permits.is_some_and(|n| n < l), "{}", d.reason);
 }

@@ -134,8 +134,9 @@ pub struct Window {
     pub errors: u64,
     /// The longest `Retry-After` the remote asked for in the window.
     pub retry_after: Option<Duration>,
-    /// Time of the window the budget spent paused by `Retry-After` (pauses
-    /// are counted when they start, so at most `elapsed`).
+    /// Time of the window the budget spent paused by `Retry-After` (a pause
+    /// is counted in every window it spans, its part in each; at most
+    /// `elapsed`).
     pub paused: Duration,
 }
 

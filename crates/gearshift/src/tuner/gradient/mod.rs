@@ -3,22 +3,25 @@
 //! parameters in `params.rs`; a window's numbers and their noise in
 //! `reading.rs`; rule 1 (pushback) in `pushback.rs`; rule 2 (failures,
 //! their baseline and the verdict on a failure cut) in `failures.rs`; the
-//! no-load latency in `noload.rs`. `decide` is long on purpose: the rules in
-//! order, to be read top to bottom beside `docs/tuner.md`.
+//! no-load latency in `noload.rs`; the drain of a start above the knee in
+//! `drain.rs`. `decide` is long on purpose: the rules in order, to be read
+//! top to bottom beside `docs/tuner.md`.
 
 use std::collections::VecDeque;
-use std::f64::consts::SQRT_2;
 use std::time::Duration;
 
+mod drain;
 mod failures;
 mod moves;
 mod noload;
 mod params;
+mod probe;
 mod pushback;
 mod reading;
 
 use noload::NoLoad;
 pub use params::GradientParams;
+use probe::Probe;
 use reading::Reading;
 
 use super::{Decision, Tuner, Window};
@@ -60,8 +63,10 @@ const USED: f64 = 0.9;
 ///    undone, and the no-load value moves: the API got slower.
 /// 5. **Growth**, only when the limit is used and latency is near no-load:
 ///    doubling until the first signal, then from half the limit (at no-load)
-///    down to `sqrt(limit)` (near the knee) a window, never past a ceiling. A step that loses throughput is undone and becomes a
-///    ceiling.
+///    down to `sqrt(limit)` (near the knee) a window, never past a ceiling.
+///    A step that loses throughput is undone and becomes a ceiling. A first
+///    doubling that barely raises the goodput shows a start above the
+///    knee: the limit drains (halves while the goodput holds) down to it.
 ///
 /// Every comparison allows for the window's noise (two standard errors,
 /// from the window's own latency spread), and one window never cuts by more
@@ -81,6 +86,9 @@ pub struct Gradient {
     limit: f64,
     started: bool,
     slow_start: bool,
+    /// Whether the limit is still the one the budget started from, not
+    /// yet known to be below the knee (drain.rs).
+    blind: bool,
     /// No-load median latency.
     noload: Option<NoLoad>,
     /// Failure shares of recent windows not counted as overload; their
@@ -95,23 +103,6 @@ pub struct Gradient {
     /// the agents ramp, so it does not say the limit is unused.
     moved: bool,
     window: Duration,
-}
-
-#[derive(Debug, Clone, Copy)]
-enum Probe {
-    /// Grown from `from` when the goodput was `rate` (relative error `se`).
-    Up { from: f64, rate: f64, se: f64 },
-    /// A series of latency cuts began at `from`, when the median was `p50`;
-    /// the last cut started from `last_from`.
-    Down { from: f64, p50: f64, last_from: f64 },
-    /// Cut from `from` for a failure `share`, which overload would bring
-    /// down to `expect`; `ceiling` was the ceiling before.
-    Fail {
-        from: f64,
-        share: f64,
-        expect: f64,
-        ceiling: Option<(f64, f64)>,
-    },
 }
 
 impl Gradient {
@@ -132,6 +123,7 @@ impl Gradient {
             limit: 0.0,
             started: false,
             slow_start: true,
+            blind: true,
             noload: None,
             failures: VecDeque::new(),
             ceiling: None,
@@ -258,6 +250,7 @@ impl Tuner for Gradient {
         if let Some(Probe::Down {
             from,
             p50: before,
+            p50_se: before_se,
             last_from,
         }) = self.probe
         {
@@ -266,7 +259,7 @@ impl Tuner for Gradient {
             let k = self.limit.max(last_from).round() / from.round().max(1.0);
             let expect = (before * k).max(self.noload.map_or(0.0, |n| n.secs()));
             let span = (before / expect.max(1e-9)).ln();
-            if span >= Z * SQRT_2 * r.p50_se {
+            if span >= Z * before_se.hypot(r.p50_se) {
                 self.probe = None;
                 if (before / p50).ln() < 0.5 * span {
                     self.noload = Some(NoLoad::read(p50, r.p50_se));
@@ -288,20 +281,28 @@ impl Tuner for Gradient {
             }
             None => self.noload.insert(NoLoad::read(p50, r.p50_se)).secs(),
         };
+        let used = needed >= USED * self.limit.round();
+        if let Some(decision) = self.drain_rule(&r, used, workers) {
+            return decision;
+        }
         let ratio = p50 / noload;
         let tolerance = self.params.tolerance;
         if ratio > tolerance {
             self.slow_start = false;
             let target = self.limit * (tolerance / ratio).max(0.5);
             self.probe = Some(match self.probe {
-                Some(Probe::Down { from, p50, .. }) => Probe::Down {
+                Some(Probe::Down {
+                    from, p50, p50_se, ..
+                }) => Probe::Down {
                     from,
                     p50,
+                    p50_se,
                     last_from: self.limit,
                 },
                 _ => Probe::Down {
                     from: self.limit,
                     p50,
+                    p50_se: r.p50_se,
                     last_from: self.limit,
                 },
             });
@@ -326,7 +327,7 @@ impl Tuner for Gradient {
             );
             return self.set(from, workers, reason);
         }
-        if needed < USED * self.limit.round() {
+        if !used {
             return self.hold(
                 workers,
                 format!(
