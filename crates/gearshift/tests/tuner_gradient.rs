@@ -522,3 +522,19 @@ fn a_series_of_cuts_is_judged_with_the_noise_of_its_first_window() {
     assert!(!d.reason.contains("re-based"), "{}", d.reason);
     assert!(d.api_permits.is_some_and(|n| n < l), "{}", d.reason);
 }
+
+#[test]
+fn latency_over_tolerance_cuts_only_when_clear_of_the_noise() {
+    let mut law = Gradient::new();
+    law.decide(&window(4, 400, 20.0)); // no-load 20 ms from 400 calls; -> 8
+    // Four calls of a noisy API in 10 ms at a median of 40 ms: 2x, but
+    // four calls' median is within a factor of about three of the truth.
+    let d = law.decide(&Window {
+        elapsed: Duration::from_millis(10),
+        ..noisy(8, 4, 40.0)
+    });
+    assert_eq!(d.api_permits, None, "{}", d.reason);
+    // 800 calls at 40 ms: a queue.
+    let d = law.decide(&window(8, 800, 40.0));
+    assert_eq!(d.api_permits, Some(6), "8 x 1.5 / 2: {}", d.reason);
+}

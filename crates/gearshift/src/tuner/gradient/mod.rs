@@ -59,7 +59,7 @@ const USED: f64 = 0.9;
 ///    stage or the next one): cut to the calls in flight x `headroom`, by
 ///    Little's law what the flow needs. Saturated workers grow to the pool.
 /// 4. **Latency inflation**: a median over `tolerance` x its no-load value
-///    cuts in proportion. Cuts after which the latency does not fall are
+///    by more than their noise cuts in proportion. Cuts after which the latency does not fall are
 ///    undone, and the no-load value moves: the API got slower.
 /// 5. **Growth**, only when the limit is used and latency is near no-load:
 ///    doubling until the first signal, then from half the limit (at no-load)
@@ -274,20 +274,24 @@ impl Tuner for Gradient {
             }
         }
         // Windows that agree within their noise are pooled (noload.rs).
-        let noload = match &mut self.noload {
+        let estimate = match &mut self.noload {
             Some(n) => {
                 n.update(p50, r.p50_se);
-                n.secs()
+                *n
             }
-            None => self.noload.insert(NoLoad::read(p50, r.p50_se)).secs(),
+            None => *self.noload.insert(NoLoad::read(p50, r.p50_se)),
         };
+        let noload = estimate.secs();
         let used = needed >= USED * self.limit.round();
         if let Some(decision) = self.drain_rule(&r, used, workers) {
             return decision;
         }
         let ratio = p50 / noload;
         let tolerance = self.params.tolerance;
-        if ratio > tolerance {
+        // Over tolerance by more than the noise of the two (a few calls'
+        // median against a few calls' estimate says little).
+        let clearly = (ratio / tolerance).ln() > Z * r.p50_se.hypot(estimate.se());
+        if clearly {
             self.slow_start = false;
             let target = self.limit * (tolerance / ratio).max(0.5);
             self.probe = Some(match self.probe {

@@ -27,6 +27,11 @@ impl NoLoad {
         self.log.exp()
     }
 
+    /// The standard error of the estimate's log.
+    pub(super) fn se(&self) -> f64 {
+        self.se
+    }
+
     /// Takes a window's median into account: clearly lower (two standard
     /// errors of the difference), it replaces the estimate, the API got
     /// faster or the estimate was read high; clearly higher, it is a queue
