@@ -538,3 +538,41 @@ fn latency_over_tolerance_cuts_only_when_clear_of_the_noise() {
     let d = law.decide(&window(8, 800, 40.0));
     assert_eq!(d.api_permits, Some(6), "8 x 1.5 / 2: {}", d.reason);
 }
+
+#[test]
+fn windows_of_a_call_or_two_do_not_teach_the_failure_baseline() {
+    let mut law = Gradient::new();
+    // One call of two failed, then the only call failed: 50% and 100%,
+    // each within its noise of nothing. As the baseline they would hide
+    // any overload after them.
+    law.decide(&Window {
+        errors: 1,
+        ..window(16, 1, 20.0)
+    });
+    let l = law.limit();
+    law.decide(&Window {
+        errors: 1,
+        latency_p50: None,
+        latency_p90: None,
+        latency_mean: None,
+        ..window(l, 0, 20.0)
+    });
+    // 60 of 100 calls fail: overload.
+    let l = law.limit();
+    let d = law.decide(&Window {
+        errors: 60,
+        ..window(l, 40, 20.0)
+    });
+    assert!(d.api_permits.is_some_and(|n| n < l), "{}", d.reason);
+}
+
+#[test]
+fn the_first_window_is_short_and_never_longer_than_min_window() {
+    // Before any latency is known: 100 ms, so the start costs little.
+    assert_eq!(Gradient::new().window(), Duration::from_millis(100));
+    let law = Gradient::with_params(GradientParams {
+        min_window: Duration::from_millis(30),
+        ..GradientParams::default()
+    });
+    assert_eq!(law.window(), Duration::from_millis(30));
+}

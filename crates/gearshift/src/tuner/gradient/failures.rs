@@ -77,6 +77,11 @@ impl Gradient {
             });
             return Some(decision);
         }
+        // A window teaches the baseline only with calls enough to show a
+        // share of `failure_margin` (one or two calls read 0%, 50%, 100%).
+        if r.ended * self.params.failure_margin < 1.0 {
+            return None;
+        }
         self.failures.push_back(r.failure_share);
         if self.failures.len() > BASELINE_WINDOWS {
             self.failures.pop_front();

@@ -31,6 +31,11 @@ use super::{Decision, Tuner, Window};
 const PRECISION: f64 = 0.15;
 /// Standard errors a difference must exceed to count.
 const Z: f64 = 2.0;
+/// The first window, before any latency is known: a few round trips of
+/// an API at tens of milliseconds. Shorter, it reads the no-load latency
+/// from a call or two; longer, the start costs more (at the seed's 4 calls
+/// on an API that takes 32, 200 ms is an eighth of a 1.7 s job).
+const FIRST_WINDOW: Duration = Duration::from_millis(100);
 /// Shortest window while doubling.
 const SHORTEST_DOUBLING: Duration = Duration::from_millis(20);
 /// Share of the limit carrying the flow (agents not waiting for input or
@@ -50,8 +55,9 @@ const USED: f64 = 0.9;
 ///    second x mean latency, at most the calls not refused), or halved
 ///    when neither gives one; that level is a ceiling for `ceiling_memory`.
 /// 2. **Failures above their baseline** (timeouts, resets, 5xx; the
-///    baseline is the median share of recent windows not counted as
-///    overload, 0 before any): cut to `backoff` x the share the API took.
+///    baseline is the median share of recent windows of enough calls not
+///    counted as overload, 0 before any): cut to `backoff` x the share the
+///    API took.
 ///    A cut after which the share does not fall is undone, and the share
 ///    becomes the baseline; one after which it clearly falls makes what
 ///    the API took a ceiling.
@@ -116,9 +122,7 @@ impl Gradient {
     pub fn with_params(params: GradientParams) -> Self {
         let params = params.sane();
         Gradient {
-            // The first window, before any latency is known (shorter ones
-            // would read the no-load latency from a call or two).
-            window: params.min_window,
+            window: FIRST_WINDOW.min(params.min_window),
             params,
             limit: 0.0,
             started: false,

@@ -23,6 +23,8 @@ pub(super) struct Reading {
     pub(super) p50_se: f64,
     /// Calls the API served at once (Little's law: rate x mean latency).
     pub(super) served: f64,
+    /// Calls that ended (successes and failures).
+    pub(super) ended: f64,
     /// Share of ended calls that failed (timeouts, resets, 5xx), and its error.
     pub(super) failure_share: f64,
     pub(super) failure_se: f64,
@@ -52,6 +54,7 @@ impl Reading {
             p50,
             p50_se: sigma * (1.57 / good.max(1.0)).sqrt(),
             served: w.active_io_rate() * secs(w.latency_mean).or(p50).unwrap_or(0.0),
+            ended,
             failure_share: share,
             failure_se: {
                 // Laplace's estimate for the spread: a share of 0 or 1
