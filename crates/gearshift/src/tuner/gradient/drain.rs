@@ -11,9 +11,11 @@
 //! saturated) and, once it falls, sets the limit to the knee Little's law
 //! gives: the lower limit x the goodput above it over the goodput at it
 //! (below the knee goodput is proportional to the calls, at and past it
-//! constant). Only the first doubling is judged so: each later one starts
-//! from a level the one before showed below the knee. A big machine meets
-//! this first: the seed's 2 calls per core is 128 on 64 cores.
+//! constant); the doubling goes on from there, so a drain misled by noise
+//! costs a few windows. Only the first doubling is judged so: each later
+//! one starts from a level the one before showed below the knee. A big
+//! machine meets this first: the seed's 2 calls per core is 128 on 64
+//! cores.
 
 use super::reading::Reading;
 use super::{Gradient, Probe, Z};
@@ -82,9 +84,7 @@ impl Gradient {
                     return Some(self.set(target, workers, reason));
                 }
                 // Below the knee goodput is proportional to the calls:
-                // the knee is where it reaches the saturated rate. The
-                // doubling goes on from there, as from a start below it
-                // (a drain misled by noise then costs a few windows).
+                // the knee is where it reaches the saturated rate.
                 let knee = (self.limit * fell.exp()).clamp(self.limit, at);
                 self.probe = None;
                 let reason = format!(

@@ -65,8 +65,9 @@ const USED: f64 = 0.9;
 ///    stage or the next one): cut to the calls in flight x `headroom`, by
 ///    Little's law what the flow needs. Saturated workers grow to the pool.
 /// 4. **Latency inflation**: a median over `tolerance` x its no-load value
-///    by more than their noise cuts in proportion. Cuts after which the latency does not fall are
-///    undone, and the no-load value moves: the API got slower.
+///    by more than their noise cuts in proportion. Cuts after which the
+///    latency does not fall are undone, and the no-load value moves: the
+///    API got slower.
 /// 5. **Growth**, only when the limit is used and latency is near no-load:
 ///    doubling until the first signal, then from half the limit (at no-load)
 ///    down to `sqrt(limit)` (near the knee) a window, never past a ceiling.
