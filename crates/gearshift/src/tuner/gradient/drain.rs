@@ -85,7 +85,7 @@ impl Gradient {
                 }
                 // Below the knee goodput is proportional to the calls:
                 // the knee is where it reaches the saturated rate.
-                let knee = (self.limit * fell.exp()).clamp(self.limit, at);
+                let knee = (self.limit * fell.exp()).max(self.limit).min(at);
                 self.probe = None;
                 let reason = format!(
                     "goodput fell from {rate:.0}/s at {at:.0} calls to {:.0}/s at {:.0}: \
