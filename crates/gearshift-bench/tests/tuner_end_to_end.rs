@@ -47,6 +47,26 @@ async fn drains_a_start_far_above_the_apis_capacity() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn settles_just_under_a_hard_limit_without_calling_inside_retry_after() {
+    // An API that answers 429 with `Retry-After: 1` to every call above 12
+    // in flight, at a flat 10 ms below it. Each probe past the limit costs
+    // a 1 s pause: the law must settle near the limit, not far below it.
+    let mut mock = MockConfig::with_latency(Duration::from_millis(10), None);
+    mock.latency.hard_limit = Some(12);
+    let api = MockApi::start_with_threads(mock, 2).unwrap();
+    let snap = settle(&api, 2, 10..=12).await;
+    assert!(
+        snap.decisions
+            .iter()
+            .any(|d| d.reason.contains("throttled")),
+        "{:?}",
+        snap.decisions
+    );
+    let stats = api.stats();
+    assert_eq!(stats.inside_retry_after, 0, "{stats:?}");
+}
+
 /// Runs a pipeline of `cores` with nothing set against `api` until the
 /// limit stays in `range` for 2 s, checks every item has one outcome, and
 /// returns the snapshot it settled at.

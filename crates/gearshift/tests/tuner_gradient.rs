@@ -451,6 +451,29 @@ fn refused_calls_bound_what_the_api_took_where_little_s_law_overcounts() {
 }
 
 #[test]
+fn refused_calls_bound_a_noisy_little_s_law_from_above_not_below() {
+    let mut law = Gradient::new();
+    law.decide(&window(48, 2400, 20.0)); // -> 96
+    // At 96 a hard limit of 62 refuses 34. The 40 calls that ended read
+    // 66 by Little's law, with a lower bound of 48: the count of refused
+    // calls is the better bound, and the cut and the ceiling follow it.
+    let w = Window {
+        elapsed: Duration::from_millis(200),
+        paused: Duration::from_millis(100),
+        throttled: 34,
+        retry_after: Some(Duration::from_secs(2)),
+        ..window(96, 40, 150.0)
+    };
+    let d = law.decide(&w);
+    assert_eq!(d.api_permits, Some(56), "0.9 x (96 - 34): {}", d.reason);
+    for _ in 0..20 {
+        let l = law.limit();
+        law.decide(&window(l, (l * 50) as u64, 20.0));
+    }
+    assert_eq!(law.limit(), 62, "grows back to the ceiling, not past it");
+}
+
+#[test]
 fn a_window_paused_throughout_judges_nothing() {
     let mut law = Gradient::new();
     law.decide(&window(16, 800, 20.0)); // -> 32

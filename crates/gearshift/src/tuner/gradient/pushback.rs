@@ -15,18 +15,21 @@ impl Gradient {
             "{} throttled, Retry-After {:?}, served {:.1} calls (Little's law)",
             w.throttled, w.retry_after, r.served
         );
-        // Probing past a hard limit again costs another pause: take the
-        // estimate's lower bound, and none from too few calls.
-        let little = (r.rate_se < 0.5).then(|| r.served * (-Z * r.rate_se).exp());
-        // The refused calls were not taken: the API took at most the rest
-        // (Little's law overcounts a window mostly paused, whose calls
-        // ended in the pause).
+        // Little's law is noisy, and probing past a hard limit again costs
+        // another pause: alone, take its lower bound, and none from too
+        // few calls.
+        let little = (r.rate_se < 0.5).then_some(r.served);
+        // The refused calls were not taken: the API took at most the rest,
+        // a count with no noise of its own. Bounded by it, Little's law can
+        // only err low, so its own value stands (it overcounts a window
+        // mostly paused, whose calls ended in the pause).
         let refused = (w.throttled > 0)
             .then(|| self.limit.round() - w.throttled as f64)
             .filter(|rest| *rest >= 1.0);
         let took = match (little, refused) {
             (Some(l), Some(most)) => Some(l.min(most)),
-            (l, most) => l.or(most),
+            (Some(l), None) => Some(l * (-Z * r.rate_se).exp()),
+            (None, most) => most,
         };
         self.overload(took, why, workers)
     }
