@@ -51,10 +51,10 @@ const USED: f64 = 0.9;
 /// rule that fires decides:
 ///
 /// 1. **Pushback** (a 429/503, a `Retry-After`): cut to `backoff` x what
-///    the API took: the calls not refused, or Little's law (completions
-///    per unpaused second x mean latency) if lower, its lower bound when
-///    no refusal was counted; halved when neither gives one. That level is
-///    a ceiling for `ceiling_memory`.
+///    the API took: the calls not refused, unless Little's law
+///    (completions per unpaused second x mean latency) clearly says fewer;
+///    Little's lower bound when no refusal was counted; halved when
+///    neither gives one. That level is a ceiling for `ceiling_memory`.
 /// 2. **Failures above their baseline** (timeouts, resets, 5xx; the
 ///    baseline is the median share of recent windows of enough calls not
 ///    counted as overload, 0 before any): cut to `backoff` x the share the

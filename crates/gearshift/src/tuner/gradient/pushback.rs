@@ -20,16 +20,19 @@ impl Gradient {
         // few calls.
         let little = (r.rate_se < 0.5).then_some(r.served);
         // The refused calls were not taken: the API took at most the rest,
-        // a count with no noise of its own. Bounded by it, Little's law can
-        // only err low, so its own value stands (it overcounts a window
-        // mostly paused, whose calls ended in the pause).
+        // a count with no noise of its own. It stands unless Little's law
+        // clearly says fewer calls were in flight (agents without work),
+        // and then Little's law does; Little's law overcounts a window
+        // mostly paused (its calls ended in the pause), never past the
+        // count.
         let refused = (w.throttled > 0)
             .then(|| self.limit.round() - w.throttled as f64)
             .filter(|rest| *rest >= 1.0);
         let took = match (little, refused) {
-            (Some(l), Some(most)) => Some(l.min(most)),
+            (Some(l), Some(most)) if most > l * (Z * r.rate_se).exp() => Some(l),
+            (_, Some(most)) => Some(most),
             (Some(l), None) => Some(l * (-Z * r.rate_se).exp()),
-            (None, most) => most,
+            (None, None) => None,
         };
         self.overload(took, why, workers)
     }
