@@ -72,7 +72,8 @@ const USED: f64 = 0.9;
 /// 5. **Growth**, only when the limit is used and latency is near no-load:
 ///    doubling until the first signal, then from half the limit (at no-load)
 ///    down to `sqrt(limit)` (near the knee) a window, never past a ceiling.
-///    A step that loses throughput is undone and becomes a ceiling. A first
+///    A step that loses throughput is undone, and halfway up it becomes a
+///    ceiling (the knee lies between its start and its end). A first
 ///    doubling that barely raises the goodput shows a start above the
 ///    knee: the limit drains (halves while the goodput holds) down to it.
 ///
@@ -330,10 +331,18 @@ impl Tuner for Gradient {
         {
             self.probe = None;
             self.slow_start = false;
-            self.ceiling = Some((from, self.clock + self.params.ceiling_memory.as_secs_f64()));
+            // The knee lies between `from` and the level that lost: bisect.
+            let ceiling = (from + self.limit) / 2.0;
+            self.ceiling = Some((
+                ceiling,
+                self.clock + self.params.ceiling_memory.as_secs_f64(),
+            ));
             let reason = format!(
-                "growth lost throughput ({:.0}/s -> {:.0}/s): back to {from:.0}",
-                rate, r.rate
+                "growth lost throughput ({:.0}/s -> {:.0}/s): back to {from:.0}, \
+                 at most {:.0} for now",
+                rate,
+                r.rate,
+                ceiling.round()
             );
             return self.set(from, workers, reason);
         }
