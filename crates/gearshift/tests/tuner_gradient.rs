@@ -431,6 +431,18 @@ fn a_window_without_a_successful_call_lengthens_the_next() {
     assert!(law.window() >= 4 * short, "{:?}", law.window());
 }
 
+/// `w` cut to `elapsed_ms`, `throttled` calls refused with `Retry-After: 2`
+/// and the budget paused for `paused_ms` of it.
+fn pushed_back(w: Window, elapsed_ms: u64, paused_ms: u64, throttled: u64) -> Window {
+    Window {
+        elapsed: Duration::from_millis(elapsed_ms),
+        paused: Duration::from_millis(paused_ms),
+        throttled,
+        retry_after: Some(Duration::from_secs(2)),
+        ..w
+    }
+}
+
 #[test]
 fn refused_calls_bound_what_the_api_took_where_little_s_law_overcounts() {
     let mut law = Gradient::new();
@@ -438,14 +450,7 @@ fn refused_calls_bound_what_the_api_took_where_little_s_law_overcounts() {
     // At 128 a limit of 64 calls refuses 51, and the budget pauses for 2 s
     // 2 ms into the window: the 53 calls that end in the pause make the
     // rate per unpaused second, and Little's law, absurd (thousands).
-    let w = Window {
-        elapsed: Duration::from_millis(101),
-        paused: Duration::from_millis(99),
-        throttled: 51,
-        retry_after: Some(Duration::from_secs(2)),
-        ..window(128, 53, 80.0)
-    };
-    let d = law.decide(&w);
+    let d = law.decide(&pushed_back(window(128, 53, 80.0), 101, 99, 51));
     assert_eq!(d.api_permits, Some(69), "0.9 x (128 - 51): {}", d.reason);
 }
 
@@ -457,14 +462,7 @@ fn refused_calls_count_what_the_api_took_unless_little_s_law_clearly_says_fewer(
     // 53 by Little's law, 72 at two standard errors up: the count of the
     // calls not refused agrees, and it is exact. The cut and the ceiling
     // follow it.
-    let w = Window {
-        elapsed: Duration::from_millis(200),
-        paused: Duration::from_millis(100),
-        throttled: 34,
-        retry_after: Some(Duration::from_secs(2)),
-        ..window(96, 40, 120.0)
-    };
-    let d = law.decide(&w);
+    let d = law.decide(&pushed_back(window(96, 40, 120.0), 200, 100, 34));
     assert_eq!(d.api_permits, Some(56), "0.9 x (96 - 34): {}", d.reason);
     for _ in 0..20 {
         let l = law.limit();
