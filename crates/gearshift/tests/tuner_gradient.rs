@@ -100,6 +100,15 @@ fn an_unused_limit_does_not_grow_and_shrinks_to_what_carries_the_flow() {
         "used below 90%: no growth: {}",
         d.reason
     );
+    // With headroom 2, a limit cut to its use is half used: 85% is used
+    // (more than halfway from 50% to all), and it grows.
+    let mut law = Gradient::with_params(GradientParams {
+        headroom: 2.0,
+        ..GradientParams::default()
+    });
+    law.decide(&waiting(13, 0.0, 0.0));
+    let d = law.decide(&waiting(13, 0.15, 0.0));
+    assert!(d.api_permits > Some(13), "{}", d.reason);
 }
 
 #[test]

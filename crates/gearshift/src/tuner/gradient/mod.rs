@@ -38,10 +38,6 @@ const Z: f64 = 2.0;
 const FIRST_WINDOW: Duration = Duration::from_millis(100);
 /// Shortest window while doubling.
 const SHORTEST_DOUBLING: Duration = Duration::from_millis(20);
-/// Share of the limit carrying the flow (agents not waiting for input or
-/// on a full channel) that counts as used: above `1 / headroom`, so a
-/// limit cut to the use x headroom is not grown.
-const USED: f64 = 0.9;
 
 /// The default control law of an API budget, in the family of TCP Vegas,
 /// Netflix's Gradient2 and Vector's adaptive request concurrency.
@@ -289,7 +285,9 @@ impl Tuner for Gradient {
             None => *self.noload.insert(NoLoad::read(p50, r.p50_se)),
         };
         let noload = estimate.secs();
-        let used = needed >= USED * self.limit.round();
+        // Used: the flow carries more than halfway from `1 / headroom` (a
+        // limit cut to the use x headroom, not to be grown) to all of it.
+        let used = needed >= (1.0 + 1.0 / headroom) / 2.0 * self.limit.round();
         if let Some(decision) = self.drain_rule(&r, used, workers) {
             return decision;
         }
