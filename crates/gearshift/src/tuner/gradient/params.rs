@@ -21,8 +21,9 @@ pub struct GradientParams {
     /// How long a level that brought pushback, failures or a loss of
     /// throughput bounds growth. By default, 30 s.
     pub ceiling_memory: Duration,
-    /// Headroom over Little's law when the CPU stage is the bottleneck. By
-    /// default, 1.25.
+    /// Calls in flight over what the flow uses (Little's law) when the
+    /// limit is not used; a limit counts as used when the flow carries
+    /// more than halfway from `1 / headroom` to all of it. By default, 1.25.
     pub headroom: f64,
     /// A window lasts this many median latencies, within
     /// `min_window..=max_window`. By default, 4.
