@@ -39,7 +39,7 @@ impl Gradient {
             Probe::Up { from, rate, se } if blind && used && self.slow_start && from >= 2.0 => {
                 let full = (self.limit / from).ln();
                 let gain = (r.rate / rate).ln();
-                let noise = Z * (se * se + r.rate_se * r.rate_se).sqrt();
+                let noise = Z * se.hypot(r.rate_se);
                 if gain >= 0.5 * full || gain >= full - noise {
                     return None;
                 }
@@ -64,7 +64,7 @@ impl Gradient {
             Probe::Drain { at, rate, se } => {
                 let full = (at / self.limit).ln();
                 let fell = (rate / r.rate).ln();
-                let noise = Z * (se * se + r.rate_se * r.rate_se).sqrt();
+                let noise = Z * se.hypot(r.rate_se);
                 if fell < 0.5 * full && fell < full - noise && self.limit >= 2.0 {
                     let reason = format!(
                         "goodput {:.0}/s at {:.0} calls held within {:.0}% of {rate:.0}/s at \

@@ -325,7 +325,7 @@ impl Tuner for Gradient {
 
         // 4. Growth, judged by throughput.
         if let Some(Probe::Up { from, rate, se }) = self.probe
-            && r.rate < rate * (-Z * (se * se + r.rate_se * r.rate_se).sqrt()).exp()
+            && r.rate < rate * (-Z * se.hypot(r.rate_se)).exp()
         {
             self.probe = None;
             self.slow_start = false;
