@@ -33,13 +33,16 @@ async fn finds_the_apis_capacity_from_a_small_start() {
 async fn drains_a_start_far_above_the_apis_capacity() {
     // 32 cores: the rule of thumb's 64 calls against an API that serves 6
     // and queues the rest. Every window from the first is queued, so the
-    // latency never shows the no-load value; the goodput does.
+    // latency never shows the no-load value; the goodput does. Without the
+    // drain the limit holds near 50. After it, the no-load latency can be
+    // read in the queue of the doubling that follows (17.5 ms here against
+    // 10), and the limit then holds at up to three times the knee.
     let api = MockApi::start_with_threads(
         MockConfig::with_latency(Duration::from_millis(10), Some(6)),
         2,
     )
     .unwrap();
-    let snap = settle(&api, 32, 3..=12).await;
+    let snap = settle(&api, 32, 3..=18).await;
     assert!(
         snap.decisions.iter().any(|d| d.reason.contains("draining")),
         "{:?}",

@@ -110,7 +110,11 @@ pub struct Window {
     /// Per-attempt latency of successful calls: mean (with the completions,
     /// Little's law gives the calls the API actually served).
     pub latency_mean: Option<Duration>,
-    /// Mean API calls in flight over the window.
+    /// Mean API calls in flight over the window, as Little's law counts
+    /// them: the time of the calls that ended in the window over its
+    /// length. A call counts whole in the window it ends in, so a window
+    /// shorter than the calls' latency (the start, just after a raise)
+    /// undercounts the calls still running.
     pub mean_in_flight: f64,
     /// Most API calls in flight at once.
     pub peak_in_flight: usize,
