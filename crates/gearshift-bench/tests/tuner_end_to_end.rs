@@ -70,6 +70,31 @@ async fn settles_just_under_a_hard_limit_without_calling_inside_retry_after() {
     assert_eq!(stats.inside_retry_after, 0, "{stats:?}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn does_not_read_a_slow_apis_no_load_latency_from_its_fast_calls() {
+    // An API with a mean of 300 ms (lognormal, sigma 1: a median of 180
+    // ms, a tenth of the calls over 650 ms) that serves 64 at once. The
+    // first windows, 100-300 ms long, end only the fast calls of the batch
+    // just started. Read as the no-load latency, they made every later
+    // window look queued: the limit was cut 32 -> 20 -> 10 -> 6, below a
+    // tenth of the capacity, before the law found the latency did not fall.
+    let mut mock = MockConfig::with_latency(Duration::from_millis(300), Some(64));
+    mock.latency.lognormal_sigma = Some(1.0);
+    let api = MockApi::start_with_threads(mock, 2).unwrap();
+    let snap = settle(&api, 2, 32..=128).await;
+    let lowest = snap
+        .decisions
+        .iter()
+        .skip_while(|d| d.api_permits < 32)
+        .map(|d| d.api_permits)
+        .min();
+    assert!(
+        lowest.is_some_and(|l| l >= 16),
+        "cut to {lowest:?} after reaching 32: {:?}",
+        snap.decisions
+    );
+}
+
 /// Runs a pipeline of `cores` with nothing set against `api` until the
 /// limit stays in `range` for 2 s, checks every item has one outcome, and
 /// returns the snapshot it settled at.

@@ -154,3 +154,44 @@ async fn a_pause_is_counted_in_every_window_it_spans() {
     );
     assert!(whole >= 18, "{whole} windows paused throughout");
 }
+
+/// 4 agents whose calls take 1 s, read every 300 ms: each window is
+/// 4 calls in flight throughout. Only the windows in which calls end see
+/// them as the ended calls count it (a call's whole second, at its end).
+#[tokio::test(start_paused = true)]
+async fn calls_in_flight_count_while_they_run_not_only_when_they_end() {
+    let handle = Pipeline::from_iter(0..8u64)
+        .io(|x: u64| async move {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            Ok::<_, StageError>(x)
+        })
+        .api(&Api::new("slow").max_in_flight(4))
+        .config(Config {
+            agents: Agents::Total(4),
+            stats_interval: None,
+            ..Config::default()
+        })
+        .spawn()
+        .unwrap();
+    let mut reader = WindowReader::new(&handle);
+    let mut windows = Vec::new();
+    for _ in 0..6 {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        windows.push(reader.read());
+    }
+    assert_eq!(handle.join().await.ok, 8);
+    for w in &windows {
+        assert!(
+            (w.mean_in_flight - 4.0).abs() < 0.1,
+            "4 calls run throughout every window: {w:?}"
+        );
+    }
+    let ended: Vec<f64> = windows
+        .iter()
+        .map(|w| w.mean_in_flight_ended.unwrap())
+        .collect();
+    // The first three windows end no call; the fourth ends four calls of
+    // a second each: 4 s over its 300 ms.
+    assert!(ended[..3].iter().all(|e| *e == 0.0), "{ended:?}");
+    assert!((ended[3] - 4.0 / 0.3).abs() < 0.5, "{ended:?}");
+}

@@ -606,3 +606,31 @@ fn the_first_window_is_short_and_never_longer_than_min_window() {
     });
     assert_eq!(law.window(), Duration::from_millis(30));
 }
+
+/// On an API slower than the first window, the calls that end in it are
+/// the fast ones: read as the no-load latency, they make every later
+/// window look queued. A window whose calls still running carry most of
+/// its time in flight reads no latency.
+#[test]
+fn a_window_whose_calls_are_mostly_still_running_reads_no_latency() {
+    let mut law = Gradient::new();
+    // 16 calls in flight throughout; 4 fast ones ended (60 ms each) where
+    // the API's median is 180 ms.
+    let censored = Window {
+        elapsed: Duration::from_millis(100),
+        mean_in_flight: 16.0,
+        mean_in_flight_ended: Some(2.4),
+        ..window(16, 4, 60.0)
+    };
+    let d = law.decide(&censored);
+    assert_eq!(d.api_permits, None, "{}", d.reason);
+    assert!(d.reason.contains("still running"), "{}", d.reason);
+    // Once the calls end as they start, the median is the API's: at the
+    // no-load latency, the limit doubles (read from the censored window,
+    // 180 ms would be 3x the no-load and cut it).
+    let d = law.decide(&Window {
+        mean_in_flight_ended: Some(16.0),
+        ..window(16, 88, 180.0)
+    });
+    assert_eq!(d.api_permits, Some(32), "{}", d.reason);
+}

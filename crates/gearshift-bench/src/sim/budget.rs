@@ -159,6 +159,9 @@ impl Measured {
             latency_min: min,
             latency_mean: mean,
             mean_in_flight: share(self.in_flight),
+            // The model's calls run at steady state from the first instant:
+            // none is left part-run at a window's end.
+            mean_in_flight_ended: None,
             peak_in_flight: self.peak,
             cpu_items: self.chain_items,
             queue_min: self.queue_min.unwrap_or(0),

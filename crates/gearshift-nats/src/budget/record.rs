@@ -246,6 +246,9 @@ pub(crate) fn cluster_window(
         latency_min: min_latency.map(secs),
         latency_mean: per_call(sum.latency_s),
         mean_in_flight: if el > 0.0 { sum.in_flight_s / el } else { 0.0 },
+        // The members' records do not carry it: the cluster's law reads
+        // latency without the check for calls still running.
+        mean_in_flight_ended: None,
         peak_in_flight: g(|g| g.peak_in_flight),
         cpu_items: sum.cpu_items,
         queue_min: g(|g| g.queue_min),

@@ -45,7 +45,10 @@ struct IoMark {
     /// starts from.
     in_use: usize,
     retry_after: MaxReader,
+    /// Time of the calls that ended, and of all calls including the part
+    /// run of those under way (nanoseconds).
     busy: u64,
+    in_flight: u64,
     idle: u64,
     blocked: u64,
     throttled: u64,
@@ -172,6 +175,7 @@ impl IoMark {
             in_use: stage.gauges.concurrency.get().in_use,
             retry_after: stage.retry_after_ms.reader(now),
             busy: busy(&stage),
+            in_flight: stage.call_time(now),
             idle: idle(&stage),
             blocked: blocked(&stage),
             throttled: stage.errors_of(ErrorKind::RateLimited),
@@ -201,7 +205,8 @@ impl IoMark {
         w.peak_in_flight = recorded.max(self.in_use);
         self.in_use = c.in_use;
         let agent_secs = secs * w.agents as f64;
-        w.mean_in_flight = delta(&mut self.busy, busy(&s)) as f64 / 1e9 / secs;
+        w.mean_in_flight = delta(&mut self.in_flight, s.call_time(now)) as f64 / 1e9 / secs;
+        w.mean_in_flight_ended = Some(delta(&mut self.busy, busy(&s)) as f64 / 1e9 / secs);
         w.agents_idle = fraction(delta(&mut self.idle, idle(&s)), agent_secs);
         w.agents_blocked = fraction(delta(&mut self.blocked, blocked(&s)), agent_secs);
         w.throttled = delta(&mut self.throttled, s.errors_of(ErrorKind::RateLimited));

@@ -85,10 +85,48 @@ pub(crate) struct AgentStats {
     pub(crate) processed: Counter,
     pub(crate) errors: Counter,
     pub(crate) retries: Counter,
+    /// Time of the calls that ended, whole, credited when each ends.
     pub(crate) api_nanos: Counter,
+    /// When the call under way began: with `api_nanos`, the time calls
+    /// have been in flight up to any instant, not only to their ends.
+    pub(crate) running: RunningCall,
     pub(crate) blocked_put_nanos: Counter,
     pub(crate) idle_nanos: Counter,
     pub(crate) retired: AtomicBool,
+}
+
+/// The start of an agent's call under way, if any. A mutex, not an atomic:
+/// an `Instant` has no portable integer form, it is taken twice a call (an
+/// API call, milliseconds long), and by no one else but window readers.
+#[derive(Debug, Default)]
+pub(crate) struct RunningCall(Mutex<Option<Instant>>);
+
+impl RunningCall {
+    /// A call began at `at`; it counts as running until the guard drops.
+    pub(crate) fn start(&self, at: Instant) -> RunningGuard<'_> {
+        *self.lock() = Some(at);
+        RunningGuard(self)
+    }
+
+    /// How long the call under way has run by `now` (zero when none).
+    fn age(&self, now: Instant) -> Duration {
+        self.lock()
+            .map_or(Duration::ZERO, |at| now.saturating_duration_since(at))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Instant>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Ends a [`RunningCall`] on drop, so an aborted call ends too.
+#[derive(Debug)]
+pub(crate) struct RunningGuard<'a>(&'a RunningCall);
+
+impl Drop for RunningGuard<'_> {
+    fn drop(&mut self) {
+        *self.0.lock() = None;
+    }
 }
 
 /// A stage's concurrency at one instant, as its gauge reads it.
@@ -290,6 +328,18 @@ impl StageStats {
         }
         self.capacity.remove();
         drop(agents);
+    }
+
+    /// Time the stage's calls have spent in flight by `now` (nanoseconds):
+    /// the calls that ended, whole, plus the part run so far of those under
+    /// way. Its growth over a window is the window's integral of calls in
+    /// flight. A call ending while this reads may count twice or not at
+    /// all for that one read; the next read is right again.
+    pub(crate) fn call_time(&self, now: Instant) -> u64 {
+        let agents = self.agents.lock().unwrap_or_else(|e| e.into_inner());
+        let running: u128 = agents.iter().map(|a| a.running.age(now).as_nanos()).sum();
+        let ended = self.busy_nanos.get() + agents.iter().map(|a| a.api_nanos.get()).sum::<u64>();
+        ended.saturating_add(u64::try_from(running).unwrap_or(u64::MAX))
     }
 
     /// A stage-level counter plus the same figure over the live agents.

@@ -110,12 +110,16 @@ pub struct Window {
     /// Per-attempt latency of successful calls: mean (with the completions,
     /// Little's law gives the calls the API actually served).
     pub latency_mean: Option<Duration>,
-    /// Mean API calls in flight over the window, as Little's law counts
-    /// them: the time of the calls that ended in the window over its
-    /// length. A call counts whole in the window it ends in, so a window
-    /// shorter than the calls' latency (the start, just after a raise)
-    /// undercounts the calls still running.
+    /// Mean API calls in flight over the window: the time calls spent in
+    /// flight within it (those still running included) over its length.
     pub mean_in_flight: f64,
+    /// The same as counted from the calls that ended in the window alone,
+    /// each whole (all of its time, also before the window): the time the
+    /// latency statistics speak for. Clearly below `mean_in_flight`, those
+    /// statistics miss calls still running: just after a start or a raise,
+    /// on an API slower than the window, they see only the fast calls.
+    /// `None` where the source does not measure it.
+    pub mean_in_flight_ended: Option<f64>,
     /// Most API calls in flight at once.
     pub peak_in_flight: usize,
     /// Items the CPU stage finished in the window.

@@ -240,6 +240,7 @@ where
             Some(d) => (held.calls.settings.api_timeout).min(d.saturating_duration_since(started)),
             None => held.calls.settings.api_timeout,
         };
+        let running = agent.running.start(started);
         let mut call = pin!(AssertUnwindSafe(f(arg, tries.attempts)).catch_unwind());
         // A call done at once needs no timer. One that is not is the moment
         // to pass on what the outbox holds, while it runs. The flush is never
@@ -267,6 +268,7 @@ where
         // blocked has read the clock after it).
         let took = ended - started;
         held.now = held.now.max(ended);
+        drop(running);
         agent.api_nanos.add_time(took);
         agent.attempts.add(1);
         Ok(match result {

@@ -73,6 +73,10 @@ const SHORTEST_DOUBLING: Duration = Duration::from_millis(20);
 ///    doubling that barely raises the goodput shows a start above the
 ///    knee: the limit drains (halves while the goodput holds) down to it.
 ///
+/// A window whose calls still running carry more than `1 - 1 / tolerance`
+/// of its time in flight judges nothing: the calls that ended in it, all
+/// its latency and goodput count, are the fast ones.
+///
 /// Every comparison allows for the window's noise (two standard errors,
 /// from the window's own latency spread), and one window never cuts by more
 /// than half. Every decision says why, with its numbers.
@@ -241,7 +245,24 @@ impl Tuner for Gradient {
             return self.set(cap, workers, reason);
         }
 
-        // 2. Latency against its no-load value.
+        // Latency and throughput speak only for the calls that ended. When
+        // those still running carry more of the window than the tolerance
+        // allows a queue (just after a start or a raise, on an API slower
+        // than the window), the ended ones are the fast ones: the median
+        // reads low and the goodput lags. Wait for them.
+        let tolerance = self.params.tolerance;
+        if r.running > 1.0 - 1.0 / tolerance {
+            return self.hold(
+                workers,
+                format!(
+                    "calls still running carry {:.0}% of the window's time in flight: \
+                     its latency reads only the fast calls",
+                    r.running * 100.0
+                ),
+            );
+        }
+
+        // 4. Latency against its no-load value.
         let Some(p50) = r.p50 else {
             return self.hold(workers, "no successful call to read latency from".into());
         };
@@ -292,7 +313,6 @@ impl Tuner for Gradient {
             return decision;
         }
         let ratio = p50 / noload;
-        let tolerance = self.params.tolerance;
         // Over tolerance by more than the noise of the two (a few calls'
         // median against a few calls' estimate says little).
         let clearly = (ratio / tolerance).ln() > Z * r.p50_se.hypot(estimate.se());
@@ -323,7 +343,7 @@ impl Tuner for Gradient {
             return self.set(target, workers, reason);
         }
 
-        // 4. Growth, judged by throughput.
+        // 5. Growth, judged by throughput.
         if let Some(Probe::Up { from, rate, se }) = self.probe
             && r.rate < rate * (-Z * se.hypot(r.rate_se)).exp()
         {

@@ -25,6 +25,10 @@ pub(super) struct Reading {
     pub(super) served: f64,
     /// Calls that ended (successes and failures).
     pub(super) ended: f64,
+    /// Share of the window's time in flight spent by calls still running
+    /// at its end, beyond what the calls that ended account for (0 when
+    /// not measured): the latency statistics do not speak for it.
+    pub(super) running: f64,
     /// Share of ended calls that failed (timeouts, resets, 5xx), and its error.
     pub(super) failure_share: f64,
     pub(super) failure_se: f64,
@@ -55,6 +59,12 @@ impl Reading {
             p50_se: sigma * (1.57 / good.max(1.0)).sqrt(),
             served: w.active_io_rate() * secs(w.latency_mean).or(p50).unwrap_or(0.0),
             ended,
+            running: match w.mean_in_flight_ended {
+                Some(ended) if w.mean_in_flight > 0.0 => {
+                    (1.0 - ended / w.mean_in_flight).clamp(0.0, 1.0)
+                }
+                _ => 0.0,
+            },
             failure_share: share,
             failure_se: {
                 // Laplace's estimate for the spread: a share of 0 or 1
