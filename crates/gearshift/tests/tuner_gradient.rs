@@ -634,3 +634,19 @@ fn a_window_whose_calls_are_mostly_still_running_reads_no_latency() {
     });
     assert_eq!(d.api_permits, Some(32), "{}", d.reason);
 }
+
+/// In a window longer than a turnover of its calls, the share still running
+/// is the noise of the calls' ages at its two ends (a few long calls that
+/// span it), not a start: it does not stop the law.
+#[test]
+fn a_window_long_enough_for_its_calls_to_turn_over_is_read() {
+    let mut law = Gradient::new();
+    // 88 calls ended, 5 turnovers of the 16 in flight; calls still running
+    // carry half of the time in flight.
+    let d = law.decide(&Window {
+        mean_in_flight: 16.0,
+        mean_in_flight_ended: Some(8.0),
+        ..window(16, 88, 180.0)
+    });
+    assert_eq!(d.api_permits, Some(32), "{}", d.reason);
+}

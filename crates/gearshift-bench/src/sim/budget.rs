@@ -8,6 +8,7 @@ use rand::Rng;
 use rand::rngs::StdRng;
 
 use super::model::Rates;
+use super::running::Running;
 
 /// Slots of each channel between stages, as the window reports them.
 const QUEUE: usize = 64;
@@ -24,6 +25,8 @@ pub(super) struct Budget {
     /// A `Retry-After` is in force until then (when ignored).
     pub ra_until: f64,
     pub window: Measured,
+    /// Its slots' first calls still running.
+    pub running: Running,
 }
 
 /// Sums over the steps of the current window.
@@ -74,6 +77,7 @@ impl Budget {
             paused_until: 0.0,
             ra_until: f64::NEG_INFINITY,
             window: Measured::default(),
+            running: Running::new(n),
         }
     }
 
@@ -123,11 +127,13 @@ impl Measured {
         cores: usize,
         workers: usize,
         sigma: f64,
+        running: &Running,
     ) -> Window {
         let good = self.completions;
         let (p50, p90, min, mean) = if good > 0 && self.latency_weight > 0.0 {
             let latency = self.latency_weighted / self.latency_weight;
             let median = latency / (sigma * sigma / 2.0).exp();
+            let median = median * running.median_bias(good as f64, median, sigma);
             let p50 = median * (sigma * (1.57 / good as f64).sqrt() * normal(rng)).exp();
             let tail = (2.0 * (good as f64 + 1.0).ln()).sqrt().min(3.5);
             (
@@ -159,8 +165,7 @@ impl Measured {
             latency_min: min,
             latency_mean: mean,
             mean_in_flight: share(self.in_flight),
-            // The model's calls run at steady state from the first instant:
-            // none is left part-run at a window's end.
+            // Set by the loop, from its slots' first calls (running.rs).
             mean_in_flight_ended: None,
             peak_in_flight: self.peak,
             cpu_items: self.chain_items,

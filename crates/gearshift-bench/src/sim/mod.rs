@@ -12,6 +12,8 @@
 //!   CPU stage, the failure behaviour, stages blocking on the next).
 //! - `run`: [`simulate`] runs one [`Tuner`] per API budget window by
 //!   window with seeded noise; [`Fixed`] keeps one setting.
+//! - `running`: the part of a window's time in flight its ended calls do
+//!   not account for (the first calls of new slots, still running).
 //! - `oracle`: the [`oracle`], the best fixed setting per phase (per API)
 //!   by a sweep.
 //! - `score`: a run's [`Score`]: fraction of the oracle's goodput, settling
@@ -26,6 +28,7 @@ pub mod end_to_end;
 mod model;
 mod oracle;
 mod run;
+mod running;
 mod scenario;
 mod score;
 mod summary;

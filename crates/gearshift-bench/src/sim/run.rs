@@ -113,6 +113,8 @@ impl Tuner for Fixed {
 /// trajectory.
 pub fn simulate(s: &Scenario, tuners: &mut [&mut dyn Tuner], cfg: &SimConfig) -> Trajectory {
     let mut rng = StdRng::seed_from_u64(s.seed ^ 0x5151_7ea1_0c0f_fee5);
+    // Its own stream, so the other draws stay as they were without it.
+    let mut running_rng = StdRng::seed_from_u64(s.seed ^ 0x2c3a_9d1e_77b0_4f15);
     let starts = s.phase_starts();
     let total = s.secs();
     let k = s.apis();
@@ -210,6 +212,8 @@ pub fn simulate(s: &Scenario, tuners: &mut [&mut dyn Tuner], cfg: &SimConfig) ->
                 failures: failed,
             };
             bu.window.add(r, seen);
+            let busy = r.in_flight / limits[i].max(1) as f64;
+            bu.running.add(t, active, busy, r.latency, apis[i].sigma);
             failures += failed;
             good = completions;
         }
@@ -235,16 +239,24 @@ pub fn simulate(s: &Scenario, tuners: &mut [&mut dyn Tuner], cfg: &SimConfig) ->
             let Some(tuner) = tuners.get_mut(i) else {
                 continue;
             };
-            let w = bu
-                .window
-                .window(&mut rng, bu, s.cores, workers, apis[i].sigma);
+            let mut w =
+                bu.window
+                    .window(&mut rng, bu, s.cores, workers, apis[i].sigma, &bu.running);
+            let secs = w.elapsed.as_secs_f64();
+            let mean = w.latency_mean.map_or(0.0, |m| m.as_secs_f64());
+            let credited =
+                bu.running
+                    .credited(&mut running_rng, w.mean_in_flight * secs, secs, mean);
+            w.mean_in_flight_ended = Some(if secs > 0.0 { credited / secs } else { 0.0 });
             let d = tuner.decide(&w);
+            let before = bu.limit();
             if let Some(a) = d.agents {
                 bu.agents = a.clamp(1, MAX_LIMIT);
             }
             if let Some(a) = d.api_permits {
                 bu.permits = a.clamp(1, MAX_LIMIT);
             }
+            bu.running.resize(t, before, bu.limit());
             if let (Some(w), true) = (d.workers, i + 1 == k) {
                 workers = w.clamp(1, s.cores);
             }

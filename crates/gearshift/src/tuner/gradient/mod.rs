@@ -73,9 +73,10 @@ const SHORTEST_DOUBLING: Duration = Duration::from_millis(20);
 ///    doubling that barely raises the goodput shows a start above the
 ///    knee: the limit drains (halves while the goodput holds) down to it.
 ///
-/// A window whose calls still running carry more than `1 - 1 / tolerance`
-/// of its time in flight judges nothing: the calls that ended in it, all
-/// its latency and goodput count, are the fast ones.
+/// A window shorter than one turnover of its calls, whose calls still
+/// running carry more than `1 - 1 / tolerance` of its time in flight,
+/// judges nothing: the calls that ended in it, all its latency and goodput
+/// count, are the fast ones.
 ///
 /// Every comparison allows for the window's noise (two standard errors,
 /// from the window's own latency spread), and one window never cuts by more
@@ -245,13 +246,16 @@ impl Tuner for Gradient {
             return self.set(cap, workers, reason);
         }
 
-        // Latency and throughput speak only for the calls that ended. When
-        // those still running carry more of the window than the tolerance
-        // allows a queue (just after a start or a raise, on an API slower
-        // than the window), the ended ones are the fast ones: the median
-        // reads low and the goodput lags. Wait for them.
+        // Latency and throughput speak only for the calls that ended. In a
+        // window shorter than one turnover of its calls (fewer ended than
+        // were in flight) where those still running carry more of it than
+        // the tolerance allows a queue (just after a start or a raise, on
+        // an API slower than the window), the ended ones are the fast ones:
+        // the median reads low and the goodput lags. Wait for them. (A
+        // longer window's share is only the noise of the calls' ages at its
+        // two ends.)
         let tolerance = self.params.tolerance;
-        if r.running > 1.0 - 1.0 / tolerance {
+        if r.ended < w.mean_in_flight && r.running > 1.0 - 1.0 / tolerance {
             return self.hold(
                 workers,
                 format!(
