@@ -650,3 +650,31 @@ fn a_window_long_enough_for_its_calls_to_turn_over_is_read() {
     });
     assert_eq!(d.api_permits, Some(32), "{}", d.reason);
 }
+
+/// A timeout ends a call its whole length after it began: the timeouts of
+/// the windows just after a failure cut began before it. Read as the cut's
+/// verdict, they said it did not help and undid it.
+#[test]
+fn failures_that_began_before_a_failure_cut_do_not_judge_it() {
+    let mut law = healthy_at_40();
+    // 20 of 40 slots hang until a 1 s timeout; 20 serve 200 ms calls:
+    // 100 successes, 20 timeouts, 40 call-seconds in 1 s.
+    let dropping = |elapsed: f64| Window {
+        elapsed: Duration::from_secs_f64(elapsed),
+        timeouts: (20.0 * elapsed) as u64,
+        mean_in_flight: 40.0,
+        mean_in_flight_ended: Some(40.0),
+        ..window(40, (100.0 * elapsed) as u64, 180.0)
+    };
+    let d = law.decide(&dropping(1.0));
+    let cut = d.api_permits.expect("failures over their baseline cut");
+    assert!(cut < 40, "{}", d.reason);
+    // Half a second later, the timeouts ending began a second earlier.
+    let d = law.decide(&Window {
+        agents: cut,
+        api_permits: cut,
+        ..dropping(0.5)
+    });
+    assert_eq!(d.api_permits, None, "{}", d.reason);
+    assert!(d.reason.contains("before the cut"), "{}", d.reason);
+}

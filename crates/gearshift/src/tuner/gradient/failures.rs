@@ -13,7 +13,25 @@ const BASELINE_WINDOWS: usize = 8;
 impl Gradient {
     /// Judges the last failure cut, then cuts on failures above their
     /// baseline; `None` when neither moves the limit.
-    pub(super) fn failure_rule(&mut self, r: &Reading, workers: Option<usize>) -> Option<Decision> {
+    pub(super) fn failure_rule(
+        &mut self,
+        r: &Reading,
+        started: f64,
+        workers: Option<usize>,
+    ) -> Option<Decision> {
+        // Failures that ended in this window began one failure's length
+        // before it (a timeout: its whole length). Begun before the last
+        // failure cut, they say nothing of it, nor of the level now.
+        if let (Some(Probe::Fail { at, .. }), Some(took)) = (self.probe, r.failed_secs)
+            && started - took < at
+        {
+            let reason = format!(
+                "failed calls took {:.0} ms: those ending now began before the cut {:.2} s ago",
+                took * 1e3,
+                self.clock - at
+            );
+            return Some(self.hold(workers, reason));
+        }
         // A failure cut that does not take the failure share at least
         // halfway to where it would go if the API dropped what it could
         // not take was not about our load (a steady fault mix that
@@ -21,6 +39,7 @@ impl Gradient {
         if let Some(Probe::Fail {
             from,
             share,
+            at: _,
             expect,
             ceiling,
         }) = self.probe
@@ -71,6 +90,7 @@ impl Gradient {
             let expect = (1.0 - took / self.limit.max(1.0)).clamp(baseline, 1.0);
             self.probe = Some(Probe::Fail {
                 from,
+                at: self.clock,
                 share: r.failure_share,
                 expect,
                 ceiling,

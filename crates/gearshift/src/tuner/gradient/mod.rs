@@ -55,7 +55,9 @@ const SHORTEST_DOUBLING: Duration = Duration::from_millis(20);
 ///    baseline is the median share of recent windows of enough calls not
 ///    counted as overload, 0 before any): cut to `backoff` x the share the
 ///    API took.
-///    A cut after which the share does not fall is undone, and the share
+///    Until the failures ending began after the cut (a timeout ends its
+///    whole length after its call began), the law holds. Then a cut after
+///    which the share does not fall is undone, and the share
 ///    becomes the baseline; one after which it clearly falls makes what
 ///    the API took a ceiling.
 /// 3. **An unused limit** (the stage is fed less, or blocked by the CPU
@@ -220,7 +222,8 @@ impl Tuner for Gradient {
         if w.throttled > 0 || w.retry_after.is_some() {
             return self.pushback(w, &r, workers);
         }
-        if let Some(decision) = self.failure_rule(&r, workers) {
+        let started = self.clock - w.elapsed.as_secs_f64();
+        if let Some(decision) = self.failure_rule(&r, started, workers) {
             return decision;
         }
 

@@ -18,10 +18,12 @@ pub(super) enum Probe {
     /// was saturated down to `at` calls, at a goodput of `rate` (relative
     /// error `se`, pooled over the windows that read it).
     Drain { at: f64, rate: f64, se: f64 },
-    /// Cut from `from` for a failure `share`, which overload would bring
-    /// down to `expect`; `ceiling` was the ceiling before.
+    /// Cut from `from` at `at` (seconds of the run) for a failure `share`,
+    /// which overload would bring down to `expect`; `ceiling` was the
+    /// ceiling before.
     Fail {
         from: f64,
+        at: f64,
         share: f64,
         expect: f64,
         ceiling: Option<(f64, f64)>,

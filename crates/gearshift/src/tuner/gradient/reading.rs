@@ -29,6 +29,10 @@ pub(super) struct Reading {
     /// at its end, beyond what the calls that ended account for (0 when
     /// not measured): the latency statistics do not speak for it.
     pub(super) running: f64,
+    /// How long the failed calls took, on average (seconds; `None` when
+    /// none failed or the window does not say): a timeout fails its whole
+    /// length after the call began.
+    pub(super) failed_secs: Option<f64>,
     /// Share of ended calls that failed (timeouts, resets, 5xx), and its error.
     pub(super) failure_share: f64,
     pub(super) failure_se: f64,
@@ -64,6 +68,13 @@ impl Reading {
                     (1.0 - ended / w.mean_in_flight).clamp(0.0, 1.0)
                 }
                 _ => 0.0,
+            },
+            failed_secs: match (w.mean_in_flight_ended, secs(w.latency_mean)) {
+                (Some(load), mean) if fails > 0.0 => {
+                    let good_time = good * mean.unwrap_or(0.0);
+                    Some(((load * w.elapsed.as_secs_f64() - good_time) / fails).max(0.0))
+                }
+                _ => None,
             },
             failure_share: share,
             failure_se: {
