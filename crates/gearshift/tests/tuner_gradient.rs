@@ -678,3 +678,23 @@ fn failures_that_began_before_a_failure_cut_do_not_judge_it() {
     assert_eq!(d.api_permits, None, "{}", d.reason);
     assert!(d.reason.contains("before the cut"), "{}", d.reason);
 }
+
+/// A `Retry-After` pauses the budget at the first 429s: the calls not yet
+/// sent were neither taken nor refused. What the API took is what was sent
+/// (the most in flight at once) less what it refused, not the limit less.
+#[test]
+fn pushback_counts_the_calls_sent_not_the_limit() {
+    let mut law = Gradient::new();
+    law.decide(&window(64, 3200, 20.0)); // -> 128
+    // 76 calls went out before the pause; the API refused 12 (its limit
+    // is 64). Three calls ended: too few for Little's law.
+    let d = law.decide(&Window {
+        throttled: 12,
+        retry_after: Some(Duration::from_secs(2)),
+        peak_in_flight: 76,
+        paused: Duration::from_millis(60),
+        elapsed: Duration::from_millis(70),
+        ..window(128, 3, 20.0)
+    });
+    assert_eq!(d.api_permits, Some(58), "0.9 x (76 - 12): {}", d.reason);
+}

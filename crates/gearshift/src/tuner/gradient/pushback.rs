@@ -19,14 +19,20 @@ impl Gradient {
         // another pause: alone, take its lower bound, and none from too
         // few calls.
         let little = (r.rate_se < 0.5).then_some(r.served);
-        // The refused calls were not taken: the API took at most the rest,
-        // a count with no noise of its own. It stands unless Little's law
+        // The refused calls were not taken: the API took at most the rest
+        // of the calls sent (the most in flight at once, or the limit; a
+        // pause stops the calls not yet sent), a count with no noise of
+        // its own. It stands unless Little's law
         // clearly says fewer calls were in flight (agents without work),
         // and then Little's law does; Little's law overcounts a window
         // mostly paused (its calls ended in the pause), never past the
         // count.
+        let sent = match w.peak_in_flight {
+            0 => self.limit.round(),
+            peak => self.limit.round().min(peak as f64),
+        };
         let refused = (w.throttled > 0)
-            .then(|| self.limit.round() - w.throttled as f64)
+            .then_some(sent - w.throttled as f64)
             .filter(|rest| *rest >= 1.0);
         let took = match (little, refused) {
             (Some(l), Some(most)) if most > l * (Z * r.rate_se).exp() => Some(l),
