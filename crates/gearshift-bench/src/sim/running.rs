@@ -9,10 +9,10 @@
 //! A new slot's first call has run `E[min(L, a)]` by age `a` (L the call's
 //! lognormal latency); until it ends none of it is credited, and it tends
 //! to the mean latency once the call has surely ended. A window from age
-//! `a0` to `a1` leaves the difference uncredited. Slots in steady state
-//! leave their calls' ages at the window's two ends: equal on average, so
-//! only noise, drawn once per window (the sum of N ages has a spread of
-//! about sqrt(N) x their mean, and two ends make it sqrt(2 N)).
+//! `a0` to `a1` leaves the difference uncredited. Slots past their first
+//! call leave their calls' ages at the window's two ends: equal on
+//! average, so only noise, drawn once per window (the sum of N ages has a
+//! spread of about sqrt(N) x their mean, and two ends make it sqrt(2 N)).
 //!
 //! Only the credit is modelled, not the bias it brings to the median the
 //! window draws: the model shows what the check costs (windows held), not
@@ -29,6 +29,9 @@ pub(super) struct Running {
     batches: Vec<(f64, f64)>,
     /// Call-seconds of the current window not credited to ended calls.
     uncredited: f64,
+    /// Slots still in their first call at the end of the last step: they
+    /// have no age from before, so no noise at the window's start.
+    young: f64,
     /// First calls that ended in the current window: their ages (their
     /// latencies) lay between the two bounds, `calls` of them per unit of
     /// `F(hi) - F(lo)`.
@@ -41,6 +44,7 @@ impl Running {
         Running {
             batches: vec![(0.0, slots as f64)],
             uncredited: 0.0,
+            young: 0.0,
             first_ends: Vec::new(),
         }
     }
@@ -72,11 +76,14 @@ impl Running {
             return;
         }
         let run = |a: f64| run_by(a, mean, sigma);
+        let median = mean / (sigma * sigma / 2.0).exp();
         let busy = busy.clamp(0.0, 1.0);
+        self.young = 0.0;
         for &(start, slots) in &self.batches {
             let (a0, a1) = ((t - start).max(0.0), (t + dt - start).max(0.0));
             self.uncredited += slots * busy * (run(a1) - run(a0)).clamp(0.0, dt);
             self.first_ends.push((a0, a1, slots * busy));
+            self.young += slots * busy * (1.0 - lognormal_cdf(a1, median, sigma));
         }
         // Past 20 mean latencies a first call has ended (P > 0.99 even at
         // sigma 1.5).
@@ -85,15 +92,16 @@ impl Running {
     }
 
     /// The window's call-seconds credited to ended calls, out of `in_flight`
-    /// call-seconds at mean latency `mean` (with the steady slots' noise),
-    /// and a new window begins.
+    /// call-seconds at mean latency `mean` (with the noise of the slots
+    /// past their first call), and a new window begins.
     pub fn credited(&mut self, rng: &mut StdRng, in_flight: f64, elapsed: f64, mean: f64) -> f64 {
         self.first_ends.clear();
         let uncredited = std::mem::take(&mut self.uncredited);
         if mean.is_nan() || mean <= 0.0 || elapsed <= 0.0 {
             return in_flight;
         }
-        let noise = (2.0 * in_flight / elapsed).sqrt() * mean * normal(rng);
+        let steady = (in_flight / elapsed - self.young).max(0.0);
+        let noise = (2.0 * steady).sqrt() * mean * normal(rng);
         (in_flight - uncredited + noise).max(0.0)
     }
 }
