@@ -698,3 +698,27 @@ fn pushback_counts_the_calls_sent_not_the_limit() {
     });
     assert_eq!(d.api_permits, Some(58), "0.9 x (76 - 12): {}", d.reason);
 }
+
+/// At one call in flight no queue is ours: a latency clearly over the
+/// no-load estimate means the estimate was read low (a window of one fast
+/// call), and there is no cut left to make. Holding on it kept a fed-by-
+/// another-API stage at 1 call for a whole run.
+#[test]
+fn at_the_fewest_calls_a_latency_over_the_estimate_re_bases_it() {
+    let mut law = Gradient::new();
+    // Cut to 1 by an unused limit, then one fast call reads 0.2 ms while
+    // the agents still wait on the flow.
+    let with_idle = |mut w: Window, idle: f64| {
+        w.agents_idle = idle;
+        w
+    };
+    law.decide(&with_idle(window(6, 3, 10.0), 0.9));
+    let d = law.decide(&with_idle(window(1, 1, 0.2), 0.43));
+    assert_eq!(law.limit(), 1, "{}", d.reason);
+    // The API's latency is 11 ms: re-based, and then the limit, used,
+    // grows.
+    let d = law.decide(&with_idle(window(1, 90, 11.0), 0.1));
+    assert!(d.reason.contains("re-based"), "{}", d.reason);
+    let d = law.decide(&with_idle(window(1, 90, 11.0), 0.1));
+    assert!(d.api_permits.is_some_and(|l| l > 1), "{}", d.reason);
+}

@@ -323,6 +323,18 @@ impl Tuner for Gradient {
         // Over tolerance by more than the noise of the two (a few calls'
         // median against a few calls' estimate says little).
         let clearly = (ratio / tolerance).ln() > Z * r.p50_se.hypot(estimate.se());
+        if clearly && self.limit.round() <= self.params.min_limit as f64 {
+            // At the fewest calls there is no queue of ours to cut: the
+            // estimate was read low (a window of a call or two).
+            self.noload = Some(NoLoad::read(p50, r.p50_se));
+            let reason = format!(
+                "latency {:.1} ms is {ratio:.2}x its no-load {:.1} ms at the fewest calls, \
+                 where no queue is ours: no-load latency re-based",
+                p50 * 1e3,
+                noload * 1e3
+            );
+            return self.hold(workers, reason);
+        }
         if clearly {
             self.slow_start = false;
             let target = self.limit * (tolerance / ratio).max(0.5);
