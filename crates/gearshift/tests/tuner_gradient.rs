@@ -236,17 +236,46 @@ fn growth_that_loses_throughput_is_undone_and_bisects_to_a_ceiling() {
     let d = law.decide(&window(grown, 1000, 21.0));
     assert_eq!(d.api_permits, Some(before), "{}", d.reason);
     assert!(d.reason.contains("lost throughput"), "{}", d.reason);
-    // The knee lies between the two: growth goes on, to halfway.
+    // The knee lies between the two: growth goes on to halfway, and, held
+    // there without a signal, halfway again to the level that lost (a
+    // bisection), until the gap is narrower than a step near the knee.
     let halfway = (before + grown).div_ceil(2);
+    let mut levels = vec![];
     for _ in 0..10 {
         let l = law.limit();
         law.decide(&window(l, 50 * l as u64, 20.0));
+        levels.push(law.limit());
     }
     assert!(
-        (halfway - 1..=halfway).contains(&law.limit()),
-        "{before} -> {grown} lost: at {} after growing again",
+        levels.contains(&halfway) || levels.contains(&(halfway - 1)),
+        "{before} -> {grown} lost: never held halfway: {levels:?}"
+    );
+    assert!(
+        law.limit() > halfway && law.limit() < grown,
+        "{before} -> {grown} lost: at {} after growing again: {levels:?}",
         law.limit()
     );
+}
+
+/// A ceiling from a count of what the API took (calls sent less those
+/// refused) is the knee itself: nothing is left to bisect, and probing
+/// past a hard limit again costs another pause.
+#[test]
+fn a_counted_pushback_ceiling_is_not_probed_again() {
+    let mut law = Gradient::new();
+    law.decide(&window(50, 2500, 20.0)); // -> 100
+    // 60 calls served at 22 ms (mean): Little's law agrees with the count.
+    let mut w = window(100, 2700, 20.0);
+    w.throttled = 40;
+    let d = law.decide(&w);
+    assert_eq!(d.api_permits, Some(54), "0.9 x (100 - 40): {}", d.reason);
+    // 20 windows of 1 s: within `ceiling_memory`.
+    for _ in 0..20 {
+        let l = law.limit();
+        law.decide(&window(l, (l * 50) as u64, 20.0));
+        assert!(law.limit() <= 60, "probed past the count: {}", law.limit());
+    }
+    assert_eq!(law.limit(), 60, "grows back to the count");
 }
 
 #[test]

@@ -4,12 +4,13 @@
 //! `reading.rs`; rule 1 (pushback) in `pushback.rs`; rule 2 (failures,
 //! their baseline and the verdict on a failure cut) in `failures.rs`; the
 //! no-load latency in `noload.rs`; the drain of a start above the knee in
-//! `drain.rs`. `decide` is long on purpose: the rules in order, to be read
+//! `drain.rs`; the ceiling's bisection in `ceiling.rs`. `decide` is long on purpose: the rules in order, to be read
 //! top to bottom beside `docs/tuner.md`.
 
 use std::collections::VecDeque;
 use std::time::Duration;
 
+mod ceiling;
 mod drain;
 mod failures;
 mod moves;
@@ -19,6 +20,7 @@ mod probe;
 mod pushback;
 mod reading;
 
+use ceiling::Ceiling;
 use noload::NoLoad;
 pub use params::GradientParams;
 use probe::Probe;
@@ -69,7 +71,9 @@ const SHORTEST_DOUBLING: Duration = Duration::from_millis(20);
 ///    API got slower.
 /// 5. **Growth**, only when the limit is used and latency is near no-load:
 ///    doubling until the first signal, then from half the limit (at no-load)
-///    down to `sqrt(limit)` (near the knee) a window, never past a ceiling.
+///    down to `sqrt(limit)` (near the knee) a window, never past a ceiling
+///    (a bisection: held there without a signal, it moves halfway to the
+///    level that brought it, unless that level was counted).
 ///    A step that loses throughput is undone, and halfway up it becomes a
 ///    ceiling (the knee lies between its start and its end). A first
 ///    doubling that barely raises the goodput shows a start above the
@@ -106,8 +110,8 @@ pub struct Gradient {
     /// Failure shares of recent windows not counted as overload; their
     /// median is the baseline (0 before any).
     failures: VecDeque<f64>,
-    /// A level growth may not pass, and until when (seconds of the run).
-    ceiling: Option<(f64, f64)>,
+    /// A level growth may not pass (ceiling.rs).
+    ceiling: Option<Ceiling>,
     /// The last move, judged by the next window.
     probe: Option<Probe>,
     clock: f64,
@@ -173,7 +177,7 @@ impl Tuner for Gradient {
             self.limit = self.clamp(actual);
             self.probe = None;
         }
-        if self.ceiling.is_some_and(|(_, until)| self.clock >= until) {
+        if self.ceiling.is_some_and(|c| self.clock >= c.until) {
             self.ceiling = None;
         }
         let r = Reading::of(w);
@@ -370,8 +374,11 @@ impl Tuner for Gradient {
             self.slow_start = false;
             // The knee lies between `from` and the level that lost: bisect.
             let ceiling = (from + self.limit) / 2.0;
-            let until = self.clock + self.params.ceiling_memory.as_secs_f64();
-            self.ceiling = Some((ceiling, until));
+            self.ceiling = Some(Ceiling {
+                level: ceiling,
+                over: self.limit,
+                until: self.clock + self.params.ceiling_memory.as_secs_f64(),
+            });
             let reason = format!(
                 "growth lost throughput ({:.0}/s -> {:.0}/s): back to {from:.0}, \
                  at most {:.0} for now",
@@ -404,8 +411,15 @@ impl Tuner for Gradient {
         }
         .max(1.0);
         let mut target = self.limit + step;
-        if let Some((ceiling, _)) = self.ceiling {
-            target = target.min(ceiling.max(self.limit));
+        if let Some(ceiling) = self.ceiling {
+            // Held at the ceiling without a signal: the knee lies above
+            // it, halfway to the level that was too high (a bisection).
+            let ceiling = match ceiling.raised() {
+                Some(raised) if self.limit.round() >= ceiling.level.round() => raised,
+                _ => ceiling,
+            };
+            self.ceiling = Some(ceiling);
+            target = target.min(ceiling.level.max(self.limit));
         }
         if target.round() <= self.limit.round() {
             return self.hold(workers, format!("at the ceiling {:.0}", self.limit));

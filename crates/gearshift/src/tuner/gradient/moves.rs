@@ -1,7 +1,7 @@
 //! The moves the law makes: set the limit, hold it, cut it on overload,
 //! grow the workers; each with its reason.
 
-use super::Gradient;
+use super::{Ceiling, Gradient};
 use crate::tuner::{Decision, Window};
 
 /// Worker idle time below which the CPU stage counts as saturated.
@@ -38,23 +38,33 @@ impl Gradient {
     /// that level as a ceiling.
     /// Without an estimate (`None`), the ceiling is the cut level: the
     /// limit itself is known to be too high.
+    /// A `counted` estimate (calls sent less calls refused) is the knee
+    /// itself; any other leaves the knee between it and the limit, for the
+    /// ceiling to bisect.
     pub(super) fn overload(
         &mut self,
         took: Option<f64>,
+        counted: bool,
         why: String,
         workers: Option<usize>,
     ) -> Decision {
         // One window never more than halves the limit: one noisy reading
         // must not throw away what many others found.
+        let raw = took;
         let took = took.map(|t| self.clamp(t.min(self.limit - 1.0).max(self.limit / 2.0)));
+        let over = match (raw, took) {
+            (Some(raw), Some(took)) if counted && raw == took => took,
+            _ => self.limit,
+        };
         // Without an estimate, halve (as TCP does): the limit is known to be
         // too high and by how much is not.
         let target = took.map_or(self.limit / 2.0, |t| self.params.backoff * t);
         let ceiling = took.unwrap_or(target);
-        self.ceiling = Some((
-            ceiling,
-            self.clock + self.params.ceiling_memory.as_secs_f64(),
-        ));
+        self.ceiling = Some(Ceiling {
+            level: ceiling,
+            over,
+            until: self.clock + self.params.ceiling_memory.as_secs_f64(),
+        });
         let took = took.map_or("an unknown number of".into(), |t| format!("{t:.1}"));
         self.slow_start = false;
         self.probe = None;

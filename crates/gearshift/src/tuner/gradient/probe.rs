@@ -26,6 +26,6 @@ pub(super) enum Probe {
         at: f64,
         share: f64,
         expect: f64,
-        ceiling: Option<(f64, f64)>,
+        ceiling: Option<super::Ceiling>,
     },
 }

@@ -5,6 +5,7 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
+use super::Z;
 use crate::tuner::Window;
 
 /// What one window says, with its noise.
@@ -29,9 +30,10 @@ pub(super) struct Reading {
     /// at its end, beyond what the calls that ended account for (0 when
     /// not measured): the latency statistics do not speak for it.
     pub(super) running: f64,
-    /// How long the failed calls took, on average (seconds; `None` when
-    /// none failed or the window does not say): a timeout fails its whole
-    /// length after the call began.
+    /// How long the failed calls took, on average, at least (seconds, two
+    /// standard errors below the estimate; `None` when none failed or the
+    /// window does not say): a timeout fails its whole length after the
+    /// call began.
     pub(super) failed_secs: Option<f64>,
     /// Share of ended calls that failed (timeouts, resets, 5xx), and its error.
     pub(super) failure_share: f64,
@@ -71,8 +73,14 @@ impl Reading {
             },
             failed_secs: match (w.mean_in_flight_ended, secs(w.latency_mean)) {
                 (Some(load), mean) if fails > 0.0 => {
-                    let good_time = good * mean.unwrap_or(0.0);
-                    Some(((load * w.elapsed.as_secs_f64() - good_time) / fails).max(0.0))
+                    // The rest of the window's call time, less the
+                    // successes' (whose spread is the noise: a few
+                    // failures beside many slow successes say little).
+                    let mean = mean.unwrap_or(0.0);
+                    let good_time = good * mean;
+                    let noise = mean * (good * ((sigma * sigma).exp() - 1.0)).sqrt();
+                    let rest = load * w.elapsed.as_secs_f64() - good_time - Z * noise;
+                    Some((rest / fails).max(0.0))
                 }
                 _ => None,
             },
