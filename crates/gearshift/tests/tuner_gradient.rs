@@ -751,3 +751,31 @@ fn at_the_fewest_calls_a_latency_over_the_estimate_re_bases_it() {
     let d = law.decide(&with_idle(window(1, 90, 11.0), 0.1));
     assert!(d.api_permits.is_some_and(|l| l > 1), "{}", d.reason);
 }
+
+/// Only the window just after a cut began at the higher limit: the windows
+/// after it judge the cut on the limit they ran at. Judged on the higher
+/// one forever, a series that had worked stayed open, and a later series
+/// (the API got slower) was judged against it: the re-base went back to
+/// where the first queue was.
+#[test]
+fn a_series_of_cuts_is_judged_once_its_windows_run_at_the_cut_limit() {
+    let mut law = Gradient::new();
+    law.decide(&window(16, 1600, 10.0));
+    law.decide(&window(32, 3200, 10.0)); // no-load 10 ms; -> 64
+    // A queue at 64: cut to 32.
+    let d = law.decide(&window(64, 3000, 30.0));
+    assert_eq!(d.api_permits, Some(32), "{}", d.reason);
+    // At 32 latency is within the tolerance: the cut worked.
+    law.decide(&window(32, 3000, 14.0));
+    law.decide(&window(32, 3000, 14.0));
+    // Then the API gets 3x slower at any load: cuts at 32, then 16...
+    let d = law.decide(&window(32, 3000, 45.0));
+    assert_eq!(d.api_permits, Some(16), "{}", d.reason);
+    let d = law.decide(&window(16, 3000, 45.0));
+    assert_eq!(d.api_permits, Some(8), "{}", d.reason);
+    // ...and at 8 the latency has not fallen: the new series is undone,
+    // back to where it began, not to the old queue's 64.
+    let d = law.decide(&window(8, 3000, 45.0));
+    assert!(d.reason.contains("re-based"), "{}", d.reason);
+    assert_eq!(d.api_permits, Some(32), "{}", d.reason);
+}

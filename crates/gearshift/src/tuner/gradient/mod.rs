@@ -289,9 +289,14 @@ impl Tuner for Gradient {
             last_from,
         }) = self.probe
         {
-            // A window begins with calls started before the last cut: it
-            // is judged on the higher of the last two limits.
-            let k = self.limit.max(last_from).round() / from.round().max(1.0);
+            // The window just after a cut began with calls started before
+            // it: it is judged on the higher of the last two limits.
+            let at = if self.moved {
+                self.limit.max(last_from)
+            } else {
+                self.limit
+            };
+            let k = at.round() / from.round().max(1.0);
             let expect = (before * k).max(self.noload.map_or(0.0, |n| n.secs()));
             let span = (before / expect.max(1e-9)).ln();
             if span >= Z * before_se.hypot(r.p50_se) {
