@@ -779,3 +779,21 @@ fn a_series_of_cuts_is_judged_once_its_windows_run_at_the_cut_limit() {
     assert!(d.reason.contains("re-based"), "{}", d.reason);
     assert_eq!(d.api_permits, Some(32), "{}", d.reason);
 }
+
+/// A first window of one call that failed reads a share of 100% against a
+/// baseline of 0, clear of its noise by Laplace's estimate: it cut to half
+/// and made that a ceiling for 30 s, at an API with a steady 3% of 5xx.
+#[test]
+fn one_failed_call_is_no_share_to_cut_on() {
+    let failed = |errors: u64| Window {
+        errors,
+        latency_p50: None,
+        latency_p90: None,
+        latency_mean: None,
+        ..window(4, 0, 20.0)
+    };
+    let d = Gradient::new().decide(&failed(1));
+    assert_eq!(d.api_permits, None, "{}", d.reason);
+    let d = Gradient::new().decide(&failed(2));
+    assert_eq!(d.api_permits, Some(2), "two are: {}", d.reason);
+}

@@ -9,6 +9,9 @@ use crate::tuner::Decision;
 /// Windows whose median failure share is the baseline (a median, not the
 /// lowest: the lowest of noisy shares would make noise look like overload).
 const BASELINE_WINDOWS: usize = 8;
+/// Failed calls a window needs to cut: one failure is no share (the first
+/// fault of a steady mix, before any window taught the baseline).
+const MIN_FAILURES: f64 = 2.0;
 
 impl Gradient {
     /// Judges the last failure cut, then cuts on failures above their
@@ -74,7 +77,9 @@ impl Gradient {
         // calls it dropped). A window counted as overload does not teach
         // the baseline.
         let baseline = median(&self.failures).unwrap_or(0.0);
-        if r.failure_share > baseline + self.params.failure_margin + Z * r.failure_se {
+        if r.failure_share > baseline + self.params.failure_margin + Z * r.failure_se
+            && r.failure_share * r.ended >= MIN_FAILURES
+        {
             // Failed calls held their slots (a timeout for its whole
             // length): the API took the share that did not fail beyond
             // the baseline.
