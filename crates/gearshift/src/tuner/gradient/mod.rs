@@ -4,8 +4,10 @@
 //! `reading.rs`; rule 1 (pushback) in `pushback.rs`; rule 2 (failures,
 //! their baseline and the verdict on a failure cut) in `failures.rs`; the
 //! no-load latency in `noload.rs`; the drain of a start above the knee in
-//! `drain.rs`; the ceiling's bisection in `ceiling.rs`. `decide` is long on purpose: the rules in order, to be read
-//! top to bottom beside `docs/tuner.md`.
+//! `drain.rs`; the ceiling's bisection in `ceiling.rs`; the verdict on a
+//! series of latency cuts in `series.rs`. `decide` is long on
+//! purpose: the rules in order, to be read top to bottom beside
+//! `docs/tuner.md`.
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -19,6 +21,7 @@ mod params;
 mod probe;
 mod pushback;
 mod reading;
+mod series;
 
 use ceiling::Ceiling;
 use noload::NoLoad;
@@ -253,16 +256,10 @@ impl Tuner for Gradient {
             return self.set(cap, workers, reason);
         }
 
-        // Latency and throughput speak only for the calls that ended. In a
-        // window shorter than one turnover of its calls (fewer ended than
-        // were in flight) where those still running carry more of it than
-        // the tolerance allows a queue (just after a start or a raise, on
-        // an API slower than the window), the ended ones are the fast ones:
-        // the median reads low and the goodput lags. Wait for them. (A
-        // longer window's share is only the noise of the calls' ages at its
-        // two ends.)
+        // Latency and throughput speak only for the calls that ended
+        // (reading.rs).
         let tolerance = self.params.tolerance;
-        if r.ended < w.mean_in_flight && r.running > 1.0 - 1.0 / tolerance {
+        if r.censored(tolerance) {
             return self.hold(
                 workers,
                 format!(
@@ -277,41 +274,10 @@ impl Tuner for Gradient {
         let Some(p50) = r.p50 else {
             return self.hold(workers, "no successful call to read latency from".into());
         };
-        // Latency cuts are judged as a series, from the first: cuts that
-        // do not take the latency at least halfway (in log terms) to where
-        // queueing would have taken it were not about our queue: the API
-        // got slower. Until the series is large enough to tell from the
-        // noise, it goes on.
-        if let Some(Probe::Down {
-            from,
-            p50: before,
-            p50_se: before_se,
-            last_from,
-        }) = self.probe
-        {
-            // The window just after a cut began with calls started before
-            // it: it is judged on the higher of the last two limits.
-            let at = if self.moved {
-                self.limit.max(last_from)
-            } else {
-                self.limit
-            };
-            let k = at.round() / from.round().max(1.0);
-            let expect = (before * k).max(self.noload.map_or(0.0, |n| n.secs()));
-            let span = (before / expect.max(1e-9)).ln();
-            if span >= Z * before_se.hypot(r.p50_se) {
-                self.probe = None;
-                if (before / p50).ln() < 0.5 * span {
-                    self.noload = Some(NoLoad::read(p50, r.p50_se));
-                    let reason = format!(
-                        "latency {:.1} ms did not fall with the cuts ({:.1} ms at {from:.0} calls): \
-                         the API is slower, not queued; no-load latency re-based",
-                        p50 * 1e3,
-                        before * 1e3
-                    );
-                    return self.set(from, workers, reason);
-                }
-            }
+        // A series of latency cuts that did not lower the latency was not
+        // about our queue (series.rs).
+        if let Some(decision) = self.cut_series_verdict(p50, r.p50_se, workers) {
+            return decision;
         }
         // Windows that agree within their noise are pooled (noload.rs).
         let estimate = match &mut self.noload {

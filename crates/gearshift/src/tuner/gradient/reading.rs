@@ -26,6 +26,8 @@ pub(super) struct Reading {
     pub(super) served: f64,
     /// Calls that ended (successes and failures).
     pub(super) ended: f64,
+    /// Mean calls in flight over the window.
+    pub(super) in_flight: f64,
     /// Share of the window's time in flight spent by calls still running
     /// at its end, beyond what the calls that ended account for (0 when
     /// not measured): the latency statistics do not speak for it.
@@ -65,6 +67,7 @@ impl Reading {
             p50_se: sigma * (1.57 / good.max(1.0)).sqrt(),
             served: w.active_io_rate() * secs(w.latency_mean).or(p50).unwrap_or(0.0),
             ended,
+            in_flight: w.mean_in_flight,
             running: match w.mean_in_flight_ended {
                 Some(ended) if w.mean_in_flight > 0.0 => {
                     (1.0 - ended / w.mean_in_flight).clamp(0.0, 1.0)
@@ -92,6 +95,20 @@ impl Reading {
                 (p * (1.0 - p) / (ended + 2.0)).sqrt()
             },
         }
+    }
+}
+
+impl Reading {
+    /// Whether the window's latency and goodput speak only for its fast
+    /// calls. In a window shorter than one turnover of its calls (fewer
+    /// ended than were in flight) where those still running carry more of
+    /// it than the `tolerance` allows a queue (just after a start or a
+    /// raise, on an API slower than the window), the ended ones are the
+    /// fast ones: the median reads low and the goodput lags. (A longer
+    /// window's share is only the noise of the calls' ages at its two
+    /// ends.)
+    pub(super) fn censored(&self, tolerance: f64) -> bool {
+        self.ended < self.in_flight && self.running > 1.0 - 1.0 / tolerance
     }
 }
 
