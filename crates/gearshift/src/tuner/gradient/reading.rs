@@ -96,9 +96,7 @@ impl Reading {
             },
         }
     }
-}
 
-impl Reading {
     /// Whether the window's latency and goodput speak only for its fast
     /// calls. In a window shorter than one turnover of its calls (fewer
     /// ended than were in flight) where those still running carry more of
