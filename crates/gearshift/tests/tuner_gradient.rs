@@ -257,11 +257,11 @@ fn growth_that_loses_throughput_is_undone_and_bisects_to_a_ceiling() {
     );
 }
 
-/// A ceiling from a count of what the API took (calls sent less those
-/// refused) is the knee itself: nothing is left to bisect, and probing
-/// past a hard limit again costs another pause.
+/// A ceiling from pushback is not bisected like the others: probing past
+/// a hard limit again costs another pause (and, in a cluster, one for
+/// every member).
 #[test]
-fn a_counted_pushback_ceiling_is_not_probed_again() {
+fn a_pushback_ceiling_is_not_probed_again() {
     let mut law = Gradient::new();
     law.decide(&window(50, 2500, 20.0)); // -> 100
     // 60 calls served at 22 ms (mean): Little's law agrees with the count.

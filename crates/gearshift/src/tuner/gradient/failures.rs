@@ -90,7 +90,7 @@ impl Gradient {
                 baseline * 100.0
             );
             let (from, ceiling) = (self.limit, self.ceiling);
-            let decision = self.overload(Some(took), false, why, workers);
+            let decision = self.overload(Some(took), true, why, workers);
             // At the new limit the API would drop all but `took`.
             let expect = (1.0 - took / self.limit.max(1.0)).clamp(baseline, 1.0);
             self.probe = Some(Probe::Fail {

@@ -76,7 +76,7 @@ const SHORTEST_DOUBLING: Duration = Duration::from_millis(20);
 ///    doubling until the first signal, then from half the limit (at no-load)
 ///    down to `sqrt(limit)` (near the knee) a window, never past a ceiling
 ///    (a bisection: held there without a signal, it moves halfway to the
-///    level that brought it, unless that level was counted).
+///    level that brought it, unless it came from pushback).
 ///    A step that loses throughput is undone, and halfway up it becomes a
 ///    ceiling (the knee lies between its start and its end). A first
 ///    doubling that barely raises the goodput shows a start above the

@@ -38,31 +38,26 @@ impl Gradient {
     /// that level as a ceiling.
     /// Without an estimate (`None`), the ceiling is the cut level: the
     /// limit itself is known to be too high.
-    /// A `counted` estimate (calls sent less calls refused) is the knee
-    /// itself; any other leaves the knee between it and the limit, for the
-    /// ceiling to bisect.
+    /// With `probe_again`, the knee lies between the ceiling and the
+    /// limit, for the ceiling to bisect; without, the ceiling stands (past
+    /// a hard limit each probe costs a `Retry-After` pause).
     pub(super) fn overload(
         &mut self,
         took: Option<f64>,
-        counted: bool,
+        probe_again: bool,
         why: String,
         workers: Option<usize>,
     ) -> Decision {
         // One window never more than halves the limit: one noisy reading
         // must not throw away what many others found.
-        let raw = took;
         let took = took.map(|t| self.clamp(t.min(self.limit - 1.0).max(self.limit / 2.0)));
-        let over = match (raw, took) {
-            (Some(raw), Some(took)) if counted && raw == took => took,
-            _ => self.limit,
-        };
         // Without an estimate, halve (as TCP does): the limit is known to be
         // too high and by how much is not.
         let target = took.map_or(self.limit / 2.0, |t| self.params.backoff * t);
         let ceiling = took.unwrap_or(target);
         self.ceiling = Some(Ceiling {
             level: ceiling,
-            over,
+            over: if probe_again { self.limit } else { ceiling },
             until: self.clock + self.params.ceiling_memory.as_secs_f64(),
         });
         let took = took.map_or("an unknown number of".into(), |t| format!("{t:.1}"));

@@ -34,12 +34,14 @@ impl Gradient {
         let refused = (w.throttled > 0)
             .then_some(sent - w.throttled as f64)
             .filter(|rest| *rest >= 1.0);
-        let (took, counted) = match (little, refused) {
-            (Some(l), Some(most)) if most > l * (Z * r.rate_se).exp() => (Some(l), false),
-            (_, Some(most)) => (Some(most), true),
-            (Some(l), None) => (Some(l * (-Z * r.rate_se).exp()), false),
-            (None, None) => (None, false),
+        let took = match (little, refused) {
+            (Some(l), Some(most)) if most > l * (Z * r.rate_se).exp() => Some(l),
+            (_, Some(most)) => Some(most),
+            (Some(l), None) => Some(l * (-Z * r.rate_se).exp()),
+            (None, None) => None,
         };
-        self.overload(took, counted, why, workers)
+        // Probing past a hard limit again costs another pause: the ceiling
+        // stands (no bisection).
+        self.overload(took, false, why, workers)
     }
 }
