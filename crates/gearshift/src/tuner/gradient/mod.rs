@@ -345,11 +345,7 @@ impl Tuner for Gradient {
             self.slow_start = false;
             // The knee lies between `from` and the level that lost: bisect.
             let ceiling = (from + self.limit) / 2.0;
-            self.ceiling = Some(Ceiling {
-                level: ceiling,
-                over: self.limit,
-                until: self.clock + self.params.ceiling_memory.as_secs_f64(),
-            });
+            self.ceiling = Some(self.ceiling_at(ceiling, self.limit));
             let reason = format!(
                 "growth lost throughput ({:.0}/s -> {:.0}/s): back to {from:.0}, \
                  at most {:.0} for now",

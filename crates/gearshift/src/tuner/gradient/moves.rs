@@ -55,11 +55,8 @@ impl Gradient {
         // too high and by how much is not.
         let target = took.map_or(self.limit / 2.0, |t| self.params.backoff * t);
         let ceiling = took.unwrap_or(target);
-        self.ceiling = Some(Ceiling {
-            level: ceiling,
-            over: if probe_again { self.limit } else { ceiling },
-            until: self.clock + self.params.ceiling_memory.as_secs_f64(),
-        });
+        let over = if probe_again { self.limit } else { ceiling };
+        self.ceiling = Some(self.ceiling_at(ceiling, over));
         let took = took.map_or("an unknown number of".into(), |t| format!("{t:.1}"));
         self.slow_start = false;
         self.probe = None;
@@ -69,6 +66,16 @@ impl Gradient {
             self.clamp(target).round()
         );
         self.set(target, workers, reason)
+    }
+
+    /// A ceiling at `level` for `ceiling_memory`, below the level `over`
+    /// that brought its signal.
+    pub(super) fn ceiling_at(&self, level: f64, over: f64) -> Ceiling {
+        Ceiling {
+            level,
+            over,
+            until: self.clock + self.params.ceiling_memory.as_secs_f64(),
+        }
     }
 
     /// Saturated workers grow to the pool (by half, at least one).
