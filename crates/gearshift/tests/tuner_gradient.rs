@@ -112,6 +112,30 @@ fn an_unused_limit_does_not_grow_and_shrinks_to_what_carries_the_flow() {
 }
 
 #[test]
+fn a_limit_cut_for_want_of_input_goes_on_doubling_once_used() {
+    // A second stage starved while the first one ramps: its cut says
+    // nothing of the knee, so the doubling goes on when the input comes.
+    let mut law = Gradient::new();
+    let mut starved = window(8, 100, 20.0);
+    starved.agents_idle = 0.75;
+    law.decide(&starved); // the first window: the agents ramp
+    let d = law.decide(&starved);
+    assert_eq!(
+        d.api_permits,
+        Some(3),
+        "2 of 8 carry it, x1.25: {}",
+        d.reason
+    );
+    // Below the knee the goodput follows the calls in flight.
+    for _ in 0..3 {
+        let l = law.limit();
+        let d = law.decide(&window(l, 50 * l as u64, 20.0));
+        let doubled = d.api_permits.is_some_and(|n| n.abs_diff(2 * l) <= 1);
+        assert!(doubled, "{l}: {}", d.reason);
+    }
+}
+
+#[test]
 fn pushback_cuts_to_what_the_api_served_and_holds_there() {
     let mut law = Gradient::new();
     law.decide(&window(50, 2500, 20.0)); // -> 100

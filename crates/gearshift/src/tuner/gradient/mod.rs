@@ -67,7 +67,8 @@ const SHORTEST_DOUBLING: Duration = Duration::from_millis(20);
 ///    the API took a ceiling.
 /// 3. **An unused limit** (the stage is fed less, or blocked by the CPU
 ///    stage or the next one): cut to the calls in flight x `headroom`, by
-///    Little's law what the flow needs. Saturated workers grow to the pool.
+///    Little's law what the flow needs; the doubling goes on once it is
+///    used again. Saturated workers grow to the pool.
 /// 4. **Latency inflation**: a median over `tolerance` x its no-load value
 ///    by more than their noise cuts in proportion. Cuts after which the
 ///    latency does not fall are undone, and the no-load value moves: the
@@ -243,8 +244,11 @@ impl Tuner for Gradient {
         let needed = self.limit.round() * (1.0 - waiting);
         let headroom = self.params.headroom;
         if !self.moved && needed * headroom < self.limit.round() {
+            // The doubling goes on once the limit is used again: a flow
+            // that took less says nothing of where the knee is (as TCP's
+            // window validation keeps an application-limited sender in
+            // slow start).
             self.probe = None;
-            self.slow_start = false;
             let cap = needed * headroom;
             let reason = format!(
                 "agents waited on the flow {:.0}% of the time: {needed:.1} of {:.0} calls carry it, \
