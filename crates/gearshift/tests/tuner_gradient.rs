@@ -141,8 +141,10 @@ fn pushback_cuts_to_what_the_api_served_and_holds_there() {
     law.decide(&window(50, 2500, 20.0)); // -> 100
     // At 100 the API answers 429 and pauses the budget for half the
     // window: it served 1,000 calls in 0.5 s at 22 ms (mean) = 44 calls,
-    // clearly fewer than the 70 not refused (agents without work).
+    // clearly fewer than the 70 not refused of a limit of 100 (the peak
+    // in flight is not measured: agents without work).
     let mut w = window(100, 1000, 20.0);
+    w.peak_in_flight = 0;
     w.throttled = 30;
     w.retry_after = Some(Duration::from_secs(1));
     w.paused = Duration::from_millis(500);
@@ -531,6 +533,26 @@ fn refused_calls_count_what_the_api_took_unless_little_s_law_clearly_says_fewer(
         law.decide(&window(l, (l * 50) as u64, 20.0));
     }
     assert_eq!(law.limit(), 62, "grows back to the ceiling, not past it");
+}
+
+#[test]
+fn refused_calls_at_the_peak_count_what_the_api_took_while_the_agents_ramp() {
+    let mut law = Gradient::new();
+    law.decide(&window(160, 8000, 20.0)); // -> 320
+    // The window after the raise: the agents ramp from 160 to 320, a hard
+    // limit of 288 refuses 32 at the peak. Little's law reads the mean in
+    // flight (10,400 calls/s x 22 ms = 229); the count at the peak is what
+    // the API took.
+    let mut ramp = pushed_back(window(320, 10_400, 20.0), 1000, 0, 32);
+    let d = law.decide(&ramp);
+    assert_eq!(d.api_permits, Some(259), "0.9 x (320 - 32): {}", d.reason);
+    // Without the peak, the whole limit counts as sent, and Little's law,
+    // clearly fewer, stands.
+    let mut law = Gradient::new();
+    law.decide(&window(160, 8000, 20.0));
+    ramp.peak_in_flight = 0;
+    let d = law.decide(&ramp);
+    assert_eq!(d.api_permits, Some(206), "0.9 x 229: {}", d.reason);
 }
 
 #[test]

@@ -22,11 +22,13 @@ impl Gradient {
         // The refused calls were not taken: the API took at most the rest
         // of the calls sent (the most in flight at once, or the limit; a
         // pause stops the calls not yet sent), a count with no noise of
-        // its own. It stands unless Little's law
-        // clearly says fewer calls were in flight (agents without work),
-        // and then Little's law does; Little's law overcounts a window
-        // mostly paused (its calls ended in the pause), never past the
-        // count.
+        // its own. Little's law reads the mean in flight, not the most:
+        // below the peak while the agents ramp after a raise, or while
+        // input comes in bursts, so where the peak is measured the count
+        // stands. Without the peak, the count assumes the whole limit was
+        // sent, and Little's law, clearly fewer, says agents lacked work.
+        // Little's law overcounts a window mostly paused (its calls ended
+        // in the pause), never past the count.
         let sent = match w.peak_in_flight {
             0 => self.limit.round(),
             peak => self.limit.round().min(peak as f64),
@@ -35,7 +37,9 @@ impl Gradient {
             .then_some(sent - w.throttled as f64)
             .filter(|rest| *rest >= 1.0);
         let took = match (little, refused) {
-            (Some(l), Some(most)) if most > l * (Z * r.rate_se).exp() => Some(l),
+            (Some(l), Some(most)) if w.peak_in_flight == 0 && most > l * (Z * r.rate_se).exp() => {
+                Some(l)
+            }
             (_, Some(most)) => Some(most),
             (Some(l), None) => Some(l * (-Z * r.rate_se).exp()),
             (None, None) => None,
