@@ -250,6 +250,33 @@ fn a_cut_that_does_not_lower_latency_re_bases_the_no_load_value() {
 }
 
 #[test]
+fn a_ceiling_learnt_before_the_api_got_slower_is_dropped() {
+    let mut law = Gradient::new();
+    law.decide(&window(20, 1000, 20.0)); // -> 40
+    law.decide(&window(40, 2000, 40.0)); // cut -> 30, doubling over
+    let before = law.limit();
+    law.decide(&window(before, 1500, 20.0)); // grow by sqrt
+    let grown = law.limit();
+    let d = law.decide(&window(grown, 1000, 21.0));
+    assert!(d.reason.contains("at most"), "a ceiling: {}", d.reason);
+    // The API gets 3x slower, whatever the load: cuts that do not lower
+    // the latency re-base the no-load value...
+    let mut rebased = false;
+    for _ in 0..4 {
+        let l = law.limit();
+        let d = law.decide(&window(l, (l * 50 / 3) as u64, 60.0));
+        rebased |= d.reason.contains("re-based");
+    }
+    assert!(rebased, "at {}", law.limit());
+    // ...and the knee learnt at 20 ms no longer bounds growth at 60 ms.
+    for _ in 0..4 {
+        let l = law.limit();
+        law.decide(&window(l, (l * 50 / 3) as u64, 60.0));
+    }
+    assert!(law.limit() > grown, "held under {grown}: {}", law.limit());
+}
+
+#[test]
 fn growth_that_loses_throughput_is_undone_and_bisects_to_a_ceiling() {
     let mut law = Gradient::new();
     law.decide(&window(20, 1000, 20.0)); // -> 40

@@ -72,7 +72,7 @@ const SHORTEST_DOUBLING: Duration = Duration::from_millis(20);
 /// 4. **Latency inflation**: a median over `tolerance` x its no-load value
 ///    by more than their noise cuts in proportion. Cuts after which the
 ///    latency does not fall are undone, and the no-load value moves: the
-///    API got slower.
+///    API got slower, and a ceiling learnt on it before goes.
 /// 5. **Growth**, only when the limit is used and latency is near no-load:
 ///    doubling until the first signal, then from half the limit (at no-load)
 ///    down to `sqrt(limit)` (near the knee) a window, never past a ceiling

@@ -43,9 +43,12 @@ impl Gradient {
             self.probe = None;
             if (before / p50).ln() < 0.5 * span {
                 self.noload = Some(NoLoad::read(p50, p50_se));
+                // A slower API has a new knee: a ceiling learnt on the old
+                // one would hold the limit where the old knee was.
+                self.ceiling = None;
                 let reason = format!(
                     "latency {:.1} ms did not fall with the cuts ({:.1} ms at {from:.0} calls): \
-                     the API is slower, not queued; no-load latency re-based",
+                     the API is slower, not queued; no-load latency re-based, ceiling dropped",
                     p50 * 1e3,
                     before * 1e3
                 );
