@@ -52,8 +52,9 @@ const SHORTEST_DOUBLING: Duration = Duration::from_millis(20);
 /// rule that fires decides:
 ///
 /// 1. **Pushback** (a 429/503, a `Retry-After`): cut to `backoff` x what
-///    the API took: the calls sent and not refused, unless Little's law
-///    (completions per unpaused second x mean latency) clearly says fewer;
+///    the API took: the calls sent (the most in flight at once) and not
+///    refused; without that peak, Little's law (completions per unpaused
+///    second x mean latency) when it clearly says fewer;
 ///    Little's lower bound when no refusal was counted; halved when
 ///    neither gives one. That level is a ceiling for `ceiling_memory`.
 /// 2. **Failures above their baseline** (timeouts, resets, 5xx; the
