@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use gearshift::tuner::{Gradient, GradientParams, Tuner, Window};
+use gearshift::tuner::{Decision, Gradient, GradientParams, Tuner, Window};
 
 /// A window of `limit` calls in flight, all used, answering `ok` calls at
 /// a median of `p50_ms` (p90 at 1.5x, so a quiet API) in 1 s.
@@ -249,8 +249,10 @@ fn a_cut_that_does_not_lower_latency_re_bases_the_no_load_value() {
     assert!(d.api_permits.is_some_and(|l| l > 64), "{}", d.reason);
 }
 
-#[test]
-fn a_ceiling_learnt_before_the_api_got_slower_is_dropped() {
+/// A law that grew from `before` to `grown` by sqrt(limit) after its
+/// doubling, and the decision on a window there that lost a third of the
+/// throughput (contention, latency still low).
+fn growth_that_lost() -> (Gradient, usize, usize, Decision) {
     let mut law = Gradient::new();
     law.decide(&window(20, 1000, 20.0)); // -> 40
     law.decide(&window(40, 2000, 40.0)); // cut -> 30, doubling over
@@ -258,6 +260,12 @@ fn a_ceiling_learnt_before_the_api_got_slower_is_dropped() {
     law.decide(&window(before, 1500, 20.0)); // grow by sqrt
     let grown = law.limit();
     let d = law.decide(&window(grown, 1000, 21.0));
+    (law, before, grown, d)
+}
+
+#[test]
+fn a_ceiling_learnt_before_the_api_got_slower_is_dropped() {
+    let (mut law, _, grown, d) = growth_that_lost();
     assert!(d.reason.contains("at most"), "a ceiling: {}", d.reason);
     // The API gets 3x slower, whatever the load: cuts that do not lower
     // the latency re-base the no-load value...
@@ -278,15 +286,8 @@ fn a_ceiling_learnt_before_the_api_got_slower_is_dropped() {
 
 #[test]
 fn growth_that_loses_throughput_is_undone_and_bisects_to_a_ceiling() {
-    let mut law = Gradient::new();
-    law.decide(&window(20, 1000, 20.0)); // -> 40
-    law.decide(&window(40, 2000, 40.0)); // cut -> 30, doubling over
-    let before = law.limit();
-    law.decide(&window(before, 1500, 20.0)); // grow by sqrt
-    let grown = law.limit();
+    let (mut law, before, grown, d) = growth_that_lost();
     assert!(grown > before + 2, "{before} -> {grown}");
-    // There throughput falls by a third (contention), latency still low.
-    let d = law.decide(&window(grown, 1000, 21.0));
     assert_eq!(d.api_permits, Some(before), "{}", d.reason);
     assert!(d.reason.contains("lost throughput"), "{}", d.reason);
     // The knee lies between the two: growth goes on to halfway, and, held
