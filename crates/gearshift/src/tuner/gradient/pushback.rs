@@ -29,17 +29,13 @@ impl Gradient {
         // sent, and Little's law, clearly fewer, says agents lacked work.
         // Little's law overcounts a window mostly paused (its calls ended
         // in the pause), never past the count.
-        let sent = match w.peak_in_flight {
-            0 => self.limit.round(),
-            peak => self.limit.round().min(peak as f64),
-        };
+        let peak = (w.peak_in_flight > 0).then_some(w.peak_in_flight as f64);
+        let sent = peak.map_or(self.limit.round(), |p| p.min(self.limit.round()));
         let refused = (w.throttled > 0)
             .then_some(sent - w.throttled as f64)
             .filter(|rest| *rest >= 1.0);
         let took = match (little, refused) {
-            (Some(l), Some(most)) if w.peak_in_flight == 0 && most > l * (Z * r.rate_se).exp() => {
-                Some(l)
-            }
+            (Some(l), Some(most)) if peak.is_none() && most > l * (Z * r.rate_se).exp() => Some(l),
             (_, Some(most)) => Some(most),
             (Some(l), None) => Some(l * (-Z * r.rate_se).exp()),
             (None, None) => None,
