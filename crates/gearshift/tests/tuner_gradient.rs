@@ -474,6 +474,41 @@ fn a_failure_cut_bounds_growth_only_once_the_share_clearly_fell() {
     assert!(grown > 30, "held at {grown} (cut to {cut}) on no evidence");
 }
 
+/// A cut on two failures in five calls stands, but the share's fall after
+/// it (to a fault floor of 6%) is within the noise of those five calls: it
+/// shows no level too high, and growth goes past it.
+#[test]
+fn a_failure_cut_from_a_few_calls_sets_no_ceiling() {
+    let mut law = Gradient::new();
+    for _ in 0..3 {
+        let l = law.limit().max(40);
+        law.decide(&window(l, 50 * l as u64, 20.0));
+    }
+    let before = law.limit();
+    assert_eq!(before, 320, "doubled from 40");
+    let mut w = window(before, 3, 20.0);
+    w.errors = 2;
+    let cut = law.decide(&w).api_permits.expect("40% over 0% cuts");
+    assert!(cut < before, "{cut}");
+    let mut w = window(cut, 100, 20.0);
+    w.errors = 6;
+    let d = law.decide(&w);
+    assert!(
+        !d.reason.contains("re-based"),
+        "the cut stands: {}",
+        d.reason
+    );
+    for _ in 0..12 {
+        let l = law.limit();
+        law.decide(&window(l, 50 * l as u64, 20.0));
+    }
+    assert!(
+        law.limit() > before,
+        "held at {} under {before}: a ceiling from five calls",
+        law.limit()
+    );
+}
+
 /// `window` with a noisy API: p90 at e^(1.28 x 0.86) of the median
 /// (lognormal sigma 0.86).
 fn noisy(limit: usize, ok: u64, p50_ms: f64) -> Window {

@@ -42,6 +42,7 @@ impl Gradient {
         if let Some(Probe::Fail {
             from,
             share,
+            share_se,
             at: _,
             expect,
             ceiling,
@@ -50,9 +51,12 @@ impl Gradient {
         {
             self.probe = None;
             // Under noise the cut stands: only a share clearly above the
-            // halfway mark undoes it.
+            // halfway mark undoes it. The mark carries half the noise of
+            // the share that brought the cut (two failures in five calls
+            // is a share of 40% +- 19%).
             let halfway = share - 0.5 * (share - expect);
-            if r.failure_share - halfway > Z * r.failure_se {
+            let noise = r.failure_se.hypot(0.5 * share_se);
+            if r.failure_share - halfway > Z * noise {
                 self.failures.clear();
                 self.failures.push_back(r.failure_share);
                 self.ceiling = ceiling;
@@ -67,7 +71,7 @@ impl Gradient {
             // A ceiling marks a level shown to be too high: only a share
             // clearly below the halfway mark shows it. Under noise the cut
             // stands, without a ceiling.
-            if halfway - r.failure_share <= Z * r.failure_se {
+            if halfway - r.failure_share <= Z * noise {
                 self.ceiling = ceiling;
             }
         }
@@ -97,6 +101,7 @@ impl Gradient {
                 from,
                 at: self.clock,
                 share: r.failure_share,
+                share_se: r.failure_se,
                 expect,
                 ceiling,
             });

@@ -18,13 +18,14 @@ pub(super) enum Probe {
     /// was saturated down to `at` calls, at a goodput of `rate` (relative
     /// error `se`, pooled over the windows that read it).
     Drain { at: f64, rate: f64, se: f64 },
-    /// Cut from `from` at `at` (seconds of the run) for a failure `share`,
-    /// which overload would bring down to `expect`; `ceiling` was the
-    /// ceiling before.
+    /// Cut from `from` at `at` (seconds of the run) for a failure `share`
+    /// (standard error `share_se`), which overload would bring down to
+    /// `expect`; `ceiling` was the ceiling before.
     Fail {
         from: f64,
         at: f64,
         share: f64,
+        share_se: f64,
         expect: f64,
         ceiling: Option<super::Ceiling>,
     },
