@@ -198,8 +198,13 @@ pub fn simulate(s: &Scenario, tuners: &mut [&mut dyn Tuner], cfg: &SimConfig) ->
         for (i, bu) in budgets.iter_mut().enumerate() {
             let r = &flow.apis[i];
             let cv2 = (apis[i].sigma * apis[i].sigma).exp() - 1.0;
-            let completions = count(&mut rng, r.good * active, cv2);
-            let failed = count(&mut rng, (r.timeouts + r.errors) * active, cv2);
+            // The calls that end follow the latency's spread; each of them
+            // fails on its own (a fault, a drop) with the failing share, so
+            // a window in which few calls ended has few failures too.
+            let failing = r.timeouts + r.errors;
+            let ended = count(&mut rng, (r.good + failing) * active, cv2);
+            let failed = thinned(&mut rng, ended, failing / (failing + r.good).max(1e-12));
+            let completions = ended - failed;
             let seen = Seen {
                 dt,
                 active,
@@ -306,6 +311,15 @@ fn window_secs(t: &dyn Tuner) -> f64 {
     }
 }
 
+/// How many of `n` calls fail, each with probability `p` (a binomial, by
+/// its normal approximation).
+fn thinned(rng: &mut StdRng, n: u64, p: f64) -> u64 {
+    let (n, p) = (n as f64, p.clamp(0.0, 1.0));
+    (n * p + (n * p * (1.0 - p)).sqrt() * normal(rng))
+        .round()
+        .clamp(0.0, n) as u64
+}
+
 /// A count with mean `x` and the spread of a renewal process whose
 /// intervals have squared coefficient of variation `cv2`.
 fn count(rng: &mut StdRng, x: f64, cv2: f64) -> u64 {
@@ -327,4 +341,30 @@ pub fn simulate_with(
     let mut tuners: Vec<Box<dyn Tuner>> = (0..s.apis()).map(|_| make(s.cores)).collect();
     let mut refs: Vec<&mut dyn Tuner> = tuners.iter_mut().map(|t| t.as_mut()).collect();
     simulate(s, &mut refs, cfg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Failed calls are a share of the calls that ended: never more than
+    /// them, and a 3% floor fails about 3 in 100 with a binomial's spread,
+    /// not the latency's.
+    #[test]
+    fn failures_thin_the_calls_that_ended() {
+        let mut rng = StdRng::seed_from_u64(7);
+        assert_eq!(thinned(&mut rng, 0, 0.5), 0);
+        assert_eq!(thinned(&mut rng, 10, 1.0), 10);
+        assert_eq!(thinned(&mut rng, 10, 0.0), 0);
+        let draws: Vec<u64> = (0..10_000).map(|_| thinned(&mut rng, 100, 0.03)).collect();
+        assert!(draws.iter().all(|&f| f <= 100));
+        let mean = draws.iter().sum::<u64>() as f64 / draws.len() as f64;
+        assert!((mean - 3.0).abs() < 0.2, "mean {mean}");
+        let var = draws
+            .iter()
+            .map(|&f| (f as f64 - mean).powi(2))
+            .sum::<f64>()
+            / draws.len() as f64;
+        assert!(var < 2.0 * 100.0 * 0.03 * 0.97, "variance {var}");
+    }
 }
