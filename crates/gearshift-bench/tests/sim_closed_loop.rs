@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use gearshift::tuner::{Decision, SeedRule, Tuner, Window, default_for};
 use gearshift_bench::sim::{
-    Family, Fixed, HELD_OUT_START, MAX_LIMIT, Scenario, SimConfig, Summary, TRAINING, fixed_run,
-    oracle, phase_goodput, quantile, score, simulate, simulate_with,
+    Family, Fixed, HELD_OUT_START, MAX_LIMIT, Scenario, Shape, SimConfig, Summary, TRAINING,
+    fixed_run, oracle, phase_goodput, quantile, score, simulate, simulate_with,
 };
 
 #[test]
@@ -39,6 +39,26 @@ fn every_family_is_generated_from_some_training_seed() {
         TRAINING.end, HELD_OUT_START,
         "the two seed ranges touch, never overlap"
     );
+}
+
+/// Drifting and stepping APIs take every latency shape: on a retrograde
+/// one, a limit left past the knee when the API changes costs goodput.
+#[test]
+fn drifting_and_stepping_apis_take_every_shape() {
+    for family in [Family::Drift, Family::Step] {
+        let shapes: Vec<Shape> = TRAINING
+            .take(500)
+            .map(Scenario::generate)
+            .filter(|s| s.family == family)
+            .map(|s| s.shape)
+            .collect();
+        assert!(shapes.contains(&Shape::Flat), "{family:?}");
+        assert!(shapes.contains(&Shape::Queueing), "{family:?}");
+        assert!(
+            shapes.iter().any(|s| matches!(s, Shape::Retrograde(_))),
+            "{family:?}"
+        );
+    }
 }
 
 #[test]

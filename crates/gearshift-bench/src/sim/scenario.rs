@@ -27,9 +27,11 @@ pub enum Family {
     Errors,
     /// A hard limit: calls above it get 429 with `Retry-After`.
     HardLimit,
-    /// Latency and capacity drift slowly across phases.
+    /// Latency and capacity drift slowly across phases (flat, queueing or
+    /// retrograde latency).
     Drift,
-    /// Latency and capacity change in steps between phases.
+    /// Latency and capacity change in steps between phases (flat, queueing
+    /// or retrograde latency).
     Step,
     /// The CPU stage is the bottleneck.
     Cpu,
@@ -181,6 +183,9 @@ const TWO_APIS_SHARE: f64 = 0.1;
 /// Mixed into the seed for the draw of the two-API family and its
 /// parameters, a stream apart from the one-API draws.
 const TWO_APIS_STREAM: u64 = 0x7a0a_7150_2a91_0b5e;
+/// Mixed into the seed for the draw of a retrograde shape in drifting and
+/// stepping scenarios.
+const RETROGRADE_STREAM: u64 = 0x3d5c_e1a7_90b4_26f3;
 /// The single-phase API families a two-API scenario draws each API from.
 const ONE_PHASE_API: [Family; 6] = [
     Family::Flat,
@@ -271,6 +276,14 @@ impl Scenario {
             Family::Drift | Family::Step => {
                 if rng.random_bool(0.5) {
                     s.shape = Shape::Queueing;
+                }
+                // A third of them retrograde (past the knee throughput
+                // falls, so a limit left there when the API changes costs
+                // goodput), from a stream of their own so the other draws
+                // stay as they were.
+                let mut side = StdRng::seed_from_u64(seed ^ RETROGRADE_STREAM);
+                if side.random_bool(1.0 / 3.0) {
+                    s.shape = Shape::Retrograde(side.random_range(0.2..1.0));
                 }
                 let (mut b, mut c) = s.phases[0].at(0.0);
                 s.phases.clear();
