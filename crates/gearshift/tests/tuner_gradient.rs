@@ -442,6 +442,15 @@ fn doubling_windows_are_half_as_long_as_the_windows_after_it() {
     assert_eq!(law.window(), Duration::from_millis(20), "the floor");
 }
 
+/// `windows` healthy windows at the law's own limit: no-load latency (20
+/// ms), every call in flight turning over, so it grows up to any ceiling.
+fn at_no_load(law: &mut Gradient, windows: usize) {
+    for _ in 0..windows {
+        let l = law.limit();
+        law.decide(&window(l, 50 * l as u64, 20.0));
+    }
+}
+
 #[test]
 fn a_failure_cut_bounds_growth_only_once_the_share_clearly_fell() {
     // Healthy windows at 40, then a window where 30% of calls time out.
@@ -455,10 +464,7 @@ fn a_failure_cut_bounds_growth_only_once_the_share_clearly_fell() {
         w.timeouts = after.1;
         law.decide(&w);
         // Healthy windows at no-load latency: growth up to any ceiling.
-        for _ in 0..12 {
-            let l = law.limit();
-            law.decide(&window(l, (l * 50) as u64, 20.0));
-        }
+        at_no_load(&mut law, 12);
         (cut, law.limit())
     };
     // The API took 40 x 0.7 = 28 calls: the cut goes to 0.9 x 28, and 28
@@ -498,10 +504,7 @@ fn a_failure_cut_from_a_few_calls_sets_no_ceiling() {
         "the cut stands: {}",
         d.reason
     );
-    for _ in 0..12 {
-        let l = law.limit();
-        law.decide(&window(l, 50 * l as u64, 20.0));
-    }
+    at_no_load(&mut law, 12);
     assert!(
         law.limit() > before,
         "held at {} under {before}: a ceiling from five calls",
