@@ -190,6 +190,33 @@ async fn one_config_for_both_stages_overloads_the_smaller_api() {
     );
 }
 
+/// With nothing set each API's budget runs the default controller: the
+/// fetch stage starts at the seed's 2 agents per core (4 on 2 cores) and
+/// its controller takes it past that, which a fixed 4 could not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_set_grows_each_stage_from_the_seed_s_start() {
+    let system = System::TwoApi(TwoApiSystem::Gearshift {
+        plan: GearPlan::NothingSet,
+        cores: 2,
+    });
+    assert_eq!(system.concurrency(), 8, "4 agents per stage to start");
+    let run = run_two_apis(&system, ITEMS).await;
+    assert_exact_accounting(&run, ITEMS);
+    assert!(
+        run.fetch_peak() > 4,
+        "fetch peak {}: the controller never grew the stage",
+        run.fetch_peak()
+    );
+    eprintln!(
+        "gearshift, nothing set: {:.0} items/s, {:.0}% of {:.0}; peaks fetch {}, upload {}",
+        run.items_per_s(),
+        100.0 * run.fraction_of_limit(),
+        run.limit_per_s,
+        run.fetch_peak(),
+        run.upload_peak()
+    );
+}
+
 #[test]
 fn the_scenario_s_limit_is_the_smallest_of_both_apis_and_the_cores() {
     let s = Scenario::by_name("two_apis").unwrap();
@@ -216,6 +243,8 @@ fn the_scenario_s_limit_is_the_smallest_of_both_apis_and_the_cores() {
     };
     assert_eq!(items(&reference), 560); // 400/s
     assert_eq!(items("gearshift (one config: 4 agents/stage)"), 140); // 4 / 40 ms
+    // Nothing set: the controller may take each API to its capacity.
+    assert_eq!(items("gearshift, nothing set (default controller)"), 560);
     // C = 20: 20 / (40 + 1 + 10 ms) = 392/s by Little's law.
     assert_eq!(items("tokio+rayon (C=20, permits 16/4)"), 550);
     assert_eq!(items("sequential"), 28); // 1 / 51 ms

@@ -40,6 +40,9 @@ pub enum GearPlan {
     /// One `Config` for both IO stages, as gearshift had before budgets:
     /// `n` agents and `n` API permits in each.
     OneConfig(usize),
+    /// Nothing set: a budget per API, each under the default controller,
+    /// whose stages start at the seed's 2 agents per core.
+    NothingSet,
 }
 
 /// A system of the two-API scenario.
@@ -85,6 +88,10 @@ impl TwoApiSystem {
                 plan: GearPlan::OneConfig(n),
                 ..
             } => format!("gearshift (one config: {n} agents/stage)"),
+            TwoApiSystem::Gearshift {
+                plan: GearPlan::NothingSet,
+                ..
+            } => "gearshift, nothing set (default controller)".into(),
         }
     }
 
@@ -102,6 +109,11 @@ impl TwoApiSystem {
                 plan: GearPlan::OneConfig(n),
                 ..
             } => 2 * n,
+            // Where the controller starts: each stage's Auto agents.
+            TwoApiSystem::Gearshift {
+                plan: GearPlan::NothingSet,
+                cores,
+            } => 2 * gearshift::Agents::Auto.total(*cores),
         }
     }
 
@@ -167,6 +179,7 @@ pub fn lineup(fetch: &Phase, upload: &UploadApi, cores: usize) -> (Vec<System>, 
     if large != small {
         systems.push(gear(GearPlan::OneConfig(large)));
     }
+    systems.push(gear(GearPlan::NothingSet));
     let (four, both) = (4 * cores, limits.fetch + limits.upload);
     let cs = if four == both {
         vec![four]
@@ -219,6 +232,11 @@ impl TwoApiSystem {
                 plan: GearPlan::OneConfig(n),
                 ..
             } => both(*n, *n),
+            // The controller may take each API to its capacity.
+            TwoApiSystem::Gearshift {
+                plan: GearPlan::NothingSet,
+                ..
+            } => both(usize::MAX, usize::MAX),
         }
     }
 }

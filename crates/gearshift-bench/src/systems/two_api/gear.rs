@@ -34,6 +34,9 @@ use crate::systems::RunCtx;
 /// Under [`GearPlan::OneConfig`]`(n)` both stages get the pipeline-wide
 /// default of `n` agents, and nothing else limits either API: what one
 /// setting for every stage gives.
+///
+/// Under [`GearPlan::NothingSet`] each API is a budget with nothing fixed:
+/// each runs the default controller, from the seed's 2 agents per core.
 pub fn gearshift_two_api<F, FFut, W, P, PFut>(
     items: u64,
     plan: GearPlan,
@@ -66,6 +69,19 @@ where
                 .api(&upload_api)
                 .agents(Agents::Total(limits.upload))
         }
+        GearPlan::NothingSet => Pipeline::from_iter(0..items)
+            .config(Config {
+                agents: Agents::Auto,
+                ..config
+            })
+            .io(fetch)
+            .named("fetch")
+            .api(&Api::new("fetch"))
+            .cpu(work)
+            .named("process")
+            .io(upload)
+            .named("upload")
+            .api(&Api::new("upload")),
         GearPlan::OneConfig(n) => Pipeline::from_iter(0..items)
             .config(Config {
                 agents: Agents::Total(n),
