@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use gearshift::tuner::{Decision, Tuner, Window};
 use gearshift_bench::sim::{
-    Family, Fixed, Scenario, SimConfig, TRAINING, fixed_goodput, oracle, simulate,
+    Failure, Family, Fixed, Scenario, SecondApi, Shape, SimConfig, TRAINING, fixed_goodput, oracle,
+    simulate,
 };
 
 /// Training seeds of the two-API family whose CPU stage costs nothing.
@@ -138,6 +139,34 @@ fn only_the_bottleneck_api_s_setting_matters_the_other_blocks_or_waits() {
         checked += 1;
     }
     assert!(checked >= 4, "only {checked} seeds had a clear bottleneck");
+}
+
+/// A retrograde second API past its capacity takes fewer calls per second
+/// than it would at its capacity; the first API blocks down to that, and
+/// the second, its channel full, runs every call of its limit: none of its
+/// agents waits for input, though fewer calls would take as much.
+#[test]
+fn a_retrograde_api_fed_all_it_takes_runs_every_call() {
+    let mut s = Scenario::generate(two_api_seeds(1)[0]);
+    s.cpu_ms = 0.0;
+    (s.shape, s.failure) = (Shape::Flat, Failure::None);
+    s.phases[0].capacity = (500.0, 500.0);
+    s.second = Some(SecondApi {
+        shape: Shape::Retrograde(1.0),
+        failure: Failure::None,
+        sigma: 0.5,
+        timeout: 10.0,
+        base: 0.05,
+        capacity: 5.0,
+    });
+    let (base, cap) = s.phases[0].at(0.0);
+    let flow = s.flow(base, cap, &[100, 20], s.cores);
+    let (up, down) = (flow.apis[0], flow.apis[1]);
+    assert!(up.blocked > 0.5, "{up:?}");
+    assert!(down.idle < 1e-3, "{down:?}");
+    assert!((down.in_flight - 20.0).abs() < 1e-3, "{down:?}");
+    // At 20 calls (4x capacity) it takes 5 / 0.05 / (1 + 3) = 25/s.
+    assert!((flow.good - 25.0).abs() < 0.5, "{flow:?}");
 }
 
 /// Counts its windows and keeps what it saw last.

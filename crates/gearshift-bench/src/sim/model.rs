@@ -161,7 +161,7 @@ impl Scenario {
         let limit = |i: usize| limits.get(i).copied().unwrap_or(1).max(1) as f64;
         let mut n: Vec<f64> = (0..models.len()).map(limit).collect();
         let mut blocked = vec![false; models.len()];
-        waiting(&models, &mut n);
+        waiting(&models, &mut n, &blocked);
         // From the CPU back: each stage blocks down to what the next takes.
         let mut takes = cpu;
         for (i, m) in models.iter().enumerate().rev() {
@@ -171,7 +171,7 @@ impl Scenario {
             }
             takes = m.rates(n[i]).attempts();
         }
-        waiting(&models, &mut n);
+        waiting(&models, &mut n, &blocked);
         let mut apis: Vec<Rates> = models
             .iter()
             .enumerate()
@@ -203,10 +203,14 @@ impl Scenario {
 /// From the source on: a stage fed less than it could take runs only the
 /// calls that take what it is fed (the fewest that do: from idle, calls in
 /// flight grow until they keep up), its other agents waiting for input.
-fn waiting(models: &[Api], n: &mut [f64]) {
+/// A stage whose feeder blocks on it (`blocked[i - 1]`) has a full channel:
+/// every one of its agents has work, though on a retrograde API fewer calls
+/// would take as much.
+fn waiting(models: &[Api], n: &mut [f64], blocked: &[bool]) {
     let mut gives = f64::INFINITY;
-    for (m, n) in models.iter().zip(n.iter_mut()) {
-        if let Some(x) = first_reaching(|x| m.rates(x).attempts(), gives, *n) {
+    for (i, (m, n)) in models.iter().zip(n.iter_mut()).enumerate() {
+        let fed_in_full = i > 0 && blocked[i - 1];
+        if !fed_in_full && let Some(x) = first_reaching(|x| m.rates(x).attempts(), gives, *n) {
             *n = x;
         }
         gives = m.rates(*n).good;
