@@ -446,7 +446,7 @@ impl Scenario {
         // 2 x cores and finds the rest.
         let tuned = Config::default().with_cores(cores);
         systems.push(System::Gearshift {
-            label: "gearshift, nothing set (default controller)".into(),
+            label: systems::NOTHING_SET.into(),
             config: Box::new(tuned),
             switch_to: None,
             tuned: true,

@@ -71,7 +71,7 @@ pub async fn sweep(
         ));
         systems.push((k, System::Rayon { c: agents }));
     }
-    let default_label = "gearshift, nothing set (default controller)";
+    let default_label = crate::systems::NOTHING_SET;
     let mut list: Vec<System> = systems.iter().map(|(_, s)| s.clone()).collect();
     list.push(System::Gearshift {
         label: default_label.into(),

@@ -95,6 +95,10 @@ impl RunCtx {
     }
 }
 
+/// The label of a gearshift row with nothing set: its budgets run the
+/// default controller.
+pub const NOTHING_SET: &str = "gearshift, nothing set (default controller)";
+
 /// One system under test.
 #[derive(Debug, Clone)]
 pub enum System {

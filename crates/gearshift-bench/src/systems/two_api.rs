@@ -91,7 +91,7 @@ impl TwoApiSystem {
             TwoApiSystem::Gearshift {
                 plan: GearPlan::NothingSet,
                 ..
-            } => "gearshift, nothing set (default controller)".into(),
+            } => super::NOTHING_SET.into(),
         }
     }
 
