@@ -412,14 +412,14 @@ fn a_failure_cut_that_does_not_lower_the_share_is_undone_and_re_bases() {
 }
 
 #[test]
-fn doubling_windows_are_half_as_long_as_the_windows_after_it() {
+fn doubling_windows_last_a_latency_and_a_half() {
     let mut law = Gradient::with_params(GradientParams {
         min_window: Duration::from_millis(10),
         ..GradientParams::default()
     });
     // The mean latency of these windows is 1.1 x 100 ms = 110 ms.
     law.decide(&window(4, 40, 100.0));
-    assert_eq!(law.window(), Duration::from_millis(220), "2 latencies");
+    assert_eq!(law.window(), Duration::from_millis(165), "1.5 latencies");
     law.decide(&window(8, 80, 100.0));
     // Latency doubles: the doubling is over, the windows after the cut
     // read 4 latencies (the window length is set as a window begins).
@@ -429,12 +429,12 @@ fn doubling_windows_are_half_as_long_as_the_windows_after_it() {
     assert_eq!(law.window(), Duration::from_millis(528), "4 x 132 ms");
 
     // With the default `min_window` (200 ms), a fast API's doubling
-    // windows are still 2 latencies (of 11 ms), down to 20 ms.
+    // windows are still 1.5 latencies (of 22 ms), down to 20 ms.
     let mut law = Gradient::new();
-    law.decide(&window(4, 400, 10.0));
+    law.decide(&window(4, 400, 20.0));
     assert_eq!(
         law.window(),
-        Duration::from_millis(22),
+        Duration::from_millis(33),
         "{:?}",
         law.window()
     );

@@ -43,6 +43,12 @@ const Z: f64 = 2.0;
 const FIRST_WINDOW: Duration = Duration::from_millis(100);
 /// Shortest window while doubling.
 const SHORTEST_DOUBLING: Duration = Duration::from_millis(20);
+/// A window while doubling lasts this many mean latencies: one for most
+/// calls started at the new level to end, half of one more to read them.
+/// Shorter, the window after a raise reads mostly the calls begun before
+/// it; longer, each doubling on a slow API costs whole seconds of a start
+/// below the knee.
+const DOUBLING_LATENCIES: f64 = 1.5;
 
 /// The default control law of an API budget, in the family of TCP Vegas,
 /// Netflix's Gradient2 and Vector's adaptive request concurrency.
@@ -190,10 +196,10 @@ impl Tuner for Gradient {
             // Long enough for a few latencies, and for enough calls to
             // read the median to `PRECISION` (its error is sigma x
             // sqrt(1.57 / calls)). Doubling needs no precision, it stops
-            // at the first signal: half as many latencies, as TCP's slow
-            // start doubles every round trip.
+            // at the first signal (as TCP's slow start doubles every
+            // round trip).
             let latencies = if self.slow_start {
-                self.params.latencies_per_window / 2.0
+                DOUBLING_LATENCIES
             } else {
                 let calls = 1.57 * (r.sigma / PRECISION).powi(2);
                 self.params
