@@ -205,6 +205,33 @@ fn steady_failures_are_the_baseline_and_a_rise_above_it_cuts() {
 }
 
 #[test]
+fn a_share_too_small_for_one_window_is_pooled_over_the_windows_at_its_limit() {
+    // Healthy at 40, then an API past its knee drops 1 call in 30: in 300
+    // calls, 10 failed is within the noise of one window (3.3% against a
+    // margin of 2% plus two standard errors of 1.1%).
+    let mut law = healthy_at_40();
+    let dropping = || {
+        let mut w = window(40, 290, 20.0);
+        w.timeouts = 10;
+        w
+    };
+    let mut cut = None;
+    for i in 0..8 {
+        let d = law.decide(&dropping());
+        if d.api_permits.is_some() {
+            cut = Some((i, d));
+            break;
+        }
+    }
+    // Learnt window by window, the share would have become the baseline
+    // by the fifth window, and nothing would ever cut.
+    let (i, d) = cut.expect("the pooled share is overload");
+    assert!(i < 4, "cut only after {} windows", i + 1);
+    assert!(d.reason.contains("in the last"), "{}", d.reason);
+    assert!(d.reason.contains("baseline of 0.0%"), "{}", d.reason);
+}
+
+#[test]
 fn an_api_that_drops_from_the_first_call_is_cut_not_learnt_as_its_baseline() {
     // 16 calls at an API that serves 4 and drops the rest: from the first
     // window, three quarters of the calls time out, holding their slots.

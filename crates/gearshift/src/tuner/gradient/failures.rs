@@ -9,8 +9,9 @@ use crate::tuner::Decision;
 /// Windows whose median failure share is the baseline (a median, not the
 /// lowest: the lowest of noisy shares would make noise look like overload).
 const BASELINE_WINDOWS: usize = 8;
-/// Failed calls a window needs to cut: one failure is no share (the first
-/// fault of a steady mix, before any window taught the baseline).
+/// Failed calls a run of windows needs to cut: one failure is no share
+/// (the first fault of a steady mix, before any window taught the
+/// baseline).
 const MIN_FAILURES: f64 = 2.0;
 
 impl Gradient {
@@ -59,6 +60,7 @@ impl Gradient {
             if r.failure_share - halfway > Z * noise {
                 self.failures.clear();
                 self.failures.push_back(r.failure_share);
+                self.level = Level::default();
                 self.ceiling = ceiling;
                 let reason = format!(
                     "failures {:.1}% did not fall with the cut ({:.1}% before): not overload; \
@@ -78,19 +80,34 @@ impl Gradient {
         // Before any window, a healthy API fails nothing: failures from the
         // first windows are overload until a cut fails to lower them (an
         // API can be in collapse from the first call, its slots held by
-        // calls it dropped). A window counted as overload does not teach
-        // the baseline.
-        let baseline = median(&self.failures).unwrap_or(0.0);
-        if r.failure_share > baseline + self.params.failure_margin + Z * r.failure_se
-            && r.failure_share * r.ended >= MIN_FAILURES
-        {
+        // calls it dropped). A limit's failures are judged against the
+        // baseline learnt before it was reached (windows past the knee
+        // would otherwise teach their own overload as the norm), pooled
+        // over the run of windows above it: a share too small to stand out
+        // in one window stands out in a few.
+        let margin = self.params.failure_margin;
+        if (self.level.limit - self.limit).abs() >= 0.5 {
+            self.level = Level::new(self.limit, median(&self.failures).unwrap_or(0.0));
+        }
+        let baseline = self.level.baseline;
+        if r.failure_share <= baseline + margin {
+            self.level = Level::new(self.limit, baseline);
+        } else {
+            self.level.add(r);
+        }
+        let (share, share_se) = self.level.share();
+        if share > baseline + margin + Z * share_se && self.level.fails >= MIN_FAILURES {
+            let windows = match self.level.windows {
+                1 => String::new(),
+                n => format!(" in the last {n} windows"),
+            };
             // Failed calls held their slots (a timeout for its whole
             // length): the API took the share that did not fail beyond
             // the baseline.
-            let took = self.limit * (1.0 - (r.failure_share - baseline)).max(0.0);
+            let took = self.limit * (1.0 - (share - baseline)).max(0.0);
             let why = format!(
-                "failures {:.1}% over a baseline of {:.1}%",
-                r.failure_share * 100.0,
+                "failures {:.1}%{windows} over a baseline of {:.1}%",
+                share * 100.0,
                 baseline * 100.0
             );
             let (from, ceiling) = (self.limit, self.ceiling);
@@ -100,8 +117,8 @@ impl Gradient {
             self.probe = Some(Probe::Fail {
                 from,
                 at: self.clock,
-                share: r.failure_share,
-                share_se: r.failure_se,
+                share,
+                share_se,
                 expect,
                 ceiling,
             });
@@ -117,5 +134,44 @@ impl Gradient {
             self.failures.pop_front();
         }
         None
+    }
+}
+
+/// The run of windows at one limit whose failure share was over the
+/// margin, their failures pooled, and the baseline they are judged against
+/// (the one learnt before the limit was reached).
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Level {
+    limit: f64,
+    baseline: f64,
+    fails: f64,
+    ended: f64,
+    windows: usize,
+}
+
+impl Level {
+    fn new(limit: f64, baseline: f64) -> Level {
+        Level {
+            limit,
+            baseline,
+            ..Level::default()
+        }
+    }
+
+    fn add(&mut self, r: &Reading) {
+        self.fails += r.failure_share * r.ended;
+        self.ended += r.ended;
+        self.windows += 1;
+    }
+
+    /// The pooled share and its standard error (Laplace's, as a window's).
+    fn share(&self) -> (f64, f64) {
+        let share = if self.ended > 0.0 {
+            self.fails / self.ended
+        } else {
+            0.0
+        };
+        let p = (self.fails + 1.0) / (self.ended + 2.0);
+        (share, (p * (1.0 - p) / (self.ended + 2.0)).sqrt())
     }
 }

@@ -65,8 +65,9 @@ const DOUBLING_LATENCIES: f64 = 1.5;
 ///    neither gives one. That level is a ceiling for `ceiling_memory`.
 /// 2. **Failures above their baseline** (timeouts, resets, 5xx; the
 ///    baseline is the median share of recent windows of enough calls not
-///    counted as overload, 0 before any): cut to `backoff` x the share the
-///    API took.
+///    counted as overload, 0 before any; a limit's windows are judged
+///    against the baseline from before it, their failures pooled while
+///    over the margin): cut to `backoff` x the share the API took.
 ///    Until the failures ending began after the cut (a timeout ends its
 ///    whole length after its call began), the law holds. Then a cut after
 ///    which the share does not fall is undone, and the share
@@ -121,6 +122,9 @@ pub struct Gradient {
     /// Failure shares of recent windows not counted as overload; their
     /// median is the baseline (0 before any).
     failures: VecDeque<f64>,
+    /// The run of failing windows at the current limit and the baseline it
+    /// is judged against (failures.rs).
+    level: failures::Level,
     /// A level growth may not pass (ceiling.rs).
     ceiling: Option<Ceiling>,
     /// The last move, judged by the next window.
@@ -151,6 +155,7 @@ impl Gradient {
             blind: true,
             noload: None,
             failures: VecDeque::new(),
+            level: failures::Level::default(),
             ceiling: None,
             probe: None,
             clock: 0.0,
