@@ -57,6 +57,12 @@ async fn settles_just_under_a_hard_limit_without_calling_inside_retry_after() {
     // a 1 s pause: the law must settle near the limit, not far below it.
     let mut mock = MockConfig::with_latency(Duration::from_millis(10), None);
     mock.latency.hard_limit = Some(12);
+    // Requests the client sent before a 429 reached it are on the wire, not
+    // inside the window: on a loaded 2-core machine the 429 can take a few
+    // milliseconds to be parsed and to pause the stage (the 5 ms default
+    // counted 3 such calls in a CI run beside another job). A client that
+    // ignored the pause would still send hundreds in the rest of the second.
+    mock.retry_after_grace = Duration::from_millis(25);
     let api = MockApi::start_with_threads(mock, 2).unwrap();
     let snap = settle(&api, 2, 10..=12).await;
     assert!(
