@@ -2,7 +2,7 @@
 //! on the last failure cut. Its own file because the baseline (what the
 //! law learns) and the verdict (how it unlearns) belong together.
 
-use super::reading::{Reading, median};
+use super::reading::{Reading, median, share_se};
 use super::{Gradient, Probe, Z};
 use crate::tuner::Decision;
 
@@ -171,7 +171,6 @@ impl Level {
         } else {
             0.0
         };
-        let p = (self.fails + 1.0) / (self.ended + 2.0);
-        (share, (p * (1.0 - p) / (self.ended + 2.0)).sqrt())
+        (share, share_se(self.fails, self.ended))
     }
 }

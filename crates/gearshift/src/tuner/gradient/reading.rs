@@ -88,12 +88,7 @@ impl Reading {
                 _ => None,
             },
             failure_share: share,
-            failure_se: {
-                // Laplace's estimate for the spread: a share of 0 or 1
-                // from a few calls is not certain.
-                let p = (fails + 1.0) / (ended + 2.0);
-                (p * (1.0 - p) / (ended + 2.0)).sqrt()
-            },
+            failure_se: share_se(fails, ended),
         }
     }
 
@@ -108,6 +103,13 @@ impl Reading {
     pub(super) fn censored(&self, tolerance: f64) -> bool {
         self.ended < self.in_flight && self.running > 1.0 - 1.0 / tolerance
     }
+}
+
+/// The standard error of a share of `fails` in `ended` calls, by
+/// Laplace's estimate: a share of 0 or 1 from a few calls is not certain.
+pub(super) fn share_se(fails: f64, ended: f64) -> f64 {
+    let p = (fails + 1.0) / (ended + 2.0);
+    (p * (1.0 - p) / (ended + 2.0)).sqrt()
 }
 
 /// The median of `xs`; `None` when empty.
